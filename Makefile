@@ -1,0 +1,26 @@
+# Skein — developer targets. `make test` is the README's test command.
+GO ?= go
+PROTOC ?= protoc
+
+.PHONY: test test-unit test-e2e proto proto-check lint build install clean
+
+## test: everything CI runs (unit tier with -race, then the multi-process tier)
+test:
+	./scripts/test.sh
+
+test-unit:
+	$(GO) test -race -count=1 ./...
+
+## proto: regenerate the committed gRPC code
+proto:
+	./scripts/genproto.sh
+
+## build: static binaries into ./bin
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
+
+install:
+	$(GO) install ./cmd/...
+
+clean:
+	rm -rf bin
