@@ -69,12 +69,12 @@ func le16(b []byte) int16 { return int16(binary.LittleEndian.Uint16(b)) }
 func le32(b []byte) int32 { return int32(binary.LittleEndian.Uint32(b)) }
 func le64(b []byte) int64 { return int64(binary.LittleEndian.Uint64(b)) }
 
-func (v View) BaseOffset() int64    { return le64(v[offBaseOffset:]) }
-func (v View) Length() int32        { return le32(v[offLength:]) }
-func (v View) LeaderEpoch() int32   { return le32(v[offLeaderEpoch:]) }
-func (v View) MagicByte() byte      { return v[offMagic] }
-func (v View) CRC() uint32          { return binary.LittleEndian.Uint32(v[offCRC:]) }
-func (v View) Attributes() int16    { return le16(v[offAttributes:]) }
+func (v View) BaseOffset() int64  { return le64(v[offBaseOffset:]) }
+func (v View) Length() int32      { return le32(v[offLength:]) }
+func (v View) LeaderEpoch() int32 { return le32(v[offLeaderEpoch:]) }
+func (v View) MagicByte() byte    { return v[offMagic] }
+func (v View) CRC() uint32        { return binary.LittleEndian.Uint32(v[offCRC:]) }
+func (v View) Attributes() int16  { return le16(v[offAttributes:]) }
 func (v View) LastOffsetDelta() int32 {
 	return le32(v[offLastOffsetDelta:])
 }

@@ -34,15 +34,15 @@ func (r *Record) Size() int {
 // Builder accumulates records into one batch. It is not safe for concurrent
 // use; reuse it with Reset to avoid allocations.
 type Builder struct {
-	codec    Compression
-	recs     []byte // encoded records, uncompressed
-	count    int32
-	firstTS  int64
-	maxTS    int64
-	pid      int64
-	pepoch   int16
-	baseSeq  int32
-	scratch  [binary.MaxVarintLen64]byte
+	codec   Compression
+	recs    []byte // encoded records, uncompressed
+	count   int32
+	firstTS int64
+	maxTS   int64
+	pid     int64
+	pepoch  int16
+	baseSeq int32
+	scratch [binary.MaxVarintLen64]byte
 }
 
 // NewBuilder returns a builder for batches compressed with codec.
