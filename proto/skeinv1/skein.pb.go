@@ -85,14 +85,16 @@ type ErrorReason int32
 
 const (
 	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
-	// This broker does not lead the partition; leader_* name the one that does
-	// when known. Retriable after a metadata refresh.
+	// This broker does not lead the partition (code FAILED_PRECONDITION);
+	// leader_* name the one that does when known. Retriable after a metadata
+	// refresh.
 	ErrorReason_NOT_LEADER ErrorReason = 1
 	// The request's leader epoch is older than the partition's.
 	ErrorReason_FENCED_LEADER_EPOCH ErrorReason = 2
 	// The request's leader epoch is newer than this broker knows.
 	ErrorReason_UNKNOWN_LEADER_EPOCH ErrorReason = 3
-	// Conditional append mismatch; next_offset is the actual log end offset.
+	// Conditional append mismatch (code ABORTED); next_offset is the actual
+	// log end offset.
 	ErrorReason_OFFSET_MISMATCH ErrorReason = 4
 	// Fewer in-sync replicas than min_insync_replicas. Retriable.
 	ErrorReason_NOT_ENOUGH_REPLICAS ErrorReason = 5
@@ -1119,8 +1121,9 @@ type ProduceRequest struct {
 	// deposed leader unknowingly.
 	LeaderEpoch int32 `protobuf:"varint,6,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
 	// Conditional append: append only if the partition's log end offset is
-	// exactly this value; otherwise fail with FAILED_PRECONDITION, reason
-	// OFFSET_MISMATCH, and ErrorDetail.next_offset set to the actual value.
+	// exactly this value; otherwise fail with ABORTED, reason OFFSET_MISMATCH,
+	// and ErrorDetail.next_offset set to the actual value. Nothing is
+	// appended then: read, decide again, and retry with the new offset.
 	ExpectedOffset *int64 `protobuf:"varint,7,opt,name=expected_offset,json=expectedOffset,proto3,oneof" json:"expected_offset,omitempty"`
 	// One record batch (proto/batch format). The broker sets its base offset
 	// and leader epoch.
