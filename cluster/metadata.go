@@ -1,0 +1,298 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+)
+
+// BrokerInfo is what a broker tells the cluster about itself.
+type BrokerInfo struct {
+	ID   int32  `json:"id"`
+	Addr string `json:"addr"` // advertised client gRPC address
+	Rack string `json:"rack,omitempty"`
+}
+
+// TopicConfig is a topic's resolved configuration (no zero "defaults").
+type TopicConfig struct {
+	Partitions        int32 `json:"partitions"`
+	ReplicationFactor int32 `json:"replication_factor"`
+	MinInsyncReplicas int32 `json:"min_insync_replicas"`
+	RetentionMs       int64 `json:"retention_ms"`    // -1: forever
+	RetentionBytes    int64 `json:"retention_bytes"` // -1: unlimited
+	MaxRecordBytes    int32 `json:"max_record_bytes"`
+}
+
+// PartitionMeta is one partition's placement and leadership.
+type PartitionMeta struct {
+	Partition   int32   `json:"partition"`
+	Replicas    []int32 `json:"replicas"`
+	Leader      int32   `json:"leader"` // -1: none
+	LeaderEpoch int32   `json:"leader_epoch"`
+	ISR         []int32 `json:"isr"`
+}
+
+// Topic is a topic's committed metadata.
+type Topic struct {
+	Name       string          `json:"name"`
+	ID         string          `json:"id"`
+	Config     TopicConfig     `json:"config"`
+	Partitions []PartitionMeta `json:"partitions"`
+}
+
+// Snapshot is an immutable view of the cluster metadata. Never modify one
+// you were given; Clone it.
+type Snapshot struct {
+	Version      uint64           `json:"version"`
+	ClusterID    string           `json:"cluster_id"`
+	ControllerID int32            `json:"controller_id"`
+	Brokers      []BrokerInfo     `json:"brokers"`
+	Topics       map[string]Topic `json:"topics"`
+}
+
+// Clone returns a deep copy.
+func (s *Snapshot) Clone() *Snapshot {
+	c := *s
+	c.Brokers = slices.Clone(s.Brokers)
+	c.Topics = make(map[string]Topic, len(s.Topics))
+	for n, t := range s.Topics {
+		t.Partitions = slices.Clone(t.Partitions)
+		for i := range t.Partitions {
+			t.Partitions[i].Replicas = slices.Clone(t.Partitions[i].Replicas)
+			t.Partitions[i].ISR = slices.Clone(t.Partitions[i].ISR)
+		}
+		c.Topics[n] = t
+	}
+	return &c
+}
+
+// Broker returns the broker with id, if known.
+func (s *Snapshot) Broker(id int32) (BrokerInfo, bool) {
+	for _, b := range s.Brokers {
+		if b.ID == id {
+			return b, true
+		}
+	}
+	return BrokerInfo{}, false
+}
+
+// TopicNames returns the topic names, sorted.
+func (s *Snapshot) TopicNames() []string {
+	names := make([]string, 0, len(s.Topics))
+	for n := range s.Topics {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// TopicSpec is a create-topic request; zero or negative-one fields as
+// documented take the defaults in Defaults.
+type TopicSpec struct {
+	Name              string
+	Partitions        int32  // 0: default
+	ReplicationFactor int32  // 0: default
+	MinInsyncReplicas *int32 // nil: min(2, replication factor)
+	RetentionMs       *int64 // nil: default
+	RetentionBytes    *int64 // nil: default
+	MaxRecordBytes    *int32 // nil: default
+}
+
+// Defaults for topic configuration.
+type Defaults struct {
+	Partitions        int32
+	ReplicationFactor int32
+	RetentionMs       int64
+	RetentionBytes    int64
+	MaxRecordBytes    int32
+	// MaxRecordBytesLimit is the largest max.record.bytes a topic may set
+	// (bounded by the broker's request size).
+	MaxRecordBytesLimit int32
+	// MaxPartitions bounds partitions per topic.
+	MaxPartitions int32
+}
+
+// DefaultDefaults are Kafka's: 1 partition, 7 days, unlimited size, 1 MiB records.
+func DefaultDefaults() Defaults {
+	return Defaults{
+		Partitions:          1,
+		ReplicationFactor:   1,
+		RetentionMs:         7 * 24 * 3600 * 1000,
+		RetentionBytes:      -1,
+		MaxRecordBytes:      1 << 20,
+		MaxRecordBytesLimit: 15 << 20,
+		MaxPartitions:       10000,
+	}
+}
+
+// Errors from metadata validation and changes.
+var (
+	ErrInvalidTopic  = errors.New("invalid topic name")
+	ErrInvalidConfig = errors.New("invalid topic configuration")
+	ErrTopicExists   = errors.New("topic already exists")
+	ErrUnknownTopic  = errors.New("unknown topic")
+)
+
+// ValidateTopicName enforces [a-zA-Z0-9._-]{1,249}, not "." or "..", no
+// leading "-", no reserved "__" prefix. Topic names become directory names,
+// so this is also what keeps path tricks out of the data directory.
+func ValidateTopicName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: the name is empty", ErrInvalidTopic)
+	case len(name) > 249:
+		return fmt.Errorf("%w: %d characters, at most 249", ErrInvalidTopic, len(name))
+	case name == "." || name == "..":
+		return fmt.Errorf("%w: %q is not allowed", ErrInvalidTopic, name)
+	case name[0] == '-':
+		return fmt.Errorf("%w: %q starts with '-'", ErrInvalidTopic, name)
+	case len(name) >= 2 && name[:2] == "__":
+		return fmt.Errorf("%w: %q: names starting with \"__\" are reserved", ErrInvalidTopic, name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: %q has %q at position %d; use letters, digits, '.', '_' and '-'", ErrInvalidTopic, name, c, i)
+		}
+	}
+	return nil
+}
+
+// ResolveConfig applies defaults to spec and checks it against the number of
+// brokers available. Pure.
+func ResolveConfig(spec TopicSpec, d Defaults, brokers int) (TopicConfig, error) {
+	if err := ValidateTopicName(spec.Name); err != nil {
+		return TopicConfig{}, err
+	}
+	c := TopicConfig{
+		Partitions:        spec.Partitions,
+		ReplicationFactor: spec.ReplicationFactor,
+		RetentionMs:       d.RetentionMs,
+		RetentionBytes:    d.RetentionBytes,
+		MaxRecordBytes:    d.MaxRecordBytes,
+	}
+	if c.Partitions == 0 {
+		c.Partitions = d.Partitions
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = d.ReplicationFactor
+	}
+	if c.Partitions < 1 || c.Partitions > d.MaxPartitions {
+		return c, fmt.Errorf("%w: partitions %d: must be between 1 and %d", ErrInvalidConfig, c.Partitions, d.MaxPartitions)
+	}
+	if c.ReplicationFactor < 1 {
+		return c, fmt.Errorf("%w: replication factor %d: must be at least 1", ErrInvalidConfig, c.ReplicationFactor)
+	}
+	if int(c.ReplicationFactor) > brokers {
+		return c, fmt.Errorf("%w: replication factor %d is more than the %d broker(s) in the cluster", ErrInvalidConfig, c.ReplicationFactor, brokers)
+	}
+	c.MinInsyncReplicas = min(2, c.ReplicationFactor)
+	if spec.MinInsyncReplicas != nil {
+		c.MinInsyncReplicas = *spec.MinInsyncReplicas
+	}
+	if c.MinInsyncReplicas < 1 || c.MinInsyncReplicas > c.ReplicationFactor {
+		return c, fmt.Errorf("%w: min.insync.replicas %d: must be between 1 and the replication factor %d", ErrInvalidConfig, c.MinInsyncReplicas, c.ReplicationFactor)
+	}
+	if spec.RetentionMs != nil {
+		c.RetentionMs = *spec.RetentionMs
+	}
+	if c.RetentionMs != -1 && c.RetentionMs < 1 {
+		return c, fmt.Errorf("%w: retention.ms %d: must be positive, or -1 to keep records forever", ErrInvalidConfig, c.RetentionMs)
+	}
+	if spec.RetentionBytes != nil {
+		c.RetentionBytes = *spec.RetentionBytes
+	}
+	if c.RetentionBytes != -1 && c.RetentionBytes < 1 {
+		return c, fmt.Errorf("%w: retention.bytes %d: must be positive, or -1 for no size limit", ErrInvalidConfig, c.RetentionBytes)
+	}
+	if spec.MaxRecordBytes != nil {
+		c.MaxRecordBytes = *spec.MaxRecordBytes
+	}
+	if c.MaxRecordBytes < 1 || c.MaxRecordBytes > d.MaxRecordBytesLimit {
+		return c, fmt.Errorf("%w: max.record.bytes %d: must be between 1 and %d (the broker's request size limit)", ErrInvalidConfig, c.MaxRecordBytes, d.MaxRecordBytesLimit)
+	}
+	return c, nil
+}
+
+// AssignReplicas places partitions on brokers: leaders round-robin from a
+// start index, and each partition's followers on the next brokers in an
+// order that alternates racks when brokers have them. Pure; brokers are
+// sorted by id first, so the result depends only on its inputs.
+func AssignReplicas(brokers []BrokerInfo, partitions, rf int32, start int) [][]int32 {
+	bs := slices.Clone(brokers)
+	sort.Slice(bs, func(i, j int) bool { return bs[i].ID < bs[j].ID })
+	bs = rackAlternating(bs)
+	n := len(bs)
+	out := make([][]int32, partitions)
+	for p := range partitions {
+		first := (start + int(p)) % n
+		// Shift followers by p/n so replicas of consecutive rounds differ.
+		shift := 1 + (int(p)/n)%max(1, n-1)
+		reps := []int32{bs[first].ID}
+		for r := 1; r < int(rf); r++ {
+			reps = append(reps, bs[(first+shift+r-1)%n].ID)
+		}
+		out[p] = dedupe(reps, bs, first)
+	}
+	return out
+}
+
+// dedupe replaces repeated brokers (possible when shift wraps) with the next
+// unused ones, keeping the leader first.
+func dedupe(reps []int32, bs []BrokerInfo, first int) []int32 {
+	seen := map[int32]bool{}
+	out := reps[:0]
+	for _, r := range reps {
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	for i := 1; len(out) < len(reps) && i <= len(bs); i++ {
+		id := bs[(first+i)%len(bs)].ID
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// rackAlternating orders brokers so consecutive ones are on different racks
+// where possible (Kafka's rack-aware assignment idea).
+func rackAlternating(bs []BrokerInfo) []BrokerInfo {
+	byRack := map[string][]BrokerInfo{}
+	var racks []string
+	for _, b := range bs {
+		if _, ok := byRack[b.Rack]; !ok {
+			racks = append(racks, b.Rack)
+		}
+		byRack[b.Rack] = append(byRack[b.Rack], b)
+	}
+	if len(racks) <= 1 {
+		return bs
+	}
+	sort.Strings(racks)
+	out := make([]BrokerInfo, 0, len(bs))
+	for len(out) < len(bs) {
+		for _, r := range racks {
+			if l := byRack[r]; len(l) > 0 {
+				out = append(out, l[0])
+				byRack[r] = l[1:]
+			}
+		}
+	}
+	return out
+}
+
+// NewID returns a random 128-bit id in hex, for topics and clusters.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,140 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestValidateTopicName(t *testing.T) {
+	good := []string{"a", "orders", "Orders.v2", "a_b-c", "x-", "_x", strings.Repeat("a", 249), "a..b"}
+	bad := []string{"", ".", "..", "../x", "a/b", "a\x00b", "-x", "__consumer", "a b", "naïve", strings.Repeat("a", 250), "a\\b", "ab:c"}
+	for _, n := range good {
+		if err := ValidateTopicName(n); err != nil {
+			t.Errorf("%q refused: %v", n, err)
+		}
+	}
+	for _, n := range bad {
+		if err := ValidateTopicName(n); !errors.Is(err, ErrInvalidTopic) {
+			t.Errorf("%q accepted (%v)", n, err)
+		}
+	}
+}
+
+func i32(v int32) *int32 { return &v }
+func i64(v int64) *int64 { return &v }
+
+func TestResolveConfig(t *testing.T) {
+	d := DefaultDefaults()
+	c, err := ResolveConfig(TopicSpec{Name: "t"}, d, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Partitions != 1 || c.ReplicationFactor != 1 || c.MinInsyncReplicas != 1 || c.RetentionMs != 604800000 || c.RetentionBytes != -1 || c.MaxRecordBytes != 1<<20 {
+		t.Fatalf("defaults: %+v", c)
+	}
+	c, err = ResolveConfig(TopicSpec{Name: "t", Partitions: 6, ReplicationFactor: 3}, d, 3)
+	if err != nil || c.MinInsyncReplicas != 2 {
+		t.Fatalf("rf 3: %+v %v", c, err)
+	}
+	bad := []TopicSpec{
+		{Name: "t", Partitions: -1},
+		{Name: "t", Partitions: d.MaxPartitions + 1},
+		{Name: "t", ReplicationFactor: 2},         // one broker
+		{Name: "t", MinInsyncReplicas: i32(2)},    // > rf
+		{Name: "t", MinInsyncReplicas: i32(0)},    // < 1
+		{Name: "t", RetentionMs: i64(0)},          // would delete at once
+		{Name: "t", RetentionBytes: i64(-2)},      // not -1
+		{Name: "t", MaxRecordBytes: i32(0)},       // nothing fits
+		{Name: "t", MaxRecordBytes: i32(1 << 30)}, // over the request limit
+	}
+	for _, s := range bad {
+		if _, err := ResolveConfig(s, d, 1); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%+v accepted (%v)", s, err)
+		}
+	}
+	if _, err := ResolveConfig(TopicSpec{Name: "../x"}, d, 1); !errors.Is(err, ErrInvalidTopic) {
+		t.Errorf("bad name accepted: %v", err)
+	}
+}
+
+func TestAssignReplicasSpreadsLeaders(t *testing.T) {
+	brokers := []BrokerInfo{{ID: 3, Rack: "b"}, {ID: 1, Rack: "a"}, {ID: 2, Rack: "a"}, {ID: 4, Rack: "b"}}
+	asg := AssignReplicas(brokers, 8, 3, 0)
+	leaders := map[int32]int{}
+	for p, reps := range asg {
+		if len(reps) != 3 {
+			t.Fatalf("partition %d: %v", p, reps)
+		}
+		seen := map[int32]bool{}
+		racks := map[string]bool{}
+		for _, r := range reps {
+			if seen[r] {
+				t.Fatalf("partition %d repeats broker %d: %v", p, r, reps)
+			}
+			seen[r] = true
+			for _, b := range brokers {
+				if b.ID == r {
+					racks[b.Rack] = true
+				}
+			}
+		}
+		if len(racks) != 2 {
+			t.Fatalf("partition %d on one rack: %v", p, reps)
+		}
+		leaders[reps[0]]++
+	}
+	for id, n := range leaders {
+		if n != 2 {
+			t.Fatalf("broker %d leads %d of 8 partitions: %v", id, n, leaders)
+		}
+	}
+	if got := AssignReplicas(brokers[:1], 3, 1, 5); len(got) != 3 || got[2][0] != 3 {
+		t.Fatalf("single broker: %v", got)
+	}
+}
+
+func TestStandalonePersists(t *testing.T) {
+	dir := t.TempDir()
+	self := BrokerInfo{ID: 7, Addr: "127.0.0.1:1"}
+	s, err := OpenStandalone(dir, self, DefaultDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := s.Changes()
+	top, err := s.CreateTopic(context.Background(), TopicSpec{Name: "orders", Partitions: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	default:
+		t.Fatal("no change notification")
+	}
+	if _, err := s.CreateTopic(context.Background(), TopicSpec{Name: "orders"}); !errors.Is(err, ErrTopicExists) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	if _, err := s.CreateTopic(context.Background(), TopicSpec{Name: "x", ReplicationFactor: 3}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("rf 3 on one broker: %v", err)
+	}
+	self.Addr = "127.0.0.1:2"
+	s2, err := OpenStandalone(dir, self, DefaultDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := s2.Snapshot()
+	got, ok := snap.Topics["orders"]
+	if !ok || got.ID != top.ID || len(got.Partitions) != 3 || got.Partitions[2].Leader != 7 {
+		t.Fatalf("after reopen: %+v", got)
+	}
+	if b, _ := snap.Broker(7); b.Addr != "127.0.0.1:2" {
+		t.Fatalf("advertised address not refreshed: %+v", snap.Brokers)
+	}
+	if err := s2.DeleteTopic(context.Background(), "orders"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.DeleteTopic(context.Background(), "orders"); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("delete twice: %v", err)
+	}
+}
