@@ -1,0 +1,150 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/skeinlog/skein/cluster"
+)
+
+// Config configures one broker. Start from DefaultConfig.
+type Config struct {
+	// NodeID is this broker's id, stored in the data directory on first
+	// start; a data directory that belongs to another id is refused.
+	NodeID int32
+	// DataDir holds the metadata and every partition's log.
+	DataDir string
+	// Addr is the client gRPC listen address. Port 0 picks a free port.
+	Addr string
+	// AdvertiseAddr is the address clients are told to use; default: the
+	// bound Addr.
+	AdvertiseAddr string
+	// HTTPAddr serves /metrics, /healthz, /readyz and /debug/pprof; "" off.
+	HTTPAddr string
+	// GossipAddr and RaftAddr are the cluster ports (memberlist and Raft).
+	// A single broker does not open them yet.
+	GossipAddr string
+	RaftAddr   string
+	// Join lists gossip addresses of brokers to join.
+	Join []string
+	// Rack labels the broker for rack-aware replica placement.
+	Rack string
+
+	// MaxRequestBytes bounds one gRPC request; larger ones fail with
+	// RESOURCE_EXHAUSTED before the broker reads them (default 16 MiB).
+	MaxRequestBytes int
+	// SegmentBytes is the target size of log segment files (default 16 MiB).
+	SegmentBytes int
+	// UnsafeNoFsync acknowledges writes before they reach the disk: a crash
+	// of the machine loses acknowledged records. For throwaway benchmarks only.
+	UnsafeNoFsync bool
+	// Topic defaults (partitions, retention, record size).
+	TopicDefaults cluster.Defaults
+	// RetentionCheckInterval is how often retention runs (default 5 m).
+	RetentionCheckInterval time.Duration
+	// ShutdownTimeout bounds the graceful part of a shutdown (default 10 s).
+	ShutdownTimeout time.Duration
+	// OpenConcurrency is how many partitions open at once at start (default 4).
+	OpenConcurrency int
+
+	Logger *slog.Logger
+}
+
+// DefaultConfig is a single broker on 127.0.0.1 with data under ./data.
+func DefaultConfig() Config {
+	return Config{
+		NodeID:                 1,
+		DataDir:                "./data",
+		Addr:                   "127.0.0.1:9420",
+		GossipAddr:             "127.0.0.1:9421",
+		RaftAddr:               "127.0.0.1:9422",
+		HTTPAddr:               "127.0.0.1:9423",
+		MaxRequestBytes:        16 << 20,
+		SegmentBytes:           16 << 20,
+		TopicDefaults:          cluster.DefaultDefaults(),
+		RetentionCheckInterval: 5 * time.Minute,
+		ShutdownTimeout:        10 * time.Second,
+		OpenConcurrency:        4,
+	}
+}
+
+// validate fills zero values from DefaultConfig and rejects contradictions.
+func (c *Config) validate() error {
+	d := DefaultConfig()
+	if c.DataDir == "" {
+		return errors.New("config: data directory is empty")
+	}
+	if c.NodeID < 0 {
+		return fmt.Errorf("config: node id %d: must be 0 or more", c.NodeID)
+	}
+	if c.Addr == "" {
+		c.Addr = d.Addr
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("config: --addr %q: want host:port: %v", c.Addr, err)
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
+			return fmt.Errorf("config: --advertise-addr %q: want host:port: %v", c.AdvertiseAddr, err)
+		}
+	}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			return fmt.Errorf("config: --http-addr %q: want host:port: %v", c.HTTPAddr, err)
+		}
+	}
+	for _, a := range []struct{ flag, v string }{{"--gossip-addr", c.GossipAddr}, {"--raft-addr", c.RaftAddr}} {
+		if a.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return fmt.Errorf("config: %s %q: want host:port: %v", a.flag, a.v, err)
+		}
+	}
+	if len(c.Join) > 0 {
+		return errors.New("config: --join: this build of skein runs a single broker; clustering is not available yet")
+	}
+	if len(c.Rack) > 64 {
+		return fmt.Errorf("config: --rack is %d bytes, at most 64", len(c.Rack))
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = d.MaxRequestBytes
+	}
+	if c.MaxRequestBytes < 64<<10 {
+		return fmt.Errorf("config: max request bytes %d: at least 64 KiB", c.MaxRequestBytes)
+	}
+	if c.SegmentBytes == 0 {
+		c.SegmentBytes = d.SegmentBytes
+	}
+	if c.SegmentBytes < 4096 {
+		return fmt.Errorf("config: segment bytes %d: at least 4096", c.SegmentBytes)
+	}
+	if c.TopicDefaults == (cluster.Defaults{}) {
+		c.TopicDefaults = d.TopicDefaults
+	}
+	// A record must fit in a request with its batch and request overhead.
+	if lim := int32(c.MaxRequestBytes - 64<<10); c.TopicDefaults.MaxRecordBytesLimit == 0 || c.TopicDefaults.MaxRecordBytesLimit > lim {
+		c.TopicDefaults.MaxRecordBytesLimit = lim
+	}
+	if c.TopicDefaults.MaxRecordBytes > c.TopicDefaults.MaxRecordBytesLimit {
+		return fmt.Errorf("config: default max record bytes %d does not fit in max request bytes %d",
+			c.TopicDefaults.MaxRecordBytes, c.MaxRequestBytes)
+	}
+	if c.RetentionCheckInterval <= 0 {
+		c.RetentionCheckInterval = d.RetentionCheckInterval
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = d.ShutdownTimeout
+	}
+	if c.OpenConcurrency <= 0 {
+		c.OpenConcurrency = d.OpenConcurrency
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return nil
+}

@@ -1,0 +1,423 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/skeinlog/skein/cluster"
+	"github.com/skeinlog/skein/partition"
+	pb "github.com/skeinlog/skein/proto/skeinv1"
+)
+
+// server implements the public gRPC service over a Broker.
+type server struct {
+	pb.UnimplementedSkeinServer
+	b *Broker
+}
+
+const (
+	defaultFetchMaxBytes = 1 << 20
+	minFetchMaxBytes     = 1 << 10
+	maxFetchMaxBytes     = 16 << 20
+	defaultFetchWait     = 500 * time.Millisecond
+	minFetchWait         = 10 * time.Millisecond
+	maxFetchWait         = 30 * time.Second
+	maxProduceTimeout    = 5 * time.Minute
+	// streamInFlight bounds the produce requests one stream may have
+	// waiting for an answer; past it the broker stops reading the stream
+	// and HTTP/2 flow control holds the client back.
+	streamInFlight = 1024
+)
+
+// ---- topics and metadata ----------------------------------------------------
+
+func (s *server) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*pb.CreateTopicResponse, error) {
+	spec := cluster.TopicSpec{
+		Name:              req.Name,
+		Partitions:        req.Partitions,
+		ReplicationFactor: req.ReplicationFactor,
+		MinInsyncReplicas: req.MinInsyncReplicas,
+		RetentionMs:       req.RetentionMs,
+		RetentionBytes:    req.RetentionBytes,
+		MaxRecordBytes:    req.MaxRecordBytes,
+	}
+	if req.Partitions < 0 {
+		return nil, toStatus(invalid("partitions %d: must be at least 1", req.Partitions))
+	}
+	if req.ReplicationFactor < 0 {
+		return nil, toStatus(invalid("replication factor %d: must be at least 1", req.ReplicationFactor))
+	}
+	t, err := s.b.ctrl.CreateTopic(ctx, spec)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	// Open the local replicas before answering, so a produce right after
+	// CreateTopic finds them.
+	if err := s.b.reconcile(s.b.ctrl.Snapshot()); err != nil {
+		return nil, toStatus(err)
+	}
+	s.b.log.Info("topic created", "topic", t.Name, "partitions", t.Config.Partitions, "replication_factor", t.Config.ReplicationFactor)
+	return &pb.CreateTopicResponse{Topic: topicToPB(t)}, nil
+}
+
+func (s *server) DeleteTopic(ctx context.Context, req *pb.DeleteTopicRequest) (*pb.DeleteTopicResponse, error) {
+	if err := cluster.ValidateTopicName(req.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.b.ctrl.DeleteTopic(ctx, req.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.b.reconcile(s.b.ctrl.Snapshot()); err != nil {
+		return nil, toStatus(err)
+	}
+	s.b.log.Info("topic deleted", "topic", req.Name)
+	return &pb.DeleteTopicResponse{}, nil
+}
+
+func (s *server) ListTopics(ctx context.Context, req *pb.ListTopicsRequest) (*pb.ListTopicsResponse, error) {
+	snap := s.b.snapshot()
+	resp := &pb.ListTopicsResponse{}
+	for _, name := range snap.TopicNames() {
+		resp.Topics = append(resp.Topics, topicToPB(snap.Topics[name]))
+	}
+	return resp, nil
+}
+
+func (s *server) DescribeTopic(ctx context.Context, req *pb.DescribeTopicRequest) (*pb.DescribeTopicResponse, error) {
+	snap := s.b.snapshot()
+	t, ok := snap.Topics[req.Name]
+	if !ok {
+		_, _, _, err := s.b.lookup(req.Name, 0)
+		return nil, toStatus(err)
+	}
+	resp := &pb.DescribeTopicResponse{Topic: topicToPB(t)}
+	for _, pm := range t.Partitions {
+		ps := &pb.PartitionStatus{
+			Partition: pm.Partition, Leader: pm.Leader, LeaderEpoch: pm.LeaderEpoch,
+			Replicas: pm.Replicas, Isr: pm.ISR,
+			LogStartOffset: -1, HighWatermark: -1, LogEndOffset: -1, SizeBytes: -1,
+		}
+		s.b.mu.RLock()
+		r := s.b.replicas[tp{t.Name, pm.Partition}]
+		s.b.mu.RUnlock()
+		if r != nil {
+			st := r.p.State()
+			ps.LogStartOffset, ps.HighWatermark, ps.LogEndOffset, ps.SizeBytes = st.LogStartOffset, st.HighWatermark, st.LogEndOffset, st.SizeBytes
+		} else {
+			ps.Error = "this broker holds no replica of the partition"
+		}
+		resp.Partitions = append(resp.Partitions, ps)
+	}
+	return resp, nil
+}
+
+func (s *server) Metadata(ctx context.Context, req *pb.MetadataRequest) (*pb.MetadataResponse, error) {
+	snap := s.b.snapshot()
+	resp := &pb.MetadataResponse{ClusterId: snap.ClusterID, ControllerId: snap.ControllerID}
+	for _, bi := range snap.Brokers {
+		resp.Brokers = append(resp.Brokers, &pb.BrokerInfo{Id: bi.ID, Addr: bi.Addr, Rack: bi.Rack})
+	}
+	names := req.Topics
+	if len(names) == 0 {
+		names = snap.TopicNames()
+	}
+	for _, n := range names {
+		t, ok := snap.Topics[n]
+		if !ok {
+			_, _, _, err := s.b.lookup(n, 0)
+			return nil, toStatus(err)
+		}
+		resp.Topics = append(resp.Topics, topicToPB(t))
+	}
+	return resp, nil
+}
+
+func topicToPB(t cluster.Topic) *pb.TopicMetadata {
+	m := &pb.TopicMetadata{
+		Name:    t.Name,
+		TopicId: t.ID,
+		Config: &pb.TopicConfig{
+			Partitions:        t.Config.Partitions,
+			ReplicationFactor: t.Config.ReplicationFactor,
+			MinInsyncReplicas: t.Config.MinInsyncReplicas,
+			RetentionMs:       t.Config.RetentionMs,
+			RetentionBytes:    t.Config.RetentionBytes,
+			MaxRecordBytes:    t.Config.MaxRecordBytes,
+		},
+	}
+	for _, pm := range t.Partitions {
+		m.Partitions = append(m.Partitions, &pb.PartitionMetadata{
+			Partition: pm.Partition, Leader: pm.Leader, LeaderEpoch: pm.LeaderEpoch,
+			Replicas: pm.Replicas, Isr: pm.ISR,
+		})
+	}
+	return m
+}
+
+// ---- produce ----------------------------------------------------------------
+
+// produce starts one produce request; done runs exactly once with the
+// response (error inside), possibly on another goroutine, and must not block.
+func (s *server) produce(req *pb.ProduceRequest, done func(*pb.ProduceResponse)) {
+	fail := func(err error) {
+		done(&pb.ProduceResponse{CorrelationId: req.CorrelationId, BaseOffset: -1, LogStartOffset: -1, Error: errorDetail(err)})
+	}
+	select {
+	case <-s.b.stopping:
+		fail(errShuttingDown)
+		return
+	default:
+	}
+	var acks partition.Acks
+	switch req.Acks {
+	case pb.Acks_ACKS_ALL:
+		acks = partition.AcksAll
+	case pb.Acks_ACKS_LEADER, pb.Acks_ACKS_NONE:
+		acks = partition.AcksLeader
+	default:
+		fail(invalid("acks %d: want ACKS_ALL (0), ACKS_LEADER (1) or ACKS_NONE (2)", req.Acks))
+		return
+	}
+	if req.TimeoutMs < 0 {
+		fail(invalid("timeout_ms %d: must not be negative", req.TimeoutMs))
+		return
+	}
+	if req.LeaderEpoch < -1 {
+		fail(invalid("leader_epoch %d: -1 (any) or a known epoch", req.LeaderEpoch))
+		return
+	}
+	expected := int64(-1)
+	if req.ExpectedOffset != nil {
+		if *req.ExpectedOffset < 0 {
+			fail(invalid("expected_offset %d: must not be negative", *req.ExpectedOffset))
+			return
+		}
+		expected = *req.ExpectedOffset
+	}
+	r, err := s.b.leaderReplica(req.Topic, req.Partition)
+	if err != nil {
+		fail(err)
+		return
+	}
+	timeout := min(time.Duration(req.TimeoutMs)*time.Millisecond, maxProduceTimeout)
+	n := len(req.Batch)
+	r.p.Enqueue(partition.AppendRequest{
+		Batch:          req.Batch,
+		LeaderEpoch:    req.LeaderEpoch,
+		ExpectedOffset: expected,
+		Acks:           acks,
+		Timeout:        timeout,
+	}, func(res partition.AppendResult, err error) {
+		if err != nil {
+			s.b.metrics.produceFailed(err)
+			fail(err)
+			return
+		}
+		s.b.metrics.produced(res.LastOffset-res.BaseOffset+1, n)
+		done(&pb.ProduceResponse{CorrelationId: req.CorrelationId, BaseOffset: res.BaseOffset, LogStartOffset: res.LogStartOffset})
+	})
+}
+
+func (s *server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.ProduceResponse, error) {
+	ch := make(chan *pb.ProduceResponse, 1)
+	s.produce(req, func(r *pb.ProduceResponse) { ch <- r })
+	select {
+	case r := <-ch:
+		if r.Error != nil {
+			return nil, detailStatus(r.Error)
+		}
+		return r, nil
+	case <-ctx.Done():
+		return nil, toStatus(ctx.Err())
+	}
+}
+
+func (s *server) ProduceStream(stream pb.Skein_ProduceStreamServer) error {
+	ctx := stream.Context()
+	// One goroutine reads the stream so this handler can also watch for
+	// shutdown; requests are started in the order they arrive.
+	reqs := make(chan *pb.ProduceRequest)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	out := make(chan *pb.ProduceResponse, streamInFlight)
+	slots := make(chan struct{}, streamInFlight)
+	var inflight sync.WaitGroup
+	sendErr := make(chan error, 1)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		var failed bool
+		for r := range out {
+			if !failed {
+				if err := stream.Send(r); err != nil {
+					failed = true
+					sendErr <- err
+				}
+			}
+			<-slots
+		}
+	}()
+	finish := func(err error) error {
+		inflight.Wait()
+		close(out)
+		<-sent
+		select {
+		case serr := <-sendErr:
+			if err == nil {
+				err = serr
+			}
+		default:
+		}
+		return err
+	}
+	for {
+		select {
+		case req := <-reqs:
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return finish(ctx.Err())
+			}
+			inflight.Add(1)
+			s.produce(req, func(r *pb.ProduceResponse) {
+				out <- r
+				inflight.Done()
+			})
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) {
+				return finish(nil)
+			}
+			return finish(err)
+		case <-s.b.stopping:
+			return finish(toStatus(errShuttingDown))
+		case err := <-sendErr:
+			return finish(err)
+		}
+	}
+}
+
+// ---- fetch ------------------------------------------------------------------
+
+func clampDuration(ms int32, def, lo, hi time.Duration) time.Duration {
+	if ms <= 0 {
+		return def
+	}
+	return max(lo, min(hi, time.Duration(ms)*time.Millisecond))
+}
+
+func (s *server) Fetch(req *pb.FetchRequest, stream pb.Skein_FetchServer) error {
+	ctx := stream.Context()
+	maxBytes := int(req.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = defaultFetchMaxBytes
+	}
+	maxBytes = max(minFetchMaxBytes, min(maxFetchMaxBytes, maxBytes))
+	wait := clampDuration(req.MaxWaitMs, defaultFetchWait, minFetchWait, maxFetchWait)
+	if req.Offset < 0 {
+		return toStatus(invalid("offset %d: must not be negative (use ListOffsets to resolve earliest/latest)", req.Offset))
+	}
+	r, err := s.b.leaderReplica(req.Topic, req.Partition)
+	if err != nil {
+		return toStatus(err)
+	}
+	p := r.p
+	if req.LeaderEpoch >= 0 {
+		if st := p.State(); req.LeaderEpoch != st.LeaderEpoch {
+			return toStatus(&partition.EpochError{Requested: req.LeaderEpoch, Current: st.LeaderEpoch})
+		}
+	}
+	offset := req.Offset
+	caughtUp := false
+	buf := make([]byte, 0, maxBytes)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		watch := p.Watch()
+		if p.Role() != partition.RoleLeader {
+			st := p.State()
+			return toStatus(&leaderHint{err: &partition.NotLeaderError{LeaderID: st.LeaderID, LeaderEpoch: st.LeaderEpoch}, id: st.LeaderID})
+		}
+		res, err := p.Read(buf[:0], offset, maxBytes, partition.ReadCommitted)
+		if err != nil {
+			return toStatus(err)
+		}
+		if len(res.Batches) > 0 {
+			caughtUp = res.NextOffset >= res.HighWatermark
+			if err := stream.Send(&pb.FetchResponse{
+				Batches: res.Batches, NextOffset: res.NextOffset, HighWatermark: res.HighWatermark,
+				LogStartOffset: res.LogStartOffset, CaughtUp: caughtUp,
+			}); err != nil {
+				return err
+			}
+			s.b.metrics.fetched(len(res.Batches))
+			offset = res.NextOffset
+			continue
+		}
+		if !caughtUp {
+			caughtUp = true
+			if err := stream.Send(&pb.FetchResponse{NextOffset: offset, HighWatermark: res.HighWatermark, LogStartOffset: res.LogStartOffset, CaughtUp: true}); err != nil {
+				return err
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-watch:
+		case <-timer.C:
+			if err := stream.Send(&pb.FetchResponse{NextOffset: offset, HighWatermark: res.HighWatermark, LogStartOffset: res.LogStartOffset, CaughtUp: true}); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return toStatus(ctx.Err())
+		case <-s.b.stopping:
+			return toStatus(errShuttingDown)
+		}
+	}
+}
+
+// ---- offsets ----------------------------------------------------------------
+
+func (s *server) ListOffsets(ctx context.Context, req *pb.ListOffsetsRequest) (*pb.ListOffsetsResponse, error) {
+	r, err := s.b.leaderReplica(req.Topic, req.Partition)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	st := r.p.State()
+	resp := &pb.ListOffsetsResponse{TimestampMs: -1, LogStartOffset: st.LogStartOffset, HighWatermark: st.HighWatermark}
+	switch spec := req.Spec.(type) {
+	case *pb.ListOffsetsRequest_Earliest:
+		resp.Offset = st.LogStartOffset
+	case *pb.ListOffsetsRequest_Latest:
+		resp.Offset = st.HighWatermark
+	case *pb.ListOffsetsRequest_TimestampMs:
+		off, ts, err := r.p.OffsetForTimestamp(spec.TimestampMs)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		resp.Offset, resp.TimestampMs = off, ts
+	default:
+		return nil, toStatus(invalid("spec: set one of earliest, latest or timestamp_ms"))
+	}
+	return resp, nil
+}

@@ -1,0 +1,69 @@
+// Command broker runs a Skein broker, and administers topics on a running one.
+//
+//	broker [flags]                       serve (data under ./data by default)
+//	broker topic create NAME [flags]     create a topic
+//	broker topic list                    list topics
+//	broker topic describe NAME           show partitions: leader, ISR, offsets, size
+//	broker topic delete NAME             delete a topic and its data
+//	broker healthcheck                   exit 0 if the broker at --addr serves
+//
+// Every serve flag has an environment variable: --data-dir is SKEIN_DATA_DIR,
+// and so on. Run `broker -h` or `broker topic -h` for the lists.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// A second signal exits at once.
+		<-ctx.Done()
+		stop()
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		<-ch
+		fmt.Fprintln(os.Stderr, "second signal: exiting now")
+		os.Exit(1)
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "topic", "topics":
+			return runTopic(ctx, args[1:], stdout, stderr)
+		case "healthcheck":
+			return runHealthcheck(ctx, args[1:], stdout, stderr)
+		case "serve":
+			args = args[1:]
+		case "help":
+			fmt.Fprint(stdout, usage)
+			return 0
+		default:
+			if len(args[0]) > 0 && args[0][0] != '-' {
+				fmt.Fprintf(stderr, "broker: unknown command %q\n\n%s", args[0], usage)
+				return 2
+			}
+		}
+	}
+	return runServe(ctx, args, stdout, stderr)
+}
+
+const usage = `Usage:
+  broker [serve] [flags]              run a broker (data under ./data by default)
+  broker topic create NAME [flags]    create a topic
+  broker topic list                   list topics
+  broker topic describe NAME          show each partition's leader, ISR, offsets, size
+  broker topic delete NAME            delete a topic and all of its data
+  broker healthcheck [--addr A]       exit 0 if the broker at A is serving
+
+Run "broker -h" or "broker topic create -h" for the flags.
+`

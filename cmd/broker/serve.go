@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/skeinlog/skein/broker"
+)
+
+// envFlags registers flags whose defaults come from SKEIN_* variables.
+type envFlags struct {
+	fs   *flag.FlagSet
+	errs []error
+}
+
+func envName(flagName string) string {
+	return "SKEIN_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (e *envFlags) str(p *string, name, def, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		def = v
+	}
+	e.fs.StringVar(p, name, def, usage+" (env "+envName(name)+")")
+}
+
+func (e *envFlags) int(p *int, name string, def int, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: not an integer", envName(name), v))
+		}
+		def = n
+	}
+	e.fs.IntVar(p, name, def, usage+" (env "+envName(name)+")")
+}
+
+func (e *envFlags) bool(p *bool, name string, def bool, usage string) {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: not a boolean", envName(name), v))
+		}
+		def = b
+	}
+	e.fs.BoolVar(p, name, def, usage+" (env "+envName(name)+")")
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg := broker.DefaultConfig()
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ef := &envFlags{fs: fs}
+	var (
+		nodeID, maxRequest, segment int
+		join, logLevel, logFormat   string
+		unsafeNoFsync               bool
+	)
+	ef.int(&nodeID, "node-id", int(cfg.NodeID), "this broker's id, stored in the data directory")
+	ef.str(&cfg.DataDir, "data-dir", cfg.DataDir, "where the metadata and logs live")
+	ef.str(&cfg.Addr, "addr", cfg.Addr, "client gRPC listen address")
+	ef.str(&cfg.AdvertiseAddr, "advertise-addr", "", "address clients are told to use (default: the bound --addr)")
+	ef.str(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP address for /metrics, /healthz, /readyz, /debug/pprof (\"\" turns it off)")
+	ef.str(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "gossip (memberlist) address, for clustering")
+	ef.str(&cfg.RaftAddr, "raft-addr", cfg.RaftAddr, "controller (Raft) address, for clustering")
+	ef.str(&join, "join", "", "comma-separated gossip addresses of brokers to join")
+	ef.str(&cfg.Rack, "rack", "", "rack label for rack-aware replica placement")
+	ef.int(&maxRequest, "max-request-bytes", cfg.MaxRequestBytes, "largest request the broker reads")
+	ef.int(&segment, "segment-bytes", cfg.SegmentBytes, "target size of log segment files")
+	ef.bool(&unsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they reach the disk: a machine crash LOSES acknowledged records; benchmarks only")
+	ef.str(&logLevel, "log-level", "info", "debug, info, warn or error")
+	ef.str(&logFormat, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "broker: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if len(ef.errs) > 0 {
+		fmt.Fprintf(stderr, "broker: %v\n", errors.Join(ef.errs...))
+		return 2
+	}
+	logger, err := newLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "broker: %v\n", err)
+		return 2
+	}
+	if nodeID < 0 || nodeID > 1<<31-1 {
+		fmt.Fprintf(stderr, "broker: --node-id %d: must be between 0 and 2147483647\n", nodeID)
+		return 2
+	}
+	cfg.NodeID = int32(nodeID)
+	cfg.MaxRequestBytes = maxRequest
+	cfg.SegmentBytes = segment
+	cfg.UnsafeNoFsync = unsafeNoFsync
+	if join != "" {
+		for _, j := range strings.Split(join, ",") {
+			if j = strings.TrimSpace(j); j != "" {
+				cfg.Join = append(cfg.Join, j)
+			}
+		}
+	}
+	cfg.Logger = logger
+	if unsafeNoFsync {
+		logger.Warn("--unsafe-no-fsync: writes are acknowledged before they are on disk; a machine crash loses acknowledged records")
+	}
+	b, err := broker.New(cfg)
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := b.Run(ctx); err != nil {
+		logger.Error("broker stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

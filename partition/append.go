@@ -1,0 +1,373 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/skeinlog/skein/proto/batch"
+	"github.com/skeinlog/skein/wal"
+)
+
+// Acks says when an append completes.
+type Acks int
+
+const (
+	// AcksAll: once the HW has passed the batch (every ISR member has it on
+	// disk) and the ISR has at least MinISR members.
+	AcksAll Acks = iota
+	// AcksLeader: once the leader has fsynced the batch.
+	AcksLeader
+)
+
+// AppendRequest is one producer batch for the leader.
+type AppendRequest struct {
+	// Batch is one encoded record batch; the partition validates it and
+	// stamps its base offset and leader epoch in place.
+	Batch []byte
+	// LeaderEpoch the client believes current; -1: any.
+	LeaderEpoch int32
+	// ExpectedOffset >= 0 makes the append conditional on the LEO.
+	ExpectedOffset int64
+	Acks           Acks
+	// Timeout bounds the wait for replication under AcksAll (default 30 s).
+	Timeout time.Duration
+}
+
+// AppendResult is where a batch landed.
+type AppendResult struct {
+	BaseOffset     int64
+	LastOffset     int64
+	LogStartOffset int64
+}
+
+const defaultAckTimeout = 30 * time.Second
+
+type opKind int
+
+const (
+	opAppend opKind = iota
+	opFunc
+)
+
+// op is one unit of work for the loop.
+type op struct {
+	kind opKind
+
+	// opAppend
+	req    AppendRequest
+	count  int
+	result AppendResult
+	done   func(AppendResult, error)
+	over   atomic.Bool // finish has run
+	timer  *time.Timer
+
+	// opFunc: runs on the loop with exclusive use of the log.
+	fn   func() error
+	errc chan error
+}
+
+func (o *op) finish(r AppendResult, err error) {
+	if !o.over.CompareAndSwap(false, true) {
+		return
+	}
+	if o.timer != nil {
+		o.timer.Stop()
+	}
+	if err != nil {
+		r = AppendResult{}
+	}
+	o.done(r, err)
+}
+
+// Enqueue validates req and queues it for the next group commit. done is
+// called exactly once: on the caller's goroutine for a request refused at
+// once (bad batch, not leader), else later from the partition's goroutines.
+// done must not block. Requests from one goroutine are appended in the order
+// of their Enqueue calls.
+func (p *Partition) Enqueue(req AppendRequest, done func(AppendResult, error)) {
+	o := &op{kind: opAppend, req: req, done: done}
+	info, err := batch.Validate(req.Batch, batch.Limits{
+		MaxRecordBytes:       p.cfg.MaxRecordBytes,
+		MaxUncompressedBytes: batch.MaxBatchBytes,
+	})
+	if err != nil {
+		o.finish(AppendResult{}, batchError(err))
+		return
+	}
+	if info.ProducerID != batch.NoProducerID {
+		o.finish(AppendResult{}, fmt.Errorf("%w: batch carries producer id %d, but this broker does not support idempotent producers yet; send producer id -1",
+			ErrInvalidBatch, info.ProducerID))
+		return
+	}
+	o.count = info.Records
+	p.mu.Lock()
+	if err := p.admitLocked(&req); err != nil {
+		p.mu.Unlock()
+		o.finish(AppendResult{}, err)
+		return
+	}
+	p.queue = append(p.queue, o)
+	p.cond.Signal()
+	p.mu.Unlock()
+}
+
+// Append is Enqueue that waits for the outcome. If ctx ends first it returns
+// ctx.Err(), and the batch may still be appended.
+func (p *Partition) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
+	type outcome struct {
+		r   AppendResult
+		err error
+	}
+	ch := make(chan outcome, 1)
+	p.Enqueue(req, func(r AppendResult, err error) { ch <- outcome{r, err} })
+	select {
+	case o := <-ch:
+		return o.r, o.err
+	case <-ctx.Done():
+		return AppendResult{}, ctx.Err()
+	}
+}
+
+func batchError(err error) error {
+	if errors.Is(err, batch.ErrTooLarge) {
+		return fmt.Errorf("%w: %v", ErrRecordTooLarge, err)
+	}
+	return fmt.Errorf("%w: %v", ErrInvalidBatch, err)
+}
+
+// admitLocked checks that this replica may take req now. p.mu held.
+func (p *Partition) admitLocked(req *AppendRequest) error {
+	if p.closing {
+		return ErrClosed
+	}
+	return p.appendableLocked(req)
+}
+
+// appendableLocked checks that req may be appended now; queued requests
+// are still appended while the partition drains for Close. p.mu held.
+func (p *Partition) appendableLocked(req *AppendRequest) error {
+	switch {
+	case p.failed != nil:
+		return fmt.Errorf("%w: the log failed earlier and takes no writes: %v", ErrStorage, p.failed)
+	case p.role != RoleLeader:
+		return &NotLeaderError{LeaderID: p.leaderID, LeaderEpoch: p.epoch}
+	case req.LeaderEpoch >= 0 && req.LeaderEpoch != p.epoch:
+		return &EpochError{Requested: req.LeaderEpoch, Current: p.epoch}
+	case req.Acks == AcksAll && p.isrSize < p.minISR:
+		return fmt.Errorf("%w: the ISR has %d replicas, min.insync.replicas is %d", ErrNotEnoughReplicas, p.isrSize, p.minISR)
+	}
+	return nil
+}
+
+// do runs fn on the loop, after everything queued before it, with exclusive
+// use of the log.
+func (p *Partition) do(fn func() error) error {
+	o := &op{kind: opFunc, fn: fn, errc: make(chan error, 1)}
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	p.queue = append(p.queue, o)
+	p.cond.Signal()
+	p.mu.Unlock()
+	return <-o.errc
+}
+
+// run is the append loop: the only goroutine that writes the log.
+func (p *Partition) run() {
+	defer close(p.done)
+	var group []*op
+	for {
+		p.mu.Lock()
+		for len(p.queue) == 0 && !p.closing {
+			p.cond.Wait()
+		}
+		if len(p.queue) == 0 {
+			p.mu.Unlock()
+			return
+		}
+		// Take appends up to the group budget, or one func op.
+		group = group[:0]
+		if p.queue[0].kind == opFunc {
+			group = append(group, p.queue[0])
+		} else {
+			bytes := 0
+			for _, o := range p.queue {
+				if o.kind != opAppend || (len(group) > 0 && bytes+len(o.req.Batch) > p.cfg.MaxGroupBytes) {
+					break
+				}
+				bytes += len(o.req.Batch)
+				group = append(group, o)
+			}
+		}
+		n := copy(p.queue, p.queue[len(group):])
+		clear(p.queue[n:])
+		p.queue = p.queue[:n]
+		p.mu.Unlock()
+
+		if group[0].kind == opFunc {
+			group[0].errc <- group[0].fn()
+			continue
+		}
+		p.commitGroup(group)
+	}
+}
+
+// commitGroup assigns offsets to a group of appends, writes and fsyncs them
+// as one log append, and completes them.
+func (p *Partition) commitGroup(group []*op) {
+	p.mu.Lock()
+	epoch := p.epoch
+	start := p.logStart
+	accepted := group[:0:0]
+	var refused []*op
+	var refusedErr []error
+	next := p.leo
+	for _, o := range group {
+		if err := p.appendableLocked(&o.req); err != nil {
+			refused, refusedErr = append(refused, o), append(refusedErr, err)
+			continue
+		}
+		if o.req.ExpectedOffset >= 0 && o.req.ExpectedOffset != next {
+			refused = append(refused, o)
+			refusedErr = append(refusedErr, &OffsetMismatchError{Expected: o.req.ExpectedOffset, Actual: next})
+			continue
+		}
+		o.result = AppendResult{BaseOffset: next, LastOffset: next + int64(o.count) - 1, LogStartOffset: start}
+		next += int64(o.count)
+		accepted = append(accepted, o)
+	}
+	p.mu.Unlock()
+	for i, o := range refused {
+		o.finish(AppendResult{}, refusedErr[i])
+	}
+	if len(accepted) == 0 {
+		return
+	}
+
+	entries := make([]wal.Entry, len(accepted))
+	records, bytes := 0, 0
+	for i, o := range accepted {
+		v := batch.View(o.req.Batch)
+		v.SetBaseOffset(o.result.BaseOffset)
+		v.SetLeaderEpoch(epoch)
+		entries[i] = wal.Entry{
+			BaseOffset:   o.result.BaseOffset,
+			LastOffset:   o.result.LastOffset,
+			MaxTimestamp: v.MaxTimestamp(),
+			Data:         o.req.Batch,
+		}
+		records += o.count
+		bytes += len(o.req.Batch)
+	}
+	began := time.Now()
+	if err := p.log.Append(entries...); err != nil {
+		p.writeFailed(err, accepted, entries[0].BaseOffset)
+		return
+	}
+	if p.cfg.Observer != nil {
+		p.cfg.Observer.GroupCommitted(len(entries), records, bytes, time.Since(began))
+	}
+
+	p.mu.Lock()
+	p.leo = next
+	var ready []*op
+	if p.solo {
+		ready = p.setHWLocked(next)
+	} else {
+		p.broadcastLocked()
+	}
+	hw := p.hw
+	var now []*op
+	for _, o := range accepted {
+		if o.req.Acks == AcksLeader || o.result.LastOffset < hw {
+			now = append(now, o)
+			continue
+		}
+		p.acks = append(p.acks, o)
+		timeout := o.req.Timeout
+		if timeout <= 0 {
+			timeout = defaultAckTimeout
+		}
+		o.timer = time.AfterFunc(timeout, func() { p.expireAck(o) })
+	}
+	p.mu.Unlock()
+	for _, o := range ready {
+		o.finish(o.result, nil)
+	}
+	for _, o := range now {
+		o.finish(o.result, nil)
+	}
+}
+
+// expireAck fails an acks=all append that waited too long for replication.
+func (p *Partition) expireAck(o *op) {
+	p.mu.Lock()
+	for i, w := range p.acks {
+		if w == o {
+			p.acks = append(p.acks[:i], p.acks[i+1:]...)
+			break
+		}
+	}
+	p.mu.Unlock()
+	o.finish(AppendResult{}, fmt.Errorf("%w: batch at offset %d was appended on the leader but not replicated to the ISR in time; it may or may not be kept",
+		ErrTimeout, o.result.BaseOffset))
+}
+
+// writeFailed handles a failed log append. Out of space: reopen the log
+// (its tail repair drops a partial write), cut it back to the last good end
+// so no byte of the failed group survives, and keep serving. Anything else,
+// or a failed recovery: the partition stops taking writes and OnFatal runs.
+func (p *Partition) writeFailed(err error, accepted []*op, prevLEO int64) {
+	p.log2.Error("log append failed", "err", err, "batches", len(accepted))
+	fail := fmt.Errorf("%w: %v; nothing was appended", ErrStorage, err)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		if rerr := p.reopenAt(prevLEO); rerr == nil {
+			for _, o := range accepted {
+				o.finish(AppendResult{}, fail)
+			}
+			return
+		} else {
+			p.log2.Error("log recovery after a failed write failed", "err", rerr)
+		}
+	}
+	p.mu.Lock()
+	p.failed = err
+	p.broadcastLocked()
+	p.mu.Unlock()
+	// Tell the broker before the clients hear of it.
+	if p.cfg.OnFatal != nil {
+		p.cfg.OnFatal(fmt.Errorf("partition %s-%d: %w", p.cfg.Topic, p.cfg.Partition, err))
+	}
+	for _, o := range accepted {
+		o.finish(AppendResult{}, fmt.Errorf("%w: %v; the write's outcome on disk is unknown and the partition is offline", ErrStorage, err))
+	}
+}
+
+// reopenAt closes and reopens the log and truncates it to leo. Loop only.
+func (p *Partition) reopenAt(leo int64) error {
+	_ = p.log.Close()
+	lg, err := p.cfg.OpenLog(p.cfg.Dir + "/" + walDirName)
+	if err != nil {
+		return err
+	}
+	if lg.NextOffset() > leo {
+		if _, err := lg.TruncateTo(leo); err != nil {
+			lg.Close()
+			return err
+		}
+	}
+	if lg.NextOffset() != leo {
+		lg.Close()
+		return fmt.Errorf("reopened log ends at %d, want %d", lg.NextOffset(), leo)
+	}
+	p.mu.Lock()
+	p.log = lg
+	p.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,399 @@
+package partition
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/skeinlog/skein/proto/batch"
+	"github.com/skeinlog/skein/wal"
+)
+
+// Log is what a partition needs from its storage. *wal.Log implements it;
+// tests use an in-memory twin. Append, TruncateTo, Reset and
+// DeleteSegmentsBefore are only called from the partition's loop; the rest
+// may be called from any goroutine.
+type Log interface {
+	Append(entries ...wal.Entry) error
+	NextOffset() int64
+	StartOffset() int64
+	Size() int64
+	ReadEntries(offset int64, maxBytes int, limit int64, fn func(wal.Entry) error) (int64, error)
+	Read(dst []byte, offset int64, maxBytes int, limit int64) ([]byte, int64, error)
+	OffsetForTimestamp(ts int64) (int64, error)
+	TruncateTo(offset int64) (int64, error)
+	Reset(next int64) error
+	Segments() []wal.SegmentInfo
+	DeleteSegmentsBefore(offset int64) (int64, error)
+	Close() error
+}
+
+// Config configures one partition replica. Zero values take defaults.
+type Config struct {
+	// Dir is the partition's directory; Open creates it if needed.
+	Dir       string
+	Topic     string
+	Partition int32
+	// MaxRecordBytes bounds key + value + headers of one record (default 1 MiB).
+	MaxRecordBytes int
+	// MaxGroupBytes bounds the bytes written by one group commit (default
+	// 16 MiB); more waiting requests go into the next group.
+	MaxGroupBytes int
+	// WAL configures the default log; ignored when OpenLog is set.
+	WAL wal.Options
+	// OpenLog opens the partition's log in dir (default: wal.Open).
+	OpenLog func(dir string) (Log, error)
+	// OnFatal is called once if the log fails in a way that must stop the
+	// broker (an fsync error). Default: nothing beyond logging.
+	OnFatal func(error)
+	// Observer receives figures for metrics; optional.
+	Observer Observer
+	Logger   *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Observer is told about the work of the append loop.
+type Observer interface {
+	// GroupCommitted: one log write + fsync of n batches, bytes in all.
+	GroupCommitted(batches int, records int, bytes int, took time.Duration)
+}
+
+const (
+	defaultMaxRecordBytes = 1 << 20
+	defaultMaxGroupBytes  = 16 << 20
+	walDirName            = "wal"
+)
+
+func (c *Config) fill() error {
+	if c.Dir == "" {
+		return errors.New("partition: Dir is required")
+	}
+	if c.MaxRecordBytes <= 0 {
+		c.MaxRecordBytes = defaultMaxRecordBytes
+	}
+	if c.MaxGroupBytes <= 0 {
+		c.MaxGroupBytes = defaultMaxGroupBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.OpenLog == nil {
+		opts := c.WAL
+		opts.Logger = c.Logger
+		c.OpenLog = func(dir string) (Log, error) { return wal.Open(dir, opts) }
+	}
+	return nil
+}
+
+// Role is a replica's role for its partition.
+type Role int
+
+const (
+	// RoleNone: opened but not yet told its role; it serves nothing.
+	RoleNone Role = iota
+	RoleLeader
+	RoleFollower
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleLeader:
+		return "leader"
+	case RoleFollower:
+		return "follower"
+	}
+	return "none"
+}
+
+// LeaderState is what a replica needs to lead.
+type LeaderState struct {
+	Epoch int32
+	// ISR is the in-sync replica set, the leader included.
+	ISR []int32
+	// MinISR is min.insync.replicas: acks=all fails when the ISR is smaller.
+	MinISR int
+	// Solo: no other replica exists, so the HW follows the leader's own
+	// fsynced LEO. With followers, the replication layer moves the HW.
+	Solo bool
+}
+
+// Partition is one replica of a topic partition. See the package doc.
+type Partition struct {
+	cfg  Config
+	log  Log
+	log2 *slog.Logger
+
+	mu       sync.Mutex // guards the fields below
+	cond     *sync.Cond // signals the loop: queue non-empty or closing
+	role     Role
+	epoch    int32 // current leader epoch as this replica knows it
+	leaderID int32 // -1 unknown
+	isrSize  int
+	minISR   int
+	solo     bool
+	hw       int64
+	leo      int64 // end of the fsynced log
+	logStart int64
+	epochs   epochCache
+	queue    []*op
+	acks     []*op // acks=all appends waiting for the HW, in offset order
+	notify   chan struct{}
+	closing  bool
+	failed   error // fatal storage failure; no more writes
+
+	done      chan struct{} // closed when the loop exits
+	closeOnce sync.Once
+}
+
+// Open opens (or creates) the partition in cfg.Dir and starts its loop.
+func Open(cfg Config) (*Partition, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
+	}
+	lg, err := cfg.OpenLog(filepath.Join(cfg.Dir, walDirName))
+	if err != nil {
+		return nil, fmt.Errorf("partition %s-%d: open log: %w", cfg.Topic, cfg.Partition, err)
+	}
+	p := &Partition{
+		cfg:      cfg,
+		log:      lg,
+		log2:     cfg.Logger.With("topic", cfg.Topic, "partition", cfg.Partition),
+		epoch:    -1,
+		leaderID: -1,
+		notify:   make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	p.cond = sync.NewCond(&p.mu)
+	p.leo = lg.NextOffset()
+	p.logStart = lg.StartOffset()
+	p.hw = p.logStart
+	if err := p.loadEpochs(); err != nil {
+		lg.Close()
+		return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
+	}
+	go p.run()
+	return p, nil
+}
+
+// loadEpochs reads the epoch checkpoint, or rebuilds it from the batches'
+// epochs when it is missing or unreadable, and drops epochs past the LEO.
+func (p *Partition) loadEpochs() error {
+	data, err := os.ReadFile(filepath.Join(p.cfg.Dir, epochFileName))
+	if err == nil {
+		entries, derr := decodeEpochs(data)
+		if derr == nil {
+			p.epochs.entries = entries
+		} else {
+			p.log2.Warn("leader epoch checkpoint unreadable; rebuilding from the log", "err", derr)
+			err = derr
+		}
+	}
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) || p.leo > p.logStart {
+			if err := p.rebuildEpochs(); err != nil {
+				return err
+			}
+		}
+	}
+	changed := p.epochs.truncateAfter(p.leo)
+	changed = p.epochs.truncateBefore(p.logStart) || changed
+	if changed {
+		return p.saveEpochs()
+	}
+	return nil
+}
+
+func (p *Partition) rebuildEpochs() error {
+	var c epochCache
+	_, err := p.log.ReadEntries(p.logStart, 1<<62, p.leo, func(e wal.Entry) error {
+		v, _, err := batch.Next(e.Data)
+		if err != nil || v == nil {
+			return fmt.Errorf("batch at offset %d: %v", e.BaseOffset, err)
+		}
+		c.assign(v.LeaderEpoch(), e.BaseOffset)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild leader epochs: %w", err)
+	}
+	p.epochs = c
+	return p.saveEpochs()
+}
+
+// saveEpochs persists the epoch cache; p.mu held or the loop not yet started.
+func (p *Partition) saveEpochs() error {
+	return writeFileAtomic(p.cfg.Dir, epochFileName, encodeEpochs(p.epochs.entries))
+}
+
+// State is a snapshot of the replica's offsets and role.
+type State struct {
+	Role           Role
+	LeaderEpoch    int32
+	LeaderID       int32
+	LogStartOffset int64
+	HighWatermark  int64
+	LogEndOffset   int64
+	SizeBytes      int64
+	Epochs         []EpochEntry
+}
+
+// State returns a snapshot.
+func (p *Partition) State() State {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return State{
+		Role:           p.role,
+		LeaderEpoch:    p.epoch,
+		LeaderID:       p.leaderID,
+		LogStartOffset: p.logStart,
+		HighWatermark:  p.hw,
+		LogEndOffset:   p.leo,
+		SizeBytes:      p.log.Size(),
+		Epochs:         p.epochs.snapshot(),
+	}
+}
+
+// Role is the replica's current role.
+func (p *Partition) Role() Role {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.role
+}
+
+// BecomeLeader makes this replica the leader for st.Epoch, which must not be
+// older than the epoch it knows. New appends are stamped with st.Epoch.
+func (p *Partition) BecomeLeader(self int32, st LeaderState) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return ErrClosed
+	}
+	if st.Epoch < p.epoch {
+		return &EpochError{Requested: st.Epoch, Current: p.epoch}
+	}
+	if p.epochs.assign(st.Epoch, p.leo) {
+		if err := p.saveEpochs(); err != nil {
+			return fmt.Errorf("save leader epochs: %w", err)
+		}
+	}
+	p.role, p.epoch, p.leaderID = RoleLeader, st.Epoch, self
+	p.isrSize, p.minISR, p.solo = len(st.ISR), st.MinISR, st.Solo
+	if p.solo {
+		p.setHWLocked(p.leo)
+	}
+	p.broadcastLocked()
+	return nil
+}
+
+// BecomeFollower makes this replica follow leader (-1: unknown) in epoch.
+// Appends fail with NotLeader from now on; acks=all appends still waiting
+// fail too, as this replica can no longer tell whether they commit.
+func (p *Partition) BecomeFollower(leader int32, epoch int32) error {
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	if epoch < p.epoch {
+		cur := p.epoch
+		p.mu.Unlock()
+		return &EpochError{Requested: epoch, Current: cur}
+	}
+	p.role, p.epoch, p.leaderID = RoleFollower, epoch, leader
+	p.solo = false
+	waiting := p.acks
+	p.acks = nil
+	p.broadcastLocked()
+	p.mu.Unlock()
+	nl := &NotLeaderError{LeaderID: leader, LeaderEpoch: epoch}
+	for _, o := range waiting {
+		o.finish(AppendResult{}, fmt.Errorf("%w: leadership moved before the batch was committed; it may or may not be kept: %w", ErrTimeout, nl))
+	}
+	return nil
+}
+
+// SetHighWatermark moves the HW forward (never back, never past the LEO).
+// The replication layer calls it on the leader as followers catch up, and on
+// a follower with the leader's HW.
+func (p *Partition) SetHighWatermark(hw int64) {
+	p.mu.Lock()
+	ready := p.setHWLocked(hw)
+	p.mu.Unlock()
+	for _, o := range ready {
+		o.finish(o.result, nil)
+	}
+}
+
+// setHWLocked advances the HW and returns the acks it completes; the caller
+// finishes them after unlocking. p.mu must be held.
+func (p *Partition) setHWLocked(hw int64) []*op {
+	if hw > p.leo {
+		hw = p.leo
+	}
+	if hw <= p.hw {
+		return nil
+	}
+	p.hw = hw
+	p.broadcastLocked()
+	i := 0
+	for i < len(p.acks) && p.acks[i].result.LastOffset < hw {
+		i++
+	}
+	ready := p.acks[:i:i]
+	p.acks = p.acks[i:]
+	return ready
+}
+
+// broadcastLocked wakes everything waiting in Watch. p.mu must be held.
+func (p *Partition) broadcastLocked() {
+	close(p.notify)
+	p.notify = make(chan struct{})
+}
+
+// Watch returns a channel closed at the next change of the HW, LEO, role or
+// epoch. Take it before reading, then wait on it if the read found nothing.
+func (p *Partition) Watch() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.notify
+}
+
+// Close drains queued requests (they are written and fsynced, or failed),
+// stops the loop and closes the log. Acks=all appends still waiting for
+// replication fail with ErrClosed. Idempotent.
+func (p *Partition) Close() error {
+	var err error
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closing = true
+		p.cond.Broadcast()
+		p.mu.Unlock()
+		<-p.done
+		p.mu.Lock()
+		waiting := p.acks
+		p.acks = nil
+		p.role = RoleNone
+		p.broadcastLocked()
+		p.mu.Unlock()
+		for _, o := range waiting {
+			o.finish(AppendResult{}, fmt.Errorf("%w: broker stopping before replication finished; the batch may or may not be kept", ErrTimeout))
+		}
+		err = p.log.Close()
+	})
+	return err
+}
+
+// Dir is the partition's directory.
+func (p *Partition) Dir() string { return p.cfg.Dir }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The test command of the README (`make test`), and what CI runs.
+#   1. static checks: gofmt, go vet, staticcheck (when installed; CI installs it)
+#   2. unit tier: every package with -race
+#   3. benchmarks, briefly, so they stay compiled and working
+#   4. multi-process tier: the real broker, produce and consume binaries
+# Set SKEIN_SKIP_E2E=1 to stop after the unit tier.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
+
+step "static checks"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
+go vet ./...
+if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed; skipped (CI installs it)"; fi
+
+step "unit tier (-race)"
+go test -race -count=1 -timeout 15m ./...
+
+step "benchmarks (short)"
+go test -run '^$' -bench . -benchtime 20x -timeout 10m ./... >/tmp/skein-bench.txt || { cat /tmp/skein-bench.txt; exit 1; }
+grep -E '^(Benchmark|ok|FAIL)' /tmp/skein-bench.txt | sed 's/^/  /' | head -60
+
+if [ "${SKEIN_SKIP_E2E:-}" = 1 ]; then echo "multi-process tier skipped (SKEIN_SKIP_E2E=1)"; exit 0; fi
+step "multi-process tier"
+bin=$(mktemp -d)
+trap 'rm -rf "$bin"' EXIT
+CGO_ENABLED=0 go build -trimpath -o "$bin/" ./cmd/...
+SKEIN_E2E=1 SKEIN_BIN="$bin" go test -count=1 -timeout 20m -v ./e2e/... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' || { echo "multi-process tier failed"; exit 1; }
+step "all tiers passed"
