@@ -252,14 +252,23 @@ func TestBadInput(t *testing.T) {
 			_, err := c.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "rf", ReplicationFactor: 3})
 			return err
 		}, codes.InvalidArgument, pb.ErrorReason_INVALID_REQUEST},
-		{"partitions -1", func() error { _, err := c.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "p", Partitions: -1}); return err }, codes.InvalidArgument, pb.ErrorReason_INVALID_REQUEST},
+		{"partitions -1", func() error {
+			_, err := c.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "p", Partitions: -1})
+			return err
+		}, codes.InvalidArgument, pb.ErrorReason_INVALID_REQUEST},
 		{"min.insync > rf", func() error {
 			m := int32(2)
 			_, err := c.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "mi", MinInsyncReplicas: &m})
 			return err
 		}, codes.InvalidArgument, pb.ErrorReason_INVALID_REQUEST},
-		{"produce unknown topic", func() error { _, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "nope", LeaderEpoch: -1, Batch: good}); return err }, codes.NotFound, pb.ErrorReason_UNKNOWN_TOPIC},
-		{"produce bad topic name", func() error { _, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "../etc", LeaderEpoch: -1, Batch: good}); return err }, codes.InvalidArgument, pb.ErrorReason_INVALID_TOPIC},
+		{"produce unknown topic", func() error {
+			_, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "nope", LeaderEpoch: -1, Batch: good})
+			return err
+		}, codes.NotFound, pb.ErrorReason_UNKNOWN_TOPIC},
+		{"produce bad topic name", func() error {
+			_, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "../etc", LeaderEpoch: -1, Batch: good})
+			return err
+		}, codes.InvalidArgument, pb.ErrorReason_INVALID_TOPIC},
 		{"partition -1", func() error {
 			_, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "ok", Partition: -1, LeaderEpoch: -1, Batch: good})
 			return err
@@ -269,7 +278,10 @@ func TestBadInput(t *testing.T) {
 			return err
 		}, codes.NotFound, pb.ErrorReason_UNKNOWN_PARTITION},
 		{"empty batch", func() error { _, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "ok", LeaderEpoch: -1}); return err }, codes.InvalidArgument, pb.ErrorReason_INVALID_RECORD},
-		{"bad crc", func() error { _, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "ok", LeaderEpoch: -1, Batch: badCRC}); return err }, codes.InvalidArgument, pb.ErrorReason_INVALID_RECORD},
+		{"bad crc", func() error {
+			_, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "ok", LeaderEpoch: -1, Batch: badCRC})
+			return err
+		}, codes.InvalidArgument, pb.ErrorReason_INVALID_RECORD},
 		{"garbage batch", func() error {
 			_, err := c.Produce(ctx, &pb.ProduceRequest{Topic: "ok", LeaderEpoch: -1, Batch: []byte("hello, broker")})
 			return err
