@@ -46,11 +46,11 @@ func openLog(t testing.TB, dir string, opts Options) *Log {
 // payload is deterministic content for an entry, so tests can check what
 // they read without keeping everything.
 func payload(base int64, gen, size int) []byte {
-	r := rand.New(rand.NewPCG(uint64(base), uint64(gen)))
+	var seed [32]byte
+	binary.LittleEndian.PutUint64(seed[:], uint64(base))
+	binary.LittleEndian.PutUint64(seed[8:], uint64(gen))
 	b := make([]byte, size)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
+	_, _ = rand.NewChaCha8(seed).Read(b)
 	return b
 }
 

@@ -241,15 +241,20 @@ func truncateFile(path string, size int64) error {
 // tidwall is reopened so that its view matches the file.
 func (l *Log) repairTail(tail *segment, bad *badFrame, torn *tornCut) error {
 	rep := &RepairReport{Segment: tail.path, FirstDroppedOffset: -1}
+	// Where the first dropped entry should start, to tell whether its
+	// header is believable.
+	expect := tail.next
+	if tail.count == 0 && tail == l.segs[0] {
+		start, ok, err := readStartFile(l.dir)
+		if expect = -1; err == nil && ok {
+			expect = start
+		}
+	}
 	if torn != nil {
 		rep.DroppedBytes = torn.dropped
 		rep.Reason = "torn frame"
 		if torn.zero {
 			rep.Reason = "zero-filled tail"
-		}
-		expect := tail.next
-		if tail.count == 0 && tail == l.segs[0] {
-			expect = -1 // where an empty log starts is not known yet
 		}
 		if size, n := binary.Uvarint(torn.head); n > 0 && size >= frameHeaderLen && len(torn.head) >= n+frameHeaderLen {
 			rep.FirstDroppedOffset = headerOffset(torn.head[n:], expect)
@@ -274,7 +279,7 @@ func (l *Log) repairTail(tail *segment, bad *badFrame, torn *tornCut) error {
 		}
 		rep.DroppedEntries = int(last - bad.id + 1)
 		rep.DroppedBytes += int64(len(dropped))
-		rep.FirstDroppedOffset = bad.offset
+		rep.FirstDroppedOffset = headerOffset(bad.hdr, expect)
 		rep.Reason = bad.reason
 		if allZero(dropped) && (torn == nil || torn.zero) {
 			rep.Reason = "zero-filled tail"

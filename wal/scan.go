@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"slices"
 )
 
 // badFrame describes the first frame of a segment that failed the checks.
@@ -9,9 +10,7 @@ type badFrame struct {
 	pos    int64  // byte position of the frame in the file
 	id     uint64 // its tidwall index
 	reason string
-	// offset is the BaseOffset in the frame's header when the header
-	// decodes and starts where the previous entry ended, else -1.
-	offset int64
+	hdr    []byte // the start of the frame's data (up to a header), for reports
 }
 
 // scanSegment rebuilds s's index by reading its file from the start up to
@@ -37,7 +36,7 @@ func scanSegment(s *segment, size, expect int64, wantCount uint64, interval int6
 	id := s.id
 	for pos < size {
 		if wantCount > 0 && s.count == wantCount {
-			return &badFrame{pos: pos, id: id, reason: "bytes after the segment's last entry", offset: -1}, nil
+			return &badFrame{pos: pos, id: id, reason: "bytes after the segment's last entry"}, nil
 		}
 		data, flen, reason, err := c.frame(pos, size)
 		if err != nil {
@@ -51,7 +50,7 @@ func scanSegment(s *segment, size, expect int64, wantCount uint64, interval int6
 			reason = "offset discontinuity"
 		}
 		if reason != "" {
-			return &badFrame{pos: pos, id: id, reason: reason, offset: headerOffset(data, expect)}, nil
+			return &badFrame{pos: pos, id: id, reason: reason, hdr: slices.Clone(data[:min(len(data), frameHeaderLen)])}, nil
 		}
 		s.add(h, id, pos, flen, interval)
 		pos += flen
@@ -59,20 +58,20 @@ func scanSegment(s *segment, size, expect int64, wantCount uint64, interval int6
 		expect = h.last + 1
 	}
 	if wantCount > 0 && s.count < wantCount {
-		return &badFrame{pos: pos, id: id, reason: "segment ends before its last entry", offset: -1}, nil
+		return &badFrame{pos: pos, id: id, reason: "segment ends before its last entry"}, nil
 	}
 	return nil, nil
 }
 
-// headerOffset returns the BaseOffset in frame data's header if it decodes
-// and equals expect (or expect is -1), else -1. The frame may have failed
+// headerOffset returns the BaseOffset in the header at the start of frame
+// data if it decodes and equals expect, else -1. The frame may have failed
 // its CRC: this is for reports, never for reads.
 func headerOffset(data []byte, expect int64) int64 {
-	if len(data) < frameHeaderLen {
+	if expect < 0 || len(data) < frameHeaderLen {
 		return -1
 	}
 	h, reason := decodeHeader(data)
-	if reason != "" || (expect >= 0 && h.base != expect) {
+	if reason != "" || h.base != expect {
 		return -1
 	}
 	return h.base

@@ -19,7 +19,9 @@ import (
 // segment: that segment becomes the tail again), then fsyncs the directory.
 // Readers are excluded only while read handles are swapped, not during the
 // rewrite. A cut inside a damaged sealed segment returns ErrCorrupt and
-// changes nothing. A failure after the log started changing breaks it.
+// changes nothing, unless the cut is exactly at the first damaged entry
+// (then the damage is cut away). A failure after the log started changing
+// breaks it.
 func (l *Log) TruncateTo(offset int64) (next int64, err error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
@@ -46,7 +48,7 @@ func (l *Log) TruncateTo(offset int64) (next int64, err error) {
 		k-- // the cut entry opens its segment: the previous one is kept whole
 	}
 	keep := l.segs[k]
-	if keep.valid < keep.size {
+	if k != cut.segIdx && keep.valid < keep.size {
 		return end, &CorruptError{Path: keep.path, Pos: keep.valid, Offset: offset, Reason: "cannot truncate into a damaged segment"}
 	}
 	affected := append([]*segment(nil), l.segs[k:]...)
@@ -241,6 +243,10 @@ func (l *Log) findEntry(offset int64) (cutPoint, error) {
 			reason = "offset discontinuity"
 		}
 		if reason != "" {
+			if expect == offset {
+				// The damaged entry is the first to go: cut there.
+				return cutPoint{segIdx: segIdx, pos: pos, id: id, base: expect, tsBefore: ts}, nil
+			}
 			return cutPoint{}, &CorruptError{Path: sp.seg.path, Pos: pos, Offset: expect, Reason: reason}
 		}
 		if h.last >= offset {
@@ -250,6 +256,10 @@ func (l *Log) findEntry(offset int64) (cutPoint, error) {
 		pos += flen
 		id++
 		expect = h.last + 1
+	}
+	if expect == offset && sp.end < sp.seg.size {
+		// The cut is where the damage of a damaged segment starts.
+		return cutPoint{segIdx: segIdx, pos: pos, id: id, base: expect, tsBefore: ts}, nil
 	}
 	return cutPoint{}, &CorruptError{Path: sp.seg.path, Pos: pos, Offset: offset, Reason: "entry unreadable: damaged segment"}
 }
