@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -274,6 +275,7 @@ func (l *Log) publish() (sealed []*segment) {
 	tail := l.segs[len(l.segs)-1]
 	roll := func(id uint64) {
 		tail.sealed = true
+		tail.points = slices.Clip(slices.Clone(tail.points)) // drop append's spare capacity
 		sealed = append(sealed, tail)
 		tail = newSegment(l.dir, id, tail.next)
 		l.segs = append(l.segs, tail)
