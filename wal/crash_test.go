@@ -432,3 +432,71 @@ func TestLeftoverTidwallFiles(t *testing.T) {
 func indexOf(b, sub []byte) int { return bytes.Index(b, sub) }
 
 func crc(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// framePositions returns where each tidwall frame of a segment file starts.
+func framePositions(b []byte) []int {
+	var pos []int
+	for p := 0; p < len(b); {
+		n, k := binary.Uvarint(b[p:])
+		pos = append(pos, p)
+		p += k + int(n)
+	}
+	return pos
+}
+
+// TestTidwallRefusesDamagedSegment: tidwall loads a sealed segment whole
+// before truncating into it or from it, and refuses one whose framing is
+// damaged. That refusal changes nothing, so the Log must report ErrCorrupt
+// and stay usable (not broken), and cutting the damaged segment away must
+// still work.
+func TestTidwallRefusesDamagedSegment(t *testing.T) {
+	f := newCrashFixture(t)
+	dir := copyDir(t, f.dir)
+	l := openLog(t, dir, f.opts)
+	segs := l.Segments()
+	must(t, l.Close())
+	second := segs[1].Path
+	b, err := os.ReadFile(second)
+	must(t, err)
+	es, _, _ := decodeAll(b)
+	pos := framePositions(b)
+	v := len(pos) - 2
+	b[pos[v]], b[pos[v]+1] = 0xff, 0x7f // a length that runs past the end of the file
+	must(t, os.WriteFile(second, b, 0o640))
+
+	l = openLog(t, dir, f.opts) // the sidecar is valid: Open does not read the segment
+	if l.Repair() != nil {
+		t.Fatalf("Repair() = %+v", l.Repair())
+	}
+	if _, err := l.TruncateTo(es[1].BaseOffset); !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBroken) {
+		t.Fatalf("TruncateTo into the damaged segment: %v", err)
+	}
+	if _, err := l.DeleteSegmentsBefore(segs[1].BaseOffset); !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBroken) {
+		t.Fatalf("DeleteSegmentsBefore keeping the damaged segment: %v", err)
+	}
+	// Nothing changed and the log still works.
+	if l.NextOffset() != f.m.next() || l.StartOffset() != 0 || len(l.Segments()) != len(segs) {
+		t.Fatalf("next %d start %d segments %d", l.NextOffset(), l.StartOffset(), len(l.Segments()))
+	}
+	i := slices.IndexFunc(f.m.entries, func(e Entry) bool { return e.BaseOffset == segs[1].BaseOffset })
+	var got []Entry
+	_, err = l.ReadEntries(0, 1<<30, segs[1].BaseOffset, func(e Entry) error {
+		e.Data = slices.Clone(e.Data)
+		got = append(got, e)
+		return nil
+	})
+	must(t, err)
+	sameEntries(t, got, f.m.entries[:i])
+	if !errors.Is(l.Verify(), ErrCorrupt) {
+		t.Fatal("Verify passed")
+	}
+	next := l.NextOffset()
+	must(t, l.Append(Entry{BaseOffset: next, LastOffset: next, Data: []byte("still works")}))
+	// Cutting the damaged segment away works: tidwall only loads the kept one.
+	if got, err := l.TruncateTo(segs[1].BaseOffset); err != nil || got != segs[1].BaseOffset {
+		t.Fatalf("TruncateTo(%d) = %d, %v", segs[1].BaseOffset, got, err)
+	}
+	m := model{entries: f.m.entries[:i]}
+	checkAgainst(t, l, &m)
+	must(t, l.Verify())
+}
