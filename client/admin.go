@@ -1,0 +1,281 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/skeinlog/skein/proto/skeinv1"
+)
+
+// TopicConfig is a topic's configuration. In CreateTopic a zero field means
+// "the broker's default" (partitions 1, replication factor 1 on a single
+// broker, min.insync.replicas min(2, replication factor), retention 7 days
+// and unlimited bytes, max record bytes 1 MiB). Retention fields use -1 for
+// "never" / "unlimited".
+type TopicConfig struct {
+	Partitions        int32
+	ReplicationFactor int32
+	MinInsyncReplicas int32
+	RetentionMs       int64
+	RetentionBytes    int64
+	MaxRecordBytes    int32
+}
+
+// TopicInfo is a topic's metadata: its configuration and where its
+// partitions are led.
+type TopicInfo struct {
+	Name string
+	// ID is unique per creation: a topic deleted and created again has a
+	// new one.
+	ID         string
+	Config     TopicConfig
+	Partitions []PartitionInfo
+}
+
+// PartitionInfo is one partition's placement.
+type PartitionInfo struct {
+	Partition int32
+	// Leader is the leading broker's id, -1 when the partition has none.
+	Leader      int32
+	LeaderEpoch int32
+	Replicas    []int32
+	ISR         []int32
+}
+
+// PartitionStatus is one partition's live state, from DescribeTopic.
+type PartitionStatus struct {
+	PartitionInfo
+	LogStartOffset int64
+	HighWatermark  int64
+	LogEndOffset   int64
+	SizeBytes      int64
+	// Error is set when the broker could not reach the leader for the
+	// offsets; the placement fields are still valid.
+	Error string
+}
+
+// TopicDescription is a topic with the live state of each partition.
+type TopicDescription struct {
+	TopicInfo
+	Status []PartitionStatus
+}
+
+// BrokerInfo is one broker of the cluster.
+type BrokerInfo struct {
+	ID   int32
+	Addr string
+	Rack string
+}
+
+// ClusterMetadata is the answer of Metadata.
+type ClusterMetadata struct {
+	ClusterID    string
+	ControllerID int32
+	Brokers      []BrokerInfo
+	Topics       []TopicInfo
+}
+
+func topicInfoFromProto(t *skeinv1.TopicMetadata) TopicInfo {
+	c := t.GetConfig()
+	ti := TopicInfo{
+		Name: t.GetName(),
+		ID:   t.GetTopicId(),
+		Config: TopicConfig{
+			Partitions:        c.GetPartitions(),
+			ReplicationFactor: c.GetReplicationFactor(),
+			MinInsyncReplicas: c.GetMinInsyncReplicas(),
+			RetentionMs:       c.GetRetentionMs(),
+			RetentionBytes:    c.GetRetentionBytes(),
+			MaxRecordBytes:    c.GetMaxRecordBytes(),
+		},
+	}
+	for _, p := range t.GetPartitions() {
+		ti.Partitions = append(ti.Partitions, PartitionInfo{
+			Partition:   p.GetPartition(),
+			Leader:      p.GetLeader(),
+			LeaderEpoch: p.GetLeaderEpoch(),
+			Replicas:    p.GetReplicas(),
+			ISR:         p.GetIsr(),
+		})
+	}
+	return ti
+}
+
+// CreateTopic creates a topic; zero fields of cfg take the broker's
+// defaults. It fails with ErrTopicExists or ErrInvalidTopic as the broker
+// says.
+func (c *Client) CreateTopic(ctx context.Context, name string, cfg TopicConfig) (TopicInfo, error) {
+	req := &skeinv1.CreateTopicRequest{
+		Name:              name,
+		Partitions:        cfg.Partitions,
+		ReplicationFactor: cfg.ReplicationFactor,
+	}
+	if cfg.MinInsyncReplicas != 0 {
+		req.MinInsyncReplicas = &cfg.MinInsyncReplicas
+	}
+	if cfg.RetentionMs != 0 {
+		req.RetentionMs = &cfg.RetentionMs
+	}
+	if cfg.RetentionBytes != 0 {
+		req.RetentionBytes = &cfg.RetentionBytes
+	}
+	if cfg.MaxRecordBytes != 0 {
+		req.MaxRecordBytes = &cfg.MaxRecordBytes
+	}
+	var resp *skeinv1.CreateTopicResponse
+	err := c.callAny(ctx, "create topic", func(ctx context.Context, cl skeinv1.SkeinClient) error {
+		var err error
+		resp, err = cl.CreateTopic(ctx, req)
+		return err
+	})
+	if err != nil {
+		return TopicInfo{}, fmt.Errorf("create topic %q: %w", name, err)
+	}
+	c.refreshAsync(c.meta.snap.Load().gen)
+	return topicInfoFromProto(resp.GetTopic()), nil
+}
+
+// DeleteTopic deletes a topic and all of its data.
+func (c *Client) DeleteTopic(ctx context.Context, name string) error {
+	err := c.callAny(ctx, "delete topic", func(ctx context.Context, cl skeinv1.SkeinClient) error {
+		_, err := cl.DeleteTopic(ctx, &skeinv1.DeleteTopicRequest{Name: name})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete topic %q: %w", name, err)
+	}
+	c.refreshAsync(c.meta.snap.Load().gen)
+	return nil
+}
+
+// ListTopics lists every topic.
+func (c *Client) ListTopics(ctx context.Context) ([]TopicInfo, error) {
+	var resp *skeinv1.ListTopicsResponse
+	err := c.callAny(ctx, "list topics", func(ctx context.Context, cl skeinv1.SkeinClient) error {
+		var err error
+		resp, err = cl.ListTopics(ctx, &skeinv1.ListTopicsRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	out := make([]TopicInfo, 0, len(resp.GetTopics()))
+	for _, t := range resp.GetTopics() {
+		out = append(out, topicInfoFromProto(t))
+	}
+	return out, nil
+}
+
+// DescribeTopic returns a topic's configuration and each partition's live
+// state.
+func (c *Client) DescribeTopic(ctx context.Context, name string) (TopicDescription, error) {
+	var resp *skeinv1.DescribeTopicResponse
+	err := c.callAny(ctx, "describe topic", func(ctx context.Context, cl skeinv1.SkeinClient) error {
+		var err error
+		resp, err = cl.DescribeTopic(ctx, &skeinv1.DescribeTopicRequest{Name: name})
+		return err
+	})
+	if err != nil {
+		return TopicDescription{}, fmt.Errorf("describe topic %q: %w", name, err)
+	}
+	d := TopicDescription{TopicInfo: topicInfoFromProto(resp.GetTopic())}
+	for _, p := range resp.GetPartitions() {
+		d.Status = append(d.Status, PartitionStatus{
+			PartitionInfo: PartitionInfo{
+				Partition:   p.GetPartition(),
+				Leader:      p.GetLeader(),
+				LeaderEpoch: p.GetLeaderEpoch(),
+				Replicas:    p.GetReplicas(),
+				ISR:         p.GetIsr(),
+			},
+			LogStartOffset: p.GetLogStartOffset(),
+			HighWatermark:  p.GetHighWatermark(),
+			LogEndOffset:   p.GetLogEndOffset(),
+			SizeBytes:      p.GetSizeBytes(),
+			Error:          p.GetError(),
+		})
+	}
+	return d, nil
+}
+
+// Metadata returns the brokers and the named topics (all when none are
+// named). An answer for all topics also refreshes the client's cache.
+func (c *Client) Metadata(ctx context.Context, topics ...string) (ClusterMetadata, error) {
+	var resp *skeinv1.MetadataResponse
+	err := c.callAny(ctx, "metadata", func(ctx context.Context, cl skeinv1.SkeinClient) error {
+		var err error
+		resp, err = cl.Metadata(ctx, &skeinv1.MetadataRequest{Topics: topics})
+		return err
+	})
+	if err != nil {
+		return ClusterMetadata{}, fmt.Errorf("metadata: %w", err)
+	}
+	if len(topics) == 0 {
+		c.meta.store(resp)
+	}
+	md := ClusterMetadata{ClusterID: resp.GetClusterId(), ControllerID: resp.GetControllerId()}
+	for _, b := range resp.GetBrokers() {
+		md.Brokers = append(md.Brokers, BrokerInfo{ID: b.GetId(), Addr: b.GetAddr(), Rack: b.GetRack()})
+	}
+	for _, t := range resp.GetTopics() {
+		md.Topics = append(md.Topics, topicInfoFromProto(t))
+	}
+	return md, nil
+}
+
+// OffsetSpec says which offset ListOffsets resolves: OffsetEarliest,
+// OffsetLatest or OffsetAtTime(t).
+type OffsetSpec struct {
+	kind int8 // 0 earliest, 1 latest, 2 time
+	ts   time.Time
+}
+
+var (
+	// OffsetEarliest is the log start offset.
+	OffsetEarliest = OffsetSpec{kind: 0}
+	// OffsetLatest is the high watermark: the offset the next committed
+	// record will have.
+	OffsetLatest = OffsetSpec{kind: 1}
+)
+
+// OffsetAtTime is the first offset whose record timestamp is at or after t
+// (the high watermark if there is none).
+func OffsetAtTime(t time.Time) OffsetSpec { return OffsetSpec{kind: 2, ts: t} }
+
+// ListedOffset is the answer of ListOffsets.
+type ListedOffset struct {
+	Offset int64
+	// Timestamp of the record at Offset, for time lookups that found one;
+	// zero otherwise.
+	Timestamp      time.Time
+	LogStartOffset int64
+	HighWatermark  int64
+}
+
+// ListOffsets resolves an offset of a partition at its leader.
+func (c *Client) ListOffsets(ctx context.Context, topic string, partition int32, spec OffsetSpec) (ListedOffset, error) {
+	req := &skeinv1.ListOffsetsRequest{Topic: topic, Partition: partition}
+	switch spec.kind {
+	case 0:
+		req.Spec = &skeinv1.ListOffsetsRequest_Earliest{Earliest: true}
+	case 1:
+		req.Spec = &skeinv1.ListOffsetsRequest_Latest{Latest: true}
+	default:
+		req.Spec = &skeinv1.ListOffsetsRequest_TimestampMs{TimestampMs: spec.ts.UnixMilli()}
+	}
+	var resp *skeinv1.ListOffsetsResponse
+	err := c.callLeader(ctx, topic, partition, func(ctx context.Context, cl skeinv1.SkeinClient, _ int32) error {
+		var err error
+		resp, err = cl.ListOffsets(ctx, req)
+		return err
+	})
+	if err != nil {
+		return ListedOffset{}, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err)
+	}
+	lo := ListedOffset{Offset: resp.GetOffset(), LogStartOffset: resp.GetLogStartOffset(), HighWatermark: resp.GetHighWatermark()}
+	if ts := resp.GetTimestampMs(); ts >= 0 && spec.kind == 2 {
+		lo.Timestamp = time.UnixMilli(ts)
+	}
+	return lo, nil
+}

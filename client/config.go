@@ -1,0 +1,345 @@
+package client
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/skeinlog/skein/proto/batch"
+	"github.com/skeinlog/skein/proto/skeinv1"
+)
+
+// DefaultBroker is the address New uses when WithBrokers is not given.
+const DefaultBroker = "127.0.0.1:9420"
+
+// ---- client options -----------------------------------------------------------
+
+// Opt configures a Client; pass them to New.
+type Opt func(*clientConfig)
+
+type clientConfig struct {
+	brokers        []string
+	dialOpts       []grpc.DialOption
+	logger         *slog.Logger
+	requestTimeout time.Duration
+	metadataMaxAge time.Duration
+	retryBackoff   time.Duration
+}
+
+func defaultClientConfig() clientConfig {
+	return clientConfig{
+		brokers:        []string{DefaultBroker},
+		logger:         slog.New(slog.DiscardHandler),
+		requestTimeout: 30 * time.Second,
+		metadataMaxAge: 5 * time.Minute,
+		retryBackoff:   100 * time.Millisecond,
+	}
+}
+
+func (c *clientConfig) validate() error {
+	if len(c.brokers) == 0 {
+		return fmt.Errorf("skein client: no broker addresses")
+	}
+	if c.requestTimeout <= 0 || c.metadataMaxAge <= 0 || c.retryBackoff <= 0 {
+		return fmt.Errorf("skein client: timeouts and backoffs must be positive")
+	}
+	return nil
+}
+
+// WithBrokers sets the bootstrap brokers, tried in order, as host:port
+// addresses (or gRPC targets such as "dns:///host:port"). Each argument may
+// itself be a comma-separated list, as in SKEIN_BROKERS. Default
+// "127.0.0.1:9420". The client learns the other brokers from Metadata.
+func WithBrokers(addrs ...string) Opt {
+	return func(c *clientConfig) {
+		c.brokers = c.brokers[:0:0]
+		for _, a := range addrs {
+			for _, s := range strings.Split(a, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					c.brokers = append(c.brokers, s)
+				}
+			}
+		}
+	}
+}
+
+// WithDialOptions adds gRPC dial options, applied after the client's own
+// (insecure transport credentials, a receive limit that fits the largest
+// batch), so they can override them. Default none.
+func WithDialOptions(opts ...grpc.DialOption) Opt {
+	return func(c *clientConfig) { c.dialOpts = append(c.dialOpts, opts...) }
+}
+
+// WithLogger sets the logger for the client and its producers and consumers.
+// Default: discard everything.
+func WithLogger(l *slog.Logger) Opt {
+	return func(c *clientConfig) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// WithRequestTimeout bounds each request to a broker: unary calls, and the
+// wait for a produce answer (producers may override it with
+// ProduceRequestTimeout). Default 30 s.
+func WithRequestTimeout(d time.Duration) Opt {
+	return func(c *clientConfig) { c.requestTimeout = d }
+}
+
+// WithMetadataMaxAge is how long cached topic metadata is used before it is
+// refreshed in the background; errors such as NotLeader refresh it sooner.
+// Default 5 minutes.
+func WithMetadataMaxAge(d time.Duration) Opt {
+	return func(c *clientConfig) { c.metadataMaxAge = d }
+}
+
+// WithRetryBackoff is the first backoff between retries of metadata and
+// admin requests; it doubles to at most 1 s, with jitter. Metadata is never
+// refreshed more often than this. Default 100 ms.
+func WithRetryBackoff(d time.Duration) Opt {
+	return func(c *clientConfig) { c.retryBackoff = d }
+}
+
+// ---- producer options ---------------------------------------------------------
+
+// Acks is how much durability a produce waits for.
+type Acks int8
+
+const (
+	// AcksAll waits until every in-sync replica has the batch and the ISR has
+	// at least min.insync.replicas members.
+	AcksAll Acks = iota
+	// AcksLeader waits until the leader has the batch on disk.
+	AcksLeader
+	// AcksNone waits for nothing: callbacks run once the request is written
+	// to the stream, with Offset -1.
+	AcksNone
+)
+
+func (a Acks) String() string {
+	switch a {
+	case AcksAll:
+		return "all"
+	case AcksLeader:
+		return "leader"
+	case AcksNone:
+		return "none"
+	}
+	return fmt.Sprintf("acks(%d)", int8(a))
+}
+
+func (a Acks) proto() skeinv1.Acks {
+	switch a {
+	case AcksLeader:
+		return skeinv1.Acks_ACKS_LEADER
+	case AcksNone:
+		return skeinv1.Acks_ACKS_NONE
+	}
+	return skeinv1.Acks_ACKS_ALL
+}
+
+// ParseAcks accepts all (or -1), leader (or 1) and none (or 0).
+func ParseAcks(s string) (Acks, error) {
+	switch strings.ToLower(s) {
+	case "all", "-1":
+		return AcksAll, nil
+	case "leader", "1":
+		return AcksLeader, nil
+	case "none", "0":
+		return AcksNone, nil
+	}
+	return AcksAll, fmt.Errorf("unknown acks %q (want all, leader, 1, none or 0)", s)
+}
+
+// Compression is a batch codec; see proto/batch.
+type Compression = batch.Compression
+
+// The codecs.
+const (
+	CompressionNone   = batch.None
+	CompressionGzip   = batch.Gzip
+	CompressionSnappy = batch.Snappy
+	CompressionLZ4    = batch.LZ4
+	CompressionZstd   = batch.Zstd
+)
+
+// ParseCompression accepts none, gzip, snappy, lz4 and zstd.
+func ParseCompression(s string) (Compression, error) { return batch.ParseCompression(s) }
+
+// ProducerOpt configures a Producer.
+type ProducerOpt func(*producerConfig)
+
+type producerConfig struct {
+	linger           time.Duration
+	batchMaxBytes    int
+	maxBufferedBytes int64
+	acks             Acks
+	compression      Compression
+	requestTimeout   time.Duration // 0: the client's
+	deliveryTimeout  time.Duration
+	retryBackoff     time.Duration
+	maxInFlight      int
+	partitioner      Partitioner
+}
+
+func defaultProducerConfig() producerConfig {
+	return producerConfig{
+		linger:           5 * time.Millisecond,
+		batchMaxBytes:    1 << 20,
+		maxBufferedBytes: 64 << 20,
+		acks:             AcksAll,
+		compression:      CompressionNone,
+		deliveryTimeout:  2 * time.Minute,
+		retryBackoff:     100 * time.Millisecond,
+		maxInFlight:      5,
+		partitioner:      DefaultPartitioner(),
+	}
+}
+
+func (c *producerConfig) validate() error {
+	switch {
+	case c.linger < 0:
+		return fmt.Errorf("skein producer: negative linger %v", c.linger)
+	case c.batchMaxBytes < batch.HeaderSize+64 || c.batchMaxBytes > batch.MaxBatchBytes:
+		return fmt.Errorf("skein producer: batch max bytes %d outside [%d, %d]", c.batchMaxBytes, batch.HeaderSize+64, batch.MaxBatchBytes)
+	case c.maxBufferedBytes < int64(c.batchMaxBytes):
+		return fmt.Errorf("skein producer: max buffered bytes %d below the batch max bytes %d", c.maxBufferedBytes, c.batchMaxBytes)
+	case c.acks < AcksAll || c.acks > AcksNone:
+		return fmt.Errorf("skein producer: unknown %v", c.acks)
+	case c.compression > CompressionZstd:
+		return fmt.Errorf("skein producer: unknown compression %v", c.compression)
+	case c.requestTimeout < 0 || c.deliveryTimeout <= 0 || c.retryBackoff <= 0:
+		return fmt.Errorf("skein producer: timeouts and backoffs must be positive")
+	case c.maxInFlight < 1:
+		return fmt.Errorf("skein producer: max in flight per partition %d, want at least 1", c.maxInFlight)
+	case c.partitioner == nil:
+		return fmt.Errorf("skein producer: nil partitioner")
+	}
+	return nil
+}
+
+// Linger is how long a partition's batch waits for more records before it
+// is sent, unless it fills first or Flush is called. Default 5 ms.
+func Linger(d time.Duration) ProducerOpt { return func(c *producerConfig) { c.linger = d } }
+
+// BatchMaxBytes caps a batch's encoded size before compression; a record
+// that does not fit in an empty batch fails with ErrRecordTooLarge. Default
+// 1 MiB.
+func BatchMaxBytes(n int) ProducerOpt { return func(c *producerConfig) { c.batchMaxBytes = n } }
+
+// MaxBufferedBytes caps the bytes of records produced but not yet
+// completed (callback returned). Produce blocks, respecting its context,
+// while the buffer is full. Default 64 MiB.
+func MaxBufferedBytes(n int64) ProducerOpt {
+	return func(c *producerConfig) { c.maxBufferedBytes = n }
+}
+
+// RequiredAcks sets the acknowledgement level. Default AcksAll.
+func RequiredAcks(a Acks) ProducerOpt { return func(c *producerConfig) { c.acks = a } }
+
+// BatchCompression sets the codec of produced batches. Default none.
+func BatchCompression(codec Compression) ProducerOpt {
+	return func(c *producerConfig) { c.compression = codec }
+}
+
+// ProduceRequestTimeout bounds the wait for one produce answer; it is also
+// sent as the broker's replication timeout. When it expires the connection's
+// produce stream is torn down and its requests are retried. Default: the
+// client's WithRequestTimeout (30 s).
+func ProduceRequestTimeout(d time.Duration) ProducerOpt {
+	return func(c *producerConfig) { c.requestTimeout = d }
+}
+
+// DeliveryTimeout is how long the producer keeps trying a record, from its
+// Produce call, before failing it with ErrDeliveryTimeout. A request already
+// in flight is waited for (up to the request timeout) first. Default 2 min.
+func DeliveryTimeout(d time.Duration) ProducerOpt {
+	return func(c *producerConfig) { c.deliveryTimeout = d }
+}
+
+// RetryBackoff is the first backoff before a partition's failed batches are
+// sent again; it doubles on each consecutive failure up to 1 s (or d if
+// larger), with jitter. Default 100 ms.
+func RetryBackoff(d time.Duration) ProducerOpt {
+	return func(c *producerConfig) { c.retryBackoff = d }
+}
+
+// MaxInFlightPerPartition caps the produce requests of one partition
+// awaiting an answer. Default 5.
+func MaxInFlightPerPartition(n int) ProducerOpt {
+	return func(c *producerConfig) { c.maxInFlight = n }
+}
+
+// WithPartitioner sets the partitioner. Default DefaultPartitioner().
+func WithPartitioner(p Partitioner) ProducerOpt {
+	return func(c *producerConfig) { c.partitioner = p }
+}
+
+// ---- consumer options ---------------------------------------------------------
+
+// ConsumerOpt configures a Consumer.
+type ConsumerOpt func(*consumerConfig)
+
+type consumerConfig struct {
+	stopAtEnd       bool
+	fetchMaxBytes   int32
+	fetchMaxWait    time.Duration
+	bufferedBatches int
+	retryBackoff    time.Duration
+}
+
+func defaultConsumerConfig() consumerConfig {
+	return consumerConfig{
+		fetchMaxBytes:   1 << 20,
+		fetchMaxWait:    500 * time.Millisecond,
+		bufferedBatches: 4,
+		retryBackoff:    100 * time.Millisecond,
+	}
+}
+
+func (c *consumerConfig) validate() error {
+	switch {
+	case c.fetchMaxBytes < 1:
+		return fmt.Errorf("skein consumer: fetch max bytes %d", c.fetchMaxBytes)
+	case c.fetchMaxWait < time.Millisecond:
+		return fmt.Errorf("skein consumer: fetch max wait %v below 1 ms", c.fetchMaxWait)
+	case c.bufferedBatches < 1:
+		return fmt.Errorf("skein consumer: buffered batches %d, want at least 1", c.bufferedBatches)
+	case c.retryBackoff <= 0:
+		return fmt.Errorf("skein consumer: retry backoff must be positive")
+	}
+	return nil
+}
+
+// StopAtEnd makes Next and Poll return io.EOF once every assigned partition
+// has been read up to the high watermark it had when its fetch first caught
+// up. Default off: follow the log for ever.
+func StopAtEnd() ConsumerOpt { return func(c *consumerConfig) { c.stopAtEnd = true } }
+
+// FetchMaxBytes caps the batch bytes of one fetch response (the broker
+// clamps it to [1 KiB, 16 MiB] and always sends at least one batch). Default
+// 1 MiB.
+func FetchMaxBytes(n int32) ConsumerOpt { return func(c *consumerConfig) { c.fetchMaxBytes = n } }
+
+// FetchMaxWait is how long the broker waits at the end of the log before a
+// heartbeat. A stream silent for three times this long (at least 5 s) is
+// considered dead and reopened. Default 500 ms.
+func FetchMaxWait(d time.Duration) ConsumerOpt {
+	return func(c *consumerConfig) { c.fetchMaxWait = d }
+}
+
+// FetchBufferedBatches is how many fetch responses per partition may wait
+// for Next before the partition's fetch stops reading. Default 4.
+func FetchBufferedBatches(n int) ConsumerOpt {
+	return func(c *consumerConfig) { c.bufferedBatches = n }
+}
+
+// FetchRetryBackoff is the first backoff before a broken fetch stream is
+// reopened; it doubles up to 1 s, with jitter. Default 100 ms.
+func FetchRetryBackoff(d time.Duration) ConsumerOpt {
+	return func(c *consumerConfig) { c.retryBackoff = d }
+}

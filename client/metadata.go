@@ -1,0 +1,324 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/skeinlog/skein/proto/skeinv1"
+)
+
+// metadata is the client's cache of cluster metadata. Snapshots are
+// immutable and swapped atomically, so lookups take no lock; refreshes are
+// serialised (one in flight at a time) and spaced by the retry backoff.
+type metadata struct {
+	snap atomic.Pointer[snapshot]
+
+	mu        sync.Mutex    // guards the fields below
+	running   chan struct{} // closed when the refresh in flight ends; nil if none
+	lastErr   error         // of the last refresh; nil after a success
+	lastEnd   time.Time     // when the last refresh ended
+	fails     int           // consecutive failed refreshes
+	lastGood  string        // the broker that answered last
+	knownAddr []string      // broker addresses learned from metadata
+}
+
+// snapshot is one view of the cluster. gen counts successful refreshes (and
+// applied leader hints); a caller that saw generation g and needs newer
+// information waits for a generation above g.
+type snapshot struct {
+	gen     uint64
+	at      time.Time
+	brokers map[int32]string
+	topics  map[string]*topicMeta
+}
+
+type topicMeta struct {
+	info  TopicInfo
+	parts []partMeta // by partition id
+}
+
+type partMeta struct {
+	leader int32
+	epoch  int32
+	ok     bool // the partition appeared in the metadata
+}
+
+func (m *metadata) init() {
+	m.snap.Store(&snapshot{brokers: map[int32]string{}, topics: map[string]*topicMeta{}})
+}
+
+// candidates is the order in which to try brokers for cluster-wide calls.
+func (m *metadata) candidates(bootstrap []string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := make(map[string]bool)
+	var out []string
+	add := func(a string) {
+		if a != "" && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	add(m.lastGood)
+	for _, a := range bootstrap {
+		add(a)
+	}
+	for _, a := range m.knownAddr {
+		add(a)
+	}
+	return out
+}
+
+func (m *metadata) answered(addr string) {
+	m.mu.Lock()
+	m.lastGood = addr
+	m.mu.Unlock()
+}
+
+// lookupError says why a partition cannot be routed yet.
+type lookupError struct {
+	err       error
+	permanent bool // unknown topic or partition, as opposed to no leader yet
+}
+
+// leader looks a partition's leader up in the current snapshot. The
+// returned leaderInfo always carries the snapshot generation.
+func (m *metadata) leader(topic string, partition int32) (leaderInfo, *lookupError) {
+	s := m.snap.Load()
+	l := leaderInfo{id: -1, epoch: -1, gen: s.gen}
+	t, ok := s.topics[topic]
+	if !ok {
+		return l, &lookupError{err: &Error{Code: codes.NotFound, Reason: skeinv1.ErrorReason_UNKNOWN_TOPIC,
+			Message: fmt.Sprintf("topic %q does not exist", topic), LeaderID: -1}, permanent: true}
+	}
+	if partition < 0 || int(partition) >= len(t.parts) || !t.parts[partition].ok {
+		return l, &lookupError{err: unknownPartition(topic, partition, len(t.parts)), permanent: true}
+	}
+	p := t.parts[partition]
+	l.id, l.epoch = p.leader, p.epoch
+	if p.leader < 0 {
+		return l, &lookupError{err: &Error{Code: codes.Unavailable, Reason: skeinv1.ErrorReason_NOT_LEADER,
+			Message: fmt.Sprintf("partition %d of %q has no leader", partition, topic), LeaderID: -1}}
+	}
+	addr, ok := s.brokers[p.leader]
+	if !ok || addr == "" {
+		return l, &lookupError{err: &Error{Code: codes.Unavailable, Reason: skeinv1.ErrorReason_NOT_LEADER,
+			Message: fmt.Sprintf("the leader of partition %d of %q, broker %d, has no known address", partition, topic, p.leader), LeaderID: -1}}
+	}
+	l.addr = addr
+	return l, nil
+}
+
+func unknownPartition(topic string, partition int32, n int) *Error {
+	return &Error{Code: codes.NotFound, Reason: skeinv1.ErrorReason_UNKNOWN_PARTITION, LeaderID: -1,
+		Message: fmt.Sprintf("partition %d of %q does not exist (the topic has %d partitions: 0 to %d)", partition, topic, n, n-1)}
+}
+
+// topic returns a topic's cached metadata, or nil.
+func (m *metadata) topic(name string) (*topicMeta, uint64) {
+	s := m.snap.Load()
+	return s.topics[name], s.gen
+}
+
+// store installs the answer of a Metadata call for all topics.
+func (m *metadata) store(resp *skeinv1.MetadataResponse) {
+	brokers := make(map[int32]string, len(resp.GetBrokers()))
+	var addrs []string
+	for _, b := range resp.GetBrokers() {
+		brokers[b.GetId()] = b.GetAddr()
+		addrs = append(addrs, b.GetAddr())
+	}
+	topics := make(map[string]*topicMeta, len(resp.GetTopics()))
+	for _, t := range resp.GetTopics() {
+		topics[t.GetName()] = newTopicMeta(t)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.snap.Load()
+	m.snap.Store(&snapshot{gen: old.gen + 1, at: time.Now(), brokers: brokers, topics: topics})
+	m.knownAddr = addrs
+}
+
+func newTopicMeta(t *skeinv1.TopicMetadata) *topicMeta {
+	tm := &topicMeta{info: topicInfoFromProto(t)}
+	n := 0
+	for _, p := range t.GetPartitions() {
+		n = max(n, int(p.GetPartition())+1)
+	}
+	tm.parts = make([]partMeta, n)
+	for _, p := range t.GetPartitions() {
+		if p.GetPartition() >= 0 {
+			tm.parts[p.GetPartition()] = partMeta{leader: p.GetLeader(), epoch: p.GetLeaderEpoch(), ok: true}
+		}
+	}
+	return tm
+}
+
+// applyHint installs the leader named by a NotLeader error when it is newer
+// than what the cache holds, so the next attempt goes straight there. It
+// reports whether it changed anything.
+func (m *metadata) applyHint(topic string, partition int32, err error) bool {
+	var e *Error
+	if !errors.As(err, &e) || e.Reason != skeinv1.ErrorReason_NOT_LEADER || e.LeaderID < 0 || e.LeaderAddr == "" {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.snap.Load()
+	t, ok := s.topics[topic]
+	if !ok || partition < 0 || int(partition) >= len(t.parts) {
+		return false
+	}
+	cur := t.parts[partition]
+	if e.LeaderEpoch <= cur.epoch {
+		return false
+	}
+	nt := &topicMeta{info: t.info, parts: append([]partMeta(nil), t.parts...)}
+	nt.parts[partition] = partMeta{leader: e.LeaderID, epoch: e.LeaderEpoch, ok: true}
+	ns := &snapshot{gen: s.gen + 1, at: s.at, brokers: make(map[int32]string, len(s.brokers)+1), topics: make(map[string]*topicMeta, len(s.topics))}
+	for k, v := range s.brokers {
+		ns.brokers[k] = v
+	}
+	ns.brokers[e.LeaderID] = e.LeaderAddr
+	for k, v := range s.topics {
+		ns.topics[k] = v
+	}
+	ns.topics[topic] = nt
+	m.snap.Store(ns)
+	return true
+}
+
+// refresh makes sure the cached metadata is newer than generation gen,
+// refreshing it (or waiting for the refresh in flight) as needed. It returns
+// the refresh's error if none succeeded.
+func (c *Client) refresh(ctx context.Context, gen uint64) error {
+	for {
+		done, err := c.startRefresh(gen)
+		if done == nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.quit:
+			return ErrClosed
+		case <-done:
+		}
+		if c.meta.snap.Load().gen > gen {
+			return nil
+		}
+		c.meta.mu.Lock()
+		err = c.meta.lastErr
+		c.meta.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// refreshAsync starts a refresh unless the metadata is already newer than
+// gen, and returns a channel closed when that refresh ends (already closed
+// if none is needed).
+func (c *Client) refreshAsync(gen uint64) <-chan struct{} {
+	done, _ := c.startRefresh(gen)
+	if done == nil {
+		return closedChan
+	}
+	return done
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// maybeRefreshStale starts a background refresh when the cached metadata is
+// older than the max age.
+func (c *Client) maybeRefreshStale() {
+	s := c.meta.snap.Load()
+	if time.Since(s.at) > c.cfg.metadataMaxAge {
+		c.startRefresh(s.gen)
+	}
+}
+
+// startRefresh returns the channel of the refresh in flight, starting one if
+// the metadata is not newer than gen; nil when no refresh is needed.
+func (c *Client) startRefresh(gen uint64) (chan struct{}, error) {
+	m := &c.meta
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.snap.Load().gen > gen {
+		return nil, nil
+	}
+	if m.running != nil {
+		return m.running, nil
+	}
+	select {
+	case <-c.quit:
+		return nil, ErrClosed
+	default:
+	}
+	done := make(chan struct{})
+	m.running = done
+	wait := c.cfg.retryBackoff - time.Since(m.lastEnd)
+	if m.fails > 0 {
+		wait = backoff(c.cfg.retryBackoff, m.fails) - time.Since(m.lastEnd)
+	}
+	if !c.goFunc(func() { c.runRefresh(done, wait) }) {
+		m.running = nil
+		return nil, ErrClosed
+	}
+	return done, nil
+}
+
+func (c *Client) runRefresh(done chan struct{}, wait time.Duration) {
+	var err error
+	defer func() {
+		m := &c.meta
+		m.mu.Lock()
+		m.running = nil
+		m.lastErr = err
+		m.lastEnd = time.Now()
+		if err != nil {
+			m.fails++
+		} else {
+			m.fails = 0
+		}
+		m.mu.Unlock()
+		close(done)
+	}()
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-c.quit:
+			t.Stop()
+			err = ErrClosed
+			return
+		case <-t.C:
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var resp *skeinv1.MetadataResponse
+	err = c.callAny(ctx, "metadata", func(ctx context.Context, cl skeinv1.SkeinClient) error {
+		var err error
+		resp, err = cl.Metadata(ctx, &skeinv1.MetadataRequest{})
+		return err
+	})
+	if err != nil {
+		c.log.Warn("skein: metadata refresh failed", "err", err)
+		return
+	}
+	c.meta.store(resp)
+	c.log.Debug("skein: metadata refreshed", "brokers", len(resp.GetBrokers()), "topics", len(resp.GetTopics()))
+}
