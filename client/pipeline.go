@@ -33,8 +33,6 @@ type partProducer struct {
 	mu    sync.Mutex // guards the fields below
 	queue []*pbatch  // batches not sent yet (or sent back for retry), oldest first
 	open  *pbatch    // the batch Produce appends to, or nil; when set it is the last of queue
-	// scratch for converting records; used under mu
-	scratch batch.Record
 
 	wake    chan struct{}   // cap 1: a batch opened or filled, a flush began
 	results chan sendResult // answers of in-flight requests; cap maxInFlight
