@@ -83,3 +83,20 @@ func (c *cursor) frame(pos, limit int64) (data []byte, flen int64, reason string
 	off = int(pos - c.wpos)
 	return c.buf[off+n : off+int(flen)], flen, "", nil
 }
+
+// entry reads the frame at pos (ending by limit) and checks it: tidwall
+// framing, length, CRC, version, offsets, and that it starts at expect
+// (unless expect < 0). It returns the frame data (header and payload; valid
+// until the next call), its decoded header and its total length. A bad
+// frame is reported as a reason; err is an I/O error.
+func (c *cursor) entry(pos, limit, expect int64) (data []byte, h frameHeader, flen int64, reason string, err error) {
+	data, flen, reason, err = c.frame(pos, limit)
+	if err != nil || reason != "" {
+		return data, h, flen, reason, err
+	}
+	h, _, reason = decodeFrame(data)
+	if reason == "" && expect >= 0 && h.base != expect {
+		reason = "offset discontinuity"
+	}
+	return data, h, flen, reason, nil
+}

@@ -118,10 +118,15 @@ func (l *Log) loadIndex() (segs []*segment, tailBad *badFrame, err error) {
 		}
 		s.sealed = true
 		count := d.segments[i+1] - id
-		if err := l.loadSidecar(s, d.sidecars[id], size, count); err == nil && (prevNext < 0 || s.base == prevNext) {
+		err := l.loadSidecar(s, d.sidecars[id], size, count)
+		if err == nil && prevNext >= 0 && s.base != prevNext {
+			err = fmt.Errorf("segment starts at %d, the previous one ends at %d", s.base, prevNext)
+		}
+		if err == nil {
 			prevNext = s.next
 			continue
-		} else if d.sidecars[id] != "" {
+		}
+		if d.sidecars[id] != "" {
 			l.log.Info("wal: rebuilding index sidecar", "segment", s.path, "reason", err)
 		}
 		bad, err := scanSegment(s, size, prevNext, count, l.interval)

@@ -87,17 +87,9 @@ func (l *Log) ReadEntries(offset int64, maxBytes int, limit int64, fn func(Entry
 		c.reset(f, sp.seg.path)
 		pos, expect := sp.pos, sp.offset
 		for pos < sp.end {
-			data, flen, reason, err := c.frame(pos, sp.end)
+			data, h, flen, reason, err := c.entry(pos, sp.end, expect)
 			if err != nil {
 				return next, err
-			}
-			var h frameHeader
-			var payload []byte
-			if reason == "" {
-				h, payload, reason = decodeFrame(data)
-			}
-			if reason == "" && h.base != expect {
-				reason = "offset discontinuity"
 			}
 			if reason != "" {
 				if passed > 0 {
@@ -113,6 +105,7 @@ func (l *Log) ReadEntries(offset int64, maxBytes int, limit int64, fn func(Entry
 			if h.base >= limit {
 				return next, nil
 			}
+			payload := data[frameHeaderLen:]
 			if err := fn(Entry{BaseOffset: h.base, LastOffset: h.last, MaxTimestamp: h.maxTS, Data: payload}); err != nil {
 				return next, err
 			}
@@ -167,16 +160,9 @@ func (l *Log) OffsetForTimestamp(ts int64) (int64, error) {
 	c.reset(f, sp.seg.path)
 	pos, expect := sp.pos, sp.offset
 	for pos < stop {
-		data, flen, reason, err := c.frame(pos, sp.end)
+		_, h, flen, reason, err := c.entry(pos, sp.end, expect)
 		if err != nil {
 			return 0, err
-		}
-		var h frameHeader
-		if reason == "" {
-			h, _, reason = decodeFrame(data)
-		}
-		if reason == "" && h.base != expect {
-			reason = "offset discontinuity"
 		}
 		if reason != "" {
 			return 0, &CorruptError{Path: sp.seg.path, Pos: pos, Offset: expect, Reason: reason}

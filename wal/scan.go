@@ -38,16 +38,9 @@ func scanSegment(s *segment, size, expect int64, wantCount uint64, interval int6
 		if wantCount > 0 && s.count == wantCount {
 			return &badFrame{pos: pos, id: id, reason: "bytes after the segment's last entry"}, nil
 		}
-		data, flen, reason, err := c.frame(pos, size)
+		data, h, flen, reason, err := c.entry(pos, size, expect)
 		if err != nil {
 			return nil, err
-		}
-		var h frameHeader
-		if reason == "" {
-			h, _, reason = decodeFrame(data)
-		}
-		if reason == "" && expect >= 0 && h.base != expect {
-			reason = "offset discontinuity"
 		}
 		if reason != "" {
 			return &badFrame{pos: pos, id: id, reason: reason, hdr: slices.Clone(data[:min(len(data), frameHeaderLen)])}, nil

@@ -267,16 +267,9 @@ func (l *Log) findEntry(offset int64) (cutPoint, error) {
 	c.reset(f, sp.seg.path)
 	pos, id, expect, ts := sp.pos, sp.id, sp.offset, sp.tsMax
 	for pos < sp.end {
-		data, flen, reason, err := c.frame(pos, sp.end)
+		_, h, flen, reason, err := c.entry(pos, sp.end, expect)
 		if err != nil {
 			return cutPoint{}, err
-		}
-		var h frameHeader
-		if reason == "" {
-			h, _, reason = decodeFrame(data)
-		}
-		if reason == "" && h.base != expect {
-			reason = "offset discontinuity"
 		}
 		if reason != "" {
 			if expect == offset {
