@@ -185,7 +185,8 @@ func isTransport(err error) bool {
 // answer is returned. Each attempt is bounded by the request timeout.
 func (c *Client) callAny(ctx context.Context, what string, fn func(context.Context, skeinv1.SkeinClient) error) error {
 	var last error
-	for _, addr := range c.meta.candidates(c.cfg.brokers) {
+	addrs := c.meta.candidates(c.cfg.brokers)
+	for _, addr := range addrs {
 		cl, err := c.conn(addr)
 		if err != nil {
 			return err
@@ -206,7 +207,7 @@ func (c *Client) callAny(ctx context.Context, what string, fn func(context.Conte
 		c.log.Debug("skein: broker unreachable", "addr", addr, "request", what, "err", err)
 		last = err
 	}
-	return fmt.Errorf("%s: no broker answered: %w", what, last)
+	return fmt.Errorf("no broker answered (tried %s): %w", strings.Join(addrs, ", "), last)
 }
 
 // callLeader runs fn against the leader of a partition, with the leader
