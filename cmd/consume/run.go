@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/skeinlog/skein/client"
+)
+
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+const usage = `Usage: consume -t TOPIC [flags]
+
+Reads records from a Skein topic and writes them to standard output,
+following the log until Ctrl-C (or -e / -c). -x and --x are the same flag.
+
+  -b, --brokers LIST   brokers, comma-separated (env SKEIN_BROKERS, default 127.0.0.1:9420)
+  -t, --topic TOPIC    topic to read (required)
+  -p LIST              partitions, e.g. 0,2 or 0-3 (default all)
+  -o OFFSET            beginning, end, N, -N (N before the end), @TIME (RFC 3339
+                       or unix ms) (default end)
+  -e                   exit at the end of the log instead of following it
+  -c N                 exit after N records
+  -f FORMAT            output format (default %v\n): %t topic, %p partition, %o offset,
+                       %k key, %v value, %h headers (k=v,k=v), %T timestamp (ms), %%;
+                       escapes \n \t \r \0 \\
+      --json           one JSON object per record (the format produce --json reads)
+      --stats json     print records, bytes, seconds, records/s, MB/s as JSON on
+                       stdout at exit
+  -v                   print that summary on stderr at exit
+
+Exit status: 0 at the end or on Ctrl-C, 1 on an error, 2 for bad usage.
+`
+
+type config struct {
+	brokers    string
+	topic      string
+	partitions []int32
+	offset     client.Offset
+	exitAtEnd  bool
+	count      int64
+	format     []formatOp
+	json       bool
+	stats      string
+	verbose    bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	cfg := &config{}
+	fs := flag.NewFlagSet("consume", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { io.WriteString(stderr, usage) }
+	defBrokers := os.Getenv("SKEIN_BROKERS")
+	if defBrokers == "" {
+		defBrokers = client.DefaultBroker
+	}
+	var parts, offset, format string
+	for _, n := range []string{"b", "brokers"} {
+		fs.StringVar(&cfg.brokers, n, defBrokers, "brokers")
+	}
+	for _, n := range []string{"t", "topic"} {
+		fs.StringVar(&cfg.topic, n, "", "topic")
+	}
+	fs.StringVar(&parts, "p", "", "partitions")
+	fs.StringVar(&offset, "o", "end", "start offset")
+	fs.BoolVar(&cfg.exitAtEnd, "e", false, "exit at the end")
+	fs.Int64Var(&cfg.count, "c", 0, "exit after N records")
+	fs.StringVar(&format, "f", `%v\n`, "output format")
+	fs.BoolVar(&cfg.json, "json", false, "JSON output")
+	fs.StringVar(&cfg.stats, "stats", "", "stats format")
+	fs.BoolVar(&cfg.verbose, "v", false, "summary on stderr")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	bad := func(format string, a ...any) (*config, error) {
+		err := fmt.Errorf(format, a...)
+		fmt.Fprintf(stderr, "consume: %v\n", err)
+		fs.Usage()
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return bad("unexpected argument %q", fs.Arg(0))
+	}
+	if cfg.topic == "" {
+		return bad("-t TOPIC is required")
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	if cfg.partitions, err = parsePartitions(parts); err != nil {
+		return bad("-p: %v", err)
+	}
+	if cfg.offset, err = parseOffset(offset); err != nil {
+		return bad("-o: %v", err)
+	}
+	if cfg.count < 0 {
+		return bad("-c %d: want a count, 0 or more", cfg.count)
+	}
+	if cfg.json && set["f"] {
+		return bad("-f and --json are exclusive")
+	}
+	if cfg.format, err = compileFormat(format); err != nil {
+		return bad("-f: %v", err)
+	}
+	if cfg.stats != "" && cfg.stats != "json" {
+		return bad(`--stats %q: the only format is "json"`, cfg.stats)
+	}
+	return cfg, nil
+}
+
+// summary is the --stats json object.
+type summary struct {
+	Topic         string      `json:"topic"`
+	Records       int64       `json:"records"`
+	Bytes         int64       `json:"bytes"`
+	Seconds       float64     `json:"seconds"`
+	RecordsPerSec float64     `json:"records_per_sec"`
+	MBPerSec      float64     `json:"mb_per_sec"`
+	Partitions    []partEntry `json:"partitions"`
+}
+
+type partEntry struct {
+	Partition     int32 `json:"partition"`
+	NextOffset    int64 `json:"next_offset"`
+	HighWatermark int64 `json:"high_watermark"`
+}
+
+// run is the whole command, with its streams passed in; it returns the exit
+// status.
+func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "consume: "+format+"\n", a...) }
+
+	c, err := client.New(client.WithBrokers(cfg.brokers))
+	if err != nil {
+		logf("%v", err)
+		return exitUsage
+	}
+	defer c.Close()
+	var opts []client.ConsumerOpt
+	if cfg.exitAtEnd {
+		opts = append(opts, client.StopAtEnd())
+	}
+	k, err := c.NewConsumer(opts...)
+	if err != nil {
+		logf("%v", err)
+		return exitUsage
+	}
+	defer k.Close()
+	if err := k.Assign(ctx, cfg.topic, cfg.partitions, cfg.offset); err != nil {
+		if ctx.Err() != nil {
+			return exitOK
+		}
+		switch {
+		case errors.Is(err, client.ErrUnknownTopic):
+			logf("topic %q does not exist", cfg.topic)
+		default:
+			logf("cannot start reading %q at %v: %v", cfg.topic, cfg.offset, err)
+		}
+		return exitFailed
+	}
+
+	start := time.Now()
+	out := bufio.NewWriterSize(stdout, 64<<10)
+	var records, bytes int64
+	var buf []byte
+	code := exitOK
+loop:
+	for {
+		recs, err := k.Poll(ctx)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+				logf("%v", err)
+				code = exitFailed
+			}
+			break
+		}
+		for _, r := range recs {
+			buf = buf[:0]
+			if cfg.json {
+				b, _ := r.MarshalJSON()
+				buf = append(append(buf, b...), '\n')
+			} else {
+				buf = render(buf, cfg.format, r)
+			}
+			if _, err := out.Write(buf); err != nil {
+				logf("write: %v", err)
+				return exitFailed
+			}
+			records++
+			bytes += int64(len(r.Key) + len(r.Value))
+			for _, h := range r.Headers {
+				bytes += int64(len(h.Key) + len(h.Value))
+			}
+			if cfg.count > 0 && records >= cfg.count {
+				break loop
+			}
+		}
+		if err := out.Flush(); err != nil {
+			logf("write: %v", err)
+			return exitFailed
+		}
+	}
+	if err := out.Flush(); err != nil {
+		logf("write: %v", err)
+		return exitFailed
+	}
+
+	secs := time.Since(start).Seconds()
+	sum := summary{Topic: cfg.topic, Records: records, Bytes: bytes, Seconds: secs, Partitions: []partEntry{}}
+	if secs > 0 {
+		sum.RecordsPerSec = float64(records) / secs
+		sum.MBPerSec = float64(bytes) / 1e6 / secs
+	}
+	for _, p := range k.Positions() {
+		sum.Partitions = append(sum.Partitions, partEntry{Partition: p.Partition, NextOffset: p.Offset, HighWatermark: p.HighWatermark})
+	}
+	if cfg.stats == "json" {
+		b, _ := json.Marshal(sum)
+		fmt.Fprintf(stdout, "%s\n", b)
+	}
+	if cfg.verbose {
+		fmt.Fprintf(stderr, "%d records (%d bytes) from %s in %.3f s: %.1f records/s, %.2f MB/s\n",
+			sum.Records, sum.Bytes, sum.Topic, sum.Seconds, sum.RecordsPerSec, sum.MBPerSec)
+		for _, p := range sum.Partitions {
+			fmt.Fprintf(stderr, "partition %d: next offset %d, high watermark %d\n", p.Partition, p.NextOffset, p.HighWatermark)
+		}
+	}
+	return code
+}
