@@ -297,11 +297,13 @@ func (p *Partition) commitGroup(group []*op) {
 		o.timer = time.AfterFunc(timeout, func() { p.expireAck(o) })
 	}
 	p.mu.Unlock()
-	for _, o := range ready {
-		o.finish(o.result, nil)
-	}
+	p.finishAcks(ready)
 	for _, o := range now {
-		o.finish(o.result, nil)
+		if o.req.Acks == AcksLeader {
+			o.finish(o.result, nil)
+		} else {
+			p.finishAcks([]*op{o})
+		}
 	}
 }
 

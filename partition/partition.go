@@ -142,6 +142,10 @@ type Partition struct {
 	solo     bool
 	hw       int64
 	leo      int64 // end of the fsynced log
+	// leaderStart is the LEO when this replica took the current
+	// leadership. Until the HW reaches it, the HW may be lower than one the
+	// previous leader showed, so consumer reads wait (HWReady).
+	leaderStart int64
 	logStart int64
 	epochs   epochCache
 	queue    []*op
@@ -249,6 +253,13 @@ type State struct {
 	Epochs         []EpochEntry
 }
 
+// Offsets returns the log start offset, HW and LEO (cheaper than State).
+func (p *Partition) Offsets() (start, hw, leo int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logStart, p.hw, p.leo
+}
+
 // State returns a snapshot.
 func (p *Partition) State() State {
 	p.mu.Lock()
@@ -276,25 +287,82 @@ func (p *Partition) Role() Role {
 // older than the epoch it knows. New appends are stamped with st.Epoch.
 func (p *Partition) BecomeLeader(self int32, st LeaderState) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closing {
+		p.mu.Unlock()
 		return ErrClosed
 	}
 	if st.Epoch < p.epoch {
-		return &EpochError{Requested: st.Epoch, Current: p.epoch}
+		cur := p.epoch
+		p.mu.Unlock()
+		return &EpochError{Requested: st.Epoch, Current: cur}
 	}
 	if p.epochs.assign(st.Epoch, p.leo) {
 		if err := p.saveEpochs(); err != nil {
+			p.mu.Unlock()
 			return fmt.Errorf("save leader epochs: %w", err)
 		}
 	}
+	if p.role != RoleLeader || st.Epoch != p.epoch {
+		p.leaderStart = p.leo
+	}
 	p.role, p.epoch, p.leaderID = RoleLeader, st.Epoch, self
 	p.isrSize, p.minISR, p.solo = len(st.ISR), st.MinISR, st.Solo
+	var ready []*op
 	if p.solo {
-		p.setHWLocked(p.leo)
+		ready = p.setHWLocked(p.leo)
 	}
 	p.broadcastLocked()
+	p.mu.Unlock()
+	// The ISR may have shrunk to this replica alone: what waited is committed.
+	p.finishAcks(ready)
 	return nil
+}
+
+// HWReady reports whether this replica leads and its HW has caught up with
+// everything it held when it took the leadership, so the HW it shows is not
+// below one a previous leader showed. Consumer reads wait for it.
+func (p *Partition) HWReady() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.role == RoleLeader && p.hw >= p.leaderStart
+}
+
+// LeaderStart is the LEO this replica had when it took its current
+// leadership: the first offset of its epoch.
+func (p *Partition) LeaderStart() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.leaderStart
+}
+
+// SetSolo says whether this leader is the only member of its (maximal)
+// ISR, so that its HW follows its own fsynced LEO. The replication layer
+// turns it off before it proposes adding a replica to the ISR.
+func (p *Partition) SetSolo(solo bool) {
+	p.mu.Lock()
+	p.solo = solo
+	var ready []*op
+	if solo && p.role == RoleLeader {
+		ready = p.setHWLocked(p.leo)
+	}
+	p.mu.Unlock()
+	p.finishAcks(ready)
+}
+
+// UpdateISR records a new ISR size for the current leadership (the
+// replication layer's committed ISR change).
+func (p *Partition) UpdateISR(size int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.isrSize = size
+}
+
+// LatestEpoch is the newest leader epoch in this replica's log history, -1
+// if none.
+func (p *Partition) LatestEpoch() int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.epochs.latest()
 }
 
 // BecomeFollower makes this replica follow leader (-1: unknown) in epoch.
@@ -331,7 +399,26 @@ func (p *Partition) SetHighWatermark(hw int64) {
 	p.mu.Lock()
 	ready := p.setHWLocked(hw)
 	p.mu.Unlock()
+	p.finishAcks(ready)
+}
+
+// finishAcks completes acks=all appends the HW has passed. If the ISR is
+// smaller than min.insync.replicas by then, the batch is committed with
+// fewer copies than the producer asked for: that is reported as an
+// indeterminate failure, never as success.
+func (p *Partition) finishAcks(ready []*op) {
+	if len(ready) == 0 {
+		return
+	}
+	p.mu.Lock()
+	isr, minISR := p.isrSize, p.minISR
+	p.mu.Unlock()
 	for _, o := range ready {
+		if isr < minISR {
+			o.finish(AppendResult{}, fmt.Errorf("%w: the ISR shrank to %d replicas, below min.insync.replicas %d, before batch at offset %d was replicated; it may or may not be kept: %w",
+				ErrTimeout, isr, minISR, o.result.BaseOffset, ErrNotEnoughReplicas))
+			continue
+		}
 		o.finish(o.result, nil)
 	}
 }

@@ -732,12 +732,14 @@ type PartitionMetadata struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Partition int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
 	// Broker id of the leader; -1 when the partition has none.
-	Leader        int32   `protobuf:"varint,2,opt,name=leader,proto3" json:"leader,omitempty"`
-	LeaderEpoch   int32   `protobuf:"varint,3,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
-	Replicas      []int32 `protobuf:"varint,4,rep,packed,name=replicas,proto3" json:"replicas,omitempty"`
-	Isr           []int32 `protobuf:"varint,5,rep,packed,name=isr,proto3" json:"isr,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Leader      int32   `protobuf:"varint,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	LeaderEpoch int32   `protobuf:"varint,3,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	Replicas    []int32 `protobuf:"varint,4,rep,packed,name=replicas,proto3" json:"replicas,omitempty"`
+	Isr         []int32 `protobuf:"varint,5,rep,packed,name=isr,proto3" json:"isr,omitempty"`
+	// Bumped by every change of leader or ISR; ISR change requests name it.
+	PartitionEpoch int32 `protobuf:"varint,6,opt,name=partition_epoch,json=partitionEpoch,proto3" json:"partition_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PartitionMetadata) Reset() {
@@ -803,6 +805,13 @@ func (x *PartitionMetadata) GetIsr() []int32 {
 		return x.Isr
 	}
 	return nil
+}
+
+func (x *PartitionMetadata) GetPartitionEpoch() int32 {
+	if x != nil {
+		return x.PartitionEpoch
+	}
+	return 0
 }
 
 type TopicMetadata struct {
@@ -1803,13 +1812,14 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"BrokerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
-	"\x04rack\x18\x03 \x01(\tR\x04rack\"\x9a\x01\n" +
+	"\x04rack\x18\x03 \x01(\tR\x04rack\"\xc3\x01\n" +
 	"\x11PartitionMetadata\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\x05R\x06leader\x12!\n" +
 	"\fleader_epoch\x18\x03 \x01(\x05R\vleaderEpoch\x12\x1a\n" +
 	"\breplicas\x18\x04 \x03(\x05R\breplicas\x12\x10\n" +
-	"\x03isr\x18\x05 \x03(\x05R\x03isr\"\xaa\x01\n" +
+	"\x03isr\x18\x05 \x03(\x05R\x03isr\x12'\n" +
+	"\x0fpartition_epoch\x18\x06 \x01(\x05R\x0epartitionEpoch\"\xaa\x01\n" +
 	"\rTopicMetadata\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\btopic_id\x18\x02 \x01(\tR\atopicId\x12-\n" +

@@ -1,0 +1,113 @@
+package partition
+
+import (
+	"fmt"
+
+	"github.com/skeinlog/skein/proto/batch"
+	"github.com/skeinlog/skein/wal"
+)
+
+// AppendReplicated appends batches copied from the leader, as they are
+// (already stamped with offsets and epochs), and returns the new LEO. They
+// must start exactly at the LEO and be contiguous. The batches are fsynced
+// before it returns, so the LEO it returns is what this replica may report
+// to the leader. Only a follower takes replicated appends.
+func (p *Partition) AppendReplicated(batches []byte) (int64, error) {
+	var leo int64
+	err := p.do(func() error {
+		p.mu.Lock()
+		role, next, failed := p.role, p.leo, p.failed
+		p.mu.Unlock()
+		if failed != nil {
+			return fmt.Errorf("%w: the log failed earlier: %v", ErrStorage, failed)
+		}
+		if role == RoleLeader {
+			return fmt.Errorf("%w: a leader does not take replicated batches", ErrNotLeader)
+		}
+		var entries []wal.Entry
+		type epochStart struct {
+			epoch int32
+			start int64
+		}
+		var newEpochs []epochStart
+		latest := p.LatestEpoch()
+		for rest := batches; len(rest) > 0; {
+			v, r, err := batch.Next(rest)
+			if err != nil {
+				return fmt.Errorf("%w: replicated batch at offset %d: %v", ErrInvalidBatch, next, err)
+			}
+			if v.MagicByte() != batch.Magic || !v.VerifyCRC() || v.RecordCount() < 1 || v.LastOffsetDelta() != v.RecordCount()-1 {
+				return fmt.Errorf("%w: replicated batch at offset %d fails its checks", ErrInvalidBatch, v.BaseOffset())
+			}
+			if v.BaseOffset() != next {
+				return fmt.Errorf("%w: replicated batch starts at %d, log ends at %d", ErrInvalidBatch, v.BaseOffset(), next)
+			}
+			if e := v.LeaderEpoch(); e > latest {
+				newEpochs = append(newEpochs, epochStart{e, next})
+				latest = e
+			} else if e < latest {
+				return fmt.Errorf("%w: replicated batch at %d has epoch %d, older than %d", ErrInvalidBatch, next, e, latest)
+			}
+			entries = append(entries, wal.Entry{BaseOffset: next, LastOffset: v.LastOffset(), MaxTimestamp: v.MaxTimestamp(), Data: v})
+			next = v.NextOffset()
+			rest = r
+		}
+		if len(entries) == 0 {
+			leo = next
+			return nil
+		}
+		if len(newEpochs) > 0 {
+			p.mu.Lock()
+			for _, e := range newEpochs {
+				p.epochs.assign(e.epoch, e.start)
+			}
+			err := p.saveEpochs()
+			p.mu.Unlock()
+			if err != nil {
+				return fmt.Errorf("%w: save leader epochs: %v", ErrStorage, err)
+			}
+		}
+		if err := p.log.Append(entries...); err != nil {
+			p.mu.Lock()
+			p.failed = err
+			p.broadcastLocked()
+			p.mu.Unlock()
+			if p.cfg.OnFatal != nil {
+				p.cfg.OnFatal(fmt.Errorf("partition %s-%d: replicated append: %w", p.cfg.Topic, p.cfg.Partition, err))
+			}
+			return fmt.Errorf("%w: %v", ErrStorage, err)
+		}
+		p.mu.Lock()
+		p.leo, leo = next, next
+		p.broadcastLocked()
+		p.mu.Unlock()
+		return nil
+	})
+	return leo, err
+}
+
+// Reset empties the log and restarts it at offset next, for a follower whose
+// leader no longer holds the records below next (deleted by retention).
+// Everything below next is committed, so the HW moves to next.
+func (p *Partition) Reset(next int64) error {
+	return p.do(func() error {
+		p.mu.Lock()
+		role := p.role
+		p.mu.Unlock()
+		if role == RoleLeader {
+			return fmt.Errorf("%w: a leader does not reset its log", ErrNotLeader)
+		}
+		if err := p.log.Reset(next); err != nil {
+			return fmt.Errorf("%w: reset to %d: %v", ErrStorage, next, err)
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.leo, p.logStart, p.hw = next, next, next
+		p.epochs.entries = nil
+		if err := p.saveEpochs(); err != nil {
+			return fmt.Errorf("%w: save leader epochs: %v", ErrStorage, err)
+		}
+		p.broadcastLocked()
+		return nil
+	})
+}
