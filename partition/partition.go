@@ -146,13 +146,13 @@ type Partition struct {
 	// leadership. Until the HW reaches it, the HW may be lower than one the
 	// previous leader showed, so consumer reads wait (HWReady).
 	leaderStart int64
-	logStart int64
-	epochs   epochCache
-	queue    []*op
-	acks     []*op // acks=all appends waiting for the HW, in offset order
-	notify   chan struct{}
-	closing  bool
-	failed   error // fatal storage failure; no more writes
+	logStart    int64
+	epochs      epochCache
+	queue       []*op
+	acks        []*op // acks=all appends waiting for the HW, in offset order
+	notify      chan struct{}
+	closing     bool
+	failed      error // fatal storage failure; no more writes
 
 	done      chan struct{} // closed when the loop exits
 	closeOnce sync.Once

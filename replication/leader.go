@@ -87,8 +87,8 @@ type Leader struct {
 	mu       sync.Mutex // guards the fields below
 	a        Assignment
 	pos      map[int32]*followerPos
-	altering bool          // an AlterPartition is in flight
-	proposed []int32       // its ISR, while in flight
+	altering bool    // an AlterPartition is in flight
+	proposed []int32 // its ISR, while in flight
 	stopped  bool
 	wg       sync.WaitGroup // the in-flight AlterPartition
 	cancel   context.CancelFunc
