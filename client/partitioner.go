@@ -20,10 +20,11 @@ type TopicPartitioner interface {
 	Partition(r *Record, n int) int
 }
 
-// BatchAwarePartitioner is a TopicPartitioner that wants to know when the
-// partition it chose has no open batch: the producer then calls OnNewBatch
-// and asks Partition again, so a sticky partitioner can move on to another
-// partition each time a batch is sent (KIP-480).
+// BatchAwarePartitioner is a TopicPartitioner that wants to know when a
+// record would start a new batch on the partition it chose (the open batch
+// was sent or is full): the producer then calls OnNewBatch and asks
+// Partition again, so a sticky partitioner moves on to another partition
+// each time a batch is done (KIP-480).
 type BatchAwarePartitioner interface {
 	TopicPartitioner
 	OnNewBatch()

@@ -467,6 +467,10 @@ func (pp *partProducer) requeue(now time.Time) {
 
 // complete hands a batch's outcome to the callback goroutine.
 func (pp *partProducer) complete(b *pbatch, base int64, err error) {
+	if errors.Is(err, ErrUnknownTopic) || errors.Is(err, ErrUnknownPartition) {
+		// The topic was deleted or shrank: let later records learn it.
+		pp.p.c.refreshAsync(b.sentGen)
+	}
 	if b.b != nil {
 		b.b.Reset()
 		pp.p.builders.Put(b.b)

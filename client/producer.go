@@ -170,7 +170,7 @@ func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, erro
 	n := len(tm.parts)
 	t.mu.Lock()
 	part := t.tp.Partition(r, n)
-	if bp, ok := t.tp.(BatchAwarePartitioner); ok && (part < 0 || part >= n || !t.hasOpenBatch(int32(part))) {
+	if bp, ok := t.tp.(BatchAwarePartitioner); ok && (part < 0 || part >= n || !t.hasRoom(int32(part), enc, p.cfg.batchMaxBytes)) {
 		bp.OnNewBatch()
 		part = t.tp.Partition(r, n)
 	}
@@ -252,16 +252,17 @@ func (p *Producer) topic(name string) *topicProducer {
 	return t
 }
 
-// hasOpenBatch reports whether partition has a batch accepting records;
-// t.mu must be held.
-func (t *topicProducer) hasOpenBatch(partition int32) bool {
+// hasRoom reports whether partition has an open batch with room for a
+// record of enc bytes, that is, whether the record would join a batch
+// rather than start one; t.mu must be held.
+func (t *topicProducer) hasRoom(partition int32, enc, maxBytes int) bool {
 	pp := t.parts[partition]
 	if pp == nil {
 		return false
 	}
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	return pp.open != nil
+	return pp.open != nil && pp.open.b.Size()+enc <= maxBytes
 }
 
 // part returns the partition's pipeline, starting it on first use; t.mu

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -550,5 +551,68 @@ func TestStickyPartitionerFillsOneBatchAtATime(t *testing.T) {
 	}
 	if used < 2 {
 		t.Fatalf("8 batches all went to one partition")
+	}
+}
+
+// A sticky partition moves on when its batch fills, even while the
+// partition cannot send (its requests in flight are waiting).
+func TestStickyPartitionerMovesOnFullBatch(t *testing.T) {
+	fc := newCluster(t, 1)
+	fc.CreateTopic("sticky", 4)
+	release := make(chan struct{})
+	fc.SetProduceHook(func(int32, *skeinv1.ProduceRequest) fakebroker.Action { return fakebroker.Action{Block: release} })
+	c := newClient(t, fc)
+	p := newProducer(t, c, client.Linger(time.Hour), client.BatchMaxBytes(1024), client.MaxInFlightPerPartition(1))
+	ctx := ctxT(t)
+	var recs []*client.Record
+	for i := 0; i < 60; i++ {
+		r := &client.Record{Topic: "sticky", Value: make([]byte, 100)}
+		recs = append(recs, r)
+		p.Produce(ctx, r, nil)
+	}
+	// Partition is set when Produce returns. Runs of one partition are at
+	// most one batch long (~6 records of 100 bytes in 1 KiB).
+	runs, run := 0, 0
+	for i, r := range recs {
+		if i > 0 && r.Partition == recs[i-1].Partition {
+			run++
+		} else {
+			runs, run = runs+1, 1
+		}
+		if run > 9 {
+			t.Fatalf("%d records in a row went to partition %d", run, r.Partition)
+		}
+	}
+	if runs < 5 {
+		t.Fatalf("60 records of 100 bytes made only %d sticky runs", runs)
+	}
+	close(release)
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkProduceFake measures the whole producer path, accumulator,
+// stream, fake broker and callbacks, over an in-memory bufconn connection.
+func BenchmarkProduceFake(b *testing.B) {
+	for _, size := range []int{100, 1024} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			fc := newCluster(b, 1)
+			fc.CreateTopic("bench", 3)
+			c := newClient(b, fc, client.WithLogger(slog.New(slog.DiscardHandler)))
+			p := newProducer(b, c, client.Linger(5*time.Millisecond))
+			ctx := context.Background()
+			value := make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				p.Produce(ctx, &client.Record{Topic: "bench", Value: value}, nil)
+			}
+			if err := p.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
 	}
 }

@@ -298,7 +298,7 @@ func TestFailuresAreNamed(t *testing.T) {
 	if res.code != 1 {
 		t.Fatalf("exit %d: %s", res.code, res.stderr)
 	}
-	if !strings.Contains(res.stderr, "1 records failed") || !strings.Contains(res.stderr, "line 2 (partition 1)") || !strings.Contains(res.stderr, "rejected by test") {
+	if !strings.Contains(res.stderr, "1 record failed") || !strings.Contains(res.stderr, "line 2 (partition 1)") || !strings.Contains(res.stderr, "rejected by test") {
 		t.Fatalf("failure report: %s", res.stderr)
 	}
 	if !strings.Contains(res.stderr, "2 records") || fc.EndOffset("f", 0) != 2 {

@@ -161,24 +161,24 @@ func (s *stats) print(asJSON bool, stdout, stderr io.Writer, sum summary) {
 		b, _ := json.Marshal(sum)
 		fmt.Fprintf(stdout, "%s\n", b)
 	} else {
-		fmt.Fprintf(stderr, "%d records (%d bytes) to %s in %.3f s: %.1f records/s, %.2f MB/s\n",
-			sum.Records, sum.Bytes, sum.Topic, sum.Seconds, sum.RecordsPerSec, sum.MBPerSec)
+		fmt.Fprintf(stderr, "%s (%d bytes) to %s in %.3f s: %.1f records/s, %.2f MB/s\n",
+			plural(sum.Records, "record"), sum.Bytes, sum.Topic, sum.Seconds, sum.RecordsPerSec, sum.MBPerSec)
 		if sum.Records > 0 {
 			fmt.Fprintf(stderr, "ack latency: p50 %.3f ms, p99 %.3f ms, p999 %.3f ms, max %.3f ms\n",
 				sum.LatencyMs.P50, sum.LatencyMs.P99, sum.LatencyMs.P999, sum.LatencyMs.Max)
 		}
 		for _, p := range sum.Partitions {
 			if p.First < 0 {
-				fmt.Fprintf(stderr, "partition %d: %d records (offsets unknown with acks=none)\n", p.Partition, p.Records)
+				fmt.Fprintf(stderr, "partition %d: %s (offsets unknown with acks=none)\n", p.Partition, plural(p.Records, "record"))
 			} else {
-				fmt.Fprintf(stderr, "partition %d: offsets %d-%d (%d records)\n", p.Partition, p.First, p.Last, p.Records)
+				fmt.Fprintf(stderr, "partition %d: offsets %d-%d (%s)\n", p.Partition, p.First, p.Last, plural(p.Records, "record"))
 			}
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failed > 0 {
-		fmt.Fprintf(stderr, "%d records failed:\n", s.failed)
+		fmt.Fprintf(stderr, "%s failed:\n", plural(s.failed, "record"))
 		for _, f := range s.failures {
 			fmt.Fprintf(stderr, "  %s\n", f)
 		}
@@ -186,4 +186,11 @@ func (s *stats) print(asJSON bool, stdout, stderr io.Writer, sum summary) {
 			fmt.Fprintf(stderr, "  ... and %d more\n", s.failed-int64(len(s.failures)))
 		}
 	}
+}
+
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
