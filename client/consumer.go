@@ -614,6 +614,9 @@ func decodeBatches(topic string, partition int32, buf []byte, pos int64) ([]Reco
 		epoch := v.LeaderEpoch()
 		for i := range scratch {
 			br := &scratch[i]
+			if br.Offset > v.LastOffset() {
+				return recs, pos, fmt.Errorf("%w: record offset %d beyond the batch's last offset %d", batch.ErrInvalid, br.Offset, v.LastOffset())
+			}
 			if br.Offset < pos {
 				continue
 			}
