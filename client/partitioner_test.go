@@ -115,3 +115,15 @@ func TestManualAndExplicitPartitioners(t *testing.T) {
 		t.Error("explicit partitioner hides its fallback's OnNewBatch")
 	}
 }
+
+func TestStickyPartitionerIgnoresKeys(t *testing.T) {
+	tp := StickyPartitioner().ForTopic("t")
+	first := tp.Partition(&Record{Key: []byte("a")}, 8)
+	if p := tp.Partition(&Record{Key: []byte("other key")}, 8); p != first {
+		t.Fatalf("keyed records left the sticky partition: %d then %d", first, p)
+	}
+	tp.(BatchAwarePartitioner).OnNewBatch()
+	if p := tp.Partition(&Record{Key: []byte("a")}, 8); p == first {
+		t.Fatalf("OnNewBatch kept partition %d", p)
+	}
+}

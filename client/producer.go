@@ -128,6 +128,10 @@ type pendingRec struct {
 //
 // Records of an unknown topic or partition, and records larger than the
 // batch size or the topic's max record bytes, fail at once through cb.
+//
+// Callbacks run on the producer's callback goroutine and must not wait for
+// the producer: Flush from a callback, or Produce with a context that can
+// wait on a full buffer, would wait for itself.
 func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, error)) {
 	if cb == nil {
 		cb = func(*Record, error) {}
