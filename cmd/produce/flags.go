@@ -85,7 +85,8 @@ generated ones with --count. -x and --x are the same flag.
       --rate R            bench mode: records per second (default unlimited)
       --payload P         bench mode: random or json (compressible) (default random)
       --stats json        print the summary as one JSON object on stdout
-      --report, -v        print "partition offset" per acknowledged record
+      --report, -v        print "partition offset input" per acknowledged record
+                          (input is "line N", or "record N" in bench mode)
 
 Escapes \n \t \r \0 \\ \xNN work in -D, -K and -k. Exit status: 0 all records
 acknowledged, 1 some failed or an error, 2 bad usage, 3 --expect-offset
@@ -129,7 +130,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&cfg.payload, "payload", "random", "bench mode payload: random or json (compressible)")
 	fs.StringVar(&cfg.stats, "stats", "", `"json": print the summary as JSON on stdout`)
 	for _, n := range []string{"report", "v"} {
-		fs.BoolVar(&cfg.report, n, false, `print "partition offset" for every acknowledged record`)
+		fs.BoolVar(&cfg.report, n, false, `print "partition offset input" for every acknowledged record`)
 	}
 	fs.DurationVar(&cfg.timeout, "delivery-timeout", 2*time.Minute, "give up on a record after this long")
 

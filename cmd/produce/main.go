@@ -29,9 +29,10 @@
 // values and headers), seconds, records/s, MB/s (10^6 bytes), the ack
 // latency percentiles (from Produce to its acknowledgement) and each
 // partition's offset range; --stats json prints it as one JSON object on
-// standard output instead. --report (or -v) prints "partition offset" on
-// standard output for every acknowledged record, in acknowledgement order
-// (input order within a partition).
+// standard output instead. --report (or -v) prints "partition offset input"
+// on standard output for every acknowledged record, in acknowledgement order
+// (input order within a partition), where input is "line N" or, in bench
+// mode, "record N" (the N in the json payload's "id").
 //
 // Exit status: 0 when every record was acknowledged; 1 when any failed
 // (each failure is named by line or index, partition and reason) or on

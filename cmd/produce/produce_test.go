@@ -167,7 +167,7 @@ func TestEnvBrokersAndReport(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	if out.String() != "1 0\n1 1\n1 2\n" {
+	if out.String() != "1 0 line 1\n1 1 line 2\n1 2 line 3\n" {
 		t.Fatalf("report %q", out.String())
 	}
 	recs := fc.Records("r", 1)

@@ -86,7 +86,7 @@ func (s *stats) done(r *client.Record, start time.Time, what string, err error) 
 	}
 	if s.report != nil {
 		s.reportMu.Lock()
-		fmt.Fprintf(s.report, "%d %d\n", r.Partition, r.Offset)
+		fmt.Fprintf(s.report, "%d %d %s\n", r.Partition, r.Offset, what)
 		s.reportMu.Unlock()
 	}
 }
