@@ -19,7 +19,7 @@ step "unit tier (-race)"
 go test -race -count=1 -timeout 15m ./...
 
 step "benchmarks (short)"
-go test -run '^$' -bench . -benchtime 20x -timeout 10m ./... >/tmp/skein-bench.txt || { cat /tmp/skein-bench.txt; exit 1; }
+go test -run '^$' -bench . -benchtime 5x -timeout 10m ./... >/tmp/skein-bench.txt || { cat /tmp/skein-bench.txt; exit 1; }
 grep -E '^(Benchmark|ok|FAIL)' /tmp/skein-bench.txt | sed 's/^/  /' | head -60
 
 if [ "${SKEIN_SKIP_E2E:-}" = 1 ]; then echo "multi-process tier skipped (SKEIN_SKIP_E2E=1)"; exit 0; fi
