@@ -1,7 +1,6 @@
 package partition
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -201,6 +200,5 @@ func (m *memLog) Close() error {
 	return nil
 }
 
-var errInjected = errors.New("injected I/O error")
 
 func removeFile(path string) error { return os.Remove(path) }
