@@ -14,6 +14,10 @@ type BrokerInfo struct {
 	ID   int32  `json:"id"`
 	Addr string `json:"addr"` // advertised client gRPC address
 	Rack string `json:"rack,omitempty"`
+	// Fenced: the controller confirmed the broker dead, or it is stopping
+	// (controlled shutdown). A fenced broker leads nothing and joins no ISR
+	// until it is back.
+	Fenced bool `json:"fenced,omitempty"`
 }
 
 // TopicConfig is a topic's resolved configuration (no zero "defaults").
@@ -33,6 +37,9 @@ type PartitionMeta struct {
 	Leader      int32   `json:"leader"` // -1: none
 	LeaderEpoch int32   `json:"leader_epoch"`
 	ISR         []int32 `json:"isr"`
+	// PartitionEpoch is bumped by every change of leader or ISR; a change
+	// request names the one it was computed from.
+	PartitionEpoch int32 `json:"partition_epoch"`
 }
 
 // Topic is a topic's committed metadata.
@@ -51,6 +58,8 @@ type Snapshot struct {
 	ControllerID int32            `json:"controller_id"`
 	Brokers      []BrokerInfo     `json:"brokers"`
 	Topics       map[string]Topic `json:"topics"`
+	// NextProducerID is the first producer id not yet handed out.
+	NextProducerID int64 `json:"next_producer_id,omitempty"`
 }
 
 // Clone returns a deep copy.
@@ -77,6 +86,17 @@ func (s *Snapshot) Broker(id int32) (BrokerInfo, bool) {
 		}
 	}
 	return BrokerInfo{}, false
+}
+
+// Alive returns the ids of brokers that are not fenced.
+func (s *Snapshot) Alive() []BrokerInfo {
+	var out []BrokerInfo
+	for _, b := range s.Brokers {
+		if !b.Fenced {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // TopicNames returns the topic names, sorted.

@@ -1,0 +1,737 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Config configures a broker's controller: its gossip membership and its
+// seat in the Raft controller quorum.
+type Config struct {
+	// Self is this broker; Self.Addr is its advertised client address.
+	Self BrokerInfo
+	// DataDir holds the Raft log and snapshots (under raft/).
+	DataDir string
+	// GossipAddr / GossipAdvertise and RaftAddr / RaftAdvertise: host:port.
+	// Port 0 picks a free port (tests).
+	GossipAddr      string
+	GossipAdvertise string
+	RaftAddr        string
+	RaftAdvertise   string
+	// Join lists gossip addresses of brokers to join. A broker with Join
+	// never bootstraps a controller quorum by itself.
+	Join []string
+	// BootstrapExpect: brokers started together wait until gossip shows this
+	// many brokers with the same setting; then the one with the lowest id
+	// bootstraps the quorum with all of them as voters. 0: off.
+	BootstrapExpect int
+	// MaxVoters is the size of the voting quorum (3 or 5); further brokers
+	// follow the metadata as non-voters (default 3).
+	MaxVoters int
+	// GossipKey (16, 24 or 32 bytes) encrypts gossip; GossipLabel keeps
+	// clusters on one network apart.
+	GossipKey   []byte
+	GossipLabel string
+	// Local tunes gossip and Raft timings for loopback tests.
+	Local bool
+	// Defaults for new topics.
+	Defaults Defaults
+	// ConfirmDeath is how long a broker must stay dead in gossip, and
+	// unreachable by Probe, before the controller fences it (default 1 s).
+	ConfirmDeath time.Duration
+	// Probe checks a broker directly (its gRPC health); nil: gossip alone.
+	Probe func(ctx context.Context, addr string) error
+	// RebalanceInterval: how often leadership returns to preferred replicas
+	// (default 30 s; negative: never).
+	RebalanceInterval time.Duration
+	Logger            *slog.Logger
+}
+
+// Controller is a broker's view of, and seat in, the controller quorum. On
+// every broker it applies the committed metadata (Snapshot, Changes). On the
+// Raft leader — the controller — it also registers brokers, places new
+// topics, fences confirmed-dead brokers and elects new partition leaders.
+// It owns the Raft and gossip goroutines and one loop goroutine; Close
+// stops them.
+type Controller struct {
+	cfg     Config
+	log     *slog.Logger
+	fsm     *fsm
+	raft    *raft.Raft
+	trans   *raft.NetworkTransport
+	store   *raftboltdb.BoltStore
+	members *Membership
+
+	mu            sync.Mutex // guards the fields below
+	suspects      map[int32]time.Time
+	shuttingDown  map[int32]int64 // broker id -> incarnation that asked for controlled shutdown
+	lastRebalance time.Time
+	wasLeader     bool
+	bootstrapped  bool
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// Open starts gossip and Raft for this broker. A broker with no Join and no
+// BootstrapExpect, and no Raft state yet, bootstraps a one-voter quorum.
+func Open(cfg Config) (*Controller, error) {
+	if cfg.MaxVoters == 0 {
+		cfg.MaxVoters = 3
+	}
+	if cfg.MaxVoters != 1 && cfg.MaxVoters != 3 && cfg.MaxVoters != 5 {
+		return nil, fmt.Errorf("controller voters %d: want 1, 3 or 5", cfg.MaxVoters)
+	}
+	if cfg.ConfirmDeath <= 0 {
+		cfg.ConfirmDeath = time.Second
+	}
+	if cfg.RebalanceInterval == 0 {
+		cfg.RebalanceInterval = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Defaults == (Defaults{}) {
+		cfg.Defaults = DefaultDefaults()
+	}
+	if k := len(cfg.GossipKey); k != 0 && k != 16 && k != 24 && k != 32 {
+		return nil, fmt.Errorf("gossip key is %d bytes: want 16, 24 or 32", k)
+	}
+	c := &Controller{
+		cfg: cfg, log: cfg.Logger.With("component", "controller"), fsm: newFSM(),
+		suspects: map[int32]time.Time{}, shuttingDown: map[int32]int64{},
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			c.shutdown()
+		}
+	}()
+	if err := c.openRaft(); err != nil {
+		return nil, err
+	}
+	meta := MemberMeta{
+		ID: cfg.Self.ID, Addr: cfg.Self.Addr, Rack: cfg.Self.Rack,
+		RaftAddr: string(c.trans.LocalAddr()), Incarnation: time.Now().UnixNano(),
+		BootstrapExpect: cfg.BootstrapExpect,
+	}
+	m, err := StartMembership(MembershipConfig{
+		Meta: meta, BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.GossipAdvertise,
+		Seeds: cfg.Join, SecretKey: cfg.GossipKey, Label: cfg.GossipLabel, Local: cfg.Local, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.members = m
+	if err := c.maybeBootstrap(); err != nil {
+		return nil, err
+	}
+	go c.loop()
+	ok = true
+	return c, nil
+}
+
+func (c *Controller) openRaft() error {
+	dir := filepath.Join(c.cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Output: &logWriter{l: c.log.With("component", "raft")}, Level: hclog.Info})
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("open controller log %s: %w", dir, err)
+	}
+	c.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl)
+	if err != nil {
+		return err
+	}
+	var adv net.Addr
+	if c.cfg.RaftAdvertise != "" {
+		if adv, err = net.ResolveTCPAddr("tcp", c.cfg.RaftAdvertise); err != nil {
+			return fmt.Errorf("raft advertise address %q: %w", c.cfg.RaftAdvertise, err)
+		}
+	}
+	trans, err := raft.NewTCPTransportWithLogger(c.cfg.RaftAddr, adv, 3, 10*time.Second, hl)
+	if err != nil {
+		return fmt.Errorf("listen on --raft-addr %s: %w", c.cfg.RaftAddr, err)
+	}
+	c.trans = trans
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(strconv.Itoa(int(c.cfg.Self.ID)))
+	rc.Logger = hl
+	if c.cfg.Local {
+		rc.HeartbeatTimeout = 300 * time.Millisecond
+		rc.ElectionTimeout = 300 * time.Millisecond
+		rc.LeaderLeaseTimeout = 150 * time.Millisecond
+		rc.CommitTimeout = 10 * time.Millisecond
+	}
+	has, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return err
+	}
+	c.bootstrapped = has
+	logs, err := raft.NewLogCache(256, store)
+	if err != nil {
+		return err
+	}
+	r, err := raft.NewRaft(rc, c.fsm, logs, store, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("start controller raft: %w", err)
+	}
+	c.raft = r
+	return nil
+}
+
+// maybeBootstrap creates the quorum when this broker is the one to do it.
+// A data directory that holds Raft state never bootstraps again.
+func (c *Controller) maybeBootstrap() error {
+	if c.bootstrapped || len(c.cfg.Join) > 0 && c.cfg.BootstrapExpect == 0 {
+		return nil
+	}
+	if c.cfg.BootstrapExpect <= 1 {
+		return c.bootstrap([]raft.Server{c.selfServer()})
+	}
+	return nil // the loop bootstraps once gossip shows enough brokers
+}
+
+func (c *Controller) selfServer() raft.Server {
+	return raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(strconv.Itoa(int(c.cfg.Self.ID))), Address: c.trans.LocalAddr()}
+}
+
+func (c *Controller) bootstrap(servers []raft.Server) error {
+	if err := c.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("bootstrap the controller quorum: %w", err)
+	}
+	c.mu.Lock()
+	c.bootstrapped = true
+	c.mu.Unlock()
+	ids := make([]string, len(servers))
+	for i, s := range servers {
+		ids[i] = string(s.ID)
+	}
+	c.log.Info("bootstrapped the controller quorum", "voters", ids)
+	return nil
+}
+
+// tryBootstrapExpect bootstraps when gossip shows BootstrapExpect brokers
+// started with the same setting and this broker has the lowest id.
+func (c *Controller) tryBootstrapExpect() {
+	c.mu.Lock()
+	done := c.bootstrapped
+	c.mu.Unlock()
+	if done || c.cfg.BootstrapExpect <= 1 {
+		return
+	}
+	var servers []raft.Server
+	lowest := c.cfg.Self.ID
+	for _, m := range c.members.Members() {
+		if m.Meta.BootstrapExpect != c.cfg.BootstrapExpect || m.State != "alive" {
+			continue
+		}
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(strconv.Itoa(int(m.Meta.ID))), Address: raft.ServerAddress(m.Meta.RaftAddr)})
+		lowest = min(lowest, m.Meta.ID)
+	}
+	if len(servers) < c.cfg.BootstrapExpect || lowest != c.cfg.Self.ID {
+		return
+	}
+	slices.SortFunc(servers, func(a, b raft.Server) int { return compareIDs(a.ID, b.ID) })
+	if err := c.bootstrap(servers[:c.cfg.BootstrapExpect]); err != nil {
+		c.log.Error("bootstrap failed", "err", err)
+	}
+}
+
+func compareIDs(a, b raft.ServerID) int {
+	x, _ := strconv.Atoi(string(a))
+	y, _ := strconv.Atoi(string(b))
+	return x - y
+}
+
+// ---- the metadata every broker applies --------------------------------------
+
+// Snapshot returns the committed metadata this broker has applied.
+func (c *Controller) Snapshot() *Snapshot { return c.fsm.current() }
+
+// Changes returns a channel closed at the next metadata change.
+func (c *Controller) Changes() <-chan struct{} { return c.fsm.changes() }
+
+// IsController reports whether this broker is the Raft leader.
+func (c *Controller) IsController() bool { return c.raft.State() == raft.Leader }
+
+// ControllerID is the current controller's broker id, or -1.
+func (c *Controller) ControllerID() int32 {
+	_, id := c.raft.LeaderWithID()
+	if id == "" {
+		return -1
+	}
+	n, err := strconv.Atoi(string(id))
+	if err != nil {
+		return -1
+	}
+	return int32(n)
+}
+
+// Members is gossip's view, for `broker cluster`.
+func (c *Controller) Members() []Member { return c.members.Members() }
+
+// GossipAddr and RaftAddr are the bound addresses.
+func (c *Controller) GossipAddr() string { return c.members.LocalAddr() }
+func (c *Controller) RaftAddr() string   { return string(c.trans.LocalAddr()) }
+
+// Conflict reports another broker gossiping with this broker's id.
+func (c *Controller) Conflict() error { return c.members.Conflict() }
+
+// Voters lists the Raft configuration: id -> voter (true) or non-voter.
+func (c *Controller) Voters() map[int32]bool {
+	out := map[int32]bool{}
+	f := c.raft.GetConfiguration()
+	if f.Error() != nil {
+		return out
+	}
+	for _, s := range f.Configuration().Servers {
+		n, _ := strconv.Atoi(string(s.ID))
+		out[int32(n)] = s.Suffrage == raft.Voter
+	}
+	return out
+}
+
+// NotControllerError says which broker is the controller.
+type NotControllerError struct{ LeaderID int32 }
+
+func (e *NotControllerError) Error() string {
+	if e.LeaderID < 0 {
+		return "no controller is elected yet; retry shortly"
+	}
+	return fmt.Sprintf("broker %d is the controller", e.LeaderID)
+}
+func (e *NotControllerError) Unwrap() error { return ErrNotController }
+
+// propose commits a command through Raft; only the controller may.
+func (c *Controller) propose(ctx context.Context, cmd *command) (applyResult, error) {
+	if !c.IsController() {
+		return applyResult{}, &NotControllerError{LeaderID: c.ControllerID()}
+	}
+	data, err := json.Marshal(cmd)
+	if err != nil {
+		return applyResult{}, err
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	f := c.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return applyResult{}, &NotControllerError{LeaderID: c.ControllerID()}
+		}
+		return applyResult{}, fmt.Errorf("commit to the controller log: %w", err)
+	}
+	res, _ := f.Response().(applyResult)
+	return res, res.err
+}
+
+// ---- requests the controller serves -----------------------------------------
+
+// CreateTopic validates spec, places its partitions on the unfenced brokers
+// and commits it.
+func (c *Controller) CreateTopic(ctx context.Context, spec TopicSpec) (Topic, error) {
+	if !c.IsController() {
+		return Topic{}, &NotControllerError{LeaderID: c.ControllerID()}
+	}
+	s := c.Snapshot()
+	alive := s.Alive()
+	cfg, err := ResolveConfig(spec, c.cfg.Defaults, len(alive))
+	if err != nil {
+		return Topic{}, err
+	}
+	if _, ok := s.Topics[spec.Name]; ok {
+		return Topic{}, fmt.Errorf("%w: %q", ErrTopicExists, spec.Name)
+	}
+	t := Topic{Name: spec.Name, ID: NewID(), Config: cfg}
+	for i, reps := range AssignReplicas(alive, cfg.Partitions, cfg.ReplicationFactor, int(s.Version%uint64(max(1, len(alive))))) {
+		t.Partitions = append(t.Partitions, PartitionMeta{
+			Partition: int32(i), Replicas: reps, Leader: reps[0], ISR: slices.Clone(reps),
+		})
+	}
+	if _, err := c.propose(ctx, &command{Op: opCreateTopic, Topic: &t}); err != nil {
+		return Topic{}, err
+	}
+	return t, nil
+}
+
+// DeleteTopic removes a topic.
+func (c *Controller) DeleteTopic(ctx context.Context, name string) error {
+	if _, ok := c.Snapshot().Topics[name]; !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownTopic, name)
+	}
+	_, err := c.propose(ctx, &command{Op: opDeleteTopic, Name: name})
+	return err
+}
+
+// AlterPartition applies a leader's ISR change and returns the new state.
+func (c *Controller) AlterPartition(ctx context.Context, req AlterRequest) (PartitionMeta, error) {
+	s := c.Snapshot()
+	ch, err := alterPartition(s, req, usableIn(s))
+	if err != nil {
+		return PartitionMeta{}, err
+	}
+	res, err := c.propose(ctx, &command{Op: opChange, Changes: []PartitionChange{ch}})
+	if err != nil {
+		return PartitionMeta{}, err
+	}
+	if res.applied != 1 {
+		return PartitionMeta{}, fmt.Errorf("%w: the partition changed meanwhile", ErrStaleEpoch)
+	}
+	return c.Snapshot().Topics[req.Topic].Partitions[req.Partition], nil
+}
+
+// ControlledShutdown fences a broker that is about to stop and moves its
+// leaderships to other in-sync replicas. It returns how many partitions it
+// still leads (those with no other in-sync replica).
+func (c *Controller) ControlledShutdown(ctx context.Context, id int32) (int, error) {
+	s := c.Snapshot()
+	if _, ok := s.Broker(id); !ok {
+		return 0, fmt.Errorf("unknown broker %d", id)
+	}
+	inc := int64(0)
+	for _, m := range c.members.Members() {
+		if m.Meta.ID == id {
+			inc = m.Meta.Incarnation
+		}
+	}
+	c.mu.Lock()
+	c.shuttingDown[id] = inc
+	c.mu.Unlock()
+	usable := usableIn(s)
+	changes, remaining := shutdownMoves(s, id, func(b int32) bool { return b != id && usable(b) })
+	if _, err := c.propose(ctx, &command{Op: opSetFenced, BrokerID: id, Fenced: true, Changes: changes}); err != nil {
+		return 0, err
+	}
+	c.log.Info("controlled shutdown", "broker", id, "moved", len(changes), "remaining_leaderships", remaining)
+	return remaining, nil
+}
+
+// AllocateProducerIDs reserves n consecutive producer ids and returns the
+// first.
+func (c *Controller) AllocateProducerIDs(ctx context.Context, n int64) (int64, error) {
+	res, err := c.propose(ctx, &command{Op: opProducerIDs, Count: n})
+	return res.first, err
+}
+
+// ---- the controller loop ----------------------------------------------------
+
+func (c *Controller) loop() {
+	defer close(c.done)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+		case <-c.members.Changed():
+		case <-c.raft.LeaderCh():
+		}
+		c.tryBootstrapExpect()
+		if c.IsController() {
+			c.act()
+		} else {
+			c.mu.Lock()
+			c.wasLeader = false
+			clear(c.suspects)
+			c.mu.Unlock()
+		}
+	}
+}
+
+// act is one round of the controller's duties. Every decision is committed
+// through Raft before anyone acts on it.
+func (c *Controller) act() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.mu.Lock()
+	first := !c.wasLeader
+	c.wasLeader = true
+	c.mu.Unlock()
+	if first {
+		// Apply everything committed before acting on it.
+		if err := c.raft.Barrier(5 * time.Second).Error(); err != nil {
+			c.mu.Lock()
+			c.wasLeader = false
+			c.mu.Unlock()
+			return
+		}
+		c.log.Info("this broker is the controller")
+	}
+	s := c.Snapshot()
+	if s.ClusterID == "" {
+		if _, err := c.propose(ctx, &command{Op: opInit, ClusterID: NewID()}); err != nil {
+			return
+		}
+	}
+	members := c.members.Members()
+	alive := map[int32]Member{}
+	for _, m := range members {
+		if m.State == "alive" || m.State == "suspect" {
+			alive[m.Meta.ID] = m
+		}
+	}
+	c.registerBrokers(ctx, s, alive)
+	c.manageVoters(alive)
+	s = c.Snapshot()
+	c.fenceDead(ctx, s, alive)
+	c.unfenceReturned(ctx, c.Snapshot(), alive)
+	s = c.Snapshot()
+	if changes := reassign(s, usableIn(s)); len(changes) > 0 {
+		if res, err := c.propose(ctx, &command{Op: opChange, Changes: changes}); err == nil {
+			c.log.Info("partition leaders and ISRs changed", "changes", res.applied)
+		}
+	}
+	c.rebalance(ctx)
+}
+
+// registerBrokers commits the gossiped address and rack of every broker
+// whose registration is missing or stale.
+func (c *Controller) registerBrokers(ctx context.Context, s *Snapshot, alive map[int32]Member) {
+	for id, m := range alive {
+		info := BrokerInfo{ID: id, Addr: m.Meta.Addr, Rack: m.Meta.Rack}
+		if b, ok := s.Broker(id); ok && b.Addr == info.Addr && b.Rack == info.Rack {
+			continue
+		}
+		if _, err := c.propose(ctx, &command{Op: opRegisterBroker, Broker: &info}); err != nil {
+			return
+		}
+		c.log.Info("broker registered", "broker", id, "addr", info.Addr, "rack", info.Rack)
+	}
+}
+
+// manageVoters adds brokers gossip shows to the Raft configuration: as
+// voters up to MaxVoters, then as non-voters that only follow the metadata.
+func (c *Controller) manageVoters(alive map[int32]Member) {
+	f := c.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	voters := 0
+	in := map[string]raft.Server{}
+	for _, s := range f.Configuration().Servers {
+		in[string(s.ID)] = s
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	ids := make([]int32, 0, len(alive))
+	for id := range alive {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		m := alive[id]
+		sid := raft.ServerID(strconv.Itoa(int(id)))
+		if m.Meta.RaftAddr == "" {
+			continue
+		}
+		if cur, ok := in[string(sid)]; ok {
+			if string(cur.Address) == m.Meta.RaftAddr {
+				continue
+			}
+			// Back at a new address: re-adding the id updates it.
+			var fut raft.IndexFuture
+			if cur.Suffrage == raft.Voter {
+				fut = c.raft.AddVoter(sid, raft.ServerAddress(m.Meta.RaftAddr), 0, 5*time.Second)
+			} else {
+				fut = c.raft.AddNonvoter(sid, raft.ServerAddress(m.Meta.RaftAddr), 0, 5*time.Second)
+			}
+			if err := fut.Error(); err == nil {
+				c.log.Info("broker's controller address changed", "broker", id, "raft_addr", m.Meta.RaftAddr)
+			}
+			continue
+		}
+		var fut raft.IndexFuture
+		if voters < c.cfg.MaxVoters {
+			fut = c.raft.AddVoter(sid, raft.ServerAddress(m.Meta.RaftAddr), 0, 5*time.Second)
+			voters++
+		} else {
+			fut = c.raft.AddNonvoter(sid, raft.ServerAddress(m.Meta.RaftAddr), 0, 5*time.Second)
+		}
+		if err := fut.Error(); err != nil {
+			c.log.Warn("could not add broker to the controller quorum", "broker", id, "err", err)
+			return
+		}
+		c.log.Info("broker added to the controller quorum", "broker", id, "voter", voters <= c.cfg.MaxVoters)
+	}
+}
+
+// fenceDead fences brokers that gossip has reported dead for ConfirmDeath
+// and that do not answer a direct probe: one gossip event alone never moves
+// a leader.
+func (c *Controller) fenceDead(ctx context.Context, s *Snapshot, alive map[int32]Member) {
+	now := time.Now()
+	for _, b := range s.Brokers {
+		if b.Fenced || b.ID == c.cfg.Self.ID {
+			continue
+		}
+		if _, ok := alive[b.ID]; ok {
+			c.mu.Lock()
+			delete(c.suspects, b.ID)
+			c.mu.Unlock()
+			continue
+		}
+		c.mu.Lock()
+		since, ok := c.suspects[b.ID]
+		if !ok {
+			c.suspects[b.ID] = now
+		}
+		c.mu.Unlock()
+		if !ok || now.Sub(since) < c.cfg.ConfirmDeath {
+			continue
+		}
+		if c.cfg.Probe != nil {
+			pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			err := c.cfg.Probe(pctx, b.Addr)
+			cancel()
+			if err == nil {
+				c.log.Warn("gossip says a broker is dead but it answers; not fencing it", "broker", b.ID)
+				continue
+			}
+		}
+		next := s.Clone()
+		for i := range next.Brokers {
+			if next.Brokers[i].ID == b.ID {
+				next.Brokers[i].Fenced = true
+			}
+		}
+		changes := reassign(next, usableIn(next))
+		if res, err := c.propose(ctx, &command{Op: opSetFenced, BrokerID: b.ID, Fenced: true, Changes: changes}); err == nil {
+			c.log.Warn("broker confirmed dead: fenced, its leaderships moved", "broker", b.ID, "changes", res.applied)
+			c.mu.Lock()
+			delete(c.suspects, b.ID)
+			c.mu.Unlock()
+		}
+		return // one fence per round; the next round sees the new metadata
+	}
+}
+
+// unfenceReturned lets a fenced broker that is alive again (and not the
+// same incarnation that asked to shut down) lead and rejoin ISRs.
+func (c *Controller) unfenceReturned(ctx context.Context, s *Snapshot, alive map[int32]Member) {
+	for _, b := range s.Brokers {
+		if !b.Fenced {
+			continue
+		}
+		m, ok := alive[b.ID]
+		if !ok || m.State != "alive" {
+			continue
+		}
+		c.mu.Lock()
+		inc, stopping := c.shuttingDown[b.ID]
+		c.mu.Unlock()
+		if stopping && inc == m.Meta.Incarnation {
+			continue
+		}
+		if c.cfg.Probe != nil {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			err := c.cfg.Probe(pctx, m.Meta.Addr)
+			cancel()
+			if err != nil {
+				continue
+			}
+		}
+		next := s.Clone()
+		for i := range next.Brokers {
+			if next.Brokers[i].ID == b.ID {
+				next.Brokers[i].Fenced = false
+			}
+		}
+		changes := reassign(next, usableIn(next))
+		if _, err := c.propose(ctx, &command{Op: opSetFenced, BrokerID: b.ID, Fenced: false, Changes: changes}); err == nil {
+			c.log.Info("broker is back: unfenced", "broker", b.ID)
+			c.mu.Lock()
+			delete(c.shuttingDown, b.ID)
+			c.mu.Unlock()
+		}
+		return
+	}
+}
+
+// rebalance returns leadership to preferred replicas now and then.
+func (c *Controller) rebalance(ctx context.Context) {
+	if c.cfg.RebalanceInterval < 0 {
+		return
+	}
+	c.mu.Lock()
+	due := time.Since(c.lastRebalance) >= c.cfg.RebalanceInterval
+	if due {
+		c.lastRebalance = time.Now()
+	}
+	c.mu.Unlock()
+	if !due {
+		return
+	}
+	s := c.Snapshot()
+	if changes := preferredLeaders(s, usableIn(s)); len(changes) > 0 {
+		if res, err := c.propose(ctx, &command{Op: opChange, Changes: changes}); err == nil {
+			c.log.Info("leadership returned to preferred replicas", "partitions", res.applied)
+		}
+	}
+}
+
+// ---- lifecycle --------------------------------------------------------------
+
+// Leave prepares a clean stop: hands the controller role to another voter
+// and tells gossip this broker is leaving.
+func (c *Controller) Leave(timeout time.Duration) {
+	if c.IsController() && len(c.Voters()) > 1 {
+		if err := c.raft.LeadershipTransfer().Error(); err != nil {
+			c.log.Warn("could not hand off the controller role", "err", err)
+		}
+	}
+	if err := c.members.Leave(timeout); err != nil {
+		c.log.Debug("gossip leave", "err", err)
+	}
+}
+
+// Close stops the loop, Raft and gossip. Idempotent.
+func (c *Controller) Close() error {
+	var err error
+	c.once.Do(func() {
+		close(c.stop)
+		<-c.done
+		err = c.shutdown()
+	})
+	return err
+}
+
+func (c *Controller) shutdown() error {
+	var errs []error
+	if c.members != nil {
+		errs = append(errs, c.members.Shutdown())
+	}
+	if c.raft != nil {
+		errs = append(errs, c.raft.Shutdown().Error())
+	}
+	if c.trans != nil {
+		errs = append(errs, c.trans.Close())
+	}
+	if c.store != nil {
+		errs = append(errs, c.store.Close())
+	}
+	return errors.Join(errs...)
+}

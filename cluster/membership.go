@@ -1,0 +1,324 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// MemberMeta is what a broker gossips about itself. It must stay under
+// memberlist's 512-byte limit (checked at start: memberlist would panic).
+type MemberMeta struct {
+	ID       int32  `json:"i"`
+	Addr     string `json:"a"` // advertised client gRPC address
+	RaftAddr string `json:"r"` // advertised Raft address
+	Rack     string `json:"k,omitempty"`
+	// Incarnation tells restarts apart: the process start time.
+	Incarnation     int64 `json:"n"`
+	BootstrapExpect int   `json:"b,omitempty"`
+}
+
+func (m MemberMeta) encode() ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("gossip metadata is %d bytes, over memberlist's %d-byte limit: shorten the advertised addresses or --rack", len(b), memberlist.MetaMaxSize)
+	}
+	return b, nil
+}
+
+// Member is one broker as gossip sees it.
+type Member struct {
+	Meta       MemberMeta
+	GossipAddr string
+	State      string // alive, suspect, dead, left
+}
+
+// MembershipConfig configures gossip.
+type MembershipConfig struct {
+	Meta MemberMeta
+	// BindAddr and AdvertiseAddr: host:port for gossip (TCP and UDP).
+	BindAddr      string
+	AdvertiseAddr string
+	// Seeds are gossip addresses to join; they are retried until one
+	// answers, and re-joined periodically with every known peer so the
+	// cluster re-merges after a long partition.
+	Seeds []string
+	// SecretKey (16, 24 or 32 bytes) encrypts gossip; Label tags every
+	// packet so clusters sharing a network ignore each other.
+	SecretKey []byte
+	Label     string
+	// Local tunes failure detection for loopback tests.
+	Local          bool
+	RejoinInterval time.Duration
+	Logger         *slog.Logger
+}
+
+// Membership is a broker's gossip view. It owns memberlist's goroutines and
+// one rejoin goroutine, until Shutdown.
+type Membership struct {
+	cfg MembershipConfig
+	ml  *memberlist.Memberlist
+	log *slog.Logger
+
+	mu       sync.Mutex      // guards the fields below
+	known    map[string]bool // gossip addresses ever seen
+	conflict error
+	changed  chan struct{}
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func nodeName(id int32) string { return "skein-" + strconv.Itoa(int(id)) }
+
+// StartMembership starts gossip and begins joining the seeds.
+func StartMembership(cfg MembershipConfig) (*Membership, error) {
+	meta, err := cfg.Meta.encode()
+	if err != nil {
+		return nil, err
+	}
+	var mc *memberlist.Config
+	if cfg.Local {
+		mc = memberlist.DefaultLocalConfig()
+	} else {
+		mc = memberlist.DefaultLANConfig()
+	}
+	host, port, err := splitHostPort(cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--gossip-addr %q: %w", cfg.BindAddr, err)
+	}
+	mc.Name = nodeName(cfg.Meta.ID)
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertisePort = port
+	if cfg.AdvertiseAddr != "" {
+		ahost, aport, err := splitHostPort(cfg.AdvertiseAddr)
+		if err != nil {
+			return nil, fmt.Errorf("gossip advertise address %q: %w", cfg.AdvertiseAddr, err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = ahost, aport
+	}
+	// A broker that comes back at a new address (a rescheduled pod) is
+	// accepted once its old self has been dead this long.
+	mc.DeadNodeReclaimTime = 10 * time.Second
+	if len(cfg.SecretKey) > 0 {
+		mc.SecretKey = cfg.SecretKey
+	}
+	mc.Label = cfg.Label
+	if cfg.RejoinInterval <= 0 {
+		cfg.RejoinInterval = 15 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := &Membership{
+		cfg: cfg, log: cfg.Logger.With("component", "gossip"),
+		known: map[string]bool{}, changed: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	d := &delegate{m: m, meta: meta}
+	mc.Delegate, mc.Events, mc.Conflict = d, d, d
+	mc.Logger = log.New(&logWriter{l: m.log}, "", 0)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
+	}
+	m.ml = ml
+	for _, s := range cfg.Seeds {
+		m.known[s] = true
+	}
+	go m.rejoinLoop()
+	return m, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+// LocalAddr is the bound gossip address.
+func (m *Membership) LocalAddr() string {
+	n := m.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Changed returns a channel closed at the next membership change.
+func (m *Membership) Changed() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed
+}
+
+func (m *Membership) notify() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// Conflict reports another broker gossiping with this broker's id.
+func (m *Membership) Conflict() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.conflict
+}
+
+// Members returns the brokers gossip knows as alive or suspect.
+func (m *Membership) Members() []Member {
+	var out []Member
+	for _, n := range m.ml.Members() {
+		var meta MemberMeta
+		if err := json.Unmarshal(n.Meta, &meta); err != nil {
+			continue
+		}
+		st := "alive"
+		if n.State == memberlist.StateSuspect {
+			st = "suspect"
+		}
+		out = append(out, Member{Meta: meta, GossipAddr: n.Address(), State: st})
+	}
+	return out
+}
+
+// Join joins the given gossip addresses now.
+func (m *Membership) Join(addrs []string) (int, error) {
+	return m.ml.Join(addrs)
+}
+
+// rejoinLoop keeps trying the seeds until the broker has company, then
+// periodically re-joins known peers that gossip no longer lists, so two
+// sides of a long partition merge again (memberlist stops gossiping to the
+// dead after GossipToTheDeadTime).
+func (m *Membership) rejoinLoop() {
+	defer close(m.done)
+	interval := time.Second
+	for {
+		if len(m.cfg.Seeds) > 0 || m.ml.NumMembers() > 1 {
+			m.rejoin()
+		}
+		if m.ml.NumMembers() > 1 {
+			interval = m.cfg.RejoinInterval
+		}
+		select {
+		case <-m.stop:
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+func (m *Membership) rejoin() {
+	current := map[string]bool{}
+	for _, n := range m.ml.Members() {
+		current[n.Address()] = true
+	}
+	m.mu.Lock()
+	var targets []string
+	for a := range m.known {
+		if !current[a] && a != m.LocalAddr() {
+			targets = append(targets, a)
+		}
+	}
+	m.mu.Unlock()
+	if len(targets) == 0 {
+		return
+	}
+	if n, err := m.ml.Join(targets); err != nil && n == 0 {
+		m.log.Debug("gossip join found no one yet", "addrs", strings.Join(targets, ","), "err", err)
+	}
+}
+
+// Leave announces a graceful departure.
+func (m *Membership) Leave(timeout time.Duration) error {
+	return m.ml.Leave(timeout)
+}
+
+// Shutdown stops gossip (without leaving, like a crash, unless Leave ran).
+func (m *Membership) Shutdown() error {
+	select {
+	case <-m.stop:
+	default:
+		close(m.stop)
+	}
+	<-m.done
+	return m.ml.Shutdown()
+}
+
+// delegate receives memberlist's callbacks.
+type delegate struct {
+	m    *Membership
+	meta []byte
+}
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	if len(d.meta) > limit {
+		return nil // checked at start; never reached
+	}
+	return d.meta
+}
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+func (d *delegate) NotifyJoin(n *memberlist.Node) {
+	d.m.mu.Lock()
+	d.m.known[n.Address()] = true
+	d.m.mu.Unlock()
+	d.m.log.Info("gossip: broker joined", "node", n.Name, "addr", n.Address())
+	d.m.notify()
+}
+
+func (d *delegate) NotifyLeave(n *memberlist.Node) {
+	d.m.log.Warn("gossip: broker left or failed", "node", n.Name, "addr", n.Address(), "state", n.State)
+	d.m.notify()
+}
+
+func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.m.notify() }
+
+func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
+	err := fmt.Errorf("another broker gossips as %s: %s and %s; every broker needs its own --node-id", existing.Name, existing.Address(), other.Address())
+	d.m.log.Error("gossip: node id conflict", "err", err)
+	d.m.mu.Lock()
+	if d.m.conflict == nil {
+		d.m.conflict = err
+	}
+	d.m.mu.Unlock()
+}
+
+// logWriter sends a library's log lines to slog: memberlist and Raft write
+// "[LEVEL] message".
+type logWriter struct{ l *slog.Logger }
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	switch {
+	case strings.Contains(line, "[ERR]"), strings.Contains(line, "[ERROR]"):
+		w.l.Warn(line)
+	case strings.Contains(line, "[WARN]"):
+		w.l.Debug(line)
+	default:
+		w.l.Debug(line)
+	}
+	return len(p), nil
+}
