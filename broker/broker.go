@@ -26,6 +26,7 @@ import (
 	"github.com/skeinlog/skein/cluster"
 	"github.com/skeinlog/skein/partition"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
+	"github.com/skeinlog/skein/replication"
 	"github.com/skeinlog/skein/wal"
 )
 
@@ -36,6 +37,8 @@ type Broker struct {
 	log     *slog.Logger
 	lock    *os.File // flock on the data directory
 	ctrl    controller
+	peers   *peers
+	repl    replication.Config
 	self    cluster.BrokerInfo
 	lis     net.Listener
 	httpLis net.Listener
@@ -51,6 +54,7 @@ type Broker struct {
 	snap     *cluster.Snapshot
 
 	ready     atomic.Bool
+	abrupt    atomic.Bool   // Kill: stop without handing anything off
 	stopping  chan struct{} // closed when shutdown begins
 	fatalOnce sync.Once
 	fatal     chan error
@@ -59,12 +63,25 @@ type Broker struct {
 	closeErr  error
 }
 
-// controller is what the broker needs from the metadata controller.
+// controller is what the broker needs from the metadata controller
+// (cluster.Controller).
 type controller interface {
 	Snapshot() *cluster.Snapshot
 	Changes() <-chan struct{}
+	IsController() bool
+	ControllerID() int32
 	CreateTopic(ctx context.Context, spec cluster.TopicSpec) (cluster.Topic, error)
 	DeleteTopic(ctx context.Context, name string) error
+	AlterPartition(ctx context.Context, req cluster.AlterRequest) (cluster.PartitionMeta, error)
+	ControlledShutdown(ctx context.Context, id int32) (int, error)
+	AllocateProducerIDs(ctx context.Context, n int64) (int64, error)
+	Members() []cluster.Member
+	Voters() map[int32]bool
+	GossipAddr() string
+	RaftAddr() string
+	Conflict() error
+	CaughtUp() bool
+	Leave(timeout time.Duration)
 	Close() error
 }
 
@@ -76,9 +93,23 @@ type tp struct {
 func (t tp) String() string { return fmt.Sprintf("%s-%d", t.topic, t.partition) }
 
 type replica struct {
-	p       *partition.Partition
-	topicID string
-	cfg     cluster.TopicConfig
+	p        *partition.Partition
+	topicID  string
+	cfg      cluster.TopicConfig
+	leader   *replication.Leader   // while this broker leads it with followers
+	follower *replication.Follower // while this broker follows a leader
+}
+
+// stopReplication stops the replica's leader tracking and following.
+func (r *replica) stopReplication() {
+	if r.leader != nil {
+		r.leader.Stop()
+		r.leader = nil
+	}
+	if r.follower != nil {
+		r.follower.Stop()
+		r.follower = nil
+	}
 }
 
 const (
@@ -126,20 +157,37 @@ func New(cfg Config) (*Broker, error) {
 		adv = lis.Addr().String()
 	}
 	b.self = cluster.BrokerInfo{ID: cfg.NodeID, Addr: adv, Rack: cfg.Rack}
-	ctrl, err := cluster.OpenStandalone(cfg.DataDir, b.self, cfg.TopicDefaults)
+	gossipAdv, raftAdv, err := advertised(cfg, adv)
+	if err != nil {
+		return nil, err
+	}
+	ctrl, err := cluster.Open(cluster.Config{
+		Self: b.self, DataDir: cfg.DataDir,
+		GossipAddr: cfg.GossipAddr, GossipAdvertise: gossipAdv,
+		RaftAddr: cfg.RaftAddr, RaftAdvertise: raftAdv,
+		Join: cfg.Join, BootstrapExpect: cfg.BootstrapExpect, MaxVoters: cfg.ControllerVoters,
+		GossipKey: cfg.GossipKey, GossipLabel: cfg.GossipLabel, Local: cfg.LoopbackTimings,
+		Defaults: cfg.TopicDefaults, Probe: probe, Logger: cfg.Logger.With("node", cfg.NodeID),
+	})
 	if err != nil {
 		return nil, err
 	}
 	b.ctrl = ctrl
+	b.peers = newPeers(b)
+	b.repl = replication.Config{
+		Self: cfg.NodeID, LagTime: cfg.ReplicaLagTime, Transport: b.peers, Controller: b.peers,
+		Logger: cfg.Logger.With("node", cfg.NodeID),
+	}
 	b.metrics = newMetrics(b)
 	b.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(b.metrics.unaryInterceptor),
-		grpc.ChainStreamInterceptor(b.metrics.streamInterceptor),
+		grpc.ChainUnaryInterceptor(b.metrics.unaryInterceptor, b.readyUnary),
+		grpc.ChainStreamInterceptor(b.metrics.streamInterceptor, b.readyStream),
 	)
 	pb.RegisterSkeinServer(b.grpc, &server{b: b})
+	pb.RegisterInternalServer(b.grpc, &internalServer{b: b})
 	b.health = health.NewServer()
 	b.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(b.grpc, b.health)
@@ -216,6 +264,54 @@ func (b *Broker) HTTPAddr() string {
 	return b.httpLis.Addr().String()
 }
 
+// errStarting answers client requests that arrive before the broker has
+// joined the cluster and opened its partitions.
+var errStarting = fmt.Errorf("%w: the broker is starting (joining the cluster, opening partitions); retry shortly", errNotReady)
+
+const publicService = "/skein.v1.Skein/"
+
+func (b *Broker) readyUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !b.ready.Load() && strings.HasPrefix(info.FullMethod, publicService) && !b.closing() {
+		return nil, toStatus(errStarting)
+	}
+	return handler(ctx, req)
+}
+
+func (b *Broker) readyStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !b.ready.Load() && strings.HasPrefix(info.FullMethod, publicService) && !b.closing() {
+		return toStatus(errStarting)
+	}
+	return handler(srv, ss)
+}
+
+func (b *Broker) closing() bool {
+	select {
+	case <-b.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// GossipAddr and RaftAddr are the bound cluster addresses.
+func (b *Broker) GossipAddr() string { return b.ctrl.GossipAddr() }
+func (b *Broker) RaftAddr() string   { return b.ctrl.RaftAddr() }
+
+// Metadata is the cluster metadata this broker has applied. Do not modify it.
+func (b *Broker) Metadata() *cluster.Snapshot { return b.ctrl.Snapshot() }
+
+// Partition returns this broker's replica of a partition, or nil. Tests use
+// it to inspect replica state.
+func (b *Broker) Partition(topic string, part int32) *partition.Partition {
+	if r := b.localReplica(topic, part); r != nil {
+		return r.p
+	}
+	return nil
+}
+
+// ID is the broker's node id.
+func (b *Broker) ID() int32 { return b.self.ID }
+
 // Ready reports whether the broker has opened its partitions and serves.
 func (b *Broker) Ready() bool { return b.ready.Load() }
 
@@ -232,26 +328,33 @@ func (b *Broker) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	started := time.Now()
-	if err := b.reconcile(b.ctrl.Snapshot()); err != nil {
-		b.Close()
-		return err
-	}
+	// Serve gRPC from the start: other brokers and the controller's probe
+	// reach this one while it joins; health says NOT_SERVING until ready.
 	go func() {
 		if err := b.grpc.Serve(b.lis); err != nil {
 			errc <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
-	b.bg.Add(2)
+	started := time.Now()
+	if err := b.awaitRegistration(ctx); err != nil {
+		b.Close()
+		return err
+	}
+	if err := b.reconcile(); err != nil {
+		b.Close()
+		return err
+	}
+	b.bg.Add(3)
 	go b.retentionLoop()
 	go b.watchMetadata()
+	go b.tickLeaders()
 	b.ready.Store(true)
 	b.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	b.mu.RLock()
 	n := len(b.replicas)
 	b.mu.RUnlock()
-	b.log.Info("broker ready", "addr", b.Addr(), "http", b.HTTPAddr(), "data_dir", b.cfg.DataDir,
-		"partitions", n, "startup", time.Since(started).Round(time.Millisecond))
+	b.log.Info("broker ready", "addr", b.Addr(), "http", b.HTTPAddr(), "gossip", b.ctrl.GossipAddr(), "raft", b.ctrl.RaftAddr(),
+		"data_dir", b.cfg.DataDir, "partitions", n, "controller", b.ctrl.ControllerID(), "startup", time.Since(started).Round(time.Millisecond))
 
 	var cause error
 	select {
@@ -268,15 +371,94 @@ func (b *Broker) Run(ctx context.Context) error {
 	return cause
 }
 
+// awaitRegistration waits until the controller quorum knows this broker:
+// at once for a broker alone, after the join for one joining a cluster.
+func (b *Broker) awaitRegistration(ctx context.Context) error {
+	last := time.Now()
+	for {
+		if bi, ok := b.ctrl.Snapshot().Broker(b.self.ID); ok && bi.Addr == b.self.Addr && b.ctrl.CaughtUp() {
+			return nil
+		}
+		if err := b.ctrl.Conflict(); err != nil {
+			return err
+		}
+		if time.Since(last) > 5*time.Second {
+			last = time.Now()
+			b.log.Info("waiting to join the cluster", "join", strings.Join(b.cfg.Join, ","), "bootstrap_expect", b.cfg.BootstrapExpect,
+				"controller", b.ctrl.ControllerID())
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped before joining the cluster: %w", ctx.Err())
+		case <-b.ctrl.Changes():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// advertised derives the gossip and Raft addresses other brokers use: the
+// bound host, or the host of the advertised client address when bound to
+// all interfaces.
+func advertised(cfg Config, clientAdv string) (gossip, raft string, err error) {
+	advHost, _, _ := net.SplitHostPort(clientAdv)
+	derive := func(bind string) (string, error) {
+		host, port, err := net.SplitHostPort(bind)
+		if err != nil {
+			return "", err
+		}
+		ip := net.ParseIP(host)
+		if host != "" && (ip == nil || !ip.IsUnspecified()) {
+			return "", nil // bound to one address: it is the advertised one
+		}
+		if advHost == "" || net.ParseIP(advHost) != nil && net.ParseIP(advHost).IsUnspecified() {
+			return "", fmt.Errorf("%s is bound to all interfaces: set --advertise-addr to this broker's reachable host:port", bind)
+		}
+		return net.JoinHostPort(advHost, port), nil
+	}
+	if gossip, err = derive(cfg.GossipAddr); err != nil {
+		return "", "", err
+	}
+	if raft, err = derive(cfg.RaftAddr); err != nil {
+		return "", "", err
+	}
+	return gossip, raft, nil
+}
+
+// tickLeaders lets every leader look for followers that fell out of sync.
+func (b *Broker) tickLeaders() {
+	defer b.bg.Done()
+	t := time.NewTicker(max(b.cfg.ReplicaLagTime/4, 50*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stopping:
+			return
+		case <-t.C:
+		}
+		b.mu.RLock()
+		for _, r := range b.replicas {
+			if r.leader != nil {
+				r.leader.Tick()
+			}
+		}
+		b.mu.RUnlock()
+	}
+}
+
 // Close shuts the broker down (see Run). Idempotent; safe without Run.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
+		if b.ready.Load() && !b.abrupt.Load() {
+			b.handOff()
+		}
 		b.ready.Store(false)
 		close(b.stopping)
 		if b.health != nil {
 			b.health.Shutdown()
 		}
-		if b.grpc != nil {
+		if b.grpc != nil && b.abrupt.Load() {
+			b.grpc.Stop()
+		} else if b.grpc != nil {
 			done := make(chan struct{})
 			go func() { b.grpc.GracefulStop(); close(done) }()
 			select {
@@ -298,16 +480,83 @@ func (b *Broker) Close() error {
 		b.replicas = map[tp]*replica{}
 		b.mu.Unlock()
 		var errs []error
+		for _, r := range reps {
+			r.stopReplication()
+		}
 		for t, r := range reps {
 			if err := r.p.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close %s: %w", t, err))
 			}
+		}
+		if b.peers != nil {
+			b.peers.close()
 		}
 		b.closeErr = errors.Join(errs...)
 		b.release()
 		b.log.Info("broker stopped")
 	})
 	return b.closeErr
+}
+
+// handOff is the clean part of a shutdown in a cluster: ask the controller
+// to move this broker's leaderships to other in-sync replicas and wait for
+// the metadata to say so, then hand over the controller role and leave
+// gossip. Producers see NotLeader and move on; nothing fails.
+func (b *Broker) handOff() {
+	if len(b.ctrl.Snapshot().Brokers) < 2 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ShutdownTimeout/2)
+	defer cancel()
+	var remaining int32
+	err := b.peers.toController(ctx, func(ctx context.Context, local bool, c pb.InternalClient) error {
+		if local {
+			n, err := b.ctrl.ControlledShutdown(ctx, b.self.ID)
+			remaining = int32(n)
+			return err
+		}
+		resp, err := c.ControlledShutdown(ctx, &pb.ControlledShutdownRequest{BrokerId: b.self.ID})
+		if err == nil && resp.Error != nil {
+			err = errors.New(resp.Error.Message)
+		}
+		remaining = resp.GetRemainingLeaderships()
+		return err
+	})
+	if err != nil {
+		b.log.Warn("controlled shutdown failed; stopping anyway", "err", err)
+	} else {
+		// Wait until this broker's metadata shows the moves.
+		for ctx.Err() == nil && b.leadsSharedPartitions() {
+			select {
+			case <-b.ctrl.Changes():
+			case <-ctx.Done():
+			}
+		}
+		b.log.Info("leaderships handed off", "remaining", remaining)
+	}
+	b.ctrl.Leave(time.Second)
+}
+
+// leadsSharedPartitions reports whether the metadata still has this broker
+// leading a partition that another in-sync replica could lead.
+func (b *Broker) leadsSharedPartitions() bool {
+	s := b.ctrl.Snapshot()
+	for _, t := range s.Topics {
+		for _, pm := range t.Partitions {
+			if pm.Leader == b.self.ID && len(pm.ISR) > 1 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Kill stops the broker the way a crash would look to the others: no
+// leadership hand-off, no gossip leave, connections cut. In-flight
+// requests fail. Tests use it; a real crash is kill -9 of the process.
+func (b *Broker) Kill() error {
+	b.abrupt.Store(true)
+	return b.Close()
 }
 
 // release frees what New took; used by Close and by a failed New.
@@ -346,7 +595,7 @@ func (b *Broker) watchMetadata() {
 	defer b.bg.Done()
 	for {
 		ch := b.ctrl.Changes()
-		if err := b.reconcile(b.ctrl.Snapshot()); err != nil {
+		if err := b.reconcile(); err != nil {
 			b.log.Error("applying metadata failed", "err", err)
 		}
 		select {
@@ -357,12 +606,15 @@ func (b *Broker) watchMetadata() {
 	}
 }
 
-// reconcile makes the local replicas match snap: it opens partitions this
+// reconcile makes the local replicas match the metadata: it opens partitions this
 // broker now hosts, closes and deletes ones it no longer does, and sets each
 // replica's role and epoch.
-func (b *Broker) reconcile(snap *cluster.Snapshot) error {
+func (b *Broker) reconcile() error {
 	b.reconcileMu.Lock()
 	defer b.reconcileMu.Unlock()
+	// The latest metadata, read under the lock: reconciling with an older
+	// snapshot than one already applied would undo newer changes.
+	snap := b.ctrl.Snapshot()
 	select {
 	case <-b.stopping:
 		return errShuttingDown
@@ -402,6 +654,7 @@ func (b *Broker) reconcile(snap *cluster.Snapshot) error {
 	}
 	b.mu.Unlock()
 	for _, r := range closing {
+		r.stopReplication()
 		r.p.Close()
 	}
 	for name, id := range goneTopics {
@@ -450,7 +703,7 @@ func (b *Broker) reconcile(snap *cluster.Snapshot) error {
 	}
 	wg.Wait()
 
-	// Roles.
+	// Roles and replication.
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for k, w := range wanted {
@@ -459,22 +712,62 @@ func (b *Broker) reconcile(snap *cluster.Snapshot) error {
 			continue
 		}
 		r.cfg = w.topic.Config
-		pm := w.meta
-		var err error
-		if pm.Leader == b.self.ID {
-			err = r.p.BecomeLeader(b.self.ID, partition.LeaderState{
-				Epoch: pm.LeaderEpoch, ISR: pm.ISR, MinISR: int(w.topic.Config.MinInsyncReplicas),
-				Solo: len(pm.Replicas) == 1,
-			})
-		} else {
-			err = r.p.BecomeFollower(pm.Leader, pm.LeaderEpoch)
-		}
-		if err != nil {
+		if err := b.applyRole(r, w.topic, w.meta); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", k, err))
 		}
 	}
 	b.snap = snap
 	return errors.Join(errs...)
+}
+
+// applyRole makes a replica lead or follow as the metadata says, and starts
+// or stops its replication. b.mu held.
+func (b *Broker) applyRole(r *replica, t cluster.Topic, pm cluster.PartitionMeta) error {
+	a := replication.Assignment{Topic: t.Name, Partition: pm.Partition, LeaderEpoch: pm.LeaderEpoch,
+		PartitionEpoch: pm.PartitionEpoch, Replicas: pm.Replicas, ISR: pm.ISR}
+	if pm.Leader == b.self.ID {
+		if r.follower != nil {
+			r.follower.Stop()
+			r.follower = nil
+		}
+		if err := r.p.BecomeLeader(b.self.ID, partition.LeaderState{
+			Epoch: pm.LeaderEpoch, ISR: pm.ISR, MinISR: int(t.Config.MinInsyncReplicas), Solo: len(pm.Replicas) == 1,
+		}); err != nil {
+			return err
+		}
+		if len(pm.Replicas) > 1 {
+			if r.leader != nil && r.leader.Epoch() == pm.LeaderEpoch {
+				r.leader.Update(a)
+			} else {
+				if r.leader != nil {
+					r.leader.Stop()
+				}
+				r.leader = replication.NewLeader(b.repl, r.p, a)
+			}
+		}
+		return nil
+	}
+	if r.leader != nil {
+		r.leader.Stop()
+		r.leader = nil
+	}
+	if err := r.p.BecomeFollower(pm.Leader, pm.LeaderEpoch); err != nil {
+		return err
+	}
+	if pm.Leader < 0 {
+		if r.follower != nil {
+			r.follower.Stop()
+			r.follower = nil
+		}
+		return nil
+	}
+	if r.follower == nil || r.follower.Leader() != pm.Leader || r.follower.Epoch() != pm.LeaderEpoch {
+		if r.follower != nil {
+			r.follower.Stop()
+		}
+		r.follower = replication.StartFollower(b.repl, r.p, a, pm.Leader)
+	}
+	return nil
 }
 
 // ensureTopicDir creates a topic's directory with its id file. A directory

@@ -26,7 +26,7 @@ import (
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
 
-func dial(t testing.TB, addr string) pb.SkeinClient {
+func dialConn(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
@@ -34,8 +34,10 @@ func dial(t testing.TB, addr string) pb.SkeinClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return pb.NewSkeinClient(conn)
+	return conn
 }
+
+func dial(t testing.TB, addr string) pb.SkeinClient { return pb.NewSkeinClient(dialConn(t, addr)) }
 
 func mkBatch(t testing.TB, values ...string) []byte {
 	t.Helper()

@@ -25,14 +25,32 @@ type Config struct {
 	AdvertiseAddr string
 	// HTTPAddr serves /metrics, /healthz, /readyz and /debug/pprof; "" off.
 	HTTPAddr string
-	// GossipAddr and RaftAddr are the cluster ports (memberlist and Raft).
-	// A single broker does not open them yet.
+	// GossipAddr and RaftAddr are the cluster ports: memberlist gossip (TCP
+	// and UDP) and the Raft controller quorum. Port 0 picks a free port.
 	GossipAddr string
 	RaftAddr   string
-	// Join lists gossip addresses of brokers to join.
+	// Join lists gossip addresses (host:port, DNS names allowed) of brokers
+	// to join; they are retried until one answers. A broker with Join never
+	// bootstraps a controller quorum on its own.
 	Join []string
+	// BootstrapExpect: brokers started together (compose, Kubernetes) wait
+	// for this many brokers with the same setting; the lowest id then
+	// bootstraps the controller quorum with all of them as voters.
+	BootstrapExpect int
+	// ControllerVoters is the size of the Raft quorum: 3 (default) or 5.
+	ControllerVoters int
+	// GossipKey (16, 24 or 32 bytes) encrypts gossip; GossipLabel keeps
+	// several clusters on one network apart.
+	GossipKey   []byte
+	GossipLabel string
 	// Rack labels the broker for rack-aware replica placement.
 	Rack string
+	// ReplicaLagTime is replica.lag.time.max: a follower that has not caught
+	// up with its leader for this long leaves the ISR (default 10 s).
+	ReplicaLagTime time.Duration
+	// LoopbackTimings shortens gossip and Raft timeouts for tests on one
+	// machine.
+	LoopbackTimings bool
 
 	// MaxRequestBytes bounds one gRPC request; larger ones fail with
 	// RESOURCE_EXHAUSTED before the broker reads them (default 16 MiB).
@@ -105,8 +123,26 @@ func (c *Config) validate() error {
 			return fmt.Errorf("config: %s %q: want host:port: %v", a.flag, a.v, err)
 		}
 	}
-	if len(c.Join) > 0 {
-		return errors.New("config: --join: this build of skein runs a single broker; clustering is not available yet")
+	if c.BootstrapExpect < 0 || c.BootstrapExpect > 100 {
+		return fmt.Errorf("config: --bootstrap-expect %d: want 0 (off) or the number of brokers starting together", c.BootstrapExpect)
+	}
+	if c.ControllerVoters == 0 {
+		c.ControllerVoters = 3
+	}
+	if c.ControllerVoters != 1 && c.ControllerVoters != 3 && c.ControllerVoters != 5 {
+		return fmt.Errorf("config: --controller-voters %d: want 3 or 5 (1 for a single broker)", c.ControllerVoters)
+	}
+	if k := len(c.GossipKey); k != 0 && k != 16 && k != 24 && k != 32 {
+		return fmt.Errorf("config: gossip key is %d bytes: want 16, 24 or 32 (base64 of random bytes)", k)
+	}
+	if c.GossipAddr == "" || c.RaftAddr == "" {
+		return errors.New("config: --gossip-addr and --raft-addr are required (port 0 picks a free one)")
+	}
+	if c.ReplicaLagTime == 0 {
+		c.ReplicaLagTime = 10 * time.Second
+	}
+	if c.ReplicaLagTime < 100*time.Millisecond {
+		return fmt.Errorf("config: --replica-lag-time %v: at least 100ms", c.ReplicaLagTime)
 	}
 	if len(c.Rack) > 64 {
 		return fmt.Errorf("config: --rack is %d bytes, at most 64", len(c.Rack))

@@ -83,6 +83,10 @@ func errorDetail(err error) *pb.ErrorDetail {
 		set(codes.AlreadyExists, pb.ErrorReason_TOPIC_EXISTS)
 	case errors.Is(err, cluster.ErrUnknownTopic):
 		set(codes.NotFound, pb.ErrorReason_UNKNOWN_TOPIC)
+	case errors.Is(err, cluster.ErrNotController):
+		set(codes.Unavailable, pb.ErrorReason_UNAVAILABLE)
+	case errors.Is(err, cluster.ErrStaleLeader), errors.Is(err, cluster.ErrStaleEpoch), errors.Is(err, cluster.ErrInvalidISR):
+		set(codes.FailedPrecondition, pb.ErrorReason_INVALID_REQUEST)
 	case errors.Is(err, errUnknownPartition):
 		set(codes.NotFound, pb.ErrorReason_UNKNOWN_PARTITION)
 	case errors.Is(err, context.Canceled):
@@ -101,6 +105,15 @@ func errorDetail(err error) *pb.ErrorDetail {
 		d.LeaderId, d.LeaderAddr = lh.id, lh.addr
 	}
 	return d
+}
+
+// isUnavailable reports a transport-level failure reaching a peer.
+func isUnavailable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
 }
 
 // toStatus is errorDetail as a gRPC status for unary RPCs and streams that

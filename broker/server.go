@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -51,12 +52,23 @@ func (s *server) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*
 		return nil, toStatus(invalid("replication factor %d: must be at least 1", req.ReplicationFactor))
 	}
 	t, err := s.b.ctrl.CreateTopic(ctx, spec)
+	if errors.Is(err, cluster.ErrNotController) {
+		var resp *pb.CreateTopicResponse
+		if err := s.b.forward(ctx, func(ctx context.Context, c pb.SkeinClient) (err error) {
+			resp, err = c.CreateTopic(ctx, req)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		s.b.awaitMetadata(ctx, func(snap *cluster.Snapshot) bool { _, ok := snap.Topics[req.Name]; return ok })
+		return resp, nil
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	// Open the local replicas before answering, so a produce right after
-	// CreateTopic finds them.
-	if err := s.b.reconcile(s.b.ctrl.Snapshot()); err != nil {
+	// CreateTopic finds them here.
+	if err := s.b.reconcile(); err != nil {
 		return nil, toStatus(err)
 	}
 	s.b.log.Info("topic created", "topic", t.Name, "partitions", t.Config.Partitions, "replication_factor", t.Config.ReplicationFactor)
@@ -67,10 +79,21 @@ func (s *server) DeleteTopic(ctx context.Context, req *pb.DeleteTopicRequest) (*
 	if err := cluster.ValidateTopicName(req.Name); err != nil {
 		return nil, toStatus(err)
 	}
-	if err := s.b.ctrl.DeleteTopic(ctx, req.Name); err != nil {
+	err := s.b.ctrl.DeleteTopic(ctx, req.Name)
+	if errors.Is(err, cluster.ErrNotController) {
+		if err := s.b.forward(ctx, func(ctx context.Context, c pb.SkeinClient) error {
+			_, err := c.DeleteTopic(ctx, req)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		s.b.awaitMetadata(ctx, func(snap *cluster.Snapshot) bool { _, ok := snap.Topics[req.Name]; return !ok })
+		return &pb.DeleteTopicResponse{}, nil
+	}
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := s.b.reconcile(s.b.ctrl.Snapshot()); err != nil {
+	if err := s.b.reconcile(); err != nil {
 		return nil, toStatus(err)
 	}
 	s.b.log.Info("topic deleted", "topic", req.Name)
@@ -100,14 +123,29 @@ func (s *server) DescribeTopic(ctx context.Context, req *pb.DescribeTopicRequest
 			Replicas: pm.Replicas, Isr: pm.ISR,
 			LogStartOffset: -1, HighWatermark: -1, LogEndOffset: -1, SizeBytes: -1,
 		}
-		s.b.mu.RLock()
-		r := s.b.replicas[tp{t.Name, pm.Partition}]
-		s.b.mu.RUnlock()
-		if r != nil {
+		r := s.b.localReplica(t.Name, pm.Partition)
+		switch {
+		case r != nil && pm.Leader == s.b.self.ID:
 			st := r.p.State()
 			ps.LogStartOffset, ps.HighWatermark, ps.LogEndOffset, ps.SizeBytes = st.LogStartOffset, st.HighWatermark, st.LogEndOffset, st.SizeBytes
-		} else {
-			ps.Error = "this broker holds no replica of the partition"
+		case pm.Leader < 0:
+			ps.Error = "no leader: every in-sync replica is down"
+		default:
+			// Ask the leader for its offsets.
+			c, err := s.b.peers.internal(pm.Leader)
+			if err == nil {
+				var ll *pb.LocalLogResponse
+				ll, err = c.LocalLog(ctx, &pb.LocalLogRequest{Topic: t.Name, Partition: pm.Partition})
+				if err == nil {
+					ps.LogStartOffset, ps.HighWatermark, ps.LogEndOffset = ll.LogStartOffset, ll.HighWatermark, ll.LogEndOffset
+					if r != nil {
+						ps.SizeBytes = r.p.State().SizeBytes
+					}
+				}
+			}
+			if err != nil {
+				ps.Error = fmt.Sprintf("leader %d unreachable: %v", pm.Leader, err)
+			}
 		}
 		resp.Partitions = append(resp.Partitions, ps)
 	}
@@ -116,7 +154,7 @@ func (s *server) DescribeTopic(ctx context.Context, req *pb.DescribeTopicRequest
 
 func (s *server) Metadata(ctx context.Context, req *pb.MetadataRequest) (*pb.MetadataResponse, error) {
 	snap := s.b.snapshot()
-	resp := &pb.MetadataResponse{ClusterId: snap.ClusterID, ControllerId: snap.ControllerID}
+	resp := &pb.MetadataResponse{ClusterId: snap.ClusterID, ControllerId: s.b.ctrl.ControllerID()}
 	for _, bi := range snap.Brokers {
 		resp.Brokers = append(resp.Brokers, &pb.BrokerInfo{Id: bi.ID, Addr: bi.Addr, Rack: bi.Rack})
 	}
@@ -151,7 +189,7 @@ func topicToPB(t cluster.Topic) *pb.TopicMetadata {
 	for _, pm := range t.Partitions {
 		m.Partitions = append(m.Partitions, &pb.PartitionMetadata{
 			Partition: pm.Partition, Leader: pm.Leader, LeaderEpoch: pm.LeaderEpoch,
-			Replicas: pm.Replicas, Isr: pm.ISR,
+			Replicas: pm.Replicas, Isr: pm.ISR, PartitionEpoch: pm.PartitionEpoch,
 		})
 	}
 	return m
@@ -213,7 +251,7 @@ func (s *server) produce(req *pb.ProduceRequest, done func(*pb.ProduceResponse))
 	}, func(res partition.AppendResult, err error) {
 		if err != nil {
 			s.b.metrics.produceFailed(err)
-			fail(err)
+			fail(s.b.withLeaderHint(err))
 			return
 		}
 		s.b.metrics.produced(res.LastOffset-res.BaseOffset+1, n)
@@ -351,7 +389,19 @@ func (s *server) Fetch(req *pb.FetchRequest, stream pb.Skein_FetchServer) error 
 		watch := p.Watch()
 		if p.Role() != partition.RoleLeader {
 			st := p.State()
-			return toStatus(&leaderHint{err: &partition.NotLeaderError{LeaderID: st.LeaderID, LeaderEpoch: st.LeaderEpoch}, id: st.LeaderID})
+			return toStatus(s.b.withLeaderHint(&partition.NotLeaderError{LeaderID: st.LeaderID, LeaderEpoch: st.LeaderEpoch}))
+		}
+		if !p.HWReady() {
+			// A new leader's HW may lag the one its predecessor showed:
+			// wait until it has caught up, never show a smaller HW.
+			select {
+			case <-watch:
+				continue
+			case <-ctx.Done():
+				return toStatus(ctx.Err())
+			case <-s.b.stopping:
+				return toStatus(errShuttingDown)
+			}
 		}
 		res, err := p.Read(buf[:0], offset, maxBytes, partition.ReadCommitted)
 		if err != nil {
@@ -402,6 +452,9 @@ func (s *server) ListOffsets(ctx context.Context, req *pb.ListOffsetsRequest) (*
 	r, err := s.b.leaderReplica(req.Topic, req.Partition)
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	if !r.p.HWReady() {
+		return nil, toStatus(fmt.Errorf("%w: the leader is catching up its high watermark after an election; retry", errNotReady))
 	}
 	st := r.p.State()
 	resp := &pb.ListOffsetsResponse{TimestampMs: -1, LogStartOffset: st.LogStartOffset, HighWatermark: st.HighWatermark}

@@ -83,6 +83,7 @@ type Controller struct {
 	lastRebalance time.Time
 	wasLeader     bool
 	bootstrapped  bool
+	startIndex    uint64 // the last Raft index on disk at start
 
 	stop chan struct{}
 	done chan struct{}
@@ -197,8 +198,14 @@ func (c *Controller) openRaft() error {
 		return fmt.Errorf("start controller raft: %w", err)
 	}
 	c.raft = r
+	c.startIndex = r.LastIndex()
 	return nil
 }
+
+// CaughtUp reports whether this broker has applied every metadata change
+// its own log held when it started: before that, a restarted broker's
+// metadata is older than what it showed before the restart.
+func (c *Controller) CaughtUp() bool { return c.raft.AppliedIndex() >= c.startIndex }
 
 // maybeBootstrap creates the quorum when this broker is the one to do it.
 // A data directory that holds Raft state never bootstraps again.

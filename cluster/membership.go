@@ -117,6 +117,9 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 	mc.Label = cfg.Label
 	if cfg.RejoinInterval <= 0 {
 		cfg.RejoinInterval = 15 * time.Second
+		if cfg.Local {
+			cfg.RejoinInterval = 2 * time.Second
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -307,18 +310,38 @@ func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 }
 
 // logWriter sends a library's log lines to slog: memberlist and Raft write
-// "[LEVEL] message".
-type logWriter struct{ l *slog.Logger }
+// "[LEVEL] message". Their errors during a failure repeat many times a
+// second (every retry of a dead peer), so warnings are rate-limited to one
+// a second; the rest go to debug.
+type logWriter struct {
+	l *slog.Logger
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
-	switch {
-	case strings.Contains(line, "[ERR]"), strings.Contains(line, "[ERROR]"):
+	if !strings.Contains(line, "[ERR") && !strings.Contains(line, "[WARN") {
+		w.l.Debug(line)
+		return len(p), nil
+	}
+	w.mu.Lock()
+	now := time.Now()
+	if now.Sub(w.last) < time.Second {
+		w.suppressed++
+		w.mu.Unlock()
+		w.l.Debug(line)
+		return len(p), nil
+	}
+	n := w.suppressed
+	w.last, w.suppressed = now, 0
+	w.mu.Unlock()
+	if n > 0 {
+		w.l.Warn(line, "similar_suppressed", n)
+	} else {
 		w.l.Warn(line)
-	case strings.Contains(line, "[WARN]"):
-		w.l.Debug(line)
-	default:
-		w.l.Debug(line)
 	}
 	return len(p), nil
 }

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -92,49 +91,5 @@ func TestAssignReplicasSpreadsLeaders(t *testing.T) {
 	}
 	if got := AssignReplicas(brokers[:1], 3, 1, 5); len(got) != 3 || got[2][0] != 3 {
 		t.Fatalf("single broker: %v", got)
-	}
-}
-
-func TestStandalonePersists(t *testing.T) {
-	dir := t.TempDir()
-	self := BrokerInfo{ID: 7, Addr: "127.0.0.1:1"}
-	s, err := OpenStandalone(dir, self, DefaultDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch := s.Changes()
-	top, err := s.CreateTopic(context.Background(), TopicSpec{Name: "orders", Partitions: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-ch:
-	default:
-		t.Fatal("no change notification")
-	}
-	if _, err := s.CreateTopic(context.Background(), TopicSpec{Name: "orders"}); !errors.Is(err, ErrTopicExists) {
-		t.Fatalf("duplicate: %v", err)
-	}
-	if _, err := s.CreateTopic(context.Background(), TopicSpec{Name: "x", ReplicationFactor: 3}); !errors.Is(err, ErrInvalidConfig) {
-		t.Fatalf("rf 3 on one broker: %v", err)
-	}
-	self.Addr = "127.0.0.1:2"
-	s2, err := OpenStandalone(dir, self, DefaultDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := s2.Snapshot()
-	got, ok := snap.Topics["orders"]
-	if !ok || got.ID != top.ID || len(got.Partitions) != 3 || got.Partitions[2].Leader != 7 {
-		t.Fatalf("after reopen: %+v", got)
-	}
-	if b, _ := snap.Broker(7); b.Addr != "127.0.0.1:2" {
-		t.Fatalf("advertised address not refreshed: %+v", snap.Brokers)
-	}
-	if err := s2.DeleteTopic(context.Background(), "orders"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s2.DeleteTopic(context.Background(), "orders"); !errors.Is(err, ErrUnknownTopic) {
-		t.Fatalf("delete twice: %v", err)
 	}
 }

@@ -44,7 +44,8 @@ func Start(t testing.TB, opts ...Option) *Broker {
 	cfg.DataDir = t.TempDir()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.GossipAddr, cfg.RaftAddr = "", ""
+	cfg.GossipAddr, cfg.RaftAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.LoopbackTimings = true
 	cfg.ShutdownTimeout = 5 * time.Second
 	for _, o := range opts {
 		o(&cfg)
@@ -84,8 +85,9 @@ func (b *Broker) start() {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	// Keep the bound port across restarts.
+	// Keep the bound ports across restarts.
 	b.cfg.Addr = br.Addr()
+	b.cfg.GossipAddr, b.cfg.RaftAddr = br.GossipAddr(), br.RaftAddr()
 }
 
 // Stop shuts the broker down gracefully and waits; it returns Run's error.

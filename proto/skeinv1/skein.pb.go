@@ -1654,6 +1654,324 @@ func (x *ListOffsetsResponse) GetHighWatermark() int64 {
 	return 0
 }
 
+type DescribeClusterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeClusterRequest) Reset() {
+	*x = DescribeClusterRequest{}
+	mi := &file_skein_v1_skein_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeClusterRequest) ProtoMessage() {}
+
+func (x *DescribeClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeClusterRequest.ProtoReflect.Descriptor instead.
+func (*DescribeClusterRequest) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{21}
+}
+
+type ClusterMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    int32                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Addr  string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Rack  string                 `protobuf:"bytes,3,opt,name=rack,proto3" json:"rack,omitempty"`
+	// Gossip's view from the answering broker: alive, suspect, or dead (not
+	// seen by gossip).
+	GossipState string `protobuf:"bytes,4,opt,name=gossip_state,json=gossipState,proto3" json:"gossip_state,omitempty"`
+	// The controller fenced it: confirmed dead or stopping.
+	Fenced bool `protobuf:"varint,5,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	// voter, nonvoter, or "" when not in the controller quorum.
+	QuorumRole    string `protobuf:"bytes,6,opt,name=quorum_role,json=quorumRole,proto3" json:"quorum_role,omitempty"`
+	GossipAddr    string `protobuf:"bytes,7,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	RaftAddr      string `protobuf:"bytes,8,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterMember) Reset() {
+	*x = ClusterMember{}
+	mi := &file_skein_v1_skein_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterMember) ProtoMessage() {}
+
+func (x *ClusterMember) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
+func (*ClusterMember) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ClusterMember) GetId() int32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetRack() string {
+	if x != nil {
+		return x.Rack
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetGossipState() string {
+	if x != nil {
+		return x.GossipState
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetFenced() bool {
+	if x != nil {
+		return x.Fenced
+	}
+	return false
+}
+
+func (x *ClusterMember) GetQuorumRole() string {
+	if x != nil {
+		return x.QuorumRole
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetGossipAddr() string {
+	if x != nil {
+		return x.GossipAddr
+	}
+	return ""
+}
+
+func (x *ClusterMember) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+type PartitionProblem struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Leader    int32                  `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Replicas  []int32                `protobuf:"varint,4,rep,packed,name=replicas,proto3" json:"replicas,omitempty"`
+	Isr       []int32                `protobuf:"varint,5,rep,packed,name=isr,proto3" json:"isr,omitempty"`
+	// under-replicated (ISR smaller than the replicas), below-min-isr, or
+	// leaderless.
+	Problem       string `protobuf:"bytes,6,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionProblem) Reset() {
+	*x = PartitionProblem{}
+	mi := &file_skein_v1_skein_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionProblem) ProtoMessage() {}
+
+func (x *PartitionProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionProblem.ProtoReflect.Descriptor instead.
+func (*PartitionProblem) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PartitionProblem) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PartitionProblem) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionProblem) GetLeader() int32 {
+	if x != nil {
+		return x.Leader
+	}
+	return 0
+}
+
+func (x *PartitionProblem) GetReplicas() []int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *PartitionProblem) GetIsr() []int32 {
+	if x != nil {
+		return x.Isr
+	}
+	return nil
+}
+
+func (x *PartitionProblem) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+type DescribeClusterResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	ControllerId  int32                  `protobuf:"varint,2,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
+	AnsweredBy    int32                  `protobuf:"varint,3,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"`
+	Members       []*ClusterMember       `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	Problems      []*PartitionProblem    `protobuf:"bytes,5,rep,name=problems,proto3" json:"problems,omitempty"`
+	Topics        int32                  `protobuf:"varint,6,opt,name=topics,proto3" json:"topics,omitempty"`
+	Partitions    int32                  `protobuf:"varint,7,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeClusterResponse) Reset() {
+	*x = DescribeClusterResponse{}
+	mi := &file_skein_v1_skein_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeClusterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeClusterResponse) ProtoMessage() {}
+
+func (x *DescribeClusterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeClusterResponse.ProtoReflect.Descriptor instead.
+func (*DescribeClusterResponse) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DescribeClusterResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *DescribeClusterResponse) GetControllerId() int32 {
+	if x != nil {
+		return x.ControllerId
+	}
+	return 0
+}
+
+func (x *DescribeClusterResponse) GetAnsweredBy() int32 {
+	if x != nil {
+		return x.AnsweredBy
+	}
+	return 0
+}
+
+func (x *DescribeClusterResponse) GetMembers() []*ClusterMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *DescribeClusterResponse) GetProblems() []*PartitionProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *DescribeClusterResponse) GetTopics() int32 {
+	if x != nil {
+		return x.Topics
+	}
+	return 0
+}
+
+func (x *DescribeClusterResponse) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
 type ErrorDetail struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A google.golang.org/grpc/codes value.
@@ -1674,7 +1992,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_skein_v1_skein_proto_msgTypes[21]
+	mi := &file_skein_v1_skein_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +2004,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[21]
+	mi := &file_skein_v1_skein_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +2017,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{21}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ErrorDetail) GetCode() uint32 {
@@ -1890,7 +2208,38 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12!\n" +
 	"\ftimestamp_ms\x18\x02 \x01(\x03R\vtimestampMs\x12(\n" +
 	"\x10log_start_offset\x18\x03 \x01(\x03R\x0elogStartOffset\x12%\n" +
-	"\x0ehigh_watermark\x18\x04 \x01(\x03R\rhighWatermark\"\xbd\x02\n" +
+	"\x0ehigh_watermark\x18\x04 \x01(\x03R\rhighWatermark\"\x18\n" +
+	"\x16DescribeClusterRequest\"\xe1\x01\n" +
+	"\rClusterMember\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
+	"\x04rack\x18\x03 \x01(\tR\x04rack\x12!\n" +
+	"\fgossip_state\x18\x04 \x01(\tR\vgossipState\x12\x16\n" +
+	"\x06fenced\x18\x05 \x01(\bR\x06fenced\x12\x1f\n" +
+	"\vquorum_role\x18\x06 \x01(\tR\n" +
+	"quorumRole\x12\x1f\n" +
+	"\vgossip_addr\x18\a \x01(\tR\n" +
+	"gossipAddr\x12\x1b\n" +
+	"\traft_addr\x18\b \x01(\tR\braftAddr\"\xa6\x01\n" +
+	"\x10PartitionProblem\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\x05R\x06leader\x12\x1a\n" +
+	"\breplicas\x18\x04 \x03(\x05R\breplicas\x12\x10\n" +
+	"\x03isr\x18\x05 \x03(\x05R\x03isr\x12\x18\n" +
+	"\aproblem\x18\x06 \x01(\tR\aproblem\"\xa1\x02\n" +
+	"\x17DescribeClusterResponse\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12#\n" +
+	"\rcontroller_id\x18\x02 \x01(\x05R\fcontrollerId\x12\x1f\n" +
+	"\vanswered_by\x18\x03 \x01(\x05R\n" +
+	"answeredBy\x121\n" +
+	"\amembers\x18\x04 \x03(\v2\x17.skein.v1.ClusterMemberR\amembers\x126\n" +
+	"\bproblems\x18\x05 \x03(\v2\x1a.skein.v1.PartitionProblemR\bproblems\x12\x16\n" +
+	"\x06topics\x18\x06 \x01(\x05R\x06topics\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\a \x01(\x05R\n" +
+	"partitions\"\xbd\x02\n" +
 	"\vErrorDetail\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12-\n" +
@@ -1925,7 +2274,7 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\fTOPIC_EXISTS\x10\f\x12\x0f\n" +
 	"\vUNAVAILABLE\x10\r\x12\r\n" +
 	"\tTIMED_OUT\x10\x0e\x12\x13\n" +
-	"\x0fINVALID_REQUEST\x10\x0f2\x8f\x05\n" +
+	"\x0fINVALID_REQUEST\x10\x0f2\xe7\x05\n" +
 	"\x05Skein\x12J\n" +
 	"\vCreateTopic\x12\x1c.skein.v1.CreateTopicRequest\x1a\x1d.skein.v1.CreateTopicResponse\x12J\n" +
 	"\vDeleteTopic\x12\x1c.skein.v1.DeleteTopicRequest\x1a\x1d.skein.v1.DeleteTopicResponse\x12G\n" +
@@ -1936,7 +2285,8 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\aProduce\x12\x18.skein.v1.ProduceRequest\x1a\x19.skein.v1.ProduceResponse\x12H\n" +
 	"\rProduceStream\x12\x18.skein.v1.ProduceRequest\x1a\x19.skein.v1.ProduceResponse(\x010\x01\x12:\n" +
 	"\x05Fetch\x12\x16.skein.v1.FetchRequest\x1a\x17.skein.v1.FetchResponse0\x01\x12J\n" +
-	"\vListOffsets\x12\x1c.skein.v1.ListOffsetsRequest\x1a\x1d.skein.v1.ListOffsetsResponseB1Z/github.com/skeinlog/skein/proto/skeinv1;skeinv1b\x06proto3"
+	"\vListOffsets\x12\x1c.skein.v1.ListOffsetsRequest\x1a\x1d.skein.v1.ListOffsetsResponse\x12V\n" +
+	"\x0fDescribeCluster\x12 .skein.v1.DescribeClusterRequest\x1a!.skein.v1.DescribeClusterResponseB1Z/github.com/skeinlog/skein/proto/skeinv1;skeinv1b\x06proto3"
 
 var (
 	file_skein_v1_skein_proto_rawDescOnce sync.Once
@@ -1951,32 +2301,36 @@ func file_skein_v1_skein_proto_rawDescGZIP() []byte {
 }
 
 var file_skein_v1_skein_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_skein_v1_skein_proto_goTypes = []any{
-	(Acks)(0),                     // 0: skein.v1.Acks
-	(ErrorReason)(0),              // 1: skein.v1.ErrorReason
-	(*TopicConfig)(nil),           // 2: skein.v1.TopicConfig
-	(*CreateTopicRequest)(nil),    // 3: skein.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),   // 4: skein.v1.CreateTopicResponse
-	(*DeleteTopicRequest)(nil),    // 5: skein.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),   // 6: skein.v1.DeleteTopicResponse
-	(*ListTopicsRequest)(nil),     // 7: skein.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),    // 8: skein.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),  // 9: skein.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil), // 10: skein.v1.DescribeTopicResponse
-	(*BrokerInfo)(nil),            // 11: skein.v1.BrokerInfo
-	(*PartitionMetadata)(nil),     // 12: skein.v1.PartitionMetadata
-	(*TopicMetadata)(nil),         // 13: skein.v1.TopicMetadata
-	(*PartitionStatus)(nil),       // 14: skein.v1.PartitionStatus
-	(*MetadataRequest)(nil),       // 15: skein.v1.MetadataRequest
-	(*MetadataResponse)(nil),      // 16: skein.v1.MetadataResponse
-	(*ProduceRequest)(nil),        // 17: skein.v1.ProduceRequest
-	(*ProduceResponse)(nil),       // 18: skein.v1.ProduceResponse
-	(*FetchRequest)(nil),          // 19: skein.v1.FetchRequest
-	(*FetchResponse)(nil),         // 20: skein.v1.FetchResponse
-	(*ListOffsetsRequest)(nil),    // 21: skein.v1.ListOffsetsRequest
-	(*ListOffsetsResponse)(nil),   // 22: skein.v1.ListOffsetsResponse
-	(*ErrorDetail)(nil),           // 23: skein.v1.ErrorDetail
+	(Acks)(0),                       // 0: skein.v1.Acks
+	(ErrorReason)(0),                // 1: skein.v1.ErrorReason
+	(*TopicConfig)(nil),             // 2: skein.v1.TopicConfig
+	(*CreateTopicRequest)(nil),      // 3: skein.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),     // 4: skein.v1.CreateTopicResponse
+	(*DeleteTopicRequest)(nil),      // 5: skein.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),     // 6: skein.v1.DeleteTopicResponse
+	(*ListTopicsRequest)(nil),       // 7: skein.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),      // 8: skein.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),    // 9: skein.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),   // 10: skein.v1.DescribeTopicResponse
+	(*BrokerInfo)(nil),              // 11: skein.v1.BrokerInfo
+	(*PartitionMetadata)(nil),       // 12: skein.v1.PartitionMetadata
+	(*TopicMetadata)(nil),           // 13: skein.v1.TopicMetadata
+	(*PartitionStatus)(nil),         // 14: skein.v1.PartitionStatus
+	(*MetadataRequest)(nil),         // 15: skein.v1.MetadataRequest
+	(*MetadataResponse)(nil),        // 16: skein.v1.MetadataResponse
+	(*ProduceRequest)(nil),          // 17: skein.v1.ProduceRequest
+	(*ProduceResponse)(nil),         // 18: skein.v1.ProduceResponse
+	(*FetchRequest)(nil),            // 19: skein.v1.FetchRequest
+	(*FetchResponse)(nil),           // 20: skein.v1.FetchResponse
+	(*ListOffsetsRequest)(nil),      // 21: skein.v1.ListOffsetsRequest
+	(*ListOffsetsResponse)(nil),     // 22: skein.v1.ListOffsetsResponse
+	(*DescribeClusterRequest)(nil),  // 23: skein.v1.DescribeClusterRequest
+	(*ClusterMember)(nil),           // 24: skein.v1.ClusterMember
+	(*PartitionProblem)(nil),        // 25: skein.v1.PartitionProblem
+	(*DescribeClusterResponse)(nil), // 26: skein.v1.DescribeClusterResponse
+	(*ErrorDetail)(nil),             // 27: skein.v1.ErrorDetail
 }
 var file_skein_v1_skein_proto_depIdxs = []int32{
 	13, // 0: skein.v1.CreateTopicResponse.topic:type_name -> skein.v1.TopicMetadata
@@ -1988,31 +2342,35 @@ var file_skein_v1_skein_proto_depIdxs = []int32{
 	11, // 6: skein.v1.MetadataResponse.brokers:type_name -> skein.v1.BrokerInfo
 	13, // 7: skein.v1.MetadataResponse.topics:type_name -> skein.v1.TopicMetadata
 	0,  // 8: skein.v1.ProduceRequest.acks:type_name -> skein.v1.Acks
-	23, // 9: skein.v1.ProduceResponse.error:type_name -> skein.v1.ErrorDetail
-	1,  // 10: skein.v1.ErrorDetail.reason:type_name -> skein.v1.ErrorReason
-	3,  // 11: skein.v1.Skein.CreateTopic:input_type -> skein.v1.CreateTopicRequest
-	5,  // 12: skein.v1.Skein.DeleteTopic:input_type -> skein.v1.DeleteTopicRequest
-	7,  // 13: skein.v1.Skein.ListTopics:input_type -> skein.v1.ListTopicsRequest
-	9,  // 14: skein.v1.Skein.DescribeTopic:input_type -> skein.v1.DescribeTopicRequest
-	15, // 15: skein.v1.Skein.Metadata:input_type -> skein.v1.MetadataRequest
-	17, // 16: skein.v1.Skein.Produce:input_type -> skein.v1.ProduceRequest
-	17, // 17: skein.v1.Skein.ProduceStream:input_type -> skein.v1.ProduceRequest
-	19, // 18: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
-	21, // 19: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
-	4,  // 20: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
-	6,  // 21: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
-	8,  // 22: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
-	10, // 23: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
-	16, // 24: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
-	18, // 25: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
-	18, // 26: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
-	20, // 27: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
-	22, // 28: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
-	20, // [20:29] is the sub-list for method output_type
-	11, // [11:20] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	27, // 9: skein.v1.ProduceResponse.error:type_name -> skein.v1.ErrorDetail
+	24, // 10: skein.v1.DescribeClusterResponse.members:type_name -> skein.v1.ClusterMember
+	25, // 11: skein.v1.DescribeClusterResponse.problems:type_name -> skein.v1.PartitionProblem
+	1,  // 12: skein.v1.ErrorDetail.reason:type_name -> skein.v1.ErrorReason
+	3,  // 13: skein.v1.Skein.CreateTopic:input_type -> skein.v1.CreateTopicRequest
+	5,  // 14: skein.v1.Skein.DeleteTopic:input_type -> skein.v1.DeleteTopicRequest
+	7,  // 15: skein.v1.Skein.ListTopics:input_type -> skein.v1.ListTopicsRequest
+	9,  // 16: skein.v1.Skein.DescribeTopic:input_type -> skein.v1.DescribeTopicRequest
+	15, // 17: skein.v1.Skein.Metadata:input_type -> skein.v1.MetadataRequest
+	17, // 18: skein.v1.Skein.Produce:input_type -> skein.v1.ProduceRequest
+	17, // 19: skein.v1.Skein.ProduceStream:input_type -> skein.v1.ProduceRequest
+	19, // 20: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
+	21, // 21: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
+	23, // 22: skein.v1.Skein.DescribeCluster:input_type -> skein.v1.DescribeClusterRequest
+	4,  // 23: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
+	6,  // 24: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
+	8,  // 25: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
+	10, // 26: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
+	16, // 27: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
+	18, // 28: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
+	18, // 29: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
+	20, // 30: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
+	22, // 31: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
+	26, // 32: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
+	23, // [23:33] is the sub-list for method output_type
+	13, // [13:23] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_skein_v1_skein_proto_init() }
@@ -2033,7 +2391,7 @@ func file_skein_v1_skein_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_skein_v1_skein_proto_rawDesc), len(file_skein_v1_skein_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,15 +24,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Skein_CreateTopic_FullMethodName   = "/skein.v1.Skein/CreateTopic"
-	Skein_DeleteTopic_FullMethodName   = "/skein.v1.Skein/DeleteTopic"
-	Skein_ListTopics_FullMethodName    = "/skein.v1.Skein/ListTopics"
-	Skein_DescribeTopic_FullMethodName = "/skein.v1.Skein/DescribeTopic"
-	Skein_Metadata_FullMethodName      = "/skein.v1.Skein/Metadata"
-	Skein_Produce_FullMethodName       = "/skein.v1.Skein/Produce"
-	Skein_ProduceStream_FullMethodName = "/skein.v1.Skein/ProduceStream"
-	Skein_Fetch_FullMethodName         = "/skein.v1.Skein/Fetch"
-	Skein_ListOffsets_FullMethodName   = "/skein.v1.Skein/ListOffsets"
+	Skein_CreateTopic_FullMethodName     = "/skein.v1.Skein/CreateTopic"
+	Skein_DeleteTopic_FullMethodName     = "/skein.v1.Skein/DeleteTopic"
+	Skein_ListTopics_FullMethodName      = "/skein.v1.Skein/ListTopics"
+	Skein_DescribeTopic_FullMethodName   = "/skein.v1.Skein/DescribeTopic"
+	Skein_Metadata_FullMethodName        = "/skein.v1.Skein/Metadata"
+	Skein_Produce_FullMethodName         = "/skein.v1.Skein/Produce"
+	Skein_ProduceStream_FullMethodName   = "/skein.v1.Skein/ProduceStream"
+	Skein_Fetch_FullMethodName           = "/skein.v1.Skein/Fetch"
+	Skein_ListOffsets_FullMethodName     = "/skein.v1.Skein/ListOffsets"
+	Skein_DescribeCluster_FullMethodName = "/skein.v1.Skein/DescribeCluster"
 )
 
 // SkeinClient is the client API for Skein service.
@@ -71,6 +72,10 @@ type SkeinClient interface {
 	// ListOffsets resolves the earliest offset, the latest (high watermark)
 	// or the first offset at or after a timestamp.
 	ListOffsets(ctx context.Context, in *ListOffsetsRequest, opts ...grpc.CallOption) (*ListOffsetsResponse, error)
+	// DescribeCluster shows the brokers as gossip and the controller see them,
+	// the controller quorum, and partitions that are under-replicated or
+	// have no leader.
+	DescribeCluster(ctx context.Context, in *DescribeClusterRequest, opts ...grpc.CallOption) (*DescribeClusterResponse, error)
 }
 
 type skeinClient struct {
@@ -183,6 +188,16 @@ func (c *skeinClient) ListOffsets(ctx context.Context, in *ListOffsetsRequest, o
 	return out, nil
 }
 
+func (c *skeinClient) DescribeCluster(ctx context.Context, in *DescribeClusterRequest, opts ...grpc.CallOption) (*DescribeClusterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DescribeClusterResponse)
+	err := c.cc.Invoke(ctx, Skein_DescribeCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SkeinServer is the server API for Skein service.
 // All implementations must embed UnimplementedSkeinServer
 // for forward compatibility.
@@ -219,6 +234,10 @@ type SkeinServer interface {
 	// ListOffsets resolves the earliest offset, the latest (high watermark)
 	// or the first offset at or after a timestamp.
 	ListOffsets(context.Context, *ListOffsetsRequest) (*ListOffsetsResponse, error)
+	// DescribeCluster shows the brokers as gossip and the controller see them,
+	// the controller quorum, and partitions that are under-replicated or
+	// have no leader.
+	DescribeCluster(context.Context, *DescribeClusterRequest) (*DescribeClusterResponse, error)
 	mustEmbedUnimplementedSkeinServer()
 }
 
@@ -255,6 +274,9 @@ func (UnimplementedSkeinServer) Fetch(*FetchRequest, grpc.ServerStreamingServer[
 }
 func (UnimplementedSkeinServer) ListOffsets(context.Context, *ListOffsetsRequest) (*ListOffsetsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListOffsets not implemented")
+}
+func (UnimplementedSkeinServer) DescribeCluster(context.Context, *DescribeClusterRequest) (*DescribeClusterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DescribeCluster not implemented")
 }
 func (UnimplementedSkeinServer) mustEmbedUnimplementedSkeinServer() {}
 func (UnimplementedSkeinServer) testEmbeddedByValue()               {}
@@ -421,6 +443,24 @@ func _Skein_ListOffsets_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Skein_DescribeCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribeClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).DescribeCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_DescribeCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).DescribeCluster(ctx, req.(*DescribeClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Skein_ServiceDesc is the grpc.ServiceDesc for Skein service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -455,6 +495,10 @@ var Skein_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListOffsets",
 			Handler:    _Skein_ListOffsets_Handler,
+		},
+		{
+			MethodName: "DescribeCluster",
+			Handler:    _Skein_DescribeCluster_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,66 @@
+package broker
+
+import (
+	"context"
+	"slices"
+	"sort"
+
+	pb "github.com/skeinlog/skein/proto/skeinv1"
+)
+
+// DescribeCluster answers `broker cluster`: every broker with its gossip
+// state (as this broker sees it), fence and quorum role, and the partitions
+// that need attention.
+func (s *server) DescribeCluster(ctx context.Context, req *pb.DescribeClusterRequest) (*pb.DescribeClusterResponse, error) {
+	snap := s.b.ctrl.Snapshot()
+	resp := &pb.DescribeClusterResponse{ClusterId: snap.ClusterID, ControllerId: s.b.ctrl.ControllerID(), AnsweredBy: s.b.self.ID}
+	gossip := map[int32]*pb.ClusterMember{}
+	for _, m := range s.b.ctrl.Members() {
+		gossip[m.Meta.ID] = &pb.ClusterMember{Id: m.Meta.ID, Addr: m.Meta.Addr, Rack: m.Meta.Rack, GossipState: m.State,
+			GossipAddr: m.GossipAddr, RaftAddr: m.Meta.RaftAddr}
+	}
+	voters := s.b.ctrl.Voters()
+	seen := map[int32]bool{}
+	add := func(m *pb.ClusterMember) {
+		if v, ok := voters[m.Id]; ok {
+			m.QuorumRole = map[bool]string{true: "voter", false: "nonvoter"}[v]
+		}
+		resp.Members = append(resp.Members, m)
+		seen[m.Id] = true
+	}
+	for _, bi := range snap.Brokers {
+		m := gossip[bi.ID]
+		if m == nil {
+			m = &pb.ClusterMember{Id: bi.ID, Addr: bi.Addr, Rack: bi.Rack, GossipState: "dead"}
+		}
+		m.Fenced = bi.Fenced
+		add(m)
+	}
+	for id, m := range gossip {
+		if !seen[id] {
+			add(m) // gossiping, not registered yet
+		}
+	}
+	sort.Slice(resp.Members, func(i, j int) bool { return resp.Members[i].Id < resp.Members[j].Id })
+	for _, name := range snap.TopicNames() {
+		t := snap.Topics[name]
+		resp.Topics++
+		for _, pm := range t.Partitions {
+			resp.Partitions++
+			problem := ""
+			switch {
+			case pm.Leader < 0:
+				problem = "leaderless"
+			case len(pm.ISR) < int(t.Config.MinInsyncReplicas):
+				problem = "below-min-isr"
+			case len(pm.ISR) < len(pm.Replicas):
+				problem = "under-replicated"
+			}
+			if problem != "" {
+				resp.Problems = append(resp.Problems, &pb.PartitionProblem{Topic: t.Name, Partition: pm.Partition, Leader: pm.Leader,
+					Replicas: slices.Clone(pm.Replicas), Isr: slices.Clone(pm.ISR), Problem: problem})
+			}
+		}
+	}
+	return resp, nil
+}

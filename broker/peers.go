@@ -1,0 +1,221 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/skeinlog/skein/cluster"
+	"github.com/skeinlog/skein/partition"
+	pb "github.com/skeinlog/skein/proto/skeinv1"
+)
+
+// peers holds one gRPC connection per other broker address, for
+// replication and for requests forwarded to the controller.
+type peers struct {
+	b *Broker
+
+	mu    sync.Mutex // guards conns
+	conns map[string]*grpc.ClientConn
+}
+
+func newPeers(b *Broker) *peers { return &peers{b: b, conns: map[string]*grpc.ClientConn{}} }
+
+func (p *peers) conn(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(p.b.cfg.MaxRequestBytes)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	p.conns[addr] = c
+	return c, nil
+}
+
+// brokerAddr is a broker's advertised address from the metadata.
+func (p *peers) brokerAddr(id int32) (string, error) {
+	if bi, ok := p.b.ctrl.Snapshot().Broker(id); ok && bi.Addr != "" {
+		return bi.Addr, nil
+	}
+	return "", fmt.Errorf("%w: broker %d is not in the cluster metadata", errNotReady, id)
+}
+
+func (p *peers) internal(id int32) (pb.InternalClient, error) {
+	addr, err := p.brokerAddr(id)
+	if err != nil {
+		return nil, err
+	}
+	c, err := p.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return pb.NewInternalClient(c), nil
+}
+
+func (p *peers) public(id int32) (pb.SkeinClient, error) {
+	addr, err := p.brokerAddr(id)
+	if err != nil {
+		return nil, err
+	}
+	c, err := p.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return pb.NewSkeinClient(c), nil
+}
+
+func (p *peers) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+// ReplicaFetch and OffsetForLeaderEpoch implement replication.Transport.
+func (p *peers) ReplicaFetch(ctx context.Context, leader int32, req *pb.ReplicaFetchRequest) (*pb.ReplicaFetchResponse, error) {
+	c, err := p.internal(leader)
+	if err != nil {
+		return nil, err
+	}
+	return c.ReplicaFetch(ctx, req)
+}
+
+func (p *peers) OffsetForLeaderEpoch(ctx context.Context, leader int32, req *pb.OffsetForLeaderEpochRequest) (*pb.OffsetForLeaderEpochResponse, error) {
+	c, err := p.internal(leader)
+	if err != nil {
+		return nil, err
+	}
+	return c.OffsetForLeaderEpoch(ctx, req)
+}
+
+// AlterPartition implements replication.ISRChanger: the local controller if
+// this broker is it, else the controller broker.
+func (p *peers) AlterPartition(ctx context.Context, req *pb.AlterPartitionRequest) (*pb.AlterPartitionResponse, error) {
+	var resp *pb.AlterPartitionResponse
+	err := p.toController(ctx, func(ctx context.Context, local bool, c pb.InternalClient) error {
+		if local {
+			resp = p.b.alterPartitionLocal(ctx, req)
+			return nil
+		}
+		var err error
+		resp, err = c.AlterPartition(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// toController runs fn against the controller: locally when this broker is
+// the controller, else over gRPC, retrying while an election is under way.
+func (p *peers) toController(ctx context.Context, fn func(ctx context.Context, local bool, c pb.InternalClient) error) error {
+	backoff := 50 * time.Millisecond
+	for {
+		id := p.b.ctrl.ControllerID()
+		var err error
+		switch {
+		case id == p.b.self.ID:
+			err = fn(ctx, true, nil)
+		case id >= 0:
+			var c pb.InternalClient
+			if c, err = p.internal(id); err == nil {
+				err = fn(ctx, false, c)
+			}
+		default:
+			err = &cluster.NotControllerError{LeaderID: -1}
+		}
+		if err == nil || !retryController(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(backoff):
+			backoff = min(2*backoff, time.Second)
+		}
+	}
+}
+
+func retryController(err error) bool {
+	return errors.Is(err, cluster.ErrNotController) || errors.Is(err, errNotReady) || isUnavailable(err)
+}
+
+// probe checks that a broker's gRPC server answers at all: any answer of the
+// health service, serving or not, means the process is up and reachable.
+func probe(ctx context.Context, addr string) error {
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = healthpb.NewHealthClient(c).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(false))
+	if err != nil && isUnavailable(err) {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// forward sends a public request to the controller broker, retrying while
+// an election is under way.
+func (b *Broker) forward(ctx context.Context, fn func(ctx context.Context, c pb.SkeinClient) error) error {
+	return b.peers.toController(ctx, func(ctx context.Context, local bool, _ pb.InternalClient) error {
+		id := b.ctrl.ControllerID()
+		if local || id == b.self.ID {
+			return &cluster.NotControllerError{LeaderID: id} // became controller meanwhile: the caller's path handles it next time
+		}
+		c, err := b.peers.public(id)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, c)
+	})
+}
+
+// awaitMetadata waits (bounded by ctx and 10 s) until this broker's applied
+// metadata satisfies cond.
+func (b *Broker) awaitMetadata(ctx context.Context, cond func(*cluster.Snapshot) bool) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		ch := b.ctrl.Changes()
+		if cond(b.ctrl.Snapshot()) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// withLeaderHint adds the leader's address to a NOT_LEADER error, so a
+// client can go straight there.
+func (b *Broker) withLeaderHint(err error) error {
+	var nl *partition.NotLeaderError
+	if !errors.As(err, &nl) || nl.LeaderID < 0 {
+		return err
+	}
+	h := &leaderHint{err: err, id: nl.LeaderID}
+	if bi, ok := b.ctrl.Snapshot().Broker(nl.LeaderID); ok {
+		h.addr = bi.Addr
+	}
+	return h
+}
