@@ -24,3 +24,12 @@ install:
 
 clean:
 	rm -rf bin
+
+## cluster: three brokers on this machine (scripts/cluster.sh); cluster-down stops them
+.PHONY: cluster cluster-down cluster-wipe
+cluster:
+	./scripts/cluster.sh up
+cluster-down:
+	./scripts/cluster.sh down
+cluster-wipe:
+	./scripts/cluster.sh wipe

@@ -2,7 +2,7 @@ package broker
 
 import (
 	"context"
-	"errors"
+	"fmt"
 
 	"github.com/skeinlog/skein/cluster"
 	"github.com/skeinlog/skein/partition"
@@ -91,7 +91,7 @@ func (s *internalServer) ControlledShutdown(ctx context.Context, req *pb.Control
 func (s *internalServer) LocalLog(ctx context.Context, req *pb.LocalLogRequest) (*pb.LocalLogResponse, error) {
 	r := s.b.localReplica(req.Topic, req.Partition)
 	if r == nil {
-		return nil, toStatus(errors.New("this broker holds no replica of the partition"))
+		return nil, toStatus(fmt.Errorf("%w: this broker holds no replica of %s-%d (or is still opening it)", errNotReady, req.Topic, req.Partition))
 	}
 	st := r.p.State()
 	resp := &pb.LocalLogResponse{NextOffset: req.FromOffset, HighWatermark: st.HighWatermark, LogStartOffset: st.LogStartOffset,

@@ -219,3 +219,36 @@ func (b *Broker) withLeaderHint(err error) error {
 	}
 	return h
 }
+
+// awaitTopicEverywhere waits, for up to 10 s, until every broker holding a
+// replica of t answers Metadata for it: the metadata reaches them through
+// Raft a moment after the controller commits it.
+func (b *Broker) awaitTopicEverywhere(ctx context.Context, t cluster.Topic) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	hosts := map[int32]bool{}
+	for _, pm := range t.Partitions {
+		for _, r := range pm.Replicas {
+			if r != b.self.ID {
+				hosts[r] = true
+			}
+		}
+	}
+	for id := range hosts {
+		for ctx.Err() == nil {
+			c, err := b.peers.public(id)
+			if err == nil {
+				cctx, ccancel := context.WithTimeout(ctx, time.Second)
+				_, err = c.Metadata(cctx, &pb.MetadataRequest{Topics: []string{t.Name}})
+				ccancel()
+			}
+			if err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+}

@@ -66,11 +66,13 @@ func (s *server) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	// Open the local replicas before answering, so a produce right after
-	// CreateTopic finds them here.
+	// Open the local replicas before answering, and wait (bounded) until
+	// every broker with a replica knows the topic, so a produce right after
+	// CreateTopic finds it wherever it goes.
 	if err := s.b.reconcile(); err != nil {
 		return nil, toStatus(err)
 	}
+	s.b.awaitTopicEverywhere(ctx, t)
 	s.b.log.Info("topic created", "topic", t.Name, "partitions", t.Config.Partitions, "replication_factor", t.Config.ReplicationFactor)
 	return &pb.CreateTopicResponse{Topic: topicToPB(t)}, nil
 }

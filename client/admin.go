@@ -279,3 +279,67 @@ func (c *Client) ListOffsets(ctx context.Context, topic string, partition int32,
 	}
 	return lo, nil
 }
+
+// ClusterMember is one broker in DescribeCluster.
+type ClusterMember struct {
+	ID   int32
+	Addr string
+	Rack string
+	// GossipState is alive, suspect or dead, as the answering broker's
+	// gossip sees it.
+	GossipState string
+	// Fenced: the controller confirmed it dead, or it is stopping.
+	Fenced bool
+	// QuorumRole is voter, nonvoter or "" (not in the controller quorum).
+	QuorumRole string
+	GossipAddr string
+	RaftAddr   string
+}
+
+// PartitionProblem is a partition that needs attention.
+type PartitionProblem struct {
+	Topic     string
+	Partition int32
+	Leader    int32
+	Replicas  []int32
+	ISR       []int32
+	// Problem is under-replicated, below-min-isr or leaderless.
+	Problem string
+}
+
+// ClusterDescription is the answer of DescribeCluster.
+type ClusterDescription struct {
+	ClusterID    string
+	ControllerID int32
+	AnsweredBy   int32
+	Members      []ClusterMember
+	Problems     []PartitionProblem
+	Topics       int32
+	Partitions   int32
+}
+
+// DescribeCluster returns the brokers with their gossip, fence and quorum
+// state, the controller, and the partitions that are under-replicated or
+// leaderless.
+func (c *Client) DescribeCluster(ctx context.Context) (ClusterDescription, error) {
+	var resp *skeinv1.DescribeClusterResponse
+	err := c.callAny(ctx, "describe cluster", func(ctx context.Context, cl skeinv1.SkeinClient) error {
+		var err error
+		resp, err = cl.DescribeCluster(ctx, &skeinv1.DescribeClusterRequest{})
+		return err
+	})
+	if err != nil {
+		return ClusterDescription{}, fmt.Errorf("describe cluster: %w", err)
+	}
+	d := ClusterDescription{ClusterID: resp.GetClusterId(), ControllerID: resp.GetControllerId(), AnsweredBy: resp.GetAnsweredBy(),
+		Topics: resp.GetTopics(), Partitions: resp.GetPartitions()}
+	for _, m := range resp.GetMembers() {
+		d.Members = append(d.Members, ClusterMember{ID: m.GetId(), Addr: m.GetAddr(), Rack: m.GetRack(), GossipState: m.GetGossipState(),
+			Fenced: m.GetFenced(), QuorumRole: m.GetQuorumRole(), GossipAddr: m.GetGossipAddr(), RaftAddr: m.GetRaftAddr()})
+	}
+	for _, p := range resp.GetProblems() {
+		d.Problems = append(d.Problems, PartitionProblem{Topic: p.GetTopic(), Partition: p.GetPartition(), Leader: p.GetLeader(),
+			Replicas: p.GetReplicas(), ISR: p.GetIsr(), Problem: p.GetProblem()})
+	}
+	return d, nil
+}

@@ -251,6 +251,8 @@ func (pp *partProducer) step(now time.Time) (next time.Time, metaWait <-chan str
 			if !isTransport(err) && !errors.Is(err, ErrClosed) {
 				pp.p.log.Warn("skein: cannot open produce stream", "addr", l.addr, "err", err)
 			}
+			// The leader may be gone: learn who leads now before retrying.
+			pp.metaWait = pp.p.c.refreshAsync(l.gen)
 			at(pp.retryAt)
 			return next, nil
 		}

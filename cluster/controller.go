@@ -198,14 +198,32 @@ func (c *Controller) openRaft() error {
 		return fmt.Errorf("start controller raft: %w", err)
 	}
 	c.raft = r
-	c.startIndex = r.LastIndex()
+	c.startIndex = lastCommand(store)
 	return nil
+}
+
+// lastCommand is the index of the last metadata command in the log: Raft
+// also logs no-ops and configuration changes, which the FSM never sees.
+func lastCommand(store raft.LogStore) uint64 {
+	last, err := store.LastIndex()
+	if err != nil {
+		return 0
+	}
+	first, _ := store.FirstIndex()
+	for i := last; i >= first && i > 0 && last-i < 4096; i-- {
+		var l raft.Log
+		if store.GetLog(i, &l) == nil && l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return 0
 }
 
 // CaughtUp reports whether this broker has applied every metadata change
 // its own log held when it started: before that, a restarted broker's
-// metadata is older than what it showed before the restart.
-func (c *Controller) CaughtUp() bool { return c.raft.AppliedIndex() >= c.startIndex }
+// metadata is older than what it showed before the restart. (Raft's own
+// AppliedIndex runs ahead of the FSM, so the FSM's version is the measure.)
+func (c *Controller) CaughtUp() bool { return c.fsm.current().Version >= c.startIndex }
 
 // maybeBootstrap creates the quorum when this broker is the one to do it.
 // A data directory that holds Raft state never bootstraps again.
@@ -457,6 +475,13 @@ func (c *Controller) loop() {
 		case <-c.raft.LeaderCh():
 		}
 		c.tryBootstrapExpect()
+		// Brokers the metadata lists are gossip seeds too: a restarted
+		// broker finds the others without waiting for them to find it.
+		for _, b := range c.Snapshot().Brokers {
+			if b.ID != c.cfg.Self.ID && b.GossipAddr != "" {
+				c.members.AddKnown(b.GossipAddr)
+			}
+		}
 		if c.IsController() {
 			c.act()
 		} else {
@@ -518,8 +543,8 @@ func (c *Controller) act() {
 // whose registration is missing or stale.
 func (c *Controller) registerBrokers(ctx context.Context, s *Snapshot, alive map[int32]Member) {
 	for id, m := range alive {
-		info := BrokerInfo{ID: id, Addr: m.Meta.Addr, Rack: m.Meta.Rack}
-		if b, ok := s.Broker(id); ok && b.Addr == info.Addr && b.Rack == info.Rack {
+		info := BrokerInfo{ID: id, Addr: m.Meta.Addr, Rack: m.Meta.Rack, GossipAddr: m.GossipAddr}
+		if b, ok := s.Broker(id); ok && b.Addr == info.Addr && b.Rack == info.Rack && b.GossipAddr == info.GossipAddr {
 			continue
 		}
 		if _, err := c.propose(ctx, &command{Op: opRegisterBroker, Broker: &info}); err != nil {

@@ -203,6 +203,13 @@ func (m *Membership) Members() []Member {
 	return out
 }
 
+// AddKnown adds a gossip address to those the rejoin loop tries.
+func (m *Membership) AddKnown(addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.known[addr] = true
+}
+
 // Join joins the given gossip addresses now.
 func (m *Membership) Join(addrs []string) (int, error) {
 	return m.ml.Join(addrs)
@@ -216,9 +223,7 @@ func (m *Membership) rejoinLoop() {
 	defer close(m.done)
 	interval := time.Second
 	for {
-		if len(m.cfg.Seeds) > 0 || m.ml.NumMembers() > 1 {
-			m.rejoin()
-		}
+		m.rejoin()
 		if m.ml.NumMembers() > 1 {
 			interval = m.cfg.RejoinInterval
 		}

@@ -14,6 +14,9 @@ type BrokerInfo struct {
 	ID   int32  `json:"id"`
 	Addr string `json:"addr"` // advertised client gRPC address
 	Rack string `json:"rack,omitempty"`
+	// GossipAddr is where its gossip listens: a restarted broker re-joins
+	// the cluster through the brokers the metadata lists.
+	GossipAddr string `json:"gossip_addr,omitempty"`
 	// Fenced: the controller confirmed the broker dead, or it is stopping
 	// (controlled shutdown). A fenced broker leads nothing and joins no ISR
 	// until it is back.

@@ -87,8 +87,9 @@ type Leader struct {
 	mu       sync.Mutex // guards the fields below
 	a        Assignment
 	pos      map[int32]*followerPos
-	altering bool    // an AlterPartition is in flight
-	proposed []int32 // its ISR, while in flight
+	altering bool      // an AlterPartition is in flight
+	proposed []int32   // its ISR, while in flight
+	backoff  time.Time // no new ISR change before this (after a refusal)
 	stopped  bool
 	wg       sync.WaitGroup // the in-flight AlterPartition
 	cancel   context.CancelFunc
@@ -131,6 +132,13 @@ func (l *Leader) Update(a Assignment) {
 	defer l.mu.Unlock()
 	if a.LeaderEpoch != l.a.LeaderEpoch || a.PartitionEpoch < l.a.PartitionEpoch {
 		return
+	}
+	for _, id := range l.a.ISR {
+		if !slices.Contains(a.ISR, id) && id != l.cfg.Self {
+			// Out of the ISR (fenced, or shrunk): it must fetch again
+			// before it can count as caught up.
+			l.pos[id] = &followerPos{leo: -1}
+		}
 	}
 	l.a = a
 	for _, id := range a.Replicas {
@@ -252,7 +260,7 @@ func (l *Leader) HandleFetch(ctx context.Context, req *pb.ReplicaFetchRequest) (
 func (l *Leader) Tick() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.altering || l.stopped {
+	if l.altering || l.stopped || l.cfg.Now().Before(l.backoff) {
 		return
 	}
 	_, _, leo := l.p.Offsets()
@@ -264,7 +272,7 @@ func (l *Leader) Tick() {
 
 // maybeExpandLocked asks to add caught-up replicas to the ISR. l.mu held.
 func (l *Leader) maybeExpandLocked() {
-	if l.altering || l.stopped {
+	if l.altering || l.stopped || l.cfg.Now().Before(l.backoff) {
 		return
 	}
 	_, hw, _ := l.p.Offsets()
@@ -304,6 +312,7 @@ func (l *Leader) alterLocked(isr []int32) {
 			if l.ctx.Err() == nil {
 				l.log.Warn("ISR change refused or failed; will retry", "new_isr", isr, "err", err)
 			}
+			l.backoff = l.cfg.Now().Add(time.Second)
 			return
 		}
 		if pm := resp.Partition; pm != nil && resp.PartitionEpoch > l.a.PartitionEpoch && pm.LeaderEpoch == l.a.LeaderEpoch {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/skeinlog/skein/broker"
 )
@@ -59,19 +61,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	ef := &envFlags{fs: fs}
 	var (
-		nodeID, maxRequest, segment int
-		join, logLevel, logFormat   string
-		unsafeNoFsync               bool
+		nodeID, maxRequest, segment, bootstrapExpect, voters int
+		join, logLevel, logFormat, gossipKey, lagTime        string
+		unsafeNoFsync                                        bool
 	)
 	ef.int(&nodeID, "node-id", int(cfg.NodeID), "this broker's id, stored in the data directory")
 	ef.str(&cfg.DataDir, "data-dir", cfg.DataDir, "where the metadata and logs live")
 	ef.str(&cfg.Addr, "addr", cfg.Addr, "client gRPC listen address")
 	ef.str(&cfg.AdvertiseAddr, "advertise-addr", "", "address clients are told to use (default: the bound --addr)")
 	ef.str(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP address for /metrics, /healthz, /readyz, /debug/pprof (\"\" turns it off)")
-	ef.str(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "gossip (memberlist) address, for clustering")
-	ef.str(&cfg.RaftAddr, "raft-addr", cfg.RaftAddr, "controller (Raft) address, for clustering")
-	ef.str(&join, "join", "", "comma-separated gossip addresses of brokers to join")
+	ef.str(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "gossip address (memberlist, TCP and UDP)")
+	ef.str(&cfg.RaftAddr, "raft-addr", cfg.RaftAddr, "controller quorum address (Raft)")
+	ef.str(&join, "join", "", "comma-separated gossip addresses (host:port) of brokers to join; retried until one answers")
+	ef.int(&bootstrapExpect, "bootstrap-expect", 0, "brokers started together: wait for this many (each with the same setting), then the lowest id bootstraps the controller quorum")
+	ef.int(&voters, "controller-voters", 3, "size of the Raft controller quorum: 3 or 5; further brokers follow it as non-voters")
+	ef.str(&gossipKey, "gossip-key", "", "base64 of 16, 24 or 32 random bytes: encrypts gossip (every broker needs the same key)")
+	ef.str(&cfg.GossipLabel, "gossip-label", "", "label on every gossip packet, so clusters sharing a network ignore each other")
 	ef.str(&cfg.Rack, "rack", "", "rack label for rack-aware replica placement")
+	ef.str(&lagTime, "replica-lag-time", "10s", "replica.lag.time.max: a follower behind for this long leaves the ISR")
 	ef.int(&maxRequest, "max-request-bytes", cfg.MaxRequestBytes, "largest request the broker reads")
 	ef.int(&segment, "segment-bytes", cfg.SegmentBytes, "target size of log segment files")
 	ef.bool(&unsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they reach the disk: a machine crash LOSES acknowledged records; benchmarks only")
@@ -101,6 +108,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	cfg.NodeID = int32(nodeID)
+	cfg.BootstrapExpect, cfg.ControllerVoters = bootstrapExpect, voters
+	if gossipKey != "" {
+		k, err := base64.StdEncoding.DecodeString(gossipKey)
+		if err != nil {
+			fmt.Fprintf(stderr, "broker: --gossip-key: not base64: %v (make one with: head -c 32 /dev/urandom | base64)\n", err)
+			return 2
+		}
+		cfg.GossipKey = k
+	}
+	d, err := time.ParseDuration(lagTime)
+	if err != nil {
+		fmt.Fprintf(stderr, "broker: --replica-lag-time %q: %v\n", lagTime, err)
+		return 2
+	}
+	cfg.ReplicaLagTime = d
 	cfg.MaxRequestBytes = maxRequest
 	cfg.SegmentBytes = segment
 	cfg.UnsafeNoFsync = unsafeNoFsync

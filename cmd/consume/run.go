@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/skeinlog/skein/client"
+	"github.com/skeinlog/skein/internal/clilog"
 )
 
 const (
@@ -148,7 +149,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "consume: "+format+"\n", a...) }
 
-	c, err := client.New(client.WithBrokers(cfg.brokers))
+	c, err := client.New(client.WithBrokers(cfg.brokers), client.WithLogger(clilog.Logger(stderr)))
 	if err != nil {
 		logf("%v", err)
 		return exitUsage
