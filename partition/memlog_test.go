@@ -200,5 +200,4 @@ func (m *memLog) Close() error {
 	return nil
 }
 
-
 func removeFile(path string) error { return os.Remove(path) }
