@@ -508,6 +508,26 @@ func (b *Broker) handOff() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ShutdownTimeout/2)
 	defer cancel()
+	// First let what was appended commit: stop new appends on partitions
+	// another in-sync replica will take over, and wait for their HW.
+	var draining []*partition.Partition
+	b.mu.RLock()
+	for _, t := range b.ctrl.Snapshot().Topics {
+		for _, pm := range t.Partitions {
+			if pm.Leader == b.self.ID && len(pm.ISR) > 1 {
+				if r := b.replicas[tp{t.Name, pm.Partition}]; r != nil {
+					r.p.BeginHandoff()
+					draining = append(draining, r.p)
+				}
+			}
+		}
+	}
+	b.mu.RUnlock()
+	dctx, dcancel := context.WithTimeout(ctx, b.cfg.ShutdownTimeout/4)
+	for _, p := range draining {
+		p.WaitCommitted(dctx)
+	}
+	dcancel()
 	var remaining int32
 	err := b.peers.toController(ctx, func(ctx context.Context, local bool, c pb.InternalClient) error {
 		if local {

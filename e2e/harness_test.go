@@ -74,11 +74,15 @@ func (s *syncBuffer) String() string {
 
 // brokerProc is a broker process owned by a test.
 type brokerProc struct {
-	t        testing.TB
-	Dir      string
-	Addr     string
-	HTTPAddr string
-	args     []string
+	t          testing.TB
+	Dir        string
+	Addr       string
+	HTTPAddr   string
+	GossipAddr string
+	RaftAddr   string
+	args       []string
+	// wrap, when set, prefixes the command (ip netns exec NS ...).
+	wrap []string
 	cmd      *exec.Cmd
 	logs     *syncBuffer
 	done     chan error
@@ -98,8 +102,19 @@ func startBroker(t testing.TB, dir, addr string, extra ...string) *brokerProc {
 
 func (b *brokerProc) start(addr string) {
 	b.t.Helper()
-	args := append([]string{"--data-dir", b.Dir, "--addr", addr, "--http-addr", "127.0.0.1:0", "--log-format", "json"}, b.args...)
-	cmd := exec.Command(filepath.Join(bins(b.t), "broker"), args...)
+	gossip, raft := b.GossipAddr, b.RaftAddr
+	if gossip == "" {
+		gossip, raft = "127.0.0.1:0", "127.0.0.1:0"
+	}
+	args := append([]string{"--data-dir", b.Dir, "--addr", addr, "--http-addr", "127.0.0.1:0", "--log-format", "json",
+		"--gossip-addr", gossip, "--raft-addr", raft}, b.args...)
+	bin := filepath.Join(bins(b.t), "broker")
+	var cmd *exec.Cmd
+	if len(b.wrap) > 0 {
+		cmd = exec.Command(b.wrap[0], append(append(b.wrap[1:], bin), args...)...)
+	} else {
+		cmd = exec.Command(bin, args...)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		b.t.Fatal(err)
@@ -108,17 +123,17 @@ func (b *brokerProc) start(addr string) {
 		b.t.Fatal(err)
 	}
 	b.cmd, b.logs, b.done = cmd, &syncBuffer{}, make(chan error, 1)
-	ready := make(chan [2]string, 1)
+	ready := make(chan [4]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Bytes()
 			b.logs.Write(append(line, '\n'))
-			var m struct{ Msg, Addr, HTTP string }
+			var m struct{ Msg, Addr, HTTP, Gossip, Raft string }
 			if json.Unmarshal(line, &m) == nil && m.Msg == "broker ready" {
 				select {
-				case ready <- [2]string{m.Addr, m.HTTP}:
+				case ready <- [4]string{m.Addr, m.HTTP, m.Gossip, m.Raft}:
 				default:
 				}
 			}
@@ -128,7 +143,7 @@ func (b *brokerProc) start(addr string) {
 	}()
 	select {
 	case a := <-ready:
-		b.Addr, b.HTTPAddr = a[0], a[1]
+		b.Addr, b.HTTPAddr, b.GossipAddr, b.RaftAddr = a[0], a[1], a[2], a[3]
 	case err := <-b.done:
 		b.done <- err
 		b.t.Fatalf("broker exited during start (%v):\n%s", err, b.logs.String())
@@ -166,11 +181,22 @@ func (b *brokerProc) Term() int {
 	return code
 }
 
-// Restart starts the broker again on the same data directory and address.
-func (b *brokerProc) Restart() {
+// Restart starts the broker again on the same data directory and
+// addresses, with extra arguments replacing the original ones if given.
+func (b *brokerProc) Restart(extra ...string) {
 	b.t.Helper()
+	if len(extra) > 0 {
+		b.args = extra
+	}
 	b.start(b.Addr)
 }
+
+// Pause and Resume send SIGSTOP and SIGCONT.
+func (b *brokerProc) Pause()  { b.cmd.Process.Signal(syscall.SIGSTOP) }
+func (b *brokerProc) Resume() { b.cmd.Process.Signal(syscall.SIGCONT) }
+
+// Running reports whether the process is up.
+func (b *brokerProc) Running() bool { return b.cmd != nil }
 
 // result is what a CLI run printed and how it exited.
 type result struct {

@@ -155,6 +155,8 @@ func (p *Partition) appendableLocked(req *AppendRequest) error {
 		return fmt.Errorf("%w: the log failed earlier and takes no writes: %v", ErrStorage, p.failed)
 	case p.role != RoleLeader:
 		return &NotLeaderError{LeaderID: p.leaderID, LeaderEpoch: p.epoch}
+	case p.handoff:
+		return &NotLeaderError{LeaderID: -1, LeaderEpoch: p.epoch}
 	case req.LeaderEpoch >= 0 && req.LeaderEpoch != p.epoch:
 		return &EpochError{Requested: req.LeaderEpoch, Current: p.epoch}
 	case req.Acks == AcksAll && p.isrSize < p.minISR:

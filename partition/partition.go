@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -152,6 +153,7 @@ type Partition struct {
 	acks        []*op // acks=all appends waiting for the HW, in offset order
 	notify      chan struct{}
 	closing     bool
+	handoff     bool  // leadership is being handed off: no new appends
 	failed      error // fatal storage failure; no more writes
 
 	done      chan struct{} // closed when the loop exits
@@ -304,6 +306,7 @@ func (p *Partition) BecomeLeader(self int32, st LeaderState) error {
 	}
 	if p.role != RoleLeader || st.Epoch != p.epoch {
 		p.leaderStart = p.leo
+		p.handoff = false
 	}
 	p.role, p.epoch, p.leaderID = RoleLeader, st.Epoch, self
 	p.isrSize, p.minISR, p.solo = len(st.ISR), st.MinISR, st.Solo
@@ -316,6 +319,37 @@ func (p *Partition) BecomeLeader(self int32, st LeaderState) error {
 	// The ISR may have shrunk to this replica alone: what waited is committed.
 	p.finishAcks(ready)
 	return nil
+}
+
+// BeginHandoff stops a leader from taking new appends (they fail with a
+// retriable NotLeader) so that everything already appended can commit
+// before the leadership moves: a clean shutdown then strands no
+// acknowledgement. It lasts until the replica's role or epoch changes.
+func (p *Partition) BeginHandoff() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.role == RoleLeader {
+		p.handoff = true
+	}
+}
+
+// WaitCommitted waits until the HW has reached the LEO (nothing appended is
+// waiting for replication), ctx ends, or the replica stops leading.
+func (p *Partition) WaitCommitted(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		done := p.hw >= p.leo || p.role != RoleLeader || p.closing
+		ch := p.notify
+		p.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // HWReady reports whether this replica leads and its HW has caught up with
