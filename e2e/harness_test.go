@@ -83,9 +83,9 @@ type brokerProc struct {
 	args       []string
 	// wrap, when set, prefixes the command (ip netns exec NS ...).
 	wrap []string
-	cmd      *exec.Cmd
-	logs     *syncBuffer
-	done     chan error
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan error
 }
 
 // startBroker runs a broker on dir; addr "" picks a free port.
