@@ -41,6 +41,7 @@ type Broker struct {
 	repl    replication.Config
 	self    cluster.BrokerInfo
 	lis     net.Listener
+	extLis  net.Listener // the optional external client listener
 	httpLis net.Listener
 	grpc    *grpc.Server
 	health  *health.Server
@@ -147,6 +148,11 @@ func New(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("listen on --addr %s: %w (is another broker running? choose another address with --addr)", cfg.Addr, err)
 	}
 	b.lis = lis
+	if cfg.ExternalAddr != "" {
+		if b.extLis, err = net.Listen("tcp", cfg.ExternalAddr); err != nil {
+			return nil, fmt.Errorf("listen on --external-addr %s: %w", cfg.ExternalAddr, err)
+		}
+	}
 	if cfg.HTTPAddr != "" {
 		if b.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return nil, fmt.Errorf("listen on --http-addr %s: %w (choose another with --http-addr)", cfg.HTTPAddr, err)
@@ -156,7 +162,7 @@ func New(cfg Config) (*Broker, error) {
 	if adv == "" {
 		adv = lis.Addr().String()
 	}
-	b.self = cluster.BrokerInfo{ID: cfg.NodeID, Addr: adv, Rack: cfg.Rack}
+	b.self = cluster.BrokerInfo{ID: cfg.NodeID, Addr: adv, ExternalAddr: cfg.ExternalAdvertiseAddr, Rack: cfg.Rack}
 	gossipAdv, raftAdv, err := advertised(cfg, adv)
 	if err != nil {
 		return nil, err
@@ -256,6 +262,14 @@ func (b *Broker) openDataDir() error {
 // Addr is the bound client gRPC address.
 func (b *Broker) Addr() string { return b.lis.Addr().String() }
 
+// ExternalListenAddr is the bound external client address, or "".
+func (b *Broker) ExternalListenAddr() string {
+	if b.extLis == nil {
+		return ""
+	}
+	return b.extLis.Addr().String()
+}
+
 // HTTPAddr is the bound HTTP address, or "".
 func (b *Broker) HTTPAddr() string {
 	if b.httpLis == nil {
@@ -335,6 +349,13 @@ func (b *Broker) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
+	if b.extLis != nil {
+		go func() {
+			if err := b.grpc.Serve(b.extLis); err != nil {
+				errc <- fmt.Errorf("grpc server (external): %w", err)
+			}
+		}()
+	}
 	started := time.Now()
 	if err := b.awaitRegistration(ctx); err != nil {
 		b.Close()
@@ -586,6 +607,9 @@ func (b *Broker) release() {
 	}
 	if b.lis != nil {
 		b.lis.Close()
+	}
+	if b.extLis != nil {
+		b.extLis.Close()
 	}
 	if b.httpLis != nil {
 		b.httpLis.Close()
@@ -913,14 +937,10 @@ func (b *Broker) leaderReplica(topic string, part int32) (*replica, error) {
 		return nil, err
 	}
 	if r == nil || pm.Leader != b.self.ID {
-		hint := &leaderHint{err: &partition.NotLeaderError{LeaderID: pm.Leader, LeaderEpoch: pm.LeaderEpoch}, id: pm.Leader}
-		if bi, ok := b.snapshot().Broker(pm.Leader); ok {
-			hint.addr = bi.Addr
-		}
 		if r == nil && pm.Leader == b.self.ID {
 			return nil, errNotReady
 		}
-		return nil, hint
+		return nil, &partition.NotLeaderError{LeaderID: pm.Leader, LeaderEpoch: pm.LeaderEpoch}
 	}
 	return r, nil
 }

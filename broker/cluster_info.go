@@ -28,11 +28,13 @@ func (s *server) DescribeCluster(ctx context.Context, req *pb.DescribeClusterReq
 		resp.Members = append(resp.Members, m)
 		seen[m.Id] = true
 	}
+	ext := s.b.external(ctx)
 	for _, bi := range snap.Brokers {
 		m := gossip[bi.ID]
 		if m == nil {
-			m = &pb.ClusterMember{Id: bi.ID, Addr: bi.Addr, Rack: bi.Rack, GossipState: "dead"}
+			m = &pb.ClusterMember{Id: bi.ID, Rack: bi.Rack, GossipState: "dead"}
 		}
+		m.Addr = clientAddr(bi, ext)
 		m.Fenced = bi.Fenced
 		add(m)
 	}

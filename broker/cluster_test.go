@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skeinlog/skein/broker"
 	"github.com/skeinlog/skein/broker/brokertest"
 	"github.com/skeinlog/skein/client"
 	"github.com/skeinlog/skein/proto/batch"
@@ -210,4 +211,23 @@ func TestClusterAcksAllNeedsMinISR(t *testing.T) {
 		reasons[d.Reason]++
 	}
 	t.Logf("refusals: %v", reasons)
+}
+
+// A client on the external listener is told every broker's external
+// address; a client on the internal one, the internal addresses.
+func TestExternalListener(t *testing.T) {
+	b := brokertest.Start(t, brokertest.WithConfig(func(c *broker.Config) {
+		c.ExternalAddr = "127.0.0.1:0"
+		c.ExternalAdvertiseAddr = "outside.example:19420"
+	}))
+	in := dial(t, b.Addr())
+	md, err := in.Metadata(context.Background(), &pb.MetadataRequest{})
+	if err != nil || md.Brokers[0].Addr != b.Addr() {
+		t.Fatalf("internal: %v %v", md, err)
+	}
+	out := dial(t, b.ExternalListenAddr())
+	md, err = out.Metadata(context.Background(), &pb.MetadataRequest{})
+	if err != nil || md.Brokers[0].Addr != "outside.example:19420" {
+		t.Fatalf("external: %v %v", md, err)
+	}
 }

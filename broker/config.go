@@ -23,6 +23,12 @@ type Config struct {
 	// AdvertiseAddr is the address clients are told to use; default: the
 	// bound Addr.
 	AdvertiseAddr string
+	// ExternalAddr is an optional second client listener, for clients
+	// outside the brokers' network (a host talking to a compose or
+	// Kubernetes cluster); ExternalAdvertiseAddr is what those clients are
+	// told. Requests arriving on it get every broker's external address.
+	ExternalAddr          string
+	ExternalAdvertiseAddr string
 	// HTTPAddr serves /metrics, /healthz, /readyz and /debug/pprof; "" off.
 	HTTPAddr string
 	// GossipAddr and RaftAddr are the cluster ports: memberlist gossip (TCP
@@ -108,6 +114,22 @@ func (c *Config) validate() error {
 	if c.AdvertiseAddr != "" {
 		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
 			return fmt.Errorf("config: --advertise-addr %q: want host:port: %v", c.AdvertiseAddr, err)
+		}
+	}
+	if c.ExternalAddr != "" {
+		if _, _, err := net.SplitHostPort(c.ExternalAddr); err != nil {
+			return fmt.Errorf("config: --external-addr %q: want host:port: %v", c.ExternalAddr, err)
+		}
+		if c.ExternalAdvertiseAddr == "" {
+			return errors.New("config: --external-addr needs --external-advertise-addr: the address outside clients use to reach it")
+		}
+	}
+	if c.ExternalAdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.ExternalAdvertiseAddr); err != nil {
+			return fmt.Errorf("config: --external-advertise-addr %q: want host:port: %v", c.ExternalAdvertiseAddr, err)
+		}
+		if c.ExternalAddr == "" {
+			return errors.New("config: --external-advertise-addr needs --external-addr to listen on")
 		}
 	}
 	if c.HTTPAddr != "" {

@@ -21,16 +21,6 @@ var (
 	errNotReady         = errors.New("partition is not open on this broker yet")
 )
 
-// leaderHint annotates NOT_LEADER errors with where the leader is.
-type leaderHint struct {
-	err  error
-	id   int32
-	addr string
-}
-
-func (h *leaderHint) Error() string { return h.err.Error() }
-func (h *leaderHint) Unwrap() error { return h.err }
-
 // errorDetail maps any error a handler meets to the ErrorDetail the client
 // sees. It is the one place where errors become codes.
 func errorDetail(err error) *pb.ErrorDetail {
@@ -43,7 +33,6 @@ func errorDetail(err error) *pb.ErrorDetail {
 		om  *partition.OffsetMismatchError
 		oor *partition.OutOfRangeError
 		ee  *partition.EpochError
-		lh  *leaderHint
 	)
 	switch {
 	case errors.As(err, &om):
@@ -100,9 +89,6 @@ func errorDetail(err error) *pb.ErrorDetail {
 		} else {
 			set(codes.Internal, pb.ErrorReason_ERROR_REASON_UNSPECIFIED)
 		}
-	}
-	if errors.As(err, &lh) {
-		d.LeaderId, d.LeaderAddr = lh.id, lh.addr
 	}
 	return d
 }

@@ -11,9 +11,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 
 	"github.com/skeinlog/skein/cluster"
-	"github.com/skeinlog/skein/partition"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
 
@@ -206,18 +206,43 @@ func (b *Broker) awaitMetadata(ctx context.Context, cond func(*cluster.Snapshot)
 	}
 }
 
-// withLeaderHint adds the leader's address to a NOT_LEADER error, so a
-// client can go straight there.
-func (b *Broker) withLeaderHint(err error) error {
-	var nl *partition.NotLeaderError
-	if !errors.As(err, &nl) || nl.LeaderID < 0 {
-		return err
+// external reports whether the request in ctx arrived on the external
+// client listener.
+func (b *Broker) external(ctx context.Context) bool {
+	if b.extLis == nil {
+		return false
 	}
-	h := &leaderHint{err: err, id: nl.LeaderID}
-	if bi, ok := b.ctrl.Snapshot().Broker(nl.LeaderID); ok {
-		h.addr = bi.Addr
+	p, ok := peer.FromContext(ctx)
+	return ok && p.LocalAddr != nil && p.LocalAddr.String() == b.extLis.Addr().String()
+}
+
+// clientAddr is the address of broker bi for a client on the internal
+// (external=false) or external listener.
+func clientAddr(bi cluster.BrokerInfo, external bool) string {
+	if external && bi.ExternalAddr != "" {
+		return bi.ExternalAddr
 	}
-	return h
+	return bi.Addr
+}
+
+// detail is errorDetail with the leader's address, as the client who asked
+// can reach it, filled into NOT_LEADER answers.
+func (b *Broker) detail(external bool, err error) *pb.ErrorDetail {
+	d := errorDetail(err)
+	if d.LeaderId >= 0 && d.Reason == pb.ErrorReason_NOT_LEADER {
+		if bi, ok := b.ctrl.Snapshot().Broker(d.LeaderId); ok {
+			d.LeaderAddr = clientAddr(bi, external)
+		}
+	}
+	return d
+}
+
+// status is toStatus with the leader's address filled in.
+func (b *Broker) status(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	return detailStatus(b.detail(b.external(ctx), err))
 }
 
 // awaitTopicEverywhere waits, for up to 10 s, until every broker holding a

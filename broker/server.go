@@ -157,8 +157,9 @@ func (s *server) DescribeTopic(ctx context.Context, req *pb.DescribeTopicRequest
 func (s *server) Metadata(ctx context.Context, req *pb.MetadataRequest) (*pb.MetadataResponse, error) {
 	snap := s.b.snapshot()
 	resp := &pb.MetadataResponse{ClusterId: snap.ClusterID, ControllerId: s.b.ctrl.ControllerID()}
+	ext := s.b.external(ctx)
 	for _, bi := range snap.Brokers {
-		resp.Brokers = append(resp.Brokers, &pb.BrokerInfo{Id: bi.ID, Addr: bi.Addr, Rack: bi.Rack})
+		resp.Brokers = append(resp.Brokers, &pb.BrokerInfo{Id: bi.ID, Addr: clientAddr(bi, ext), Rack: bi.Rack})
 	}
 	names := req.Topics
 	if len(names) == 0 {
@@ -201,9 +202,9 @@ func topicToPB(t cluster.Topic) *pb.TopicMetadata {
 
 // produce starts one produce request; done runs exactly once with the
 // response (error inside), possibly on another goroutine, and must not block.
-func (s *server) produce(req *pb.ProduceRequest, done func(*pb.ProduceResponse)) {
+func (s *server) produce(external bool, req *pb.ProduceRequest, done func(*pb.ProduceResponse)) {
 	fail := func(err error) {
-		done(&pb.ProduceResponse{CorrelationId: req.CorrelationId, BaseOffset: -1, LogStartOffset: -1, Error: errorDetail(err)})
+		done(&pb.ProduceResponse{CorrelationId: req.CorrelationId, BaseOffset: -1, LogStartOffset: -1, Error: s.b.detail(external, err)})
 	}
 	select {
 	case <-s.b.stopping:
@@ -253,7 +254,7 @@ func (s *server) produce(req *pb.ProduceRequest, done func(*pb.ProduceResponse))
 	}, func(res partition.AppendResult, err error) {
 		if err != nil {
 			s.b.metrics.produceFailed(err)
-			fail(s.b.withLeaderHint(err))
+			fail(err)
 			return
 		}
 		s.b.metrics.produced(res.LastOffset-res.BaseOffset+1, n)
@@ -263,7 +264,7 @@ func (s *server) produce(req *pb.ProduceRequest, done func(*pb.ProduceResponse))
 
 func (s *server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.ProduceResponse, error) {
 	ch := make(chan *pb.ProduceResponse, 1)
-	s.produce(req, func(r *pb.ProduceResponse) { ch <- r })
+	s.produce(s.b.external(ctx), req, func(r *pb.ProduceResponse) { ch <- r })
 	select {
 	case r := <-ch:
 		if r.Error != nil {
@@ -277,6 +278,7 @@ func (s *server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Produ
 
 func (s *server) ProduceStream(stream pb.Skein_ProduceStreamServer) error {
 	ctx := stream.Context()
+	external := s.b.external(ctx)
 	// One goroutine reads the stream so this handler can also watch for
 	// shutdown; requests are started in the order they arrive.
 	reqs := make(chan *pb.ProduceRequest)
@@ -335,7 +337,7 @@ func (s *server) ProduceStream(stream pb.Skein_ProduceStreamServer) error {
 				return finish(ctx.Err())
 			}
 			inflight.Add(1)
-			s.produce(req, func(r *pb.ProduceResponse) {
+			s.produce(external, req, func(r *pb.ProduceResponse) {
 				out <- r
 				inflight.Done()
 			})
@@ -374,7 +376,7 @@ func (s *server) Fetch(req *pb.FetchRequest, stream pb.Skein_FetchServer) error 
 	}
 	r, err := s.b.leaderReplica(req.Topic, req.Partition)
 	if err != nil {
-		return toStatus(err)
+		return s.b.status(ctx, err)
 	}
 	p := r.p
 	if req.LeaderEpoch >= 0 {
@@ -391,7 +393,7 @@ func (s *server) Fetch(req *pb.FetchRequest, stream pb.Skein_FetchServer) error 
 		watch := p.Watch()
 		if p.Role() != partition.RoleLeader {
 			st := p.State()
-			return toStatus(s.b.withLeaderHint(&partition.NotLeaderError{LeaderID: st.LeaderID, LeaderEpoch: st.LeaderEpoch}))
+			return s.b.status(ctx, &partition.NotLeaderError{LeaderID: st.LeaderID, LeaderEpoch: st.LeaderEpoch})
 		}
 		if !p.HWReady() {
 			// A new leader's HW may lag the one its predecessor showed:
@@ -453,7 +455,7 @@ func (s *server) Fetch(req *pb.FetchRequest, stream pb.Skein_FetchServer) error 
 func (s *server) ListOffsets(ctx context.Context, req *pb.ListOffsetsRequest) (*pb.ListOffsetsResponse, error) {
 	r, err := s.b.leaderReplica(req.Topic, req.Partition)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, s.b.status(ctx, err)
 	}
 	if !r.p.HWReady() {
 		return nil, toStatus(fmt.Errorf("%w: the leader is catching up its high watermark after an election; retry", errNotReady))

@@ -129,7 +129,7 @@ func Open(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	meta := MemberMeta{
-		ID: cfg.Self.ID, Addr: cfg.Self.Addr, Rack: cfg.Self.Rack,
+		ID: cfg.Self.ID, Addr: cfg.Self.Addr, External: cfg.Self.ExternalAddr, Rack: cfg.Self.Rack,
 		RaftAddr: string(c.trans.LocalAddr()), Incarnation: time.Now().UnixNano(),
 		BootstrapExpect: cfg.BootstrapExpect,
 	}
@@ -543,8 +543,8 @@ func (c *Controller) act() {
 // whose registration is missing or stale.
 func (c *Controller) registerBrokers(ctx context.Context, s *Snapshot, alive map[int32]Member) {
 	for id, m := range alive {
-		info := BrokerInfo{ID: id, Addr: m.Meta.Addr, Rack: m.Meta.Rack, GossipAddr: m.GossipAddr}
-		if b, ok := s.Broker(id); ok && b.Addr == info.Addr && b.Rack == info.Rack && b.GossipAddr == info.GossipAddr {
+		info := BrokerInfo{ID: id, Addr: m.Meta.Addr, ExternalAddr: m.Meta.External, Rack: m.Meta.Rack, GossipAddr: m.GossipAddr}
+		if b, ok := s.Broker(id); ok && b.Addr == info.Addr && b.ExternalAddr == info.ExternalAddr && b.Rack == info.Rack && b.GossipAddr == info.GossipAddr {
 			continue
 		}
 		if _, err := c.propose(ctx, &command{Op: opRegisterBroker, Broker: &info}); err != nil {

@@ -18,8 +18,9 @@ import (
 // memberlist's 512-byte limit (checked at start: memberlist would panic).
 type MemberMeta struct {
 	ID       int32  `json:"i"`
-	Addr     string `json:"a"` // advertised client gRPC address
-	RaftAddr string `json:"r"` // advertised Raft address
+	Addr     string `json:"a"`           // advertised client gRPC address
+	External string `json:"x,omitempty"` // advertised external client address
+	RaftAddr string `json:"r"`           // advertised Raft address
 	Rack     string `json:"k,omitempty"`
 	// Incarnation tells restarts apart: the process start time.
 	Incarnation     int64 `json:"n"`
@@ -105,6 +106,20 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 		ahost, aport, err := splitHostPort(cfg.AdvertiseAddr)
 		if err != nil {
 			return nil, fmt.Errorf("gossip advertise address %q: %w", cfg.AdvertiseAddr, err)
+		}
+		if net.ParseIP(ahost) == nil {
+			// memberlist advertises an IP: resolve a host name once.
+			ips, err := net.LookupIP(ahost)
+			if err != nil || len(ips) == 0 {
+				return nil, fmt.Errorf("gossip advertise host %q does not resolve: %v", ahost, err)
+			}
+			ahost = ips[0].String()
+			for _, ip := range ips {
+				if ip.To4() != nil {
+					ahost = ip.String()
+					break
+				}
+			}
 		}
 		mc.AdvertiseAddr, mc.AdvertisePort = ahost, aport
 	}

@@ -13,7 +13,10 @@ import (
 type BrokerInfo struct {
 	ID   int32  `json:"id"`
 	Addr string `json:"addr"` // advertised client gRPC address
-	Rack string `json:"rack,omitempty"`
+	// ExternalAddr is the address for clients outside the brokers'
+	// network, when the broker has a second listener for them.
+	ExternalAddr string `json:"external_addr,omitempty"`
+	Rack         string `json:"rack,omitempty"`
 	// GossipAddr is where its gossip listens: a restarted broker re-joins
 	// the cluster through the brokers the metadata lists.
 	GossipAddr string `json:"gossip_addr,omitempty"`
