@@ -268,7 +268,17 @@ func (p *Partition) commitGroup(group []*op) {
 		bytes += len(o.req.Batch)
 	}
 	began := time.Now()
-	if err := p.log.Append(entries...); err != nil {
+	if err := p.log.Write(entries...); err != nil {
+		p.writeFailed(err, accepted, entries[0].BaseOffset)
+		return
+	}
+	// Followers may copy the group while it is fsynced here: the HW still
+	// counts this replica only up to its fsynced end.
+	p.mu.Lock()
+	p.written = next
+	p.broadcastLocked()
+	p.mu.Unlock()
+	if err := p.log.Sync(); err != nil {
 		p.writeFailed(err, accepted, entries[0].BaseOffset)
 		return
 	}
@@ -372,6 +382,7 @@ func (p *Partition) reopenAt(leo int64) error {
 	}
 	p.mu.Lock()
 	p.log = lg
+	p.written = leo
 	p.mu.Unlock()
 	return nil
 }

@@ -56,6 +56,9 @@ func (m *memLog) Append(entries ...wal.Entry) error {
 	return nil
 }
 
+func (m *memLog) Write(entries ...wal.Entry) error { return m.Append(entries...) }
+func (m *memLog) Sync() error                      { return nil }
+
 func (m *memLog) nextLocked() int64 {
 	if len(m.entries) == 0 {
 		return m.start

@@ -21,6 +21,8 @@ import (
 // may be called from any goroutine.
 type Log interface {
 	Append(entries ...wal.Entry) error
+	Write(entries ...wal.Entry) error
+	Sync() error
 	NextOffset() int64
 	StartOffset() int64
 	Size() int64
@@ -143,6 +145,7 @@ type Partition struct {
 	solo     bool
 	hw       int64
 	leo      int64 // end of the fsynced log
+	written  int64 // end of the written log (>= leo): followers may copy up to it
 	// leaderStart is the LEO when this replica took the current
 	// leadership. Until the HW reaches it, the HW may be lower than one the
 	// previous leader showed, so consumer reads wait (HWReady).
@@ -183,6 +186,7 @@ func Open(cfg Config) (*Partition, error) {
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.leo = lg.NextOffset()
+	p.written = p.leo
 	p.logStart = lg.StartOffset()
 	p.hw = p.logStart
 	if err := p.loadEpochs(); err != nil {
@@ -253,6 +257,14 @@ type State struct {
 	LogEndOffset   int64
 	SizeBytes      int64
 	Epochs         []EpochEntry
+}
+
+// WrittenEnd is the end of what the log holds, fsynced or not: followers
+// copy up to it, so a leader's fsync and its followers' fetches overlap.
+func (p *Partition) WrittenEnd() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.written
 }
 
 // Offsets returns the log start offset, HW and LEO (cheaper than State).

@@ -151,12 +151,19 @@ type gateLog struct {
 	once    sync.Once
 }
 
-func (g *gateLog) Append(entries ...wal.Entry) error {
+func (g *gateLog) Write(entries ...wal.Entry) error {
 	g.once.Do(func() {
 		close(g.entered)
 		<-g.release
 	})
 	return g.memLog.Append(entries...)
+}
+
+func (g *gateLog) Append(entries ...wal.Entry) error {
+	if err := g.Write(entries...); err != nil {
+		return err
+	}
+	return g.Sync()
 }
 
 func TestGroupCommit(t *testing.T) {

@@ -41,6 +41,9 @@ type ReadResult struct {
 func (p *Partition) Read(dst []byte, offset int64, maxBytes int, iso Isolation) (ReadResult, error) {
 	p.mu.Lock()
 	lg, hw, leo, start, closed := p.log, p.hw, p.leo, p.logStart, p.closing
+	if iso == ReadUncommitted {
+		leo = p.written
+	}
 	p.mu.Unlock()
 	res := ReadResult{NextOffset: offset, HighWatermark: hw, LogStartOffset: start, LogEndOffset: leo, Batches: dst}
 	if closed {
@@ -216,7 +219,7 @@ func (p *Partition) TruncateTo(offset int64) (int64, error) {
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		p.leo, leo = n, n
+		p.leo, p.written, leo = n, n, n
 		if p.epochs.truncateAfter(n) {
 			if err := p.saveEpochs(); err != nil {
 				return fmt.Errorf("%w: save leader epochs: %v", ErrStorage, err)

@@ -78,7 +78,7 @@ func (p *Partition) AppendReplicated(batches []byte) (int64, error) {
 			return fmt.Errorf("%w: %v", ErrStorage, err)
 		}
 		p.mu.Lock()
-		p.leo, leo = next, next
+		p.leo, p.written, leo = next, next, next
 		p.broadcastLocked()
 		p.mu.Unlock()
 		return nil
@@ -102,7 +102,7 @@ func (p *Partition) Reset(next int64) error {
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		p.leo, p.logStart, p.hw = next, next, next
+		p.leo, p.written, p.logStart, p.hw = next, next, next, next
 		p.epochs.entries = nil
 		if err := p.saveEpochs(); err != nil {
 			return fmt.Errorf("%w: save leader epochs: %v", ErrStorage, err)

@@ -204,9 +204,9 @@ func (l *Leader) HandleFetch(ctx context.Context, req *pb.ReplicaFetchRequest) (
 		return nil, &partition.EpochError{Requested: req.LeaderEpoch, Current: a.LeaderEpoch}
 	}
 	start, _, leo := l.p.Offsets()
-	if req.FetchOffset > leo {
+	if written := l.p.WrittenEnd(); req.FetchOffset > written {
 		l.mu.Unlock()
-		return nil, &partition.OutOfRangeError{Offset: req.FetchOffset, LogStartOffset: start, HighWatermark: leo}
+		return nil, &partition.OutOfRangeError{Offset: req.FetchOffset, LogStartOffset: start, HighWatermark: written}
 	}
 	f := l.pos[req.ReplicaId]
 	observeFetch(f, req.FetchOffset, leo, l.cfg.Now())
@@ -241,6 +241,12 @@ func (l *Leader) HandleFetch(ctx context.Context, req *pb.ReplicaFetchRequest) (
 		}
 		select {
 		case <-watch:
+			// The leader's own fsync may be what the HW waited for: the
+			// followers can be ahead of it (they copy written, unsynced
+			// batches), so recompute it now rather than at their next fetch.
+			l.mu.Lock()
+			l.advanceLocked()
+			l.mu.Unlock()
 			// An HW move alone is worth telling the follower about too.
 			if _, hw, _ := l.p.Offsets(); hw != res.HighWatermark {
 				return &pb.ReplicaFetchResponse{HighWatermark: hw, LogStartOffset: res.LogStartOffset, LogEndOffset: res.LogEndOffset}, nil

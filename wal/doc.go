@@ -12,8 +12,8 @@
 //
 // # Concurrency
 //
-// The Log starts no goroutines. It has one writer: Append, TruncateTo,
-// Reset and DeleteSegmentsBefore must not be called concurrently with each
+// The Log starts no goroutines. It has one writer: Append, Write, Sync,
+// TruncateTo, Reset and DeleteSegmentsBefore must not be called concurrently with each
 // other (in Skein, the partition's append loop owns them; they also
 // serialize on a mutex, so misuse is safe but slow). NextOffset,
 // StartOffset, Size, Segments, ReadEntries, Read, OffsetForTimestamp, Verify
@@ -23,9 +23,10 @@
 // Reads never wait for an Append's write or fsync: tidwall holds its one
 // mutex through every write and fsync, so reads do not use tidwall at all.
 // They pread (os.File.ReadAt) the segment files at byte positions from this
-// package's own index, and only up to the bytes of entries whose Append has
-// returned: Append publishes an entry's position under a short lock after
-// tidwall's write and fsync. TruncateTo, Reset and DeleteSegmentsBefore
+// package's own index, and only up to the bytes of entries whose Write has
+// returned: Write publishes an entry's position under a short lock after
+// tidwall's write (before any fsync: the caller decides who may read
+// entries that are not durable yet). TruncateTo, Reset and DeleteSegmentsBefore
 // exclude readers only for the moment they swap read handles (after
 // tidwall's rewrite), and wait for reads in progress to finish first; a read
 // in progress while they run may return entries they are removing.
@@ -35,8 +36,10 @@
 // When Append returns nil its entries are on stable storage: one tidwall
 // WriteBatch and one fsync of the tail file per call (group commit: the
 // caller passes everything that is waiting), plus an fsync of the directory
-// when a new segment file was created on the way. Options.UnsafeNoFsync
-// skips both fsyncs (tests and benchmarks only: an OS crash or power loss
+// when a new segment file was created on the way. Append is Write (the
+// WriteBatch, entries readable at once) followed by Sync (the fsyncs); a
+// caller may do something useful between the two. Options.UnsafeNoFsync
+// skips the fsyncs (tests and benchmarks only: an OS crash or power loss
 // can lose acknowledged entries). Truncations fsync the directory after
 // tidwall's renames; the start offset of an emptied log is written
 // temp-file + fsync + rename + directory fsync before the log is emptied.

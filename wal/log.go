@@ -87,6 +87,7 @@ type Log struct {
 	repair *RepairReport // what Open repaired; nil if nothing
 
 	modelMisses atomic.Int64 // roll predictions that the files contradicted
+	dirDirty    bool         // a segment was created since the last Sync; guarded by wmu
 }
 
 // placed is where the roll model says tidwall writes one entry.
@@ -134,7 +135,9 @@ func Open(dir string, opts Options) (*Log, error) {
 // openTidwall opens the tidwall log on l.dir.
 func (l *Log) openTidwall() (*twal.Log, error) {
 	o := twal.Options{
-		NoSync:           l.opts.UnsafeNoFsync,
+		// Write and Sync are separate steps (Append does both): tidwall
+		// never fsyncs on its own, except the segment it seals on a roll.
+		NoSync:           true,
 		SegmentSize:      l.opts.SegmentBytes,
 		LogFormat:        twal.Binary,
 		SegmentCacheSize: 1,
@@ -167,6 +170,44 @@ func (l *Log) Repair() *RepairReport {
 // (Open repairs a partly written tail). Whether the failed entries are on
 // disk is unknown. An empty Append does nothing.
 func (l *Log) Append(entries ...Entry) error {
+	if err := l.Write(entries...); err != nil {
+		return err
+	}
+	return l.Sync()
+}
+
+// Sync makes everything written so far durable: it fsyncs the tail segment
+// and, when Write started new segments, the directory (so a power loss
+// cannot lose a new file's name). It does nothing with UnsafeNoFsync.
+// A failed fsync breaks the Log (ErrBroken): what reached the disk is then
+// unknown, and an fsync is never retried.
+func (l *Log) Sync() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if l.opts.UnsafeNoFsync {
+		l.dirDirty = false
+		return nil
+	}
+	if err := l.tw.Sync(); err != nil {
+		return l.fail(fmt.Errorf("fsync: %w", err))
+	}
+	if l.dirDirty {
+		if err := syncDir(l.dir); err != nil {
+			return l.fail(fmt.Errorf("fsync directory: %w", err))
+		}
+		l.dirDirty = false
+	}
+	return nil
+}
+
+// Write appends entries without waiting for the disk: they are readable at
+// once, and durable after the next Sync. Append is Write then Sync; the
+// partition calls them apart so followers can copy a group while the
+// leader fsyncs it.
+func (l *Log) Write(entries ...Entry) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if err := l.usable(); err != nil {
@@ -217,13 +258,10 @@ func (l *Log) Append(entries ...Entry) error {
 		return nil
 	}
 
-	// Segments rolled: make the new files' directory entries durable, drop
-	// the sealed segment tidwall cached, and check the prediction.
-	if !l.opts.UnsafeNoFsync {
-		if err := syncDir(l.dir); err != nil {
-			return l.fail(err)
-		}
-	}
+	// Segments rolled: the new files' directory entries become durable at
+	// the next Sync; drop the sealed segment tidwall cached, and check the
+	// prediction.
+	l.dirDirty = true
 	if err := l.tw.ClearCache(); err != nil {
 		return l.fail(fmt.Errorf("clear cache: %w", err))
 	}

@@ -77,7 +77,10 @@ func TestFormat(t *testing.T) {
 	if got := string(render(nil, ops, nullKey)); got != "[]" {
 		t.Errorf("null key rendered %q", got)
 	}
-	for _, bad := range []string{"", "%", `\`, "%x", `\q`} {
+	if ops, err := compileFormat(""); err != nil || len(render(nil, ops, nullKey)) != 0 {
+		t.Errorf("the empty format prints something or is refused: %v", err)
+	}
+	for _, bad := range []string{"%", `\`, "%x", `\q`} {
 		if _, err := compileFormat(bad); err == nil {
 			t.Errorf("compileFormat(%q) accepted", bad)
 		}

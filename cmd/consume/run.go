@@ -33,7 +33,7 @@ following the log until Ctrl-C (or -e / -c). -x and --x are the same flag.
                        or unix ms) (default end)
   -e                   exit at the end of the log instead of following it
   -c N                 exit after N records
-  -f FORMAT            output format (default %v\n): %t topic, %p partition, %o offset,
+  -f FORMAT            output format (default %v\n; '' prints nothing): %t topic, %p partition, %o offset,
                        %k key, %v value, %h headers (k=v,k=v), %T timestamp (ms), %%;
                        escapes \n \t \r \0 \\
       --json           one JSON object per record (the format produce --json reads)
