@@ -83,6 +83,7 @@ type Controller struct {
 	lastRebalance time.Time
 	wasLeader     bool
 	bootstrapped  bool
+	fastElection  bool   // single-voter timeouts are in effect
 	startIndex    uint64 // the last Raft index on disk at start
 
 	stop chan struct{}
@@ -189,6 +190,14 @@ func (c *Controller) openRaft() error {
 		return err
 	}
 	c.bootstrapped = has
+	// A quorum of one waits for no one: elect at once instead of after a
+	// heartbeat timeout, so a single broker starts in milliseconds. The
+	// timeouts go back to normal when a second voter joins (manageVoters).
+	if !c.cfg.Local && c.aloneInQuorum(has, rc, store, snaps) {
+		c.fastElection = true
+		rc.HeartbeatTimeout, rc.ElectionTimeout = 150*time.Millisecond, 150*time.Millisecond
+		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+	}
 	logs, err := raft.NewLogCache(256, store)
 	if err != nil {
 		return err
@@ -200,6 +209,30 @@ func (c *Controller) openRaft() error {
 	c.raft = r
 	c.startIndex = lastCommand(store)
 	return nil
+}
+
+// aloneInQuorum reports whether this broker is, or will bootstrap as, the
+// only voter of its controller quorum.
+func (c *Controller) aloneInQuorum(has bool, rc *raft.Config, store *raftboltdb.BoltStore, snaps raft.SnapshotStore) bool {
+	if !has {
+		return len(c.cfg.Join) == 0 && c.cfg.BootstrapExpect <= 1
+	}
+	probe := *rc
+	_, trans := raft.NewInmemTransport("")
+	conf, err := raft.GetConfiguration(&probe, newFSM(), store, store, snaps, trans)
+	if err != nil {
+		return false
+	}
+	voters := 0
+	for _, s := range conf.Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+			if s.ID != rc.LocalID {
+				return false
+			}
+		}
+	}
+	return voters == 1
 }
 
 // lastCommand is the index of the last metadata command in the log: Raft
@@ -607,7 +640,26 @@ func (c *Controller) manageVoters(alive map[int32]Member) {
 			c.log.Warn("could not add broker to the controller quorum", "broker", id, "err", err)
 			return
 		}
+		c.normalElection()
 		c.log.Info("broker added to the controller quorum", "broker", id, "voter", voters <= c.cfg.MaxVoters)
+	}
+}
+
+// normalElection restores Raft's usual timeouts once the quorum has more
+// than one voter (a lone broker starts with short ones).
+func (c *Controller) normalElection() {
+	c.mu.Lock()
+	fast := c.fastElection
+	c.fastElection = false
+	c.mu.Unlock()
+	if !fast {
+		return
+	}
+	rc := c.raft.ReloadableConfig()
+	d := raft.DefaultConfig()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = d.HeartbeatTimeout, d.ElectionTimeout
+	if err := c.raft.ReloadConfig(rc); err != nil {
+		c.log.Warn("could not restore the controller's election timeouts", "err", err)
 	}
 }
 
