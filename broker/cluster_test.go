@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -229,5 +230,71 @@ func TestExternalListener(t *testing.T) {
 	md, err = out.Metadata(context.Background(), &pb.MetadataRequest{})
 	if err != nil || md.Brokers[0].Addr != "outside.example:19420" {
 		t.Fatalf("external: %v %v", md, err)
+	}
+}
+
+// Cut a follower off the leader in-process: the leader shrinks the ISR
+// through the controller and acks=all continues with two replicas; heal, and
+// the follower catches up, rejoins the ISR and matches the leader byte for
+// byte. Then a lossy, slow link: replication still converges.
+func TestClusterFollowerCutAndLossyLinks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three brokers with gossip and Raft")
+	}
+	cl := brokertest.NewCluster(t, 3)
+	c := newClient(t, cl.Addrs())
+	ctx := cl.Context(90 * time.Second)
+	if _, err := c.CreateTopic(ctx, "cut", client.TopicConfig{Partitions: 1, ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	leader := cl.WaitLeader("cut", 0, 20*time.Second)
+	// Cut a follower that is not the controller: the cut covers requests
+	// to the controller too, and the leader must reach it to shrink the ISR.
+	ctrl, err := c.DescribeCluster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var follower int32
+	for id := int32(1); id <= 3; id++ {
+		if id != leader && id != ctrl.ControllerID {
+			follower = id
+			break
+		}
+	}
+	lc := dial(t, cl.Broker(leader).Addr())
+	send := func(v string) {
+		t.Helper()
+		if _, err := lc.Produce(ctx, &pb.ProduceRequest{Topic: "cut", LeaderEpoch: -1, TimeoutMs: 20000, Batch: mkBatch(t, v)}); err != nil {
+			t.Fatalf("produce %s: %v", v, err)
+		}
+	}
+	isr := func() []int32 { return cl.Broker(leader).Metadata().Topics["cut"].Partitions[0].ISR }
+	send("before")
+	t.Logf("leader %d, follower cut %d, controller %d", leader, follower, ctrl.ControllerID)
+	cl.Cut(leader, follower)
+	send("during") // waits for the ISR to shrink (replica lag 2 s), then commits with 2
+	cl.WaitFor("the cut follower out of the ISR", 5*time.Second, func() bool {
+		return len(isr()) == 2 && !slices.Contains(isr(), follower)
+	})
+	cl.Heal()
+	cl.WaitFor("ISR of 3 after the heal", 30*time.Second, func() bool { return len(isr()) == 3 })
+	// Lossy and slow links everywhere: replication still converges.
+	for a := int32(1); a <= 3; a++ {
+		for b := a + 1; b <= 3; b++ {
+			cl.Drop(a, b, 0.3)
+			cl.Delay(a, b, 2*time.Millisecond)
+		}
+	}
+	for i := range 50 {
+		send(fmt.Sprint("lossy", i))
+	}
+	cl.Heal()
+	hw := cl.Broker(leader).Partition("cut", 0).State().HighWatermark
+	want := replicaBytes(t, cl.Broker(leader).Addr(), "cut", 0, hw)
+	for id := int32(1); id <= 3; id++ {
+		cl.WaitFor("caught up", 20*time.Second, func() bool { return cl.Broker(id).Partition("cut", 0).State().LogEndOffset >= hw })
+		if got := replicaBytes(t, cl.Broker(id).Addr(), "cut", 0, hw); !bytes.Equal(got, want) {
+			t.Fatalf("replica %d differs below the HW %d", id, hw)
+		}
 	}
 }

@@ -57,6 +57,11 @@ type Config struct {
 	// LoopbackTimings shortens gossip and Raft timeouts for tests on one
 	// machine.
 	LoopbackTimings bool
+	// PeerFault, when set, is consulted before every request this broker
+	// sends to another broker (replication, epoch queries, requests to the
+	// controller): an error fails the request as if the link were down, a
+	// delay holds it first. Tests use it to cut, slow and drop links.
+	PeerFault func(from, to int32) (delay time.Duration, err error)
 
 	// MaxRequestBytes bounds one gRPC request; larger ones fail with
 	// RESOURCE_EXHAUSTED before the broker reads them (default 16 MiB).

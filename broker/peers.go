@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/skeinlog/skein/cluster"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
@@ -87,8 +89,31 @@ func (p *peers) close() {
 	clear(p.conns)
 }
 
+// fault applies the test hook Config.PeerFault to a request to broker to.
+func (p *peers) fault(ctx context.Context, to int32) error {
+	f := p.b.cfg.PeerFault
+	if f == nil {
+		return nil
+	}
+	delay, err := f(p.b.self.ID, to)
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err != nil {
+		return status.Error(codes.Unavailable, fmt.Sprintf("link %d->%d: %v", p.b.self.ID, to, err))
+	}
+	return nil
+}
+
 // ReplicaFetch and OffsetForLeaderEpoch implement replication.Transport.
 func (p *peers) ReplicaFetch(ctx context.Context, leader int32, req *pb.ReplicaFetchRequest) (*pb.ReplicaFetchResponse, error) {
+	if err := p.fault(ctx, leader); err != nil {
+		return nil, err
+	}
 	c, err := p.internal(leader)
 	if err != nil {
 		return nil, err
@@ -97,6 +122,9 @@ func (p *peers) ReplicaFetch(ctx context.Context, leader int32, req *pb.ReplicaF
 }
 
 func (p *peers) OffsetForLeaderEpoch(ctx context.Context, leader int32, req *pb.OffsetForLeaderEpochRequest) (*pb.OffsetForLeaderEpochResponse, error) {
+	if err := p.fault(ctx, leader); err != nil {
+		return nil, err
+	}
 	c, err := p.internal(leader)
 	if err != nil {
 		return nil, err
@@ -132,8 +160,10 @@ func (p *peers) toController(ctx context.Context, fn func(ctx context.Context, l
 			err = fn(ctx, true, nil)
 		case id >= 0:
 			var c pb.InternalClient
-			if c, err = p.internal(id); err == nil {
-				err = fn(ctx, false, c)
+			if err = p.fault(ctx, id); err == nil {
+				if c, err = p.internal(id); err == nil {
+					err = fn(ctx, false, c)
+				}
 			}
 		default:
 			err = &cluster.NotControllerError{LeaderID: -1}

@@ -2,6 +2,9 @@ package brokertest
 
 import (
 	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,19 +20,49 @@ type Cluster struct {
 	t       testing.TB
 	brokers map[int32]*Broker
 	order   []int32
+	links   *links
+}
+
+// links is the fault table of broker-to-broker requests (replication,
+// epoch queries, requests to the controller). Gossip and Raft keep their
+// own loopback sockets: a cut here partitions the data path, not
+// membership; the netns tier of e2e/ cuts everything.
+type links struct {
+	mu    sync.Mutex
+	cut   map[[2]int32]bool
+	delay map[[2]int32]time.Duration
+	drop  map[[2]int32]float64
+	rng   *rand.Rand
+}
+
+func (l *links) fault(from, to int32) (time.Duration, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := [2]int32{from, to}
+	if l.cut[k] {
+		return 0, errors.New("cut by the test")
+	}
+	if p := l.drop[k]; p > 0 && l.rng.Float64() < p {
+		return l.delay[k], errors.New("dropped by the test")
+	}
+	return l.delay[k], nil
 }
 
 // NewCluster starts n brokers and waits until every one of them is ready
 // and knows all the others.
 func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, brokers: map[int32]*Broker{}}
+	c := &Cluster{t: t, brokers: map[int32]*Broker{}, links: &links{
+		cut: map[[2]int32]bool{}, delay: map[[2]int32]time.Duration{}, drop: map[[2]int32]float64{},
+		rng: rand.New(rand.NewPCG(1, 2)),
+	}}
 	var seed string
 	for i := 1; i <= n; i++ {
 		id := int32(i)
 		all := append([]Option{func(cfg *broker.Config) {
 			cfg.NodeID = id
 			cfg.ReplicaLagTime = 2 * time.Second
+			cfg.PeerFault = c.links.fault
 			if seed != "" {
 				cfg.Join = []string{seed}
 			}
@@ -50,6 +83,52 @@ func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 		return true
 	})
 	return c
+}
+
+// Cut fails every request from broker a to broker b and from b to a.
+func (c *Cluster) Cut(a, b int32) {
+	c.links.mu.Lock()
+	defer c.links.mu.Unlock()
+	c.links.cut[[2]int32{a, b}], c.links.cut[[2]int32{b, a}] = true, true
+}
+
+// CutOneWay fails requests from broker from to broker to only.
+func (c *Cluster) CutOneWay(from, to int32) {
+	c.links.mu.Lock()
+	defer c.links.mu.Unlock()
+	c.links.cut[[2]int32{from, to}] = true
+}
+
+// Isolate cuts broker id from every other broker.
+func (c *Cluster) Isolate(id int32) {
+	for _, o := range c.order {
+		if o != id {
+			c.Cut(id, o)
+		}
+	}
+}
+
+// Delay holds every request from a to b (and back) for d.
+func (c *Cluster) Delay(a, b int32, d time.Duration) {
+	c.links.mu.Lock()
+	defer c.links.mu.Unlock()
+	c.links.delay[[2]int32{a, b}], c.links.delay[[2]int32{b, a}] = d, d
+}
+
+// Drop fails a fraction p of the requests between a and b.
+func (c *Cluster) Drop(a, b int32, p float64) {
+	c.links.mu.Lock()
+	defer c.links.mu.Unlock()
+	c.links.drop[[2]int32{a, b}], c.links.drop[[2]int32{b, a}] = p, p
+}
+
+// Heal removes every cut, delay and drop.
+func (c *Cluster) Heal() {
+	c.links.mu.Lock()
+	defer c.links.mu.Unlock()
+	clear(c.links.cut)
+	clear(c.links.delay)
+	clear(c.links.drop)
 }
 
 // Broker returns broker id.
