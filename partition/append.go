@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -60,6 +61,7 @@ type op struct {
 	// opAppend
 	req    AppendRequest
 	count  int
+	prod   producerBatch // producer id -1: not idempotent
 	result AppendResult
 	done   func(AppendResult, error)
 	over   atomic.Bool // finish has run
@@ -98,12 +100,8 @@ func (p *Partition) Enqueue(req AppendRequest, done func(AppendResult, error)) {
 		o.finish(AppendResult{}, batchError(err))
 		return
 	}
-	if info.ProducerID != batch.NoProducerID {
-		o.finish(AppendResult{}, fmt.Errorf("%w: batch carries producer id %d, but this broker does not support idempotent producers yet; send producer id -1",
-			ErrInvalidBatch, info.ProducerID))
-		return
-	}
 	o.count = info.Records
+	o.prod = producerOf(batch.View(req.Batch))
 	p.mu.Lock()
 	if err := p.admitLocked(&req); err != nil {
 		p.mu.Unlock()
@@ -221,19 +219,42 @@ func (p *Partition) run() {
 }
 
 // commitGroup assigns offsets to a group of appends, writes and fsyncs them
-// as one log append, and completes them.
+// as one log append, and completes them. Each request is checked in queue
+// order against the state left by the requests before it, those of the
+// same group included: leadership and epoch, then the idempotent producer's
+// sequence (a duplicate is not written and completes with the original
+// offsets), then the expected offset of a conditional append. The producer
+// table changes are staged and applied only once the write succeeded.
 func (p *Partition) commitGroup(group []*op) {
 	p.mu.Lock()
 	epoch := p.epoch
 	start := p.logStart
+	now := p.cfg.Now().UnixMilli()
 	accepted := group[:0:0]
+	var dups []*op // duplicates of batches already appended (or in this group)
 	var refused []*op
 	var refusedErr []error
+	var staged map[int64]producerEntry
 	next := p.leo
 	for _, o := range group {
 		if err := p.appendableLocked(&o.req); err != nil {
 			refused, refusedErr = append(refused, o), append(refusedErr, err)
 			continue
+		}
+		var pe producerEntry
+		var known bool
+		if o.prod.ID >= 0 {
+			pe, known = p.producers.get(staged, o.prod.ID)
+			dup, isDup, err := checkSequence(pe, known, o.prod)
+			if err != nil {
+				refused, refusedErr = append(refused, o), append(refusedErr, err)
+				continue
+			}
+			if isDup {
+				o.result = AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogStartOffset: start}
+				dups = append(dups, o)
+				continue
+			}
 		}
 		if o.req.ExpectedOffset >= 0 && o.req.ExpectedOffset != next {
 			refused = append(refused, o)
@@ -241,6 +262,12 @@ func (p *Partition) commitGroup(group []*op) {
 			continue
 		}
 		o.result = AppendResult{BaseOffset: next, LastOffset: next + int64(o.count) - 1, LogStartOffset: start}
+		if o.prod.ID >= 0 {
+			if staged == nil {
+				staged = make(map[int64]producerEntry)
+			}
+			staged[o.prod.ID] = apply(pe, known, o.prod, o.result.BaseOffset, o.result.LastOffset, now)
+		}
 		next += int64(o.count)
 		accepted = append(accepted, o)
 	}
@@ -248,42 +275,55 @@ func (p *Partition) commitGroup(group []*op) {
 	for i, o := range refused {
 		o.finish(AppendResult{}, refusedErr[i])
 	}
-	if len(accepted) == 0 {
+	if len(accepted) == 0 && len(dups) == 0 {
 		return
 	}
 
-	entries := make([]wal.Entry, len(accepted))
-	records, bytes := 0, 0
-	for i, o := range accepted {
-		v := batch.View(o.req.Batch)
-		v.SetBaseOffset(o.result.BaseOffset)
-		v.SetLeaderEpoch(epoch)
-		entries[i] = wal.Entry{
-			BaseOffset:   o.result.BaseOffset,
-			LastOffset:   o.result.LastOffset,
-			MaxTimestamp: v.MaxTimestamp(),
-			Data:         o.req.Batch,
+	if len(accepted) > 0 {
+		entries := make([]wal.Entry, len(accepted))
+		records, bytes := 0, 0
+		for i, o := range accepted {
+			v := batch.View(o.req.Batch)
+			v.SetBaseOffset(o.result.BaseOffset)
+			v.SetLeaderEpoch(epoch)
+			entries[i] = wal.Entry{
+				BaseOffset:   o.result.BaseOffset,
+				LastOffset:   o.result.LastOffset,
+				MaxTimestamp: v.MaxTimestamp(),
+				Data:         o.req.Batch,
+			}
+			records += o.count
+			bytes += len(o.req.Batch)
 		}
-		records += o.count
-		bytes += len(o.req.Batch)
+		began := time.Now()
+		if err := p.log.Write(entries...); err != nil {
+			// A duplicate may be of a batch of this group: it fails too
+			// (retriable: its retry is checked again).
+			p.writeFailed(err, append(accepted, dups...), entries[0].BaseOffset)
+			return
+		}
+		// Followers may copy the group while it is fsynced here: the HW
+		// still counts this replica only up to its fsynced end.
+		p.mu.Lock()
+		p.written = next
+		p.broadcastLocked()
+		p.mu.Unlock()
+		if err := p.log.Sync(); err != nil {
+			p.writeFailed(err, append(accepted, dups...), entries[0].BaseOffset)
+			return
+		}
+		if p.cfg.Observer != nil {
+			p.cfg.Observer.GroupCommitted(len(entries), records, bytes, time.Since(began))
+		}
+		for id, e := range staged {
+			p.producers.entries[id] = e
+		}
+		p.afterAppend(bytes, next)
 	}
-	began := time.Now()
-	if err := p.log.Write(entries...); err != nil {
-		p.writeFailed(err, accepted, entries[0].BaseOffset)
-		return
-	}
-	// Followers may copy the group while it is fsynced here: the HW still
-	// counts this replica only up to its fsynced end.
-	p.mu.Lock()
-	p.written = next
-	p.broadcastLocked()
-	p.mu.Unlock()
-	if err := p.log.Sync(); err != nil {
-		p.writeFailed(err, accepted, entries[0].BaseOffset)
-		return
-	}
-	if p.cfg.Observer != nil {
-		p.cfg.Observer.GroupCommitted(len(entries), records, bytes, time.Since(began))
+	if len(dups) > 0 && p.cfg.Observer != nil {
+		if do, ok := p.cfg.Observer.(DuplicateObserver); ok {
+			do.DuplicatesAnswered(len(dups))
+		}
 	}
 
 	p.mu.Lock()
@@ -291,17 +331,23 @@ func (p *Partition) commitGroup(group []*op) {
 	var ready []*op
 	if p.solo {
 		ready = p.setHWLocked(next)
-	} else {
+	} else if len(accepted) > 0 {
 		p.broadcastLocked()
 	}
 	hw := p.hw
-	var now []*op
-	for _, o := range accepted {
+	var now2 []*op
+	for _, o := range append(accepted, dups...) {
 		if o.req.Acks == AcksLeader || o.result.LastOffset < hw {
-			now = append(now, o)
+			now2 = append(now2, o)
 			continue
 		}
-		p.acks = append(p.acks, o)
+		// Keep p.acks in offset order: a duplicate's original may be
+		// older than appends already waiting.
+		i := len(p.acks)
+		for i > 0 && p.acks[i-1].result.LastOffset > o.result.LastOffset {
+			i--
+		}
+		p.acks = slices.Insert(p.acks, i, o)
 		timeout := o.req.Timeout
 		if timeout <= 0 {
 			timeout = defaultAckTimeout
@@ -310,7 +356,7 @@ func (p *Partition) commitGroup(group []*op) {
 	}
 	p.mu.Unlock()
 	p.finishAcks(ready)
-	for _, o := range now {
+	for _, o := range now2 {
 		if o.req.Acks == AcksLeader {
 			o.finish(o.result, nil)
 		} else {

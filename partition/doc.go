@@ -30,6 +30,36 @@
 // Consumers read only below the HW, so they never see a record a failover
 // could take back. Followers read up to the LEO.
 //
+// # Idempotent producers
+//
+// A batch that carries a producer id (see proto/batch) is checked in the
+// append loop, in queue order (earlier requests of the same group commit
+// included), before a conditional append's expected offset: a batch equal
+// to one of the last 5 batches of its producer id and epoch is a retry and
+// is not appended again (it completes with the original offsets, after the
+// HW passes them for AcksAll); an older epoch than the partition has seen
+// for the id fails with ErrProducerFenced; a newer epoch, or an id the
+// partition does not know, must start at sequence 0; otherwise the batch
+// must start at the sequence after the previous one (sequences wrap from
+// MaxInt32 to 0). Anything else fails with ErrOutOfOrderSequence, naming the
+// expected sequence. Changes to the producer table are staged per group and
+// applied only once the group is on disk.
+//
+// Followers record the same table from the batch headers they replicate,
+// so a new leader deduplicates as the old one did. The table is persisted
+// as snapshots beside the log (producer-snapshot-<offset>: the table as of
+// that log end offset), written on Close, after every ProducerSnapshotBytes
+// appended, and when retention deletes segments; the newest 3 are kept.
+// Open loads the newest snapshot at or below the log end and replays the
+// batch headers after it, so a clean start replays nothing and a crash
+// replays about one snapshot interval. TruncateTo rebuilds the table as of
+// the new end the same way (snapshots past it are deleted), and Reset
+// forgets every producer. A producer id idle for ProducerExpiry (default 7
+// days) is forgotten. The table costs about 170 bytes of heap per producer
+// id per partition replica (its epoch and 5 batches; measured by
+// TestProducerStateMemory), so 100,000 producers writing to one partition
+// hold 17 MB, and a snapshot about 140 bytes per producer.
+//
 // # Leader epochs
 //
 // Every batch is stamped with the leader epoch under which it was appended,

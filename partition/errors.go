@@ -31,6 +31,12 @@ var (
 	// ErrTimeout: acks=all timed out waiting for replication; the batch was
 	// appended on the leader and may yet be committed or truncated.
 	ErrTimeout = errors.New("timed out waiting for replication")
+	// ErrOutOfOrderSequence: an idempotent producer's batch does not follow
+	// its previous one; see *SequenceError. Nothing was appended.
+	ErrOutOfOrderSequence = errors.New("out of order sequence")
+	// ErrProducerFenced: a batch of an older producer epoch than the
+	// partition has seen for its producer id; see *FencedError.
+	ErrProducerFenced = errors.New("producer fenced")
 )
 
 // NotLeaderError says which replica leads, when known.
@@ -88,3 +94,44 @@ func (e *OutOfRangeError) Error() string {
 		ErrOffsetOutOfRange, e.Offset, e.LogStartOffset, e.HighWatermark)
 }
 func (e *OutOfRangeError) Unwrap() error { return ErrOffsetOutOfRange }
+
+// SequenceError is an idempotent producer's batch whose base sequence is not
+// the one the partition expects.
+type SequenceError struct {
+	ProducerID int64
+	Epoch      int16
+	Got        int32 // the batch's base sequence
+	Expected   int32
+	// Unknown: the partition has no state for the producer id (never seen,
+	// or expired after being idle), so only sequence 0 is accepted.
+	Unknown bool
+	// NewEpoch: the batch starts an epoch newer than the partition has
+	// seen, which must start at sequence 0.
+	NewEpoch bool
+}
+
+func (e *SequenceError) Error() string {
+	switch {
+	case e.Unknown:
+		return fmt.Sprintf("%v: the partition has no state for producer id %d (new, or expired after being idle), so its first batch must have sequence 0, not %d",
+			ErrOutOfOrderSequence, e.ProducerID, e.Got)
+	case e.NewEpoch:
+		return fmt.Sprintf("%v: producer id %d starts epoch %d at sequence %d; a new epoch must start at sequence 0",
+			ErrOutOfOrderSequence, e.ProducerID, e.Epoch, e.Got)
+	}
+	return fmt.Sprintf("%v: producer id %d epoch %d sent sequence %d, expected sequence %d (a batch before it is missing)",
+		ErrOutOfOrderSequence, e.ProducerID, e.Epoch, e.Got, e.Expected)
+}
+func (e *SequenceError) Unwrap() error { return ErrOutOfOrderSequence }
+
+// FencedError is a batch of an older producer epoch than the partition has
+// seen for its producer id: a newer instance of the producer exists.
+type FencedError struct {
+	ProducerID     int64
+	Epoch, Current int16
+}
+
+func (e *FencedError) Error() string {
+	return fmt.Sprintf("%v: producer id %d sent epoch %d, but epoch %d of it has written to this partition", ErrProducerFenced, e.ProducerID, e.Epoch, e.Current)
+}
+func (e *FencedError) Unwrap() error { return ErrProducerFenced }

@@ -59,6 +59,17 @@ type Config struct {
 	Logger   *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// ProducerExpiry: an idempotent producer id not seen for this long is
+	// forgotten, so the producer table stays bounded (default 7 days, as
+	// Kafka's transactional.id.expiration.ms; negative: never). A producer
+	// that comes back later must start again at sequence 0 (the client
+	// does so by bumping its epoch).
+	ProducerExpiry time.Duration
+	// ProducerSnapshotBytes: the producer table is written to a snapshot
+	// beside the log after this many bytes were appended (default
+	// WAL.SegmentBytes, else 16 MiB), so a restart after a crash replays at
+	// most about this much of the log. Close writes one too.
+	ProducerSnapshotBytes int64
 }
 
 // Observer is told about the work of the append loop.
@@ -67,9 +78,17 @@ type Observer interface {
 	GroupCommitted(batches int, records int, bytes int, took time.Duration)
 }
 
+// DuplicateObserver is an Observer that also wants to know how many
+// duplicate batches of idempotent producers (retries of batches already
+// appended) were answered with their original offsets instead of appended.
+type DuplicateObserver interface {
+	DuplicatesAnswered(batches int)
+}
+
 const (
 	defaultMaxRecordBytes = 1 << 20
 	defaultMaxGroupBytes  = 16 << 20
+	defaultProducerExpiry = 7 * 24 * time.Hour
 	walDirName            = "wal"
 )
 
@@ -88,6 +107,15 @@ func (c *Config) fill() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.ProducerExpiry == 0 {
+		c.ProducerExpiry = defaultProducerExpiry
+	}
+	if c.ProducerSnapshotBytes <= 0 {
+		c.ProducerSnapshotBytes = int64(c.WAL.SegmentBytes)
+		if c.ProducerSnapshotBytes <= 0 {
+			c.ProducerSnapshotBytes = wal.DefaultSegmentBytes
+		}
 	}
 	if c.OpenLog == nil {
 		opts := c.WAL
@@ -161,6 +189,12 @@ type Partition struct {
 
 	done      chan struct{} // closed when the loop exits
 	closeOnce sync.Once
+
+	// Owned by the loop (and by Open before it starts, Close after it
+	// ends): no lock.
+	producers  producerState // idempotent producers: epochs, last batches
+	snapBytes  int64         // bytes appended since the last producer snapshot
+	lastExpiry time.Time     // the last producer expiry pass
 }
 
 // Open opens (or creates) the partition in cfg.Dir and starts its loop.
@@ -193,6 +227,11 @@ func Open(cfg Config) (*Partition, error) {
 		lg.Close()
 		return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
 	}
+	if err := p.loadProducers(p.leo); err != nil {
+		lg.Close()
+		return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
+	}
+	p.lastExpiry = cfg.Now()
 	go p.run()
 	return p, nil
 }
@@ -518,8 +557,13 @@ func (p *Partition) Close() error {
 		waiting := p.acks
 		p.acks = nil
 		p.role = RoleNone
+		leo, failed := p.leo, p.failed
 		p.broadcastLocked()
 		p.mu.Unlock()
+		if failed == nil {
+			// A clean start reads this instead of replaying the log.
+			p.saveProducers(leo)
+		}
 		for _, o := range waiting {
 			o.finish(AppendResult{}, fmt.Errorf("%w: broker stopping before replication finished; the batch may or may not be kept", ErrTimeout))
 		}

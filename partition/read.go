@@ -178,6 +178,12 @@ func (p *Partition) ApplyRetention(r Retention) (int64, error) {
 		}
 		freed = n
 		p.mu.Lock()
+		leo := p.leo
+		p.mu.Unlock()
+		// Keep a producer snapshot at or above the new log start, so a
+		// restart never needs the deleted batches to rebuild the table.
+		p.saveProducers(leo)
+		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.logStart = p.log.StartOffset()
 		if p.epochs.truncateBefore(p.logStart) {
@@ -218,8 +224,18 @@ func (p *Partition) TruncateTo(offset int64) (int64, error) {
 			return fmt.Errorf("%w: truncate to %d: %v", ErrStorage, offset, err)
 		}
 		p.mu.Lock()
-		defer p.mu.Unlock()
+		cut := n != p.leo
 		p.leo, p.written, leo = n, n, n
+		p.mu.Unlock()
+		// The producer table as of the new end: the newest snapshot at or
+		// below it, plus the batches after that snapshot.
+		if cut {
+			if err := p.loadProducers(n); err != nil {
+				return fmt.Errorf("%w: truncate to %d: %v", ErrStorage, offset, err)
+			}
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		if p.epochs.truncateAfter(n) {
 			if err := p.saveEpochs(); err != nil {
 				return fmt.Errorf("%w: save leader epochs: %v", ErrStorage, err)

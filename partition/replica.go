@@ -77,6 +77,14 @@ func (p *Partition) AppendReplicated(batches []byte) (int64, error) {
 			}
 			return fmt.Errorf("%w: %v", ErrStorage, err)
 		}
+		// The leader checked these batches' sequences: record them so that
+		// this replica deduplicates the same way if it becomes the leader.
+		now, bytes := p.cfg.Now().UnixMilli(), 0
+		for _, e := range entries {
+			p.producers.replay(batch.View(e.Data), now)
+			bytes += len(e.Data)
+		}
+		p.afterAppend(bytes, next)
 		p.mu.Lock()
 		p.leo, p.written, leo = next, next, next
 		p.broadcastLocked()
@@ -100,6 +108,7 @@ func (p *Partition) Reset(next int64) error {
 		if err := p.log.Reset(next); err != nil {
 			return fmt.Errorf("%w: reset to %d: %v", ErrStorage, next, err)
 		}
+		p.clearProducers()
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.leo, p.written, p.logStart, p.hw = next, next, next, next

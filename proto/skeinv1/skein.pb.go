@@ -113,6 +113,16 @@ const (
 	// replication). Retriable only with an idempotent producer.
 	ErrorReason_TIMED_OUT       ErrorReason = 14
 	ErrorReason_INVALID_REQUEST ErrorReason = 15
+	// An idempotent producer's batch does not follow its previous one: its
+	// base sequence is not the next expected (the message names it), or the
+	// partition knows no state for the producer id and the sequence is not 0.
+	// Nothing was appended. Code FAILED_PRECONDITION. The client bumps its
+	// epoch and sends again from sequence 0 (KIP-360).
+	ErrorReason_OUT_OF_ORDER_SEQUENCE ErrorReason = 16
+	// The batch's producer epoch is older than one the partition has seen
+	// for its producer id: a newer instance of the producer exists. Nothing
+	// was appended. Code FAILED_PRECONDITION. Fatal for the producer.
+	ErrorReason_PRODUCER_FENCED ErrorReason = 17
 )
 
 // Enum value maps for ErrorReason.
@@ -134,6 +144,8 @@ var (
 		13: "UNAVAILABLE",
 		14: "TIMED_OUT",
 		15: "INVALID_REQUEST",
+		16: "OUT_OF_ORDER_SEQUENCE",
+		17: "PRODUCER_FENCED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -152,6 +164,8 @@ var (
 		"UNAVAILABLE":              13,
 		"TIMED_OUT":                14,
 		"INVALID_REQUEST":          15,
+		"OUT_OF_ORDER_SEQUENCE":    16,
+		"PRODUCER_FENCED":          17,
 	}
 )
 
@@ -1114,6 +1128,113 @@ func (x *MetadataResponse) GetTopics() []*TopicMetadata {
 	return nil
 }
 
+type InitProducerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set to bump the epoch of an existing producer id; unset for a new id.
+	ProducerId *int64 `protobuf:"varint,1,opt,name=producer_id,json=producerId,proto3,oneof" json:"producer_id,omitempty"`
+	// The epoch the producer has now (with producer_id), 0..32767.
+	ProducerEpoch int32 `protobuf:"varint,2,opt,name=producer_epoch,json=producerEpoch,proto3" json:"producer_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InitProducerRequest) Reset() {
+	*x = InitProducerRequest{}
+	mi := &file_skein_v1_skein_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InitProducerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InitProducerRequest) ProtoMessage() {}
+
+func (x *InitProducerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InitProducerRequest.ProtoReflect.Descriptor instead.
+func (*InitProducerRequest) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *InitProducerRequest) GetProducerId() int64 {
+	if x != nil && x.ProducerId != nil {
+		return *x.ProducerId
+	}
+	return 0
+}
+
+func (x *InitProducerRequest) GetProducerEpoch() int32 {
+	if x != nil {
+		return x.ProducerEpoch
+	}
+	return 0
+}
+
+type InitProducerResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ProducerId int64                  `protobuf:"varint,1,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	// 0..32767; stamped in every batch with the producer id and a sequence.
+	ProducerEpoch int32 `protobuf:"varint,2,opt,name=producer_epoch,json=producerEpoch,proto3" json:"producer_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InitProducerResponse) Reset() {
+	*x = InitProducerResponse{}
+	mi := &file_skein_v1_skein_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InitProducerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InitProducerResponse) ProtoMessage() {}
+
+func (x *InitProducerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InitProducerResponse.ProtoReflect.Descriptor instead.
+func (*InitProducerResponse) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *InitProducerResponse) GetProducerId() int64 {
+	if x != nil {
+		return x.ProducerId
+	}
+	return 0
+}
+
+func (x *InitProducerResponse) GetProducerEpoch() int32 {
+	if x != nil {
+		return x.ProducerEpoch
+	}
+	return 0
+}
+
 type ProduceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Echoed in the response; used to match answers on ProduceStream.
@@ -1135,7 +1256,15 @@ type ProduceRequest struct {
 	// appended then: read, decide again, and retry with the new offset.
 	ExpectedOffset *int64 `protobuf:"varint,7,opt,name=expected_offset,json=expectedOffset,proto3,oneof" json:"expected_offset,omitempty"`
 	// One record batch (proto/batch format). The broker sets its base offset
-	// and leader epoch.
+	// and leader epoch. A batch carrying a producer id (from InitProducer),
+	// epoch and base sequence is deduplicated by the partition: a batch whose
+	// sequences equal one of the last 5 batches of that producer id and epoch
+	// is not appended again and succeeds with the original offsets; a batch
+	// whose base sequence does not follow the last one fails with
+	// OUT_OF_ORDER_SEQUENCE; a batch of an older epoch than the partition has
+	// seen for the id fails with PRODUCER_FENCED. These checks come before the
+	// expected_offset check, so a retried conditional append whose first
+	// attempt landed gets its original offsets, not OFFSET_MISMATCH.
 	Batch         []byte `protobuf:"bytes,8,opt,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1143,7 +1272,7 @@ type ProduceRequest struct {
 
 func (x *ProduceRequest) Reset() {
 	*x = ProduceRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[15]
+	mi := &file_skein_v1_skein_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1284,7 @@ func (x *ProduceRequest) String() string {
 func (*ProduceRequest) ProtoMessage() {}
 
 func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[15]
+	mi := &file_skein_v1_skein_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1297,7 @@ func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceRequest.ProtoReflect.Descriptor instead.
 func (*ProduceRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{15}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ProduceRequest) GetCorrelationId() uint64 {
@@ -1230,7 +1359,8 @@ func (x *ProduceRequest) GetBatch() []byte {
 type ProduceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CorrelationId uint64                 `protobuf:"varint,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
-	// Offset of the batch's first record.
+	// Offset of the batch's first record (of the original append, for a
+	// duplicate of an idempotent producer's batch).
 	BaseOffset int64 `protobuf:"varint,2,opt,name=base_offset,json=baseOffset,proto3" json:"base_offset,omitempty"`
 	// The partition's log start offset at the time of the append.
 	LogStartOffset int64 `protobuf:"varint,3,opt,name=log_start_offset,json=logStartOffset,proto3" json:"log_start_offset,omitempty"`
@@ -1242,7 +1372,7 @@ type ProduceResponse struct {
 
 func (x *ProduceResponse) Reset() {
 	*x = ProduceResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[16]
+	mi := &file_skein_v1_skein_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1384,7 @@ func (x *ProduceResponse) String() string {
 func (*ProduceResponse) ProtoMessage() {}
 
 func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[16]
+	mi := &file_skein_v1_skein_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1397,7 @@ func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceResponse.ProtoReflect.Descriptor instead.
 func (*ProduceResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{16}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ProduceResponse) GetCorrelationId() uint64 {
@@ -1319,7 +1449,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[17]
+	mi := &file_skein_v1_skein_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1461,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[17]
+	mi := &file_skein_v1_skein_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1474,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{17}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -1406,7 +1536,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[18]
+	mi := &file_skein_v1_skein_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1548,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[18]
+	mi := &file_skein_v1_skein_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1561,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{18}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FetchResponse) GetBatches() []byte {
@@ -1485,7 +1615,7 @@ type ListOffsetsRequest struct {
 
 func (x *ListOffsetsRequest) Reset() {
 	*x = ListOffsetsRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[19]
+	mi := &file_skein_v1_skein_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1627,7 @@ func (x *ListOffsetsRequest) String() string {
 func (*ListOffsetsRequest) ProtoMessage() {}
 
 func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[19]
+	mi := &file_skein_v1_skein_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1640,7 @@ func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*ListOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{19}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListOffsetsRequest) GetTopic() string {
@@ -1598,7 +1728,7 @@ type ListOffsetsResponse struct {
 
 func (x *ListOffsetsResponse) Reset() {
 	*x = ListOffsetsResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[20]
+	mi := &file_skein_v1_skein_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1740,7 @@ func (x *ListOffsetsResponse) String() string {
 func (*ListOffsetsResponse) ProtoMessage() {}
 
 func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[20]
+	mi := &file_skein_v1_skein_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1753,7 @@ func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*ListOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{20}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListOffsetsResponse) GetOffset() int64 {
@@ -1662,7 +1792,7 @@ type DescribeClusterRequest struct {
 
 func (x *DescribeClusterRequest) Reset() {
 	*x = DescribeClusterRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[21]
+	mi := &file_skein_v1_skein_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +1804,7 @@ func (x *DescribeClusterRequest) String() string {
 func (*DescribeClusterRequest) ProtoMessage() {}
 
 func (x *DescribeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[21]
+	mi := &file_skein_v1_skein_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +1817,7 @@ func (x *DescribeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeClusterRequest.ProtoReflect.Descriptor instead.
 func (*DescribeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{21}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{23}
 }
 
 type ClusterMember struct {
@@ -1710,7 +1840,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_skein_v1_skein_proto_msgTypes[22]
+	mi := &file_skein_v1_skein_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1852,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[22]
+	mi := &file_skein_v1_skein_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1865,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{22}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ClusterMember) GetId() int32 {
@@ -1810,7 +1940,7 @@ type PartitionProblem struct {
 
 func (x *PartitionProblem) Reset() {
 	*x = PartitionProblem{}
-	mi := &file_skein_v1_skein_proto_msgTypes[23]
+	mi := &file_skein_v1_skein_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +1952,7 @@ func (x *PartitionProblem) String() string {
 func (*PartitionProblem) ProtoMessage() {}
 
 func (x *PartitionProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[23]
+	mi := &file_skein_v1_skein_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +1965,7 @@ func (x *PartitionProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionProblem.ProtoReflect.Descriptor instead.
 func (*PartitionProblem) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{23}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PartitionProblem) GetTopic() string {
@@ -1895,7 +2025,7 @@ type DescribeClusterResponse struct {
 
 func (x *DescribeClusterResponse) Reset() {
 	*x = DescribeClusterResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[24]
+	mi := &file_skein_v1_skein_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +2037,7 @@ func (x *DescribeClusterResponse) String() string {
 func (*DescribeClusterResponse) ProtoMessage() {}
 
 func (x *DescribeClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[24]
+	mi := &file_skein_v1_skein_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +2050,7 @@ func (x *DescribeClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeClusterResponse.ProtoReflect.Descriptor instead.
 func (*DescribeClusterResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{24}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DescribeClusterResponse) GetClusterId() string {
@@ -1992,7 +2122,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_skein_v1_skein_proto_msgTypes[25]
+	mi := &file_skein_v1_skein_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2134,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[25]
+	mi := &file_skein_v1_skein_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2147,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{25}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ErrorDetail) GetCode() uint32 {
@@ -2165,7 +2295,16 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12#\n" +
 	"\rcontroller_id\x18\x02 \x01(\x05R\fcontrollerId\x12.\n" +
 	"\abrokers\x18\x03 \x03(\v2\x14.skein.v1.BrokerInfoR\abrokers\x12/\n" +
-	"\x06topics\x18\x04 \x03(\v2\x17.skein.v1.TopicMetadataR\x06topics\"\xa9\x02\n" +
+	"\x06topics\x18\x04 \x03(\v2\x17.skein.v1.TopicMetadataR\x06topics\"r\n" +
+	"\x13InitProducerRequest\x12$\n" +
+	"\vproducer_id\x18\x01 \x01(\x03H\x00R\n" +
+	"producerId\x88\x01\x01\x12%\n" +
+	"\x0eproducer_epoch\x18\x02 \x01(\x05R\rproducerEpochB\x0e\n" +
+	"\f_producer_id\"^\n" +
+	"\x14InitProducerResponse\x12\x1f\n" +
+	"\vproducer_id\x18\x01 \x01(\x03R\n" +
+	"producerId\x12%\n" +
+	"\x0eproducer_epoch\x18\x02 \x01(\x05R\rproducerEpoch\"\xa9\x02\n" +
 	"\x0eProduceRequest\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\x04R\rcorrelationId\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +
@@ -2255,7 +2394,7 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x04Acks\x12\f\n" +
 	"\bACKS_ALL\x10\x00\x12\x0f\n" +
 	"\vACKS_LEADER\x10\x01\x12\r\n" +
-	"\tACKS_NONE\x10\x02*\xe3\x02\n" +
+	"\tACKS_NONE\x10\x02*\x93\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2274,14 +2413,17 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\fTOPIC_EXISTS\x10\f\x12\x0f\n" +
 	"\vUNAVAILABLE\x10\r\x12\r\n" +
 	"\tTIMED_OUT\x10\x0e\x12\x13\n" +
-	"\x0fINVALID_REQUEST\x10\x0f2\xe7\x05\n" +
+	"\x0fINVALID_REQUEST\x10\x0f\x12\x19\n" +
+	"\x15OUT_OF_ORDER_SEQUENCE\x10\x10\x12\x13\n" +
+	"\x0fPRODUCER_FENCED\x10\x112\xb6\x06\n" +
 	"\x05Skein\x12J\n" +
 	"\vCreateTopic\x12\x1c.skein.v1.CreateTopicRequest\x1a\x1d.skein.v1.CreateTopicResponse\x12J\n" +
 	"\vDeleteTopic\x12\x1c.skein.v1.DeleteTopicRequest\x1a\x1d.skein.v1.DeleteTopicResponse\x12G\n" +
 	"\n" +
 	"ListTopics\x12\x1b.skein.v1.ListTopicsRequest\x1a\x1c.skein.v1.ListTopicsResponse\x12P\n" +
 	"\rDescribeTopic\x12\x1e.skein.v1.DescribeTopicRequest\x1a\x1f.skein.v1.DescribeTopicResponse\x12A\n" +
-	"\bMetadata\x12\x19.skein.v1.MetadataRequest\x1a\x1a.skein.v1.MetadataResponse\x12>\n" +
+	"\bMetadata\x12\x19.skein.v1.MetadataRequest\x1a\x1a.skein.v1.MetadataResponse\x12M\n" +
+	"\fInitProducer\x12\x1d.skein.v1.InitProducerRequest\x1a\x1e.skein.v1.InitProducerResponse\x12>\n" +
 	"\aProduce\x12\x18.skein.v1.ProduceRequest\x1a\x19.skein.v1.ProduceResponse\x12H\n" +
 	"\rProduceStream\x12\x18.skein.v1.ProduceRequest\x1a\x19.skein.v1.ProduceResponse(\x010\x01\x12:\n" +
 	"\x05Fetch\x12\x16.skein.v1.FetchRequest\x1a\x17.skein.v1.FetchResponse0\x01\x12J\n" +
@@ -2301,7 +2443,7 @@ func file_skein_v1_skein_proto_rawDescGZIP() []byte {
 }
 
 var file_skein_v1_skein_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_skein_v1_skein_proto_goTypes = []any{
 	(Acks)(0),                       // 0: skein.v1.Acks
 	(ErrorReason)(0),                // 1: skein.v1.ErrorReason
@@ -2320,17 +2462,19 @@ var file_skein_v1_skein_proto_goTypes = []any{
 	(*PartitionStatus)(nil),         // 14: skein.v1.PartitionStatus
 	(*MetadataRequest)(nil),         // 15: skein.v1.MetadataRequest
 	(*MetadataResponse)(nil),        // 16: skein.v1.MetadataResponse
-	(*ProduceRequest)(nil),          // 17: skein.v1.ProduceRequest
-	(*ProduceResponse)(nil),         // 18: skein.v1.ProduceResponse
-	(*FetchRequest)(nil),            // 19: skein.v1.FetchRequest
-	(*FetchResponse)(nil),           // 20: skein.v1.FetchResponse
-	(*ListOffsetsRequest)(nil),      // 21: skein.v1.ListOffsetsRequest
-	(*ListOffsetsResponse)(nil),     // 22: skein.v1.ListOffsetsResponse
-	(*DescribeClusterRequest)(nil),  // 23: skein.v1.DescribeClusterRequest
-	(*ClusterMember)(nil),           // 24: skein.v1.ClusterMember
-	(*PartitionProblem)(nil),        // 25: skein.v1.PartitionProblem
-	(*DescribeClusterResponse)(nil), // 26: skein.v1.DescribeClusterResponse
-	(*ErrorDetail)(nil),             // 27: skein.v1.ErrorDetail
+	(*InitProducerRequest)(nil),     // 17: skein.v1.InitProducerRequest
+	(*InitProducerResponse)(nil),    // 18: skein.v1.InitProducerResponse
+	(*ProduceRequest)(nil),          // 19: skein.v1.ProduceRequest
+	(*ProduceResponse)(nil),         // 20: skein.v1.ProduceResponse
+	(*FetchRequest)(nil),            // 21: skein.v1.FetchRequest
+	(*FetchResponse)(nil),           // 22: skein.v1.FetchResponse
+	(*ListOffsetsRequest)(nil),      // 23: skein.v1.ListOffsetsRequest
+	(*ListOffsetsResponse)(nil),     // 24: skein.v1.ListOffsetsResponse
+	(*DescribeClusterRequest)(nil),  // 25: skein.v1.DescribeClusterRequest
+	(*ClusterMember)(nil),           // 26: skein.v1.ClusterMember
+	(*PartitionProblem)(nil),        // 27: skein.v1.PartitionProblem
+	(*DescribeClusterResponse)(nil), // 28: skein.v1.DescribeClusterResponse
+	(*ErrorDetail)(nil),             // 29: skein.v1.ErrorDetail
 }
 var file_skein_v1_skein_proto_depIdxs = []int32{
 	13, // 0: skein.v1.CreateTopicResponse.topic:type_name -> skein.v1.TopicMetadata
@@ -2342,32 +2486,34 @@ var file_skein_v1_skein_proto_depIdxs = []int32{
 	11, // 6: skein.v1.MetadataResponse.brokers:type_name -> skein.v1.BrokerInfo
 	13, // 7: skein.v1.MetadataResponse.topics:type_name -> skein.v1.TopicMetadata
 	0,  // 8: skein.v1.ProduceRequest.acks:type_name -> skein.v1.Acks
-	27, // 9: skein.v1.ProduceResponse.error:type_name -> skein.v1.ErrorDetail
-	24, // 10: skein.v1.DescribeClusterResponse.members:type_name -> skein.v1.ClusterMember
-	25, // 11: skein.v1.DescribeClusterResponse.problems:type_name -> skein.v1.PartitionProblem
+	29, // 9: skein.v1.ProduceResponse.error:type_name -> skein.v1.ErrorDetail
+	26, // 10: skein.v1.DescribeClusterResponse.members:type_name -> skein.v1.ClusterMember
+	27, // 11: skein.v1.DescribeClusterResponse.problems:type_name -> skein.v1.PartitionProblem
 	1,  // 12: skein.v1.ErrorDetail.reason:type_name -> skein.v1.ErrorReason
 	3,  // 13: skein.v1.Skein.CreateTopic:input_type -> skein.v1.CreateTopicRequest
 	5,  // 14: skein.v1.Skein.DeleteTopic:input_type -> skein.v1.DeleteTopicRequest
 	7,  // 15: skein.v1.Skein.ListTopics:input_type -> skein.v1.ListTopicsRequest
 	9,  // 16: skein.v1.Skein.DescribeTopic:input_type -> skein.v1.DescribeTopicRequest
 	15, // 17: skein.v1.Skein.Metadata:input_type -> skein.v1.MetadataRequest
-	17, // 18: skein.v1.Skein.Produce:input_type -> skein.v1.ProduceRequest
-	17, // 19: skein.v1.Skein.ProduceStream:input_type -> skein.v1.ProduceRequest
-	19, // 20: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
-	21, // 21: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
-	23, // 22: skein.v1.Skein.DescribeCluster:input_type -> skein.v1.DescribeClusterRequest
-	4,  // 23: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
-	6,  // 24: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
-	8,  // 25: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
-	10, // 26: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
-	16, // 27: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
-	18, // 28: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
-	18, // 29: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
-	20, // 30: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
-	22, // 31: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
-	26, // 32: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
-	23, // [23:33] is the sub-list for method output_type
-	13, // [13:23] is the sub-list for method input_type
+	17, // 18: skein.v1.Skein.InitProducer:input_type -> skein.v1.InitProducerRequest
+	19, // 19: skein.v1.Skein.Produce:input_type -> skein.v1.ProduceRequest
+	19, // 20: skein.v1.Skein.ProduceStream:input_type -> skein.v1.ProduceRequest
+	21, // 21: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
+	23, // 22: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
+	25, // 23: skein.v1.Skein.DescribeCluster:input_type -> skein.v1.DescribeClusterRequest
+	4,  // 24: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
+	6,  // 25: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
+	8,  // 26: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
+	10, // 27: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
+	16, // 28: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
+	18, // 29: skein.v1.Skein.InitProducer:output_type -> skein.v1.InitProducerResponse
+	20, // 30: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
+	20, // 31: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
+	22, // 32: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
+	24, // 33: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
+	28, // 34: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
+	24, // [24:35] is the sub-list for method output_type
+	13, // [13:24] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -2380,7 +2526,8 @@ func file_skein_v1_skein_proto_init() {
 	}
 	file_skein_v1_skein_proto_msgTypes[1].OneofWrappers = []any{}
 	file_skein_v1_skein_proto_msgTypes[15].OneofWrappers = []any{}
-	file_skein_v1_skein_proto_msgTypes[19].OneofWrappers = []any{
+	file_skein_v1_skein_proto_msgTypes[17].OneofWrappers = []any{}
+	file_skein_v1_skein_proto_msgTypes[21].OneofWrappers = []any{
 		(*ListOffsetsRequest_Earliest)(nil),
 		(*ListOffsetsRequest_Latest)(nil),
 		(*ListOffsetsRequest_TimestampMs)(nil),
@@ -2391,7 +2538,7 @@ func file_skein_v1_skein_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_skein_v1_skein_proto_rawDesc), len(file_skein_v1_skein_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

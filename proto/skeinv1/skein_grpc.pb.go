@@ -29,6 +29,7 @@ const (
 	Skein_ListTopics_FullMethodName      = "/skein.v1.Skein/ListTopics"
 	Skein_DescribeTopic_FullMethodName   = "/skein.v1.Skein/DescribeTopic"
 	Skein_Metadata_FullMethodName        = "/skein.v1.Skein/Metadata"
+	Skein_InitProducer_FullMethodName    = "/skein.v1.Skein/InitProducer"
 	Skein_Produce_FullMethodName         = "/skein.v1.Skein/Produce"
 	Skein_ProduceStream_FullMethodName   = "/skein.v1.Skein/ProduceStream"
 	Skein_Fetch_FullMethodName           = "/skein.v1.Skein/Fetch"
@@ -53,6 +54,13 @@ type SkeinClient interface {
 	// Metadata returns the brokers and, for the requested topics (all when
 	// none are named), each partition's leader. Clients route with it.
 	Metadata(ctx context.Context, in *MetadataRequest, opts ...grpc.CallOption) (*MetadataResponse, error)
+	// InitProducer gives an idempotent producer its identity: a new producer
+	// id (unique across the cluster and its restarts) with epoch 0, or, when
+	// the request names an id and epoch, the same id with the next epoch
+	// (KIP-360 style; a new id with epoch 0 once the epoch would pass 32767).
+	// Partitions fence batches of an older epoch than they have seen for an
+	// id (PRODUCER_FENCED). Any broker answers.
+	InitProducer(ctx context.Context, in *InitProducerRequest, opts ...grpc.CallOption) (*InitProducerResponse, error)
 	// Produce appends one record batch to one partition. Errors are returned
 	// as gRPC status with an ErrorDetail in the status details.
 	Produce(ctx context.Context, in *ProduceRequest, opts ...grpc.CallOption) (*ProduceResponse, error)
@@ -130,6 +138,16 @@ func (c *skeinClient) Metadata(ctx context.Context, in *MetadataRequest, opts ..
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(MetadataResponse)
 	err := c.cc.Invoke(ctx, Skein_Metadata_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *skeinClient) InitProducer(ctx context.Context, in *InitProducerRequest, opts ...grpc.CallOption) (*InitProducerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InitProducerResponse)
+	err := c.cc.Invoke(ctx, Skein_InitProducer_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +233,13 @@ type SkeinServer interface {
 	// Metadata returns the brokers and, for the requested topics (all when
 	// none are named), each partition's leader. Clients route with it.
 	Metadata(context.Context, *MetadataRequest) (*MetadataResponse, error)
+	// InitProducer gives an idempotent producer its identity: a new producer
+	// id (unique across the cluster and its restarts) with epoch 0, or, when
+	// the request names an id and epoch, the same id with the next epoch
+	// (KIP-360 style; a new id with epoch 0 once the epoch would pass 32767).
+	// Partitions fence batches of an older epoch than they have seen for an
+	// id (PRODUCER_FENCED). Any broker answers.
+	InitProducer(context.Context, *InitProducerRequest) (*InitProducerResponse, error)
 	// Produce appends one record batch to one partition. Errors are returned
 	// as gRPC status with an ErrorDetail in the status details.
 	Produce(context.Context, *ProduceRequest) (*ProduceResponse, error)
@@ -262,6 +287,9 @@ func (UnimplementedSkeinServer) DescribeTopic(context.Context, *DescribeTopicReq
 }
 func (UnimplementedSkeinServer) Metadata(context.Context, *MetadataRequest) (*MetadataResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Metadata not implemented")
+}
+func (UnimplementedSkeinServer) InitProducer(context.Context, *InitProducerRequest) (*InitProducerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method InitProducer not implemented")
 }
 func (UnimplementedSkeinServer) Produce(context.Context, *ProduceRequest) (*ProduceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Produce not implemented")
@@ -389,6 +417,24 @@ func _Skein_Metadata_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Skein_InitProducer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InitProducerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).InitProducer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_InitProducer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).InitProducer(ctx, req.(*InitProducerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Skein_Produce_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ProduceRequest)
 	if err := dec(in); err != nil {
@@ -487,6 +533,10 @@ var Skein_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Metadata",
 			Handler:    _Skein_Metadata_Handler,
+		},
+		{
+			MethodName: "InitProducer",
+			Handler:    _Skein_InitProducer_Handler,
 		},
 		{
 			MethodName: "Produce",
