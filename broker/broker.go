@@ -62,6 +62,8 @@ type Broker struct {
 	bg        sync.WaitGroup // background goroutines (dir removal, retention)
 	closeOnce sync.Once
 	closeErr  error
+
+	pids producerIDs // InitProducer's block of ids
 }
 
 // controller is what the broker needs from the metadata controller
@@ -843,6 +845,7 @@ func (b *Broker) openReplica(t cluster.Topic, part int32) (*partition.Partition,
 		OnFatal:        b.onFatal,
 		Observer:       b.metrics,
 		Logger:         b.cfg.Logger,
+		ProducerExpiry: b.cfg.ProducerExpiry,
 	})
 }
 

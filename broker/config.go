@@ -79,6 +79,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// OpenConcurrency is how many partitions open at once at start (default 4).
 	OpenConcurrency int
+	// ProducerExpiry: partitions forget an idempotent producer id not seen
+	// for this long (default 7 days; negative: never).
+	ProducerExpiry time.Duration
 
 	Logger *slog.Logger
 }

@@ -55,6 +55,10 @@ func errorDetail(err error) *pb.ErrorDetail {
 			set(codes.FailedPrecondition, pb.ErrorReason_UNKNOWN_LEADER_EPOCH)
 		}
 		d.LeaderEpoch = ee.Current
+	case errors.Is(err, partition.ErrOutOfOrderSequence):
+		set(codes.FailedPrecondition, pb.ErrorReason_OUT_OF_ORDER_SEQUENCE)
+	case errors.Is(err, partition.ErrProducerFenced):
+		set(codes.FailedPrecondition, pb.ErrorReason_PRODUCER_FENCED)
 	case errors.Is(err, partition.ErrRecordTooLarge):
 		set(codes.InvalidArgument, pb.ErrorReason_RECORD_TOO_LARGE)
 	case errors.Is(err, partition.ErrInvalidBatch):
@@ -62,7 +66,7 @@ func errorDetail(err error) *pb.ErrorDetail {
 	case errors.Is(err, partition.ErrNotEnoughReplicas):
 		set(codes.Unavailable, pb.ErrorReason_NOT_ENOUGH_REPLICAS)
 	case errors.Is(err, partition.ErrStorage), errors.Is(err, partition.ErrClosed),
-		errors.Is(err, errShuttingDown), errors.Is(err, errNotReady):
+		errors.Is(err, errShuttingDown), errors.Is(err, errNotReady), errors.Is(err, errNoProducerIDs):
 		set(codes.Unavailable, pb.ErrorReason_UNAVAILABLE)
 	case errors.Is(err, cluster.ErrInvalidTopic):
 		set(codes.InvalidArgument, pb.ErrorReason_INVALID_TOPIC)

@@ -28,6 +28,7 @@ type metrics struct {
 	groupBatches    prometheus.Histogram
 	groupBytes      prometheus.Histogram
 	groupSeconds    prometheus.Histogram
+	duplicates      prometheus.Counter
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -60,9 +61,12 @@ func newMetrics(b *Broker) *metrics {
 			Name: "skein_group_commit_seconds", Help: "Time to write and fsync one group.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14),
 		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "skein_produce_duplicates_total", Help: "Idempotent producers' retried batches that were already appended, answered with their original offsets.",
+		}),
 	}
 	m.reg.MustRegister(m.rpcs, m.producedRecords, m.producedBytes, m.produceErrors, m.fetchedBytes,
-		m.groupBatches, m.groupBytes, m.groupSeconds,
+		m.groupBatches, m.groupBytes, m.groupSeconds, m.duplicates,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&partitionCollector{b: b})
 	return m
@@ -160,4 +164,7 @@ func (b *Broker) httpHandler() http.Handler {
 	return mux
 }
 
-var _ partition.Observer = (*metrics)(nil)
+var (
+	_ partition.Observer          = (*metrics)(nil)
+	_ partition.DuplicateObserver = (*metrics)(nil)
+)

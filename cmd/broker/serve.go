@@ -63,6 +63,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var (
 		nodeID, maxRequest, segment, bootstrapExpect, voters int
 		join, logLevel, logFormat, gossipKey, lagTime        string
+		producerExpiry                                       string
 		unsafeNoFsync                                        bool
 	)
 	ef.int(&nodeID, "node-id", int(cfg.NodeID), "this broker's id, stored in the data directory")
@@ -83,6 +84,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ef.str(&lagTime, "replica-lag-time", "10s", "replica.lag.time.max: a follower behind for this long leaves the ISR")
 	ef.int(&maxRequest, "max-request-bytes", cfg.MaxRequestBytes, "largest request the broker reads")
 	ef.int(&segment, "segment-bytes", cfg.SegmentBytes, "target size of log segment files")
+	ef.str(&producerExpiry, "producer-id-expiry", "168h", "forget an idempotent producer id idle this long (Go duration; -1s: never)")
 	ef.bool(&unsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they reach the disk: a machine crash LOSES acknowledged records; benchmarks only")
 	ef.str(&logLevel, "log-level", "info", "debug, info, warn or error")
 	ef.str(&logFormat, "log-format", "text", "text or json")
@@ -128,6 +130,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfg.MaxRequestBytes = maxRequest
 	cfg.SegmentBytes = segment
 	cfg.UnsafeNoFsync = unsafeNoFsync
+	if cfg.ProducerExpiry, err = time.ParseDuration(producerExpiry); err != nil || cfg.ProducerExpiry == 0 {
+		fmt.Fprintf(stderr, "broker: --producer-id-expiry %q: want a duration such as 168h (negative: never)\n", producerExpiry)
+		return 2
+	}
 	if join != "" {
 		for _, j := range strings.Split(join, ",") {
 			if j = strings.TrimSpace(j); j != "" {

@@ -1,0 +1,134 @@
+package broker_test
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skeinlog/skein/broker/brokertest"
+	"github.com/skeinlog/skein/proto/batch"
+	pb "github.com/skeinlog/skein/proto/skeinv1"
+)
+
+func initProducer(t testing.TB, c pb.SkeinClient, req *pb.InitProducerRequest) *pb.InitProducerResponse {
+	t.Helper()
+	r, err := c.InitProducer(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestInitProducer(t *testing.T) {
+	b := brokertest.Start(t)
+	c := dial(t, b.Addr())
+	seen := map[int64]bool{}
+	for range 5 {
+		r := initProducer(t, c, &pb.InitProducerRequest{})
+		if r.ProducerEpoch != 0 || r.ProducerId < 0 || seen[r.ProducerId] {
+			t.Fatalf("new producer: %+v (seen %v)", r, seen)
+		}
+		seen[r.ProducerId] = true
+	}
+	// A bump names the id and the epoch it has.
+	r := initProducer(t, c, &pb.InitProducerRequest{ProducerId: proto.Int64(3), ProducerEpoch: 7})
+	if r.ProducerId != 3 || r.ProducerEpoch != 8 {
+		t.Fatalf("bump: %+v", r)
+	}
+	// The last epoch moves on to a new id.
+	r = initProducer(t, c, &pb.InitProducerRequest{ProducerId: proto.Int64(3), ProducerEpoch: math.MaxInt16})
+	if r.ProducerId == 3 || seen[r.ProducerId] || r.ProducerEpoch != 0 {
+		t.Fatalf("bump past the last epoch: %+v", r)
+	}
+	seen[r.ProducerId] = true
+	for _, bad := range []*pb.InitProducerRequest{
+		{ProducerId: proto.Int64(-1)},
+		{ProducerId: proto.Int64(1), ProducerEpoch: -1},
+		{ProducerId: proto.Int64(1), ProducerEpoch: math.MaxInt16 + 1},
+		{ProducerEpoch: 4},
+	} {
+		_, err := c.InitProducer(context.Background(), bad)
+		if code, d := detail(t, err); code != codes.InvalidArgument || d.GetReason() != pb.ErrorReason_INVALID_REQUEST {
+			t.Fatalf("%v: %v", bad, err)
+		}
+	}
+	// Across a restart no id comes back (the rest of the block is skipped).
+	b.Restart()
+	c = dial(t, b.Addr())
+	for range 5 {
+		r := initProducer(t, c, &pb.InitProducerRequest{})
+		if seen[r.ProducerId] {
+			t.Fatalf("producer id %d handed out again after a restart", r.ProducerId)
+		}
+		for id := range seen {
+			if r.ProducerId < id {
+				t.Fatalf("producer id %d after %d", r.ProducerId, id)
+			}
+		}
+	}
+}
+
+func idemBatch(t testing.TB, pid int64, epoch int16, seq int32, values ...string) []byte {
+	t.Helper()
+	b := batch.NewBuilder(batch.None)
+	b.SetProducer(pid, epoch, seq)
+	for _, v := range values {
+		b.Add(&batch.Record{Timestamp: 1, Value: []byte(v)})
+	}
+	out, err := b.Build(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Dedup, sequence and fencing answers over the API, and the producer state
+// across a restart.
+func TestIdempotentProduce(t *testing.T) {
+	b := brokertest.Start(t)
+	c := dial(t, b.Addr())
+	createTopic(t, c, "idem", 1)
+	ctx := context.Background()
+	id := initProducer(t, c, &pb.InitProducerRequest{}).ProducerId
+	send := func(epoch int16, seq int32, expected *int64, values ...string) (*pb.ProduceResponse, error) {
+		return c.Produce(ctx, &pb.ProduceRequest{Topic: "idem", LeaderEpoch: -1, ExpectedOffset: expected, Batch: idemBatch(t, id, epoch, seq, values...)})
+	}
+	if r, err := send(0, 0, nil, "a", "b"); err != nil || r.BaseOffset != 0 {
+		t.Fatalf("%v %v", r, err)
+	}
+	if r, err := send(0, 2, proto.Int64(2), "c"); err != nil || r.BaseOffset != 2 {
+		t.Fatalf("%v %v", r, err)
+	}
+	// Retries: the original offsets, even for the conditional one whose
+	// expected offset is now stale.
+	for range 2 {
+		if r, err := send(0, 0, nil, "a", "b"); err != nil || r.BaseOffset != 0 {
+			t.Fatalf("retry: %v %v", r, err)
+		}
+		if r, err := send(0, 2, proto.Int64(2), "c"); err != nil || r.BaseOffset != 2 {
+			t.Fatalf("conditional retry: %v %v", r, err)
+		}
+	}
+	_, err := send(0, 7, nil, "gap")
+	if code, d := detail(t, err); code != codes.FailedPrecondition || d.GetReason() != pb.ErrorReason_OUT_OF_ORDER_SEQUENCE {
+		t.Fatalf("gap: %v", err)
+	}
+	b.Restart()
+	c = dial(t, b.Addr())
+	if r, err := send(0, 2, nil, "c"); err != nil || r.BaseOffset != 2 {
+		t.Fatalf("retry after a restart: %v %v", r, err)
+	}
+	if r, err := send(1, 0, nil, "d"); err != nil || r.BaseOffset != 3 {
+		t.Fatalf("new epoch: %v %v", r, err)
+	}
+	_, err = send(0, 3, nil, "zombie")
+	if code, d := detail(t, err); code != codes.FailedPrecondition || d.GetReason() != pb.ErrorReason_PRODUCER_FENCED {
+		t.Fatalf("old epoch: %v", err)
+	}
+	if recs := fetchAll(t, c, "idem", 0, 0); len(recs) != 4 {
+		t.Fatalf("%d records, want 4", len(recs))
+	}
+}
