@@ -23,22 +23,46 @@ import (
 // partition's actual next offset. That is the optimistic-concurrency
 // primitive: read the partition to its end, decide, append with the
 // expected offset, and on a mismatch read the new records and decide again
-// (see the package example). Writers coordinate without any lock.
+// (see the package examples). Writers coordinate without any lock.
 //
-// ProduceIf is synchronous and independent of the asynchronous pipeline:
-// it is not ordered with records queued by Produce. It retries retriable
-// failures (and timeouts, which the expected offset makes safe: a first
-// attempt that did land makes the retry fail with a mismatch, whose error
-// then says so) until ctx is done or DeliveryTimeout has passed. It waits
-// for acks=leader at least, even if the producer uses AcksNone.
+// The batch goes through the partition's pipeline, after every record
+// produced to the partition before the call (the open batch is sent at
+// once rather than lingering), and is retried like any batch until ctx is
+// done or DeliveryTimeout has passed. With the idempotent producer (the
+// default) it carries the producer id and a sequence, so a retry after a
+// timeout or a lost connection whose first attempt did land returns that
+// attempt's offsets, not a mismatch. Without it, timeouts are still retried
+// (the expected offset makes that safe), and a mismatch after an attempt
+// with no answer says that the records may be at the expected offset. It
+// waits for acks=leader at least, even if the producer uses AcksNone.
+//
+// If ctx ends first, ProduceIf returns ctx's error and the batch may still
+// be appended. Like Flush, it must not be called from a Produce callback.
 func (p *Producer) ProduceIf(ctx context.Context, topic string, partition int32, expectedOffset int64, recs ...*Record) (int64, error) {
 	if len(recs) == 0 {
 		return -1, fmt.Errorf("conditional append to %s/%d: no records", topic, partition)
 	}
+	if expectedOffset < 0 {
+		return -1, fmt.Errorf("conditional append to %s/%d: expected offset %d: offsets are 0 or more", topic, partition, expectedOffset)
+	}
 	if p.isClosing() {
 		return -1, ErrClosed
 	}
-	b := batch.NewBuilder(p.cfg.compression)
+	if err := p.fatalErr(); err != nil {
+		return -1, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(closeContext{p.closeCh}, cancel)
+	defer stop()
+	tm, err := p.topicMeta(ctx, topic)
+	if err != nil {
+		return -1, fmt.Errorf("conditional append to %s/%d: %w", topic, partition, err)
+	}
+	if n := len(tm.parts); partition < 0 || int(partition) >= n {
+		return -1, fmt.Errorf("conditional append: %w", unknownPartition(topic, partition, n))
+	}
+	b := p.builders.Get().(*batch.Builder)
 	var br batch.Record
 	now := time.Now()
 	for _, r := range recs {
@@ -49,92 +73,59 @@ func (p *Producer) ProduceIf(ctx context.Context, topic string, partition int32,
 		b.Add(&br)
 	}
 	if b.Size() > batch.MaxBatchBytes {
+		size := b.Size()
+		b.Reset()
+		p.builders.Put(b)
 		return -1, &Error{Code: codes.InvalidArgument, Reason: skeinv1.ErrorReason_RECORD_TOO_LARGE, LeaderID: -1,
-			Message: fmt.Sprintf("conditional append of %d records is %d bytes, over the %d-byte batch limit", len(recs), b.Size(), batch.MaxBatchBytes)}
+			Message: fmt.Sprintf("conditional append of %d records is %d bytes, over the %d-byte batch limit", len(recs), size, batch.MaxBatchBytes)}
 	}
-	wire, err := b.Build(nil)
-	if err != nil {
-		return -1, fmt.Errorf("conditional append to %s/%d: %w", topic, partition, err)
+	done := make(chan condResult, 1)
+	pb := &pbatch{
+		b:            b,
+		full:         true,
+		created:      now,
+		producerID:   batch.NoProducerID,
+		baseSequence: batch.NoSequence,
+		expected:     expectedOffset,
+		notify:       done,
 	}
-	acks := p.cfg.acks
-	if acks == AcksNone {
-		acks = AcksLeader
+	p.begin()
+	p.life.RLock()
+	if p.closing {
+		p.life.RUnlock()
+		p.release(0, 1)
+		b.Reset()
+		p.builders.Put(b)
+		return -1, ErrClosed
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.deliveryTimeout)
-	defer cancel()
-	stop := context.AfterFunc(closeContext{p.closeCh}, cancel)
-	defer stop()
+	t := p.topic(topic)
+	t.mu.Lock()
+	t.part(p, partition).addConditional(pb)
+	t.mu.Unlock()
+	p.life.RUnlock()
 
-	uncertain := false // an earlier attempt may have been appended
-	for attempt := 1; ; attempt++ {
-		l, err := p.c.leader(ctx, topic, partition)
-		if err != nil {
-			return -1, fmt.Errorf("conditional append to %s/%d: %w", topic, partition, err)
+	var res condResult
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		if p.isClosing() {
+			return -1, ErrClosed
 		}
-		req := &skeinv1.ProduceRequest{
-			Topic:          topic,
-			Partition:      partition,
-			Acks:           acks.proto(),
-			TimeoutMs:      int32(min(p.cfg.requestTimeout.Milliseconds(), 1<<31-1)),
-			LeaderEpoch:    l.epoch,
-			ExpectedOffset: &expectedOffset,
-			Batch:          wire,
-		}
-		var base int64
-		err = func() error {
-			cl, err := p.c.conn(l.addr)
-			if err != nil {
-				return err
-			}
-			actx, acancel := context.WithTimeout(ctx, p.cfg.requestTimeout)
-			defer acancel()
-			resp, err := cl.Produce(actx, req)
-			if err != nil {
-				return fromRPC(err)
-			}
-			if d := resp.GetError(); d != nil {
-				return errorFromDetail(d)
-			}
-			base = resp.GetBaseOffset()
-			return nil
-		}()
-		if err == nil {
-			for i, r := range recs {
-				r.Partition, r.Offset = partition, base+int64(i)
-			}
-			return base, nil
-		}
-		if errors.Is(err, ErrOffsetMismatch) {
-			if uncertain {
-				return -1, fmt.Errorf("conditional append to %s/%d: %w (an earlier attempt timed out and may have appended these records at offset %d)", topic, partition, err, expectedOffset)
-			}
-			return -1, fmt.Errorf("conditional append to %s/%d at offset %d: %w", topic, partition, expectedOffset, err)
-		}
-		if ctx.Err() != nil {
-			if p.isClosing() {
-				return -1, ErrClosed
-			}
-			return -1, fmt.Errorf("conditional append to %s/%d: %w (last error: %w)", topic, partition, ctx.Err(), err)
-		}
-		timeout := isTimeout(err)
-		if !IsRetriable(err) && !timeout {
-			return -1, fmt.Errorf("conditional append to %s/%d: %w", topic, partition, err)
-		}
-		if timeout || isTransport(err) {
-			uncertain = true
-		}
-		if !p.c.meta.applyHint(topic, partition, err) {
-			p.c.refreshAsync(l.gen)
-		}
-		t := time.NewTimer(backoff(p.cfg.retryBackoff, attempt))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			if p.isClosing() {
-				return -1, ErrClosed
-			}
-			return -1, fmt.Errorf("conditional append to %s/%d: %w (last error: %w)", topic, partition, ctx.Err(), err)
-		case <-t.C:
-		}
+		return -1, fmt.Errorf("conditional append to %s/%d: %w; the records may still be appended at offset %d", topic, partition, ctx.Err(), expectedOffset)
 	}
+	err = res.err
+	switch {
+	case err == nil:
+		for i, r := range recs {
+			r.Partition, r.Offset = partition, res.base+int64(i)
+		}
+		return res.base, nil
+	case errors.Is(err, ErrOffsetMismatch) && res.uncertain && !p.cfg.idempotent:
+		return -1, fmt.Errorf("conditional append to %s/%d: %w (an earlier attempt timed out and may have appended these records at offset %d)", topic, partition, err, expectedOffset)
+	case errors.Is(err, ErrOffsetMismatch):
+		return -1, fmt.Errorf("conditional append to %s/%d at offset %d: %w", topic, partition, expectedOffset, err)
+	case errors.Is(err, ErrClosed):
+		return -1, err
+	}
+	return -1, fmt.Errorf("conditional append to %s/%d: %w", topic, partition, err)
 }

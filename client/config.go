@@ -184,6 +184,8 @@ type producerConfig struct {
 	retryBackoff     time.Duration
 	maxInFlight      int
 	partitioner      Partitioner
+	idempotent       bool
+	idempotentSet    bool // Idempotent was called
 }
 
 func defaultProducerConfig() producerConfig {
@@ -197,8 +199,14 @@ func defaultProducerConfig() producerConfig {
 		retryBackoff:     100 * time.Millisecond,
 		maxInFlight:      5,
 		partitioner:      DefaultPartitioner(),
+		idempotent:       true,
 	}
 }
+
+// maxIdempotentInFlight is how many batches per producer a partition
+// remembers to deduplicate retries: the idempotent producer keeps no more
+// than this many requests of a partition in flight.
+const maxIdempotentInFlight = 5
 
 func (c *producerConfig) validate() error {
 	switch {
@@ -218,6 +226,15 @@ func (c *producerConfig) validate() error {
 		return fmt.Errorf("skein producer: max in flight per partition %d, want at least 1", c.maxInFlight)
 	case c.partitioner == nil:
 		return fmt.Errorf("skein producer: nil partitioner")
+	case c.idempotent && c.acks == AcksNone && c.idempotentSet:
+		return fmt.Errorf("skein producer: the idempotent producer needs answers: use RequiredAcks(AcksLeader) or AcksAll, or Idempotent(false)")
+	}
+	if c.acks == AcksNone {
+		c.idempotent = false
+	}
+	if c.idempotent && c.maxInFlight > maxIdempotentInFlight {
+		return fmt.Errorf("skein producer: max in flight per partition %d: at most %d with the idempotent producer (brokers remember %d batches per producer to deduplicate retries), or Idempotent(false)",
+			c.maxInFlight, maxIdempotentInFlight, maxIdempotentInFlight)
 	}
 	return nil
 }
@@ -269,9 +286,31 @@ func RetryBackoff(d time.Duration) ProducerOpt {
 }
 
 // MaxInFlightPerPartition caps the produce requests of one partition
-// awaiting an answer. Default 5.
+// awaiting an answer. Default 5, which is also the most the idempotent
+// producer allows.
 func MaxInFlightPerPartition(n int) ProducerOpt {
 	return func(c *producerConfig) { c.maxInFlight = n }
+}
+
+// Idempotent turns the idempotent producer on or off. Default on, except
+// with RequiredAcks(AcksNone), which gets no answers to check (asking for
+// both is an error).
+//
+// An idempotent producer gets a producer id from the cluster before its
+// first batch (InitProducer), and numbers each partition's batches. A
+// partition's leader remembers the last 5 batches of each producer id and
+// answers a retry of one of them with its original offsets instead of
+// appending it again, and refuses a batch that does not follow the
+// previous one. So the producer retries what was unsafe to retry before —
+// a timed-out request, a connection lost after the broker appended — and
+// still writes every record once, in order, across leader changes.
+//
+// Off, delivery is at least once: a retry after a lost answer may append a
+// batch twice, and a timed-out request fails its records with ErrTimedOut.
+// Turn it off only for brokers that predate it, or to save the
+// InitProducer round trip of short-lived producers.
+func Idempotent(on bool) ProducerOpt {
+	return func(c *producerConfig) { c.idempotent, c.idempotentSet = on, true }
 }
 
 // WithPartitioner sets the partitioner. Default DefaultPartitioner().

@@ -56,6 +56,16 @@ var (
 	ErrTimedOut = errors.New("timed out")
 	// ErrInvalidRequest: the broker rejected the request as malformed.
 	ErrInvalidRequest = errors.New("invalid request")
+	// ErrOutOfOrderSequence: an idempotent producer's batch did not follow
+	// its previous one on the partition (a batch before it failed, or the
+	// partition forgot the producer). The producer handles it by bumping
+	// its epoch and resending from sequence 0; callers see it only from
+	// requests of their own.
+	ErrOutOfOrderSequence = errors.New("out of order sequence")
+	// ErrProducerFenced: a newer epoch of the producer's id has written to
+	// the partition, so this producer instance is a zombie. Fatal: every
+	// pending and later record of the producer fails with it.
+	ErrProducerFenced = errors.New("producer fenced")
 
 	// ErrClosed: the client, producer or consumer is closed.
 	ErrClosed = errors.New("skein client closed")
@@ -67,21 +77,23 @@ var (
 
 // reasonSentinels maps each reason to the sentinel it matches.
 var reasonSentinels = map[skeinv1.ErrorReason]error{
-	skeinv1.ErrorReason_NOT_LEADER:           ErrNotLeader,
-	skeinv1.ErrorReason_FENCED_LEADER_EPOCH:  ErrFencedLeaderEpoch,
-	skeinv1.ErrorReason_UNKNOWN_LEADER_EPOCH: ErrUnknownLeaderEpoch,
-	skeinv1.ErrorReason_OFFSET_MISMATCH:      ErrOffsetMismatch,
-	skeinv1.ErrorReason_NOT_ENOUGH_REPLICAS:  ErrNotEnoughReplicas,
-	skeinv1.ErrorReason_OFFSET_OUT_OF_RANGE:  ErrOffsetOutOfRange,
-	skeinv1.ErrorReason_UNKNOWN_TOPIC:        ErrUnknownTopic,
-	skeinv1.ErrorReason_UNKNOWN_PARTITION:    ErrUnknownPartition,
-	skeinv1.ErrorReason_INVALID_RECORD:       ErrInvalidRecord,
-	skeinv1.ErrorReason_RECORD_TOO_LARGE:     ErrRecordTooLarge,
-	skeinv1.ErrorReason_INVALID_TOPIC:        ErrInvalidTopic,
-	skeinv1.ErrorReason_TOPIC_EXISTS:         ErrTopicExists,
-	skeinv1.ErrorReason_UNAVAILABLE:          ErrUnavailable,
-	skeinv1.ErrorReason_TIMED_OUT:            ErrTimedOut,
-	skeinv1.ErrorReason_INVALID_REQUEST:      ErrInvalidRequest,
+	skeinv1.ErrorReason_NOT_LEADER:            ErrNotLeader,
+	skeinv1.ErrorReason_FENCED_LEADER_EPOCH:   ErrFencedLeaderEpoch,
+	skeinv1.ErrorReason_UNKNOWN_LEADER_EPOCH:  ErrUnknownLeaderEpoch,
+	skeinv1.ErrorReason_OFFSET_MISMATCH:       ErrOffsetMismatch,
+	skeinv1.ErrorReason_NOT_ENOUGH_REPLICAS:   ErrNotEnoughReplicas,
+	skeinv1.ErrorReason_OFFSET_OUT_OF_RANGE:   ErrOffsetOutOfRange,
+	skeinv1.ErrorReason_UNKNOWN_TOPIC:         ErrUnknownTopic,
+	skeinv1.ErrorReason_UNKNOWN_PARTITION:     ErrUnknownPartition,
+	skeinv1.ErrorReason_INVALID_RECORD:        ErrInvalidRecord,
+	skeinv1.ErrorReason_RECORD_TOO_LARGE:      ErrRecordTooLarge,
+	skeinv1.ErrorReason_INVALID_TOPIC:         ErrInvalidTopic,
+	skeinv1.ErrorReason_TOPIC_EXISTS:          ErrTopicExists,
+	skeinv1.ErrorReason_UNAVAILABLE:           ErrUnavailable,
+	skeinv1.ErrorReason_TIMED_OUT:             ErrTimedOut,
+	skeinv1.ErrorReason_INVALID_REQUEST:       ErrInvalidRequest,
+	skeinv1.ErrorReason_OUT_OF_ORDER_SEQUENCE: ErrOutOfOrderSequence,
+	skeinv1.ErrorReason_PRODUCER_FENCED:       ErrProducerFenced,
 }
 
 // Error is a failure reported by a broker, or a transport failure on the way
@@ -240,7 +252,9 @@ func fromRPC(err error) error {
 // again unchanged, after a metadata refresh and a backoff: NotLeader,
 // FencedLeaderEpoch, UnknownLeaderEpoch, NotEnoughReplicas, Unavailable, and
 // transport failures (code Unavailable, a broken stream). TimedOut is not: the
-// write may have been appended, so only an idempotent producer may resend it.
+// write may have been appended, so only an idempotent producer may resend it
+// (and does). OutOfOrderSequence is not either: the idempotent producer
+// resends such a batch only after resetting its sequences.
 func IsRetriable(err error) bool {
 	var e *Error
 	if !errors.As(err, &e) {

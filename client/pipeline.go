@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -22,9 +23,18 @@ import (
 // batches back at the head of the queue in their original order, refreshes
 // metadata, backs off, and resends them before anything newer.
 //
-// Idempotence seam (not enabled yet): seal is where a batch gets its
-// producer id, epoch and base sequence (today -1, 0, -1), and classify is
-// where OUT_OF_ORDER_SEQUENCE and duplicate answers would be told apart.
+// Idempotence: seal gives a batch the partition's producer id, epoch and
+// next sequences, once; a retry resends the same bytes, so the leader
+// recognises a batch it already appended (a lost answer, a timeout) and
+// answers with the original offsets, and timeouts and lost connections are
+// retried like any retriable failure. When the oldest unanswered batch is
+// refused with OUT_OF_ORDER_SEQUENCE, the leader did not append it, nor
+// any later batch of the same epoch (each must follow the one before), so
+// the partition adopts a newer epoch, renumbers those batches from 0 and
+// resends them in order (KIP-360); see adoptIdentity. A batch that fails
+// for good (say a conditional append's offset mismatch) gives its
+// sequences back when nothing after it was numbered, so the common case
+// needs no reset. PRODUCER_FENCED is fatal for the producer.
 type partProducer struct {
 	p         *Producer
 	topic     string
@@ -53,6 +63,14 @@ type partProducer struct {
 	// when a retried batch completes after a later one.
 	nextDone uint64                // seq of the next batch to hand over
 	held     map[uint64]completion // completions waiting for an earlier batch
+	// The idempotent producer's numbering of this partition: the
+	// producer id and epoch its batches carry (-1 until known), the
+	// sequence of the next batch sealed, and whether the batches not yet
+	// answered must be renumbered under a newer epoch before more is sent.
+	pid      int64
+	pepoch   int16
+	sequence int32
+	reset    bool
 
 	nextSeq uint64 // guarded by mu: seq of the next batch opened
 }
@@ -66,12 +84,22 @@ type pbatch struct {
 	full    bool           // no more records fit: send without lingering
 	created time.Time      // when its first record was added
 
-	wire []byte // the encoded batch, once sealed
-	// Producer id, epoch and base sequence stamped at seal time; -1, 0, -1
-	// until the idempotent producer (issue 4) assigns them.
+	wire  []byte // the encoded batch, once sealed
+	count int    // records in the batch, once sealed
+	// Producer id, epoch and base sequence stamped at seal time (and
+	// again if the partition resets its sequences); -1, 0, -1 when the
+	// producer is not idempotent.
 	producerID    int64
 	producerEpoch int16
 	baseSequence  int32
+
+	// A ProduceIf batch: its expected offset (-1 for every other batch)
+	// and where its outcome goes.
+	expected int64
+	notify   chan<- condResult
+	// uncertain: an attempt got no definite answer (timeout, lost
+	// connection), so it may have been appended.
+	uncertain bool
 
 	tries   int
 	lastErr error       // the last retriable error, for the delivery timeout's message
@@ -105,6 +133,13 @@ func (r *sendResult) error() error {
 	return nil
 }
 
+// condResult is the outcome of a ProduceIf batch.
+type condResult struct {
+	base      int64
+	err       error
+	uncertain bool
+}
+
 func newPartProducer(p *Producer, topic string, partition int32) *partProducer {
 	return &partProducer{
 		p:         p,
@@ -112,6 +147,7 @@ func newPartProducer(p *Producer, topic string, partition int32) *partProducer {
 		partition: partition,
 		wake:      make(chan struct{}, 1),
 		results:   make(chan sendResult, p.cfg.maxInFlight),
+		pid:       noProducer,
 	}
 }
 
@@ -140,6 +176,7 @@ func (pp *partProducer) add(pr pendingRec, br *batch.Record, enc int, size int64
 			producerID:    batch.NoProducerID,
 			baseSequence:  batch.NoSequence,
 			producerEpoch: 0,
+			expected:      -1,
 		}
 		pp.nextSeq++
 		pp.queue = append(pp.queue, b)
@@ -156,13 +193,29 @@ func (pp *partProducer) add(pr pendingRec, br *batch.Record, enc int, size int64
 	}
 }
 
+// addConditional queues a ProduceIf batch: alone in its batch, after
+// every record produced to the partition before it, and sent without
+// lingering (the open batch is closed so that it goes too).
+func (pp *partProducer) addConditional(b *pbatch) {
+	pp.mu.Lock()
+	if pp.open != nil {
+		pp.open.full = true
+		pp.open = nil
+	}
+	b.seq = pp.nextSeq
+	pp.nextSeq++
+	pp.queue = append(pp.queue, b)
+	pp.mu.Unlock()
+	pp.signal()
+}
+
 // run is the partition's loop.
 func (pp *partProducer) run() {
 	defer pp.p.loops.Done()
 	pp.timer = time.NewTimer(time.Hour)
 	defer pp.timer.Stop()
 	for {
-		next, metaWait := pp.step(time.Now())
+		next, wait := pp.step(time.Now())
 		if next.IsZero() {
 			pp.timer.Stop()
 		} else {
@@ -173,7 +226,7 @@ func (pp *partProducer) run() {
 		case r := <-pp.results:
 			pp.onResult(r)
 		case <-pp.timer.C:
-		case <-metaWait:
+		case <-wait:
 		case <-pp.p.quit:
 			pp.abort()
 			return
@@ -183,12 +236,18 @@ func (pp *partProducer) run() {
 
 // step does all the work possible now: expires old batches, ends a finished
 // backoff, seals and sends ready batches. It returns when the loop must be
-// woken next (zero: only by an event) and a metadata refresh to wait for.
-func (pp *partProducer) step(now time.Time) (next time.Time, metaWait <-chan struct{}) {
+// woken next (zero: only by an event) and a metadata refresh or producer
+// id to wait for.
+func (pp *partProducer) step(now time.Time) (next time.Time, wait <-chan struct{}) {
 	at := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
 			next = t
 		}
+	}
+	if err := pp.p.fatalErr(); err != nil {
+		// Answers in flight still complete their batches.
+		pp.failQueued(err)
+		return next, nil
 	}
 	if exp, ok := pp.expire(now); ok {
 		at(exp)
@@ -218,6 +277,22 @@ func (pp *partProducer) step(now time.Time) (next time.Time, metaWait <-chan str
 				at(lingerUntil)
 			}
 			break
+		}
+		if pp.p.cfg.idempotent && (pp.pid < 0 || pp.reset) {
+			if len(pp.inflight) > 0 {
+				break // a new epoch only once everything sent is answered
+			}
+			w, err := pp.adoptIdentity()
+			if err != nil {
+				pp.failQueued(err)
+				return next, nil
+			}
+			if w != nil {
+				if werr := pp.p.waitingErr(); werr != nil {
+					pp.noteWaiting(werr)
+				}
+				return next, w
+			}
 		}
 		l, lerr := pp.p.c.meta.leader(pp.topic, pp.partition)
 		if lerr != nil {
@@ -341,11 +416,16 @@ func (pp *partProducer) expire(now time.Time) (time.Time, bool) {
 	return next, ok
 }
 
-// seal encodes a batch, once. This is where the idempotent producer will
-// assign the batch's sequence.
+// seal encodes a batch, once, numbering it when the producer is
+// idempotent: sequences are assigned in the order batches are sent.
 func (pp *partProducer) seal(b *pbatch) error {
 	if b.wire != nil {
 		return nil
+	}
+	b.count = b.b.Len()
+	numbered := pp.p.cfg.idempotent && pp.pid >= 0
+	if numbered {
+		pp.number(b)
 	}
 	b.b.SetProducer(b.producerID, b.producerEpoch, b.baseSequence)
 	w, err := b.b.Build(make([]byte, 0, b.b.Size()))
@@ -353,36 +433,154 @@ func (pp *partProducer) seal(b *pbatch) error {
 	pp.p.builders.Put(b.b)
 	b.b = nil
 	if err != nil {
+		if numbered {
+			pp.sequence = b.baseSequence // never sent: the numbers are free
+		}
 		return err
 	}
 	b.wire = w
 	return nil
 }
 
+// number gives b the partition's producer id and epoch and its next
+// sequences. Loop only.
+func (pp *partProducer) number(b *pbatch) {
+	b.producerID, b.producerEpoch, b.baseSequence = pp.pid, pp.pepoch, pp.sequence
+	pp.sequence = addSequence(pp.sequence, b.count)
+}
+
+// addSequence is seq advanced by n records; sequences wrap from MaxInt32
+// to 0, as the broker's do.
+func addSequence(seq int32, n int) int32 {
+	return int32((int64(seq) + int64(n)) % (math.MaxInt32 + 1))
+}
+
+// adoptIdentity gives the partition the producer's id and epoch (the first
+// time) or a newer pair (after a sequence gap), with sequences from 0, and
+// renumbers the batches that were sealed under the old pair: they are all
+// unappended, since the oldest of them was refused as out of order and
+// each must follow the one before. It returns a channel to wait on while
+// the producer id is being fetched. Loop only, with nothing in flight.
+func (pp *partProducer) adoptIdentity() (<-chan struct{}, error) {
+	var (
+		id    int64
+		epoch int16
+		wait  <-chan struct{}
+		err   error
+	)
+	if pp.pid < 0 {
+		id, epoch, wait, err = pp.p.identity()
+	} else {
+		id, epoch, wait, err = pp.p.bumpFrom(pp.pid, pp.pepoch)
+	}
+	if err != nil || wait != nil {
+		return wait, err
+	}
+	if pp.reset {
+		pp.p.log.Debug("skein: resetting sequences after a gap", "topic", pp.topic, "partition", pp.partition,
+			"producer_id", id, "epoch", epoch, "old_epoch", pp.pepoch)
+	}
+	pp.pid, pp.pepoch, pp.sequence, pp.reset = id, epoch, 0, false
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	for _, b := range pp.queue {
+		if b.wire == nil {
+			break // sealed batches come first; the rest are numbered at seal
+		}
+		pp.number(b)
+		batch.SetProducerFields(batch.View(b.wire), b.producerID, b.producerEpoch, b.baseSequence)
+	}
+	return nil, nil
+}
+
+// failQueued fails every batch not sent (or sent back for a retry).
+func (pp *partProducer) failQueued(err error) {
+	pp.mu.Lock()
+	q := pp.queue
+	pp.queue, pp.open = nil, nil
+	pp.mu.Unlock()
+	for _, b := range q {
+		pp.complete(b, -1, err)
+	}
+}
+
 // send puts a sealed batch on the leader's stream.
 func (pp *partProducer) send(s *sink, ps *pstream, b *pbatch, l leaderInfo) {
 	cfg := &pp.p.cfg
+	acks := cfg.acks
+	if b.expected >= 0 && acks == AcksNone {
+		acks = AcksLeader // ProduceIf waits for its answer
+	}
 	req := &skeinv1.ProduceRequest{
 		Topic:       pp.topic,
 		Partition:   pp.partition,
-		Acks:        cfg.acks.proto(),
+		Acks:        acks.proto(),
 		TimeoutMs:   int32(min(cfg.requestTimeout.Milliseconds(), 1<<31-1)),
 		LeaderEpoch: l.epoch,
 		Batch:       b.wire,
+	}
+	if b.expected >= 0 {
+		req.ExpectedOffset = &b.expected
 	}
 	b.sentGen = l.gen
 	b.res = nil
 	b.tries++
 	pp.inflight = append(pp.inflight, b)
 	results := pp.results
-	s.send(ps, req, cfg.acks == AcksNone, func(resp *skeinv1.ProduceResponse, err error) {
+	s.send(ps, req, acks == AcksNone, func(resp *skeinv1.ProduceResponse, err error) {
 		results <- sendResult{b: b, resp: resp, err: err}
 	})
 }
 
-// retriable is the producer's classification of a failed answer.
-func (pp *partProducer) retriable(err error) bool {
-	return IsRetriable(err) // an idempotent producer will add isTimeout(err)
+// retriable is the producer's classification of a failed answer: may the
+// batch be sent again? Timeouts may, with idempotence (a batch that did
+// land is answered as a duplicate) and for a conditional append (one that
+// did land makes the retry fail with a mismatch); out-of-order sequences
+// may, after a reset (see adoptIdentity). Nothing may once the producer
+// hit a fatal error.
+func (pp *partProducer) retriable(b *pbatch, err error) bool {
+	switch {
+	case pp.p.fatalErr() != nil:
+		return false
+	case IsRetriable(err):
+		return true
+	case isTimeout(err):
+		return pp.p.cfg.idempotent || b.expected >= 0
+	case errors.Is(err, ErrOutOfOrderSequence):
+		return b.producerID >= 0
+	}
+	return false
+}
+
+// fail completes a batch that failed for good.
+func (pp *partProducer) fail(b *pbatch, err error) {
+	if errors.Is(err, ErrProducerFenced) {
+		pp.p.setFatal(fmt.Errorf("producer id %d epoch %d was fenced on %s/%d by a newer epoch of the same id (another instance of this producer?): %w",
+			b.producerID, b.producerEpoch, pp.topic, pp.partition, err))
+	}
+	if fatal := pp.p.fatalErr(); fatal != nil && !errors.Is(err, ErrProducerFenced) {
+		err = fmt.Errorf("%w (this batch's last answer: %v)", fatal, err)
+	}
+	if b.producerID >= 0 && b.producerID == pp.pid && b.producerEpoch == pp.pepoch && definite(err) &&
+		pp.sequence == addSequence(b.baseSequence, b.count) {
+		// The broker appended nothing and nothing after this batch was
+		// numbered: its sequences are free for the next batch.
+		pp.sequence = b.baseSequence
+	}
+	if b.notify == nil {
+		err = fmt.Errorf("produce to %s/%d: %w", pp.topic, pp.partition, err)
+	}
+	pp.complete(b, -1, err)
+}
+
+// definite reports whether err is the broker's word that it appended
+// nothing: an answer with a reason, other than a timeout.
+func definite(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Reason != skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED && e.Reason != skeinv1.ErrorReason_TIMED_OUT
 }
 
 // onResult records an answer and completes what can be completed in order.
@@ -397,14 +595,14 @@ func (pp *partProducer) onResult(r sendResult) {
 			break
 		}
 		err := b.res.error()
-		if err != nil && pp.retriable(err) {
+		if err != nil && pp.retriable(b, err) {
 			pp.retrying = true
 			break
 		}
 		pp.inflight[0] = nil
 		pp.inflight = pp.inflight[1:]
 		if err != nil {
-			pp.complete(b, -1, fmt.Errorf("produce to %s/%d: %w", pp.topic, pp.partition, err))
+			pp.fail(b, err)
 			continue
 		}
 		pp.failures = 0
@@ -431,20 +629,26 @@ func (pp *partProducer) requeue(now time.Time) {
 		err := b.res.error()
 		switch {
 		case err == nil:
-			if len(back) > 0 {
+			if len(back) > 0 && !pp.p.cfg.idempotent {
 				pp.p.log.Warn("skein: a batch was appended after an earlier one of its partition failed; the retry will land after it",
 					"topic", pp.topic, "partition", pp.partition, "offset", b.res.base())
 			}
 			pp.complete(b, b.res.base(), nil)
-		case pp.retriable(err):
+		case pp.retriable(b, err):
 			if cause == nil {
 				cause, gen = err, b.sentGen
+				// The oldest unanswered batch was not appended, nor
+				// anything after it: renumber them under a new epoch.
+				pp.reset = pp.reset || errors.Is(err, ErrOutOfOrderSequence)
+			}
+			if isTimeout(err) || isTransport(err) {
+				b.uncertain = true
 			}
 			b.lastErr = err
 			b.res = nil
 			back = append(back, b)
 		default:
-			pp.complete(b, -1, fmt.Errorf("produce to %s/%d: %w", pp.topic, pp.partition, err))
+			pp.fail(b, err)
 		}
 	}
 	clear(pp.inflight)
@@ -453,12 +657,21 @@ func (pp *partProducer) requeue(now time.Time) {
 		pp.retrying = false
 		return
 	}
-	pp.failures++
-	pp.retryAt = now.Add(backoff(pp.p.cfg.retryBackoff, pp.failures))
-	if pp.p.c.meta.applyHint(pp.topic, pp.partition, cause) {
-		pp.metaWait = nil
-	} else {
-		pp.metaWait = pp.p.c.refreshAsync(gen)
+	switch {
+	case errors.Is(cause, ErrOutOfOrderSequence):
+		// Not a failure of the leader: an earlier batch failed for good
+		// (a conditional append lost its race, say). Renumber and resend
+		// at once; each reset lets the oldest batch through or fail for
+		// good, so this cannot loop.
+		pp.retryAt, pp.metaWait = now, nil
+	default:
+		pp.failures++
+		pp.retryAt = now.Add(backoff(pp.p.cfg.retryBackoff, pp.failures))
+		if pp.p.c.meta.applyHint(pp.topic, pp.partition, cause) {
+			pp.metaWait = nil
+		} else {
+			pp.metaWait = pp.p.c.refreshAsync(gen)
+		}
 	}
 	pp.p.log.Debug("skein: retrying batches", "topic", pp.topic, "partition", pp.partition,
 		"batches", len(back), "attempt", pp.failures, "err", cause)
@@ -481,6 +694,11 @@ func (pp *partProducer) complete(b *pbatch, base int64, err error) {
 	b.wire = nil
 	c := completion{recs: b.recs, base: base, partition: pp.partition, err: err, bytes: b.bytes}
 	b.recs = nil
+	if b.notify != nil {
+		b.notify <- condResult{base: base, err: err, uncertain: b.uncertain}
+		b.notify = nil
+		c.extra = 1
+	}
 	if b.seq != pp.nextDone {
 		if pp.held == nil {
 			pp.held = make(map[uint64]completion)

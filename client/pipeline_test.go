@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -37,6 +38,7 @@ func TestAccumulatorCutsBatchesAtMaxBytes(t *testing.T) {
 	const maxBytes = 1024
 	p := newBareProducer(t, BatchMaxBytes(maxBytes))
 	pp := newPartProducer(p, "t", 0)
+	pp.pid, pp.pepoch, pp.sequence = 42, 3, math.MaxInt32-250 // sequences wrap to 0 on the way
 	const n = 100
 	for i := 0; i < n; i++ {
 		addRecord(pp, &Record{Key: []byte(fmt.Sprint(i)), Value: make([]byte, 100), Timestamp: time.UnixMilli(int64(i))})
@@ -56,8 +58,10 @@ func TestAccumulatorCutsBatchesAtMaxBytes(t *testing.T) {
 			t.Errorf("batch %d is %d bytes, over %d", i, len(b.wire), maxBytes)
 		}
 		v := batch.View(b.wire)
-		if v.ProducerID() != batch.NoProducerID || v.BaseSequence() != batch.NoSequence || v.ProducerEpoch() != 0 {
-			t.Errorf("batch %d: producer fields %d/%d/%d, want -1/0/-1", i, v.ProducerID(), v.ProducerEpoch(), v.BaseSequence())
+		// Sealed batches are numbered in order: each starts where the
+		// one before ended.
+		if want := addSequence(math.MaxInt32-250, next); v.ProducerID() != 42 || v.BaseSequence() != want || v.ProducerEpoch() != 3 {
+			t.Errorf("batch %d: producer fields %d/%d/%d, want 42/3/%d", i, v.ProducerID(), v.ProducerEpoch(), v.BaseSequence(), want)
 		}
 		recs, err := v.Records(nil)
 		if err != nil {
@@ -203,5 +207,58 @@ func BenchmarkAccumulator(b *testing.B) {
 				b.ReportMetric(float64(b.N)/float64(batches), "records/batch")
 			}
 		})
+	}
+}
+
+func TestSealWithoutIdempotence(t *testing.T) {
+	p := newBareProducer(t, Idempotent(false))
+	pp := newPartProducer(p, "t", 0)
+	for i := range 3 {
+		addRecord(pp, &Record{Value: []byte{byte(i)}})
+	}
+	b := pp.queue[0]
+	if err := pp.seal(b); err != nil {
+		t.Fatal(err)
+	}
+	if v := batch.View(b.wire); v.ProducerID() != batch.NoProducerID || v.BaseSequence() != batch.NoSequence || v.ProducerEpoch() != 0 {
+		t.Errorf("producer fields %d/%d/%d, want -1/0/-1", v.ProducerID(), v.ProducerEpoch(), v.BaseSequence())
+	}
+}
+
+func TestAddSequenceWraps(t *testing.T) {
+	for _, c := range []struct {
+		seq  int32
+		n    int
+		want int32
+	}{{0, 5, 5}, {math.MaxInt32, 1, 0}, {math.MaxInt32 - 2, 5, 2}, {math.MaxInt32 - 4, 5, 0}} {
+		if got := addSequence(c.seq, c.n); got != c.want {
+			t.Errorf("addSequence(%d, %d) = %d, want %d", c.seq, c.n, got, c.want)
+		}
+	}
+}
+
+func TestProducerConfigIdempotence(t *testing.T) {
+	for _, c := range []struct {
+		opts []ProducerOpt
+		want bool
+		bad  bool
+	}{
+		{nil, true, false},
+		{[]ProducerOpt{Idempotent(false)}, false, false},
+		{[]ProducerOpt{RequiredAcks(AcksLeader)}, true, false},
+		{[]ProducerOpt{RequiredAcks(AcksNone)}, false, false},
+		{[]ProducerOpt{RequiredAcks(AcksNone), Idempotent(true)}, false, true},
+		{[]ProducerOpt{MaxInFlightPerPartition(6)}, false, true},
+		{[]ProducerOpt{MaxInFlightPerPartition(6), Idempotent(false)}, false, false},
+	} {
+		cfg := defaultProducerConfig()
+		cfg.requestTimeout = time.Second
+		for _, o := range c.opts {
+			o(&cfg)
+		}
+		err := cfg.validate()
+		if (err != nil) != c.bad || (err == nil && cfg.idempotent != c.want) {
+			t.Errorf("%d options: idempotent %v, err %v; want %v, bad %v", len(c.opts), cfg.idempotent, err, c.want, c.bad)
+		}
 	}
 }

@@ -61,6 +61,17 @@ type Producer struct {
 	cbMu  sync.Mutex // held while callbacks run: keeps them serial
 
 	builders sync.Pool
+
+	// The idempotent producer's identity (see idempotence.go).
+	idMu      sync.Mutex    // guards the fields below
+	pid       int64         // producer id, -1 while unknown
+	pepoch    int16         // its epoch
+	bumpID    int64         // with bumpEpoch: the pair InitProducer must move on from; -1: ask for a new id
+	bumpEpoch int16         //
+	idWait    chan struct{} // closed when the InitProducer goroutine ends; nil when none runs
+	idErr     error         // the last InitProducer failure
+	fatal     error         // set once: the producer cannot continue (fenced, ...)
+	idWG      sync.WaitGroup
 }
 
 // topicProducer is the per-topic state: the topic's partitioner and its
@@ -99,6 +110,8 @@ func NewProducer(c *Client, opts ...ProducerOpt) (*Producer, error) {
 		topics:   make(map[string]*topicProducer),
 		sinks:    make(map[string]*sink),
 		bufFreed: make(chan struct{}),
+		pid:      noProducer,
+		bumpID:   noProducer,
 	}
 	p.builders.New = func() any { return batch.NewBuilder(cfg.compression) }
 	p.cbs.init()
@@ -141,6 +154,10 @@ func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, erro
 	defer p.life.RUnlock()
 	if p.closing {
 		p.failNow(r, cb, ErrClosed)
+		return
+	}
+	if err := p.fatalErr(); err != nil {
+		p.failNow(r, cb, err)
 		return
 	}
 	if r.Timestamp.IsZero() {
@@ -410,6 +427,7 @@ func (p *Producer) Close() error {
 
 		close(p.quit)
 		p.loops.Wait()
+		p.idWG.Wait()
 		p.sinksMu.Lock()
 		sinks := p.sinks
 		p.sinks = nil
@@ -448,6 +466,7 @@ type completion struct {
 	partition int32 // -1: leave Record.Partition as it is
 	err       error
 	bytes     int64 // buffer bytes to release
+	extra     int   // outstanding units besides recs (a ProduceIf batch: 1)
 }
 
 // callbackQueue is an unbounded FIFO of completions; the records it holds
@@ -540,5 +559,5 @@ func (p *Producer) runCompletion(c *completion) {
 		}
 		pr.cb(pr.r, c.err)
 	}
-	p.release(c.bytes, len(c.recs))
+	p.release(c.bytes, len(c.recs)+c.extra)
 }

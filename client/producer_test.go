@@ -377,7 +377,9 @@ func TestRequestTimeoutTearsDownStream(t *testing.T) {
 		return fakebroker.Action{}
 	})
 	c := newClient(t, fc)
-	p := newProducer(t, c, client.ProduceRequestTimeout(100*time.Millisecond))
+	// Without idempotence a timed-out request is not retried (see
+	// TestIdempotentRetriesTimeouts for the default).
+	p := newProducer(t, c, client.ProduceRequestTimeout(100*time.Millisecond), client.Idempotent(false))
 	ctx := ctxT(t)
 	err := p.ProduceSync(ctx, &client.Record{Topic: "slow", Value: []byte("a")})
 	if !errors.Is(err, client.ErrTimedOut) {
@@ -400,7 +402,9 @@ func TestStreamDropRetriesRecords(t *testing.T) {
 		return fakebroker.Action{}
 	})
 	c := newClient(t, fc)
-	p := newProducer(t, c, client.BatchMaxBytes(256), client.Linger(0))
+	// At least once, without idempotence; TestIdempotentLostAnswers has
+	// the default.
+	p := newProducer(t, c, client.BatchMaxBytes(256), client.Linger(0), client.Idempotent(false))
 	ctx := ctxT(t)
 	var recs []*client.Record
 	for i := 0; i < 200; i++ {

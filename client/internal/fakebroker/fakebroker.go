@@ -8,9 +8,19 @@
 //
 // Tests steer it: move a partition's leader (bumping its epoch), leave a
 // partition leaderless, delay, fail or block produce requests through a
-// hook, drop every open stream, or move a log's start offset. Every record
-// is committed as soon as it is appended (the high watermark is the log end
-// offset), as on a single broker with acks after append.
+// hook, lose the answer to a request it processed, drop every open stream,
+// or move a log's start offset. Every record is committed as soon as it is
+// appended (the high watermark is the log end offset), as on a single
+// broker with acks after append.
+//
+// Idempotent producers get ids from InitProducer, and each partition keeps
+// its own simple model of the broker's producer rules (the client must not
+// import the broker's): per producer id the epoch and the last 5 batches;
+// a batch equal to one of them is answered with its original offset and
+// not appended; an older epoch is PRODUCER_FENCED; a new epoch or unknown
+// id must start at sequence 0, and otherwise a batch must follow the
+// previous one, else OUT_OF_ORDER_SEQUENCE; all before the expected-offset
+// check.
 //
 // The fake does not import the client: it maps errors to gRPC statuses on
 // its own, as the broker does, so the client's decoding is tested against an
@@ -22,6 +32,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net"
 	"regexp"
 	"sort"
@@ -63,6 +74,10 @@ type Action struct {
 	// Drop ends the request's stream (or fails the unary call) with
 	// UNAVAILABLE, without processing it.
 	Drop bool
+	// LoseAnswer processes the request (it may be appended) and then ends
+	// its stream (or fails the unary call) with UNAVAILABLE instead of
+	// answering: the broker wrote, the client cannot know.
+	LoseAnswer bool
 }
 
 // Cluster is the fake cluster.
@@ -80,6 +95,9 @@ type Cluster struct {
 	produceReqs int
 	pipelined   int // max requests one ProduceStream had received and not yet answered
 	closed      bool
+	nextPID     int64 // the next producer id InitProducer hands out
+	initCalls   int
+	duplicates  int // batches answered as duplicates
 }
 
 type node struct {
@@ -100,12 +118,25 @@ type topic struct {
 }
 
 type partition struct {
-	leader   int32
-	epoch    int32
-	batches  []stored
-	logStart int64
-	leo      int64
-	changed  chan struct{} // closed and replaced on every append or leader change
+	leader    int32
+	epoch     int32
+	batches   []stored
+	logStart  int64
+	leo       int64
+	changed   chan struct{} // closed and replaced on every append or leader change
+	producers map[int64]*producerState
+}
+
+// producerState is the fake's model of what a partition knows of one
+// producer id.
+type producerState struct {
+	epoch   int16
+	batches []seqBatch // the last 5, oldest first
+}
+
+type seqBatch struct {
+	first, last int32
+	base        int64
 }
 
 type stored struct {
@@ -194,7 +225,7 @@ func (c *Cluster) createLocked(name string, cfg *skeinv1.TopicConfig) *topic {
 	rand.Read(id[:])
 	t := &topic{name: name, id: hex.EncodeToString(id[:]), cfg: cfg}
 	for i := 0; i < int(cfg.Partitions); i++ {
-		t.parts = append(t.parts, &partition{leader: int32(i%len(c.nodes)) + 1, changed: make(chan struct{})})
+		t.parts = append(t.parts, &partition{leader: int32(i%len(c.nodes)) + 1, changed: make(chan struct{}), producers: map[int64]*producerState{}})
 	}
 	c.topics[name] = t
 	return t
@@ -291,14 +322,31 @@ func (c *Cluster) ProduceRequests() int {
 	return c.produceReqs
 }
 
+// InitProducerCalls counts InitProducer requests served.
+func (c *Cluster) InitProducerCalls() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.initCalls
+}
+
+// Duplicates counts produce requests answered as duplicates of a batch
+// already appended.
+func (c *Cluster) Duplicates() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.duplicates
+}
+
 // Record is a record as stored.
 type Record struct {
-	Offset      int64
-	Timestamp   int64
-	Key, Value  []byte
-	Headers     []batch.Header
-	LeaderEpoch int32
-	Producer    int64 // producer id of its batch
+	Offset        int64
+	Timestamp     int64
+	Key, Value    []byte
+	Headers       []batch.Header
+	LeaderEpoch   int32
+	Producer      int64 // producer id of its batch
+	ProducerEpoch int16
+	Sequence      int32 // -1 without a producer id
 }
 
 // Records decodes a partition's log.
@@ -313,9 +361,13 @@ func (c *Cluster) Records(topicName string, p int32) []Record {
 		if err != nil {
 			panic(fmt.Sprintf("fakebroker: stored batch does not decode: %v", err))
 		}
-		for _, r := range recs {
+		for i, r := range recs {
+			seq := int32(-1)
+			if v.BaseSequence() >= 0 {
+				seq = int32((int64(v.BaseSequence()) + int64(i)) % (math.MaxInt32 + 1))
+			}
 			out = append(out, Record{Offset: r.Offset, Timestamp: r.Timestamp, Key: r.Key, Value: r.Value,
-				Headers: r.Headers, LeaderEpoch: v.LeaderEpoch(), Producer: v.ProducerID()})
+				Headers: r.Headers, LeaderEpoch: v.LeaderEpoch(), Producer: v.ProducerID(), ProducerEpoch: v.ProducerEpoch(), Sequence: seq})
 		}
 	}
 	return out
@@ -561,31 +613,67 @@ func (c *Cluster) produce(n *node, req *skeinv1.ProduceRequest) (*skeinv1.Produc
 		}
 		return nil, detail(codes.InvalidArgument, reason, "%v", err)
 	}
+	v := batch.View(req.GetBatch())
+	pid := v.ProducerID()
+	if pid >= 0 {
+		st := p.producers[pid]
+		first, last := v.BaseSequence(), v.LastSequence()
+		switch {
+		case st != nil && v.ProducerEpoch() < st.epoch:
+			return nil, detail(codes.FailedPrecondition, skeinv1.ErrorReason_PRODUCER_FENCED, "producer %d epoch %d is fenced by epoch %d", pid, v.ProducerEpoch(), st.epoch)
+		case st == nil || v.ProducerEpoch() > st.epoch:
+			if first != 0 {
+				return nil, detail(codes.FailedPrecondition, skeinv1.ErrorReason_OUT_OF_ORDER_SEQUENCE, "producer %d epoch %d: expected sequence 0, got %d", pid, v.ProducerEpoch(), first)
+			}
+		default:
+			for _, b := range st.batches {
+				if b.first == first && b.last == last {
+					c.duplicates++
+					return &skeinv1.ProduceResponse{CorrelationId: req.GetCorrelationId(), BaseOffset: b.base, LogStartOffset: p.logStart}, nil
+				}
+			}
+			want := int32((int64(st.batches[len(st.batches)-1].last) + 1) % (math.MaxInt32 + 1))
+			if first != want {
+				return nil, detail(codes.FailedPrecondition, skeinv1.ErrorReason_OUT_OF_ORDER_SEQUENCE, "producer %d epoch %d: expected sequence %d, got %d", pid, v.ProducerEpoch(), want, first)
+			}
+		}
+	}
 	if req.ExpectedOffset != nil && req.GetExpectedOffset() != p.leo {
 		d := detail(codes.FailedPrecondition, skeinv1.ErrorReason_OFFSET_MISMATCH, "expected offset %d, the log ends at %d", req.GetExpectedOffset(), p.leo)
 		d.NextOffset = p.leo
 		return nil, d
 	}
 	data := append([]byte(nil), req.GetBatch()...)
-	v := batch.View(data)
+	v = batch.View(data)
 	v.SetBaseOffset(p.leo)
 	v.SetLeaderEpoch(p.epoch)
 	base := p.leo
 	p.batches = append(p.batches, stored{base: base, next: base + int64(info.Records), data: data})
 	p.leo += int64(info.Records)
+	if pid >= 0 {
+		st := p.producers[pid]
+		if st == nil || v.ProducerEpoch() != st.epoch {
+			st = &producerState{epoch: v.ProducerEpoch()}
+			p.producers[pid] = st
+		}
+		st.batches = append(st.batches, seqBatch{first: v.BaseSequence(), last: v.LastSequence(), base: base})
+		if len(st.batches) > 5 {
+			st.batches = st.batches[1:]
+		}
+	}
 	p.notify()
 	return &skeinv1.ProduceResponse{CorrelationId: req.GetCorrelationId(), BaseOffset: base, LogStartOffset: p.logStart}, nil
 }
 
 // hook consults the produce hook and applies delays; it returns the error
-// to answer with, or drop.
-func (c *Cluster) hook(ctx context.Context, n *node, req *skeinv1.ProduceRequest) (fail *skeinv1.ErrorDetail, drop bool) {
+// to answer with, or drop, or lose the answer.
+func (c *Cluster) hook(ctx context.Context, n *node, req *skeinv1.ProduceRequest) (fail *skeinv1.ErrorDetail, drop, lose bool) {
 	c.mu.Lock()
 	c.produceReqs++
 	h := c.produceHook
 	c.mu.Unlock()
 	if h == nil {
-		return nil, false
+		return nil, false, false
 	}
 	a := h(n.id, req)
 	if a.Delay > 0 {
@@ -593,22 +681,22 @@ func (c *Cluster) hook(ctx context.Context, n *node, req *skeinv1.ProduceRequest
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, true
+			return nil, true, false
 		case <-t.C:
 		}
 	}
 	if a.Block != nil {
 		select {
 		case <-ctx.Done():
-			return nil, true
+			return nil, true, false
 		case <-a.Block:
 		}
 	}
-	return a.Fail, a.Drop
+	return a.Fail, a.Drop, a.LoseAnswer
 }
 
 func (n *node) Produce(ctx context.Context, req *skeinv1.ProduceRequest) (*skeinv1.ProduceResponse, error) {
-	fail, drop := n.c.hook(ctx, n, req)
+	fail, drop, lose := n.c.hook(ctx, n, req)
 	if drop {
 		return nil, status.Error(codes.Unavailable, "fakebroker: request dropped")
 	}
@@ -616,10 +704,27 @@ func (n *node) Produce(ctx context.Context, req *skeinv1.ProduceRequest) (*skein
 		return nil, statusOf(fail)
 	}
 	resp, d := n.c.produce(n, req)
+	if lose {
+		return nil, status.Error(codes.Unavailable, "fakebroker: answer lost")
+	}
 	if d != nil {
 		return nil, statusOf(d)
 	}
 	return resp, nil
+}
+
+// InitProducer hands out producer ids from 1000 up, and bumps epochs.
+func (n *node) InitProducer(_ context.Context, req *skeinv1.InitProducerRequest) (*skeinv1.InitProducerResponse, error) {
+	c := n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.initCalls++
+	if req.ProducerId != nil && req.GetProducerEpoch() < math.MaxInt16 {
+		return &skeinv1.InitProducerResponse{ProducerId: req.GetProducerId(), ProducerEpoch: req.GetProducerEpoch() + 1}, nil
+	}
+	id := 1000 + c.nextPID
+	c.nextPID++
+	return &skeinv1.InitProducerResponse{ProducerId: id}, nil
 }
 
 // track registers a stream so DropStreams can end it.
@@ -685,7 +790,7 @@ func (n *node) ProduceStream(st skeinv1.Skein_ProduceStreamServer) error {
 			return nil // the client closed its side
 		}
 		req := r.req
-		fail, drop := n.c.hook(ctx, n, req)
+		fail, drop, lose := n.c.hook(ctx, n, req)
 		if drop {
 			return errDropped
 		}
@@ -698,6 +803,9 @@ func (n *node) ProduceStream(st skeinv1.Skein_ProduceStreamServer) error {
 			if d != nil {
 				resp = &skeinv1.ProduceResponse{CorrelationId: req.GetCorrelationId(), Error: d}
 			}
+		}
+		if lose {
+			return errDropped
 		}
 		mu.Lock()
 		waiting--
