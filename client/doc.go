@@ -21,38 +21,68 @@
 // concurrently, and the callbacks of one partition run in the order the
 // records were produced. Records are grouped per partition into batches,
 // sent when they reach BatchMaxBytes, when Linger has passed, or on Flush.
-// Each partition keeps up to MaxInFlightPerPartition requests in flight on
-// the ProduceStream of its leader's connection (one stream per broker,
-// requests matched by correlation id), each carrying the leader epoch the
-// client knows. Produce blocks, within its context, while MaxBufferedBytes
-// of records await completion.
+// Each partition keeps up to MaxInFlightPerPartition (default and most 5)
+// requests in flight on the ProduceStream of its leader's connection (one
+// stream per broker, requests matched by correlation id), each carrying
+// the leader epoch the client knows. Produce blocks, within its context,
+// while MaxBufferedBytes of records await completion.
 //
-// Delivery is at least once. A retriable failure (NotLeader,
-// FencedLeaderEpoch, UnknownLeaderEpoch, NotEnoughReplicas, Unavailable, a
-// broken connection) makes the partition stop sending, wait for every
-// answer in flight, refresh metadata, back off, and resend the failed
-// batches in their original order before anything newer; a partition
-// switches to another stream (a reconnection, a new leader) only when none
-// of its requests is in flight, so a later batch never overtakes an earlier
-// one that failed. Since every produce request names the leader epoch, a
-// leader change fails all requests in flight to the old leader, and the
-// partition's order is kept. Two cases remain before the idempotent
-// producer (issue 4) lands: a connection lost after the broker appended a
-// batch makes the retry append it again, and a transient refusal of one
-// request (NotEnoughReplicas) that the broker does not apply to the next
-// ones lets the retry land after them (the producer logs it). A request
-// that times out (TIMED_OUT, or no answer within the request timeout) may
-// or may not have been appended and is not retried: its records fail with
-// ErrTimedOut. A record not acknowledged within DeliveryTimeout fails with
-// ErrDeliveryTimeout. Non-retriable failures fail the batch's records with
-// an error naming the partition.
+// The producer is idempotent by default (Idempotent turns it off; it is
+// off with AcksNone). Before its first batch it gets a producer id and
+// epoch from the cluster (InitProducer), and it numbers each partition's
+// batches with sequences when it seals them. A partition's leader — and
+// every replica, from the batch headers it replicates — remembers the last
+// 5 batches of each producer id, so a retry of a batch it already appended
+// is answered with the original offsets instead of being appended again.
+// That makes every failure whose outcome is unknown safe to retry: a
+// request that timed out (TIMED_OUT, or no answer within the request
+// timeout), a connection lost after the broker appended, a leader change.
+// A retriable failure (those, NotLeader, FencedLeaderEpoch,
+// UnknownLeaderEpoch, NotEnoughReplicas, Unavailable) makes the partition
+// stop sending, wait for every answer in flight, refresh metadata, back
+// off, and resend the failed batches, unchanged, in their original order
+// before anything newer; a partition switches to another stream (a
+// reconnection, a new leader) only when none of its requests is in flight.
+// So each record is written once and a partition's records keep their
+// produce order, across retries and leader changes.
+//
+// A batch that follows a gap — one before it failed for good (a
+// conditional append that lost its race, an invalid record), or the
+// partition lost the producer's state (expired after 7 idle days, or a
+// leader change with acks=leader lost acknowledged batches) — is refused
+// as out of order, with nothing appended. The producer then does what
+// Kafka's does (KIP-360) rather than failing the records: once everything
+// in flight is answered, the partition moves to a newer epoch of its
+// producer id (a local bump: partitions accept a newer epoch that starts
+// at sequence 0; at the last epoch, 32767, InitProducer gives a new id),
+// renumbers its unanswered batches from 0 and resends them in order. Those
+// batches were all unappended: the oldest was refused, and each of the
+// others must follow it. When the batch that failed for good was the last
+// one numbered (the usual case for a conditional append), its sequences
+// are simply reused and no reset is needed. A producer fenced by a newer
+// epoch of its own id (PRODUCER_FENCED: another instance of it is
+// writing) stops: every pending and later record fails with
+// ErrProducerFenced.
+//
+// Without idempotence, delivery is at least once: a connection lost after
+// the broker appended a batch makes the retry append it again, a transient
+// refusal of one request (NotEnoughReplicas) that the broker does not apply
+// to the next ones lets the retry land after them (the producer logs it),
+// and a request that times out is not retried: its records fail with
+// ErrTimedOut. Either way a record not acknowledged within DeliveryTimeout
+// fails with ErrDeliveryTimeout, and non-retriable failures fail the
+// batch's records with an error naming the partition.
 //
 // Producer.ProduceIf appends records as one batch only if the partition's
 // next offset is the expected one, and otherwise fails with an error
 // matching ErrOffsetMismatch whose *Error.NextOffset is the actual next
-// offset. Reading a partition to its end, deciding, and appending at the
+// offset. The batch goes through the partition's pipeline after what was
+// produced before it, carrying the producer id and a sequence, so a retry
+// whose first attempt landed returns that attempt's offsets rather than a
+// mismatch. Reading a partition to its end, deciding, and appending at the
 // offset read lets many writers update shared state without a lock: see
-// the optimistic-concurrency example.
+// the optimistic-concurrency example (a counter kept as a log of events,
+// incremented by concurrent writers with no lost update).
 //
 // # Consumer
 //

@@ -44,6 +44,7 @@ type config struct {
 	stats          string
 	report         bool
 	timeout        time.Duration
+	idempotent     bool
 }
 
 type headerFlags struct{ hs *[]client.Header }
@@ -72,6 +73,8 @@ generated ones with --count. -x and --x are the same flag.
   -H KEY=VALUE            header for every record (repeatable)
   -p N                    partition (default: murmur2 of the key; sticky batches without one)
       --acks LEVEL        all, leader (or 1), none (or 0) (default all)
+      --idempotent=false  turn the idempotent producer off (default on; off with
+                          --acks none): retries may then write a record twice
       --json              each line is a JSON record, as consume --json writes
       --expect-offset N   append all input as ONE batch to ONE partition, only if its
                           next offset is N (exit status 3 otherwise)
@@ -118,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(headerFlags{&cfg.headers}, "H", "header key=value for every record (repeatable)")
 	fs.IntVar(&cfg.partition, "p", -1, "partition (default: murmur2 of the key, sticky when there is none)")
 	fs.StringVar(&acks, "acks", "all", "acknowledgement: all, leader (1) or none (0)")
+	fs.BoolVar(&cfg.idempotent, "idempotent", true, "idempotent producer: retries never write a record twice (off with --acks none)")
 	fs.BoolVar(&cfg.json, "json", false, "each input line is a JSON record (as consume --json writes)")
 	fs.StringVar(&expect, "expect-offset", "", "append all input as one batch only if the partition's next offset is N")
 	fs.StringVar(&compression, "compression", "none", "batch codec: none, gzip, snappy, lz4, zstd")
@@ -176,6 +180,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if cfg.acks, err = client.ParseAcks(acks); err != nil {
 		return bad("--acks: %v", err)
+	}
+	if cfg.acks == client.AcksNone && cfg.idempotent {
+		if set["idempotent"] {
+			return bad("--idempotent needs answers: use --acks leader or all")
+		}
+		cfg.idempotent = false
 	}
 	if cfg.compression, err = client.ParseCompression(compression); err != nil {
 		return bad("--compression: %v", err)

@@ -266,6 +266,18 @@ func TestBenchMode(t *testing.T) {
 	if sum.Records != 5000 || total != 5000 || sum.Bytes != 500000 || sum.LatencyMs.P50 <= 0 || sum.LatencyMs.P999 < sum.LatencyMs.P50 || sum.RecordsPerSec <= 0 {
 		t.Fatalf("summary %+v", sum)
 	}
+	// Idempotent by default: the stats name the producer id its batches carry.
+	if recs := fc.Records("bench", sum.Partitions[0].Partition); !sum.Idempotent || sum.ProducerID < 0 || sum.ProducerEpoch != 0 || recs[0].Producer != sum.ProducerID {
+		t.Fatalf("idempotent %v, producer id %d epoch %d; the log has producer %d", sum.Idempotent, sum.ProducerID, sum.ProducerEpoch, recs[0].Producer)
+	}
+	res = runCmd(t, context.Background(), fc, nil, "-t", "bench", "--count", "10", "-p", "2", "--stats", "json", "--idempotent=false")
+	sum = summary{}
+	if err := json.Unmarshal([]byte(res.stdout), &sum); res.code != 0 || err != nil || sum.Idempotent || sum.ProducerID != -1 {
+		t.Fatalf("--idempotent=false: exit %d, %+v, %v", res.code, sum, err)
+	}
+	if recs := fc.Records("bench", 2); recs[len(recs)-1].Producer != -1 {
+		t.Fatalf("--idempotent=false sent producer id %d", recs[len(recs)-1].Producer)
+	}
 	// A paced, compressed, JSON-payload run.
 	start := time.Now()
 	res = runCmd(t, context.Background(), fc, nil, "-t", "bench", "--count", "200", "--size", "300", "--payload", "json", "--compression", "zstd", "--rate", "2000", "-p", "1")
@@ -322,6 +334,7 @@ func TestBadUsageAndTopics(t *testing.T) {
 		{"-t", "u", "-D", `\q`},
 		{"-t", "u", "--stats", "xml"},
 		{"-t", "u", "extra"},
+		{"-t", "u", "--acks", "none", "--idempotent"},
 	} {
 		res := runCmd(t, ctx, fc, nil, args...)
 		if res.code != 2 || !strings.Contains(res.stderr, "Usage: produce") {

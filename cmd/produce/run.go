@@ -78,6 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		client.BatchCompression(cfg.compression),
 		client.DeliveryTimeout(cfg.timeout),
 		client.WithPartitioner(client.ExplicitPartitioner(client.DefaultPartitioner())),
+		client.Idempotent(cfg.idempotent),
 	)
 	if err != nil {
 		logf("%v", err)
@@ -110,6 +111,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	sum := st.summary()
 	sum.Interrupted = interrupted
+	sum.Idempotent = cfg.idempotent
+	sum.ProducerID, sum.ProducerEpoch = p.ProducerID()
 	outMu.Lock()
 	out.Flush()
 	st.print(cfg.stats == "json", out, stderr, sum)
@@ -229,6 +232,8 @@ func conditional(ctx context.Context, cfg *config, p *client.Producer, rd *reade
 	base, err := p.ProduceIf(ctx, cfg.topic, int32(part), cfg.expectOffset, recs...)
 	st.finish()
 	sum := st.summary()
+	sum.Idempotent = cfg.idempotent
+	sum.ProducerID, sum.ProducerEpoch = p.ProducerID()
 	exp := cfg.expectOffset
 	sum.ExpectedOffset = &exp
 	var ce *client.Error
@@ -251,6 +256,8 @@ func conditional(ctx context.Context, cfg *config, p *client.Producer, rd *reade
 	st.finish()
 	next := base + int64(len(recs))
 	sum = st.summary()
+	sum.Idempotent = cfg.idempotent
+	sum.ProducerID, sum.ProducerEpoch = p.ProducerID()
 	sum.ExpectedOffset, sum.NextOffset = &exp, &next
 	out.Flush()
 	st.print(cfg.stats == "json", out, stderr, sum)

@@ -109,6 +109,11 @@ type summary struct {
 	LatencyMs     latency     `json:"latency_ms"`
 	Partitions    []partEntry `json:"partitions"`
 	Interrupted   bool        `json:"interrupted,omitempty"`
+	// The idempotent producer's id and epoch; -1 when it is off (or sent
+	// nothing).
+	Idempotent    bool  `json:"idempotent"`
+	ProducerID    int64 `json:"producer_id"`
+	ProducerEpoch int16 `json:"producer_epoch"`
 	// --expect-offset
 	ExpectedOffset *int64 `json:"expected_offset,omitempty"`
 	NextOffset     *int64 `json:"next_offset,omitempty"`
@@ -166,6 +171,9 @@ func (s *stats) print(asJSON bool, stdout, stderr io.Writer, sum summary) {
 		if sum.Records > 0 {
 			fmt.Fprintf(stderr, "ack latency: p50 %.3f ms, p99 %.3f ms, p999 %.3f ms, max %.3f ms\n",
 				sum.LatencyMs.P50, sum.LatencyMs.P99, sum.LatencyMs.P999, sum.LatencyMs.Max)
+		}
+		if sum.ProducerID >= 0 {
+			fmt.Fprintf(stderr, "idempotent producer id %d, epoch %d\n", sum.ProducerID, sum.ProducerEpoch)
 		}
 		for _, p := range sum.Partitions {
 			if p.First < 0 {
