@@ -257,7 +257,9 @@ func (s *server) produce(external bool, req *pb.ProduceRequest, done func(*pb.Pr
 			fail(err)
 			return
 		}
-		s.b.metrics.produced(res.LastOffset-res.BaseOffset+1, n)
+		if !res.Duplicate {
+			s.b.metrics.produced(res.LastOffset-res.BaseOffset+1, n)
+		}
 		done(&pb.ProduceResponse{CorrelationId: req.CorrelationId, BaseOffset: res.BaseOffset, LogStartOffset: res.LogStartOffset})
 	})
 }

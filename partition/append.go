@@ -43,6 +43,9 @@ type AppendResult struct {
 	BaseOffset     int64
 	LastOffset     int64
 	LogStartOffset int64
+	// Duplicate: the batch is a retry of an idempotent producer's batch
+	// appended earlier, at these offsets; it was not appended again.
+	Duplicate bool
 }
 
 const defaultAckTimeout = 30 * time.Second
@@ -251,7 +254,7 @@ func (p *Partition) commitGroup(group []*op) {
 				continue
 			}
 			if isDup {
-				o.result = AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogStartOffset: start}
+				o.result = AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogStartOffset: start, Duplicate: true}
 				dups = append(dups, o)
 				continue
 			}

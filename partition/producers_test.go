@@ -239,9 +239,10 @@ func TestIdempotentAppend(t *testing.T) {
 		mustAppend(t, p, mkBatch(t, 1, "plain")) // not idempotent: unaffected
 
 		// A retry of either batch is answered with its original offsets.
-		if r, err := p.Append(ctx, appendReq(mkProducerBatch(t, 9, 0, 0, "a", "b"))); err != nil || r.BaseOffset != r0.BaseOffset || r.LastOffset != r0.LastOffset {
+		if r, err := p.Append(ctx, appendReq(mkProducerBatch(t, 9, 0, 0, "a", "b"))); err != nil || r.BaseOffset != r0.BaseOffset || r.LastOffset != r0.LastOffset || !r.Duplicate || r0.Duplicate {
 			t.Fatalf("duplicate of the first batch: %+v %v, want %+v", r, err, r0)
 		}
+		r1.Duplicate = true
 		if r, err := p.Append(ctx, appendReq(mkProducerBatch(t, 9, 0, 2, "c"))); err != nil || r != r1 {
 			t.Fatalf("duplicate of the second batch: %+v %v, want %+v", r, err, r1)
 		}
@@ -297,6 +298,7 @@ func TestIdempotentConditionalRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, err := p.Append(ctx, req)
+	first.Duplicate = true
 	if err != nil || again != first {
 		t.Fatalf("retry: %+v %v, want %+v", again, err, first)
 	}
