@@ -7,6 +7,7 @@ import (
 	"math"
 	"sync"
 
+	"github.com/skeinlog/skein/cluster"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
 
@@ -34,7 +35,7 @@ func (a *producerIDs) allocate(ctx context.Context, ctrl controller) (int64, err
 	if a.next >= a.end {
 		first, err := ctrl.AllocateProducerIDs(ctx, producerIDBlock)
 		if err != nil {
-			return 0, fmt.Errorf("%w: allocating producer ids: %v", errNoProducerIDs, err)
+			return 0, fmt.Errorf("%w: allocating producer ids: %w", errNoProducerIDs, err)
 		}
 		if first < 0 {
 			return 0, fmt.Errorf("%w: the controller returned producer id %d", errNoProducerIDs, first)
@@ -49,7 +50,9 @@ func (a *producerIDs) allocate(ctx context.Context, ctrl controller) (int64, err
 // InitProducer gives a producer a new id with epoch 0, or bumps the epoch of
 // the id it names. The broker keeps no table of producers: partitions fence
 // older epochs of an id once they have seen a newer one. An epoch that
-// would pass the int16 range gets a new id instead (as Kafka does).
+// would pass the int16 range gets a new id instead (as Kafka does). New ids
+// come in blocks from the controller, which only the controller broker can
+// allocate: another broker forwards the request to it.
 func (s *server) InitProducer(ctx context.Context, req *pb.InitProducerRequest) (*pb.InitProducerResponse, error) {
 	select {
 	case <-s.b.stopping:
@@ -71,6 +74,16 @@ func (s *server) InitProducer(ctx context.Context, req *pb.InitProducerRequest) 
 		return nil, toStatus(invalid("producer_epoch %d without a producer_id", req.GetProducerEpoch()))
 	}
 	id, err := s.b.pids.allocate(ctx, s.b.ctrl)
+	if errors.Is(err, cluster.ErrNotController) {
+		var resp *pb.InitProducerResponse
+		if err := s.b.forward(ctx, func(ctx context.Context, c pb.SkeinClient) (err error) {
+			resp, err = c.InitProducer(ctx, req)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -2,8 +2,10 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -130,5 +132,66 @@ func TestIdempotentProduce(t *testing.T) {
 	}
 	if recs := fetchAll(t, c, "idem", 0, 0); len(recs) != 4 {
 		t.Fatalf("%d records, want 4", len(recs))
+	}
+}
+
+// In a cluster: any broker answers InitProducer (the controller allocates
+// the ids; the others forward), and a new leader deduplicates a retry of a
+// batch acknowledged by the leader it replaced, because followers record
+// the producer state from the batches they replicate.
+func TestClusterIdempotentFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three brokers with gossip and Raft")
+	}
+	cl := brokertest.NewCluster(t, 3)
+	ctx := cl.Context(60 * time.Second)
+	ctrl := cl.Broker(1).Metadata().ControllerID
+	seen := map[int64]int32{}
+	for id := int32(1); id <= 3; id++ {
+		for range 3 {
+			r, err := dial(t, cl.Broker(id).Addr()).InitProducer(ctx, &pb.InitProducerRequest{})
+			if err != nil {
+				t.Fatalf("InitProducer on broker %d (controller %d): %v", id, ctrl, err)
+			}
+			if other, dup := seen[r.ProducerId]; dup {
+				t.Fatalf("producer id %d from broker %d and broker %d", r.ProducerId, other, id)
+			}
+			seen[r.ProducerId] = id
+		}
+	}
+	c := dial(t, cl.Addrs()[0])
+	if _, err := c.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "idem", Partitions: 1, ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	leader := cl.WaitLeader("idem", 0, 20*time.Second)
+	pid := initProducer(t, c, &pb.InitProducerRequest{}).ProducerId
+	send := func(to int32, seq int32) (*pb.ProduceResponse, error) {
+		return dial(t, cl.Broker(to).Addr()).Produce(ctx, &pb.ProduceRequest{Topic: "idem", LeaderEpoch: -1, Acks: pb.Acks_ACKS_ALL,
+			Batch: idemBatch(t, pid, 0, seq, fmt.Sprint(seq), fmt.Sprint(seq))})
+	}
+	for seq := int32(0); seq < 10; seq += 2 {
+		if r, err := send(leader, seq); err != nil || r.BaseOffset != int64(seq) {
+			t.Fatalf("batch %d: %v %v", seq, r, err)
+		}
+	}
+	cl.Kill(leader)
+	next := cl.WaitLeader("idem", 0, 20*time.Second)
+	if next == leader {
+		t.Fatal("the killed broker still leads")
+	}
+	for _, seq := range []int32{8, 0} {
+		if r, err := send(next, seq); err != nil || r.BaseOffset != int64(seq) {
+			t.Fatalf("retry of batch %d on the new leader %d: %v %v; want the original offset", seq, next, r, err)
+		}
+	}
+	_, err := send(next, 12)
+	if code, d := detail(t, err); code != codes.FailedPrecondition || d.GetReason() != pb.ErrorReason_OUT_OF_ORDER_SEQUENCE {
+		t.Fatalf("gap on the new leader: %v", err)
+	}
+	if r, err := send(next, 10); err != nil || r.BaseOffset != 10 {
+		t.Fatalf("next batch on the new leader: %v %v", r, err)
+	}
+	if st := cl.Broker(next).Partition("idem", 0).State(); st.LogEndOffset != 12 {
+		t.Fatalf("log ends at %d, want 12", st.LogEndOffset)
 	}
 }
