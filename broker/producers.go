@@ -7,6 +7,8 @@ import (
 	"math"
 	"sync"
 
+	"google.golang.org/grpc/status"
+
 	"github.com/skeinlog/skein/cluster"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
@@ -80,7 +82,10 @@ func (s *server) InitProducer(ctx context.Context, req *pb.InitProducerRequest) 
 			resp, err = c.InitProducer(ctx, req)
 			return err
 		}); err != nil {
-			return nil, err
+			if _, ok := status.FromError(err); ok {
+				return nil, err // the controller broker's answer
+			}
+			return nil, toStatus(fmt.Errorf("%w: the controller is not reachable: %w", errNoProducerIDs, err))
 		}
 		return resp, nil
 	}

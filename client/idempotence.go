@@ -119,7 +119,7 @@ func (p *Producer) initProducer(done chan struct{}) {
 			return
 		}
 		p.idErr = fmt.Errorf("get a producer id: %w", err)
-		if !IsRetriable(err) && !isTransport(err) && !errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+		if initFatal(err) && ctx.Err() == nil {
 			if e := (*Error)(nil); errors.As(err, &e) && e.Code == codes.Unimplemented {
 				p.idErr = fmt.Errorf("the broker does not support idempotent producers (InitProducer: %w); use client.Idempotent(false)", err)
 			}
@@ -142,6 +142,22 @@ func (p *Producer) initProducer(done chan struct{}) {
 		case <-t.C:
 		}
 	}
+}
+
+// initFatal reports whether an InitProducer failure means it can never
+// succeed: the broker does not know the call, or refuses the request as
+// such. Anything else (no controller yet, a broker restarting, a timeout)
+// is retried.
+func initFatal(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case codes.Unimplemented, codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated:
+		return true
+	}
+	return false
 }
 
 // setFatal makes err the producer's fatal error (the first one wins): every

@@ -429,3 +429,48 @@ func TestAcksNoneIsNotIdempotent(t *testing.T) {
 		t.Fatal("an idempotent producer with acks=none was accepted")
 	}
 }
+
+// InitProducer failures that may pass (no controller yet, a restarting
+// broker) are retried; a broker without InitProducer stops the producer
+// with an error that says what to do.
+func TestInitProducerFailures(t *testing.T) {
+	fc := newCluster(t, 1)
+	fc.CreateTopic("init", 1)
+	var n atomic.Int64
+	fc.SetInitProducerHook(func() *skeinv1.ErrorDetail {
+		switch n.Add(1) {
+		case 1:
+			return &skeinv1.ErrorDetail{Code: uint32(codes.Unavailable), Reason: skeinv1.ErrorReason_UNAVAILABLE, Message: "no controller"}
+		case 2:
+			return &skeinv1.ErrorDetail{Code: uint32(codes.DeadlineExceeded), Reason: skeinv1.ErrorReason_TIMED_OUT, Message: "controller slow"}
+		case 3:
+			return &skeinv1.ErrorDetail{Code: uint32(codes.Unknown), Message: "something odd"}
+		}
+		return nil
+	})
+	c := newClient(t, fc)
+	p := newProducer(t, c)
+	ctx := ctxT(t)
+	if err := p.ProduceSync(ctx, &client.Record{Topic: "init", Value: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if fc.InitProducerCalls() != 4 {
+		t.Fatalf("%d InitProducer calls, want 4", fc.InitProducerCalls())
+	}
+
+	fc.SetInitProducerHook(func() *skeinv1.ErrorDetail {
+		return &skeinv1.ErrorDetail{Code: uint32(codes.Unimplemented), Message: "unknown method InitProducer"}
+	})
+	p2 := newProducer(t, c)
+	err := p2.ProduceSync(ctx, &client.Record{Topic: "init", Value: []byte("y")})
+	if err == nil || !strings.Contains(err.Error(), "Idempotent(false)") {
+		t.Fatalf("old broker: %v", err)
+	}
+	if err := p2.ProduceSync(ctx, &client.Record{Topic: "init", Value: []byte("z")}); err == nil {
+		t.Fatal("a producer without an id produced")
+	}
+	p3 := newProducer(t, c, client.Idempotent(false))
+	if err := p3.ProduceSync(ctx, &client.Record{Topic: "init", Value: []byte("w")}); err != nil {
+		t.Fatal(err)
+	}
+}

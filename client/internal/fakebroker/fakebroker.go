@@ -97,6 +97,7 @@ type Cluster struct {
 	closed      bool
 	nextPID     int64 // the next producer id InitProducer hands out
 	initCalls   int
+	initHook    func() *skeinv1.ErrorDetail
 	duplicates  int // batches answered as duplicates
 }
 
@@ -320,6 +321,14 @@ func (c *Cluster) ProduceRequests() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.produceReqs
+}
+
+// SetInitProducerHook installs a hook consulted for every InitProducer
+// request; a non-nil answer fails the request with that error.
+func (c *Cluster) SetInitProducerHook(h func() *skeinv1.ErrorDetail) {
+	c.mu.Lock()
+	c.initHook = h
+	c.mu.Unlock()
 }
 
 // InitProducerCalls counts InitProducer requests served.
@@ -719,6 +728,11 @@ func (n *node) InitProducer(_ context.Context, req *skeinv1.InitProducerRequest)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.initCalls++
+	if c.initHook != nil {
+		if d := c.initHook(); d != nil {
+			return nil, statusOf(d)
+		}
+	}
 	if req.ProducerId != nil && req.GetProducerEpoch() < math.MaxInt16 {
 		return &skeinv1.InitProducerResponse{ProducerId: req.GetProducerId(), ProducerEpoch: req.GetProducerEpoch() + 1}, nil
 	}
