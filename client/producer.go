@@ -19,7 +19,8 @@ import (
 // partition into batches bounded by Linger and BatchMaxBytes; each partition
 // keeps up to MaxInFlightPerPartition requests in flight on the produce
 // stream of its leader's connection, and retries retriable failures without
-// reordering the partition's batches.
+// reordering the partition's batches. It is idempotent by default (see
+// Idempotent): a retry never writes a record twice.
 //
 // Goroutines: one loop per partition produced to (it owns that partition's
 // batches from the moment they are sent), one receiver per broker stream,
