@@ -282,6 +282,10 @@ func (l *load) count() int {
 	return len(l.acked)
 }
 
+// No committed test calls count yet (the leader-chase test will); this
+// keeps staticcheck's unused check quiet until then.
+var _ = (*load).count
+
 // With two of three replicas down, acks=all fails rather than succeeds.
 func TestClusterTwoOfThreeDown(t *testing.T) {
 	c := startProcCluster(t, 3, "--replica-lag-time", "2s")
