@@ -284,7 +284,6 @@ func (l *load) count() int {
 
 // No committed test calls count yet (the leader-chase test will); this
 // keeps staticcheck's unused check quiet until then.
-var _ = (*load).count
 
 // With two of three replicas down, acks=all fails rather than succeeds.
 func TestClusterTwoOfThreeDown(t *testing.T) {
