@@ -205,9 +205,16 @@ func Open(cfg Config) (*Partition, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
 	}
-	lg, err := cfg.OpenLog(filepath.Join(cfg.Dir, walDirName))
-	if err != nil {
-		return nil, fmt.Errorf("partition %s-%d: open log: %w", cfg.Topic, cfg.Partition, err)
+	openLog := func() (Log, error) { return cfg.OpenLog(filepath.Join(cfg.Dir, walDirName)) }
+	var lg Log
+	if cp := readCheckpoint(cfg.Dir); cp != nil {
+		// A clean shutdown left the log's offsets: open it on first use.
+		lg = newLazyLog(cp, openLog)
+	} else {
+		var err error
+		if lg, err = openLog(); err != nil {
+			return nil, fmt.Errorf("partition %s-%d: open log: %w", cfg.Topic, cfg.Partition, err)
+		}
 	}
 	p := &Partition{
 		cfg:      cfg,
@@ -561,8 +568,12 @@ func (p *Partition) Close() error {
 		p.broadcastLocked()
 		p.mu.Unlock()
 		if failed == nil {
-			// A clean start reads this instead of replaying the log.
+			// A clean start reads these instead of replaying or even
+			// opening the log.
 			p.saveProducers(leo)
+			if cerr := writeCheckpoint(p.cfg.Dir, p.log); cerr != nil {
+				p.log2.Warn("could not write the log checkpoint; the next start opens the log", "err", cerr)
+			}
 		}
 		for _, o := range waiting {
 			o.finish(AppendResult{}, fmt.Errorf("%w: broker stopping before replication finished; the batch may or may not be kept", ErrTimeout))

@@ -165,6 +165,9 @@ func retentionCutoff(segs []wal.SegmentInfo, r Retention, now time.Time, hw int6
 func (p *Partition) ApplyRetention(r Retention) (int64, error) {
 	var freed int64
 	err := p.do(func() error {
+		if ll, ok := p.log.(*lazyLog); ok && !ll.mayExpire(r, p.cfg.Now().UnixMilli()) {
+			return nil // nothing to delete: leave the log unopened
+		}
 		p.mu.Lock()
 		hw := p.hw
 		p.mu.Unlock()

@@ -1,0 +1,259 @@
+package partition
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/skeinlog/skein/wal"
+)
+
+// logCheckpoint is what a clean close records about a partition's log, so
+// the next start can answer offsets and size without opening it. tidwall
+// reads a log's whole tail segment into memory on open; for a broker with
+// many partitions that is most of the start-up time and memory, so logs are
+// opened on first use instead.
+type logCheckpoint struct {
+	Version     int   `json:"version"`
+	NextOffset  int64 `json:"next_offset"`
+	StartOffset int64 `json:"start_offset"`
+	Size        int64 `json:"size"`
+	// Retention can tell from these whether opening the log could free
+	// anything: the sealed segments and the oldest one's newest record.
+	SealedSegments     int   `json:"sealed_segments"`
+	OldestMaxTimestamp int64 `json:"oldest_max_timestamp"`
+}
+
+const checkpointFileName = "log.checkpoint"
+
+// readCheckpoint loads and removes the checkpoint: it describes the log
+// only until the log changes, and a crash after this start must not find
+// it. It returns nil when there is none or it is unreadable.
+func readCheckpoint(dir string) *logCheckpoint {
+	path := filepath.Join(dir, checkpointFileName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	if err := os.Remove(path); err != nil {
+		return nil
+	}
+	if syncDir(dir) != nil {
+		return nil
+	}
+	var c logCheckpoint
+	if json.Unmarshal(data, &c) != nil || c.Version != 1 || c.NextOffset < c.StartOffset || c.StartOffset < 0 || c.Size < 0 {
+		return nil
+	}
+	return &c
+}
+
+func writeCheckpoint(dir string, lg Log) error {
+	c := logCheckpoint{Version: 1, NextOffset: lg.NextOffset(), StartOffset: lg.StartOffset(), Size: lg.Size(), OldestMaxTimestamp: math.MaxInt64}
+	if l, ok := lg.(*lazyLog); ok && !l.isOpen() {
+		c.SealedSegments, c.OldestMaxTimestamp = l.cp.SealedSegments, l.cp.OldestMaxTimestamp
+	} else {
+		segs := lg.Segments()
+		for _, s := range segs {
+			if s.Sealed {
+				c.SealedSegments++
+			}
+		}
+		if len(segs) > 0 && segs[0].Sealed {
+			c.OldestMaxTimestamp = segs[0].MaxTimestamp
+		}
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(dir, checkpointFileName, data)
+}
+
+// lazyLog is a Log that opens the real one on first use, answering
+// NextOffset, StartOffset and Size from a checkpoint until then.
+type lazyLog struct {
+	cp   logCheckpoint
+	open func() (Log, error)
+
+	mu     sync.Mutex // guards log and closed
+	log    Log
+	closed bool
+}
+
+func newLazyLog(cp *logCheckpoint, open func() (Log, error)) *lazyLog {
+	return &lazyLog{cp: *cp, open: open}
+}
+
+func (l *lazyLog) isOpen() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.log != nil
+}
+
+// get opens the log if needed and checks it matches the checkpoint.
+func (l *lazyLog) get() (Log, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, wal.ErrClosed
+	}
+	if l.log != nil {
+		return l.log, nil
+	}
+	lg, err := l.open()
+	if err != nil {
+		return nil, err
+	}
+	if lg.NextOffset() != l.cp.NextOffset || lg.StartOffset() != l.cp.StartOffset {
+		lg.Close()
+		return nil, fmt.Errorf("%w: the log holds [%d, %d) but its clean-shutdown checkpoint said [%d, %d)",
+			wal.ErrCorrupt, lg.StartOffset(), lg.NextOffset(), l.cp.StartOffset, l.cp.NextOffset)
+	}
+	l.log = lg
+	return lg, nil
+}
+
+func (l *lazyLog) NextOffset() int64 {
+	if lg := l.opened(); lg != nil {
+		return lg.NextOffset()
+	}
+	return l.cp.NextOffset
+}
+
+func (l *lazyLog) StartOffset() int64 {
+	if lg := l.opened(); lg != nil {
+		return lg.StartOffset()
+	}
+	return l.cp.StartOffset
+}
+
+func (l *lazyLog) Size() int64 {
+	if lg := l.opened(); lg != nil {
+		return lg.Size()
+	}
+	return l.cp.Size
+}
+
+// opened is the real log if it is open, else nil.
+func (l *lazyLog) opened() Log {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.log
+}
+
+func (l *lazyLog) Append(entries ...wal.Entry) error {
+	lg, err := l.get()
+	if err != nil {
+		return err
+	}
+	return lg.Append(entries...)
+}
+
+func (l *lazyLog) Write(entries ...wal.Entry) error {
+	lg, err := l.get()
+	if err != nil {
+		return err
+	}
+	return lg.Write(entries...)
+}
+
+func (l *lazyLog) Sync() error {
+	lg, err := l.get()
+	if err != nil {
+		return err
+	}
+	return lg.Sync()
+}
+
+func (l *lazyLog) ReadEntries(offset int64, maxBytes int, limit int64, fn func(wal.Entry) error) (int64, error) {
+	if offset >= min(limit, l.NextOffset()) && offset >= l.StartOffset() && l.opened() == nil {
+		return offset, nil // nothing to read: no need to open
+	}
+	lg, err := l.get()
+	if err != nil {
+		return offset, err
+	}
+	return lg.ReadEntries(offset, maxBytes, limit, fn)
+}
+
+func (l *lazyLog) Read(dst []byte, offset int64, maxBytes int, limit int64) ([]byte, int64, error) {
+	if offset >= min(limit, l.NextOffset()) && offset >= l.StartOffset() && l.opened() == nil {
+		return dst, offset, nil
+	}
+	lg, err := l.get()
+	if err != nil {
+		return dst, offset, err
+	}
+	return lg.Read(dst, offset, maxBytes, limit)
+}
+
+func (l *lazyLog) OffsetForTimestamp(ts int64) (int64, error) {
+	lg, err := l.get()
+	if err != nil {
+		return 0, err
+	}
+	return lg.OffsetForTimestamp(ts)
+}
+
+func (l *lazyLog) TruncateTo(offset int64) (int64, error) {
+	if offset >= l.NextOffset() && l.opened() == nil {
+		return l.NextOffset(), nil // nothing above offset to remove
+	}
+	lg, err := l.get()
+	if err != nil {
+		return 0, err
+	}
+	return lg.TruncateTo(offset)
+}
+
+func (l *lazyLog) Reset(next int64) error {
+	lg, err := l.get()
+	if err != nil {
+		return err
+	}
+	return lg.Reset(next)
+}
+
+func (l *lazyLog) Segments() []wal.SegmentInfo {
+	lg, err := l.get()
+	if err != nil {
+		return nil
+	}
+	return lg.Segments()
+}
+
+func (l *lazyLog) DeleteSegmentsBefore(offset int64) (int64, error) {
+	lg, err := l.get()
+	if err != nil {
+		return 0, err
+	}
+	return lg.DeleteSegmentsBefore(offset)
+}
+
+func (l *lazyLog) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	if l.log == nil {
+		return nil
+	}
+	return l.log.Close()
+}
+
+// mayExpire reports whether retention under r could delete anything from an
+// unopened log, judging by its checkpoint. An open log answers exactly.
+func (l *lazyLog) mayExpire(r Retention, nowMs int64) bool {
+	if l.opened() != nil || l.cp.SealedSegments > 0 && r.MaxBytes >= 0 && l.cp.Size > r.MaxBytes {
+		return true
+	}
+	return l.cp.SealedSegments > 0 && r.MaxAge > 0 && l.cp.OldestMaxTimestamp < nowMs-r.MaxAge.Milliseconds()
+}
+
+var _ Log = (*lazyLog)(nil)
