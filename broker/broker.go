@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/skeinlog/skein/cluster"
+	"github.com/skeinlog/skein/internal/fsutil"
 	"github.com/skeinlog/skein/partition"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 	"github.com/skeinlog/skein/replication"
@@ -247,7 +248,7 @@ func (b *Broker) openDataDir() error {
 		}
 	case errors.Is(err, os.ErrNotExist):
 		data, _ := json.Marshal(node{NodeID: b.cfg.NodeID})
-		if err := cluster.WriteFileAtomic(path, data); err != nil {
+		if err := fsutil.WriteFileAtomic(path, data); err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
 	default:
@@ -831,7 +832,7 @@ func (b *Broker) ensureTopicDir(t cluster.Topic) error {
 		return err
 	}
 	if _, err := os.Stat(idPath); errors.Is(err, os.ErrNotExist) {
-		return cluster.WriteFileAtomic(idPath, []byte(t.ID+"\n"))
+		return fsutil.WriteFileAtomic(idPath, []byte(t.ID+"\n"))
 	}
 	return nil
 }

@@ -58,12 +58,17 @@ func (p *peers) brokerAddr(id int32) (string, error) {
 	return "", fmt.Errorf("%w: broker %d is not in the cluster metadata", errNotReady, id)
 }
 
-func (p *peers) internal(id int32) (pb.InternalClient, error) {
+// connTo is the connection to broker id.
+func (p *peers) connTo(id int32) (*grpc.ClientConn, error) {
 	addr, err := p.brokerAddr(id)
 	if err != nil {
 		return nil, err
 	}
-	c, err := p.conn(addr)
+	return p.conn(addr)
+}
+
+func (p *peers) internal(id int32) (pb.InternalClient, error) {
+	c, err := p.connTo(id)
 	if err != nil {
 		return nil, err
 	}
@@ -71,11 +76,7 @@ func (p *peers) internal(id int32) (pb.InternalClient, error) {
 }
 
 func (p *peers) public(id int32) (pb.SkeinClient, error) {
-	addr, err := p.brokerAddr(id)
-	if err != nil {
-		return nil, err
-	}
-	c, err := p.conn(addr)
+	c, err := p.connTo(id)
 	if err != nil {
 		return nil, err
 	}

@@ -4,10 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/skeinlog/skein/internal/fsutil"
 )
 
 // EpochEntry is the first offset appended under a leader epoch.
@@ -133,36 +134,9 @@ func decodeEpochs(data []byte) ([]EpochEntry, error) {
 	return entries, nil
 }
 
-// writeFileAtomic writes data to dir/name via a temp file, fsync, rename and
-// a directory fsync, so a crash leaves the old or the new file, never a mix.
+// writeFileAtomic writes dir/name so that a crash leaves the old or the new.
 func writeFileAtomic(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return fsutil.WriteFileAtomic(filepath.Join(dir, name), data)
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncDir(dir string) error { return fsutil.SyncDir(dir) }

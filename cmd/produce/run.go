@@ -14,7 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/skeinlog/skein/client"
-	"github.com/skeinlog/skein/internal/clilog"
+	"github.com/skeinlog/skein/internal/cli"
 )
 
 // run is the whole command, with its streams passed in; it returns the exit
@@ -29,7 +29,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "produce: "+format+"\n", a...) }
 
-	c, err := client.New(client.WithBrokers(cfg.brokers), client.WithLogger(clilog.Logger(stderr)))
+	c, err := client.New(client.WithBrokers(cfg.brokers), client.WithLogger(cli.Logger(stderr)))
 	if err != nil {
 		logf("%v", err)
 		return exitUsage

@@ -1,4 +1,8 @@
-package cluster
+// Package fsutil holds the file-system habits Skein's metadata files share:
+// a write that a crash leaves whole or not at all, and the directory fsync
+// that makes a new or renamed name durable. (wal keeps its own copy: it is
+// the leaf package and imports nothing of ours.)
+package fsutil
 
 import (
 	"os"
@@ -8,7 +12,6 @@ import (
 // WriteFileAtomic writes data to path via a temp file, fsync, rename and a
 // directory fsync: after a crash the file is the old or the new, never a mix.
 func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -28,6 +31,11 @@ func WriteFileAtomic(path string, data []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// SyncDir fsyncs a directory, making the names in it durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
