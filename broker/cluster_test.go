@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -215,21 +216,28 @@ func TestClusterAcksAllNeedsMinISR(t *testing.T) {
 }
 
 // A client on the external listener is told every broker's external
-// address; a client on the internal one, the internal addresses.
+// address; a client on the internal one, the internal addresses. The
+// external listener may be bound to one address or, as in a container, to
+// every interface.
 func TestExternalListener(t *testing.T) {
-	b := brokertest.Start(t, brokertest.WithConfig(func(c *broker.Config) {
-		c.ExternalAddr = "127.0.0.1:0"
-		c.ExternalAdvertiseAddr = "outside.example:19420"
-	}))
-	in := dial(t, b.Addr())
-	md, err := in.Metadata(context.Background(), &pb.MetadataRequest{})
-	if err != nil || md.Brokers[0].Addr != b.Addr() {
-		t.Fatalf("internal: %v %v", md, err)
-	}
-	out := dial(t, b.ExternalListenAddr())
-	md, err = out.Metadata(context.Background(), &pb.MetadataRequest{})
-	if err != nil || md.Brokers[0].Addr != "outside.example:19420" {
-		t.Fatalf("external: %v %v", md, err)
+	for _, bind := range []string{"127.0.0.1:0", "0.0.0.0:0"} {
+		t.Run(bind, func(t *testing.T) {
+			b := brokertest.Start(t, brokertest.WithConfig(func(c *broker.Config) {
+				c.ExternalAddr = bind
+				c.ExternalAdvertiseAddr = "outside.example:19420"
+			}))
+			in := dial(t, b.Addr())
+			md, err := in.Metadata(context.Background(), &pb.MetadataRequest{})
+			if err != nil || md.Brokers[0].Addr != b.Addr() {
+				t.Fatalf("internal: %v %v", md, err)
+			}
+			_, port, _ := net.SplitHostPort(b.ExternalListenAddr())
+			out := dial(t, net.JoinHostPort("127.0.0.1", port))
+			md, err = out.Metadata(context.Background(), &pb.MetadataRequest{})
+			if err != nil || md.Brokers[0].Addr != "outside.example:19420" {
+				t.Fatalf("external: %v %v", md, err)
+			}
+		})
 	}
 }
 

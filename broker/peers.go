@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -240,13 +241,23 @@ func (b *Broker) awaitMetadata(ctx context.Context, cond func(*cluster.Snapshot)
 }
 
 // external reports whether the request in ctx arrived on the external
-// client listener.
+// client listener. A listener bound to every interface (0.0.0.0:19420 in a
+// container) sees connections on a concrete local address, so only its port
+// is compared then: no other listener can hold that port.
 func (b *Broker) external(ctx context.Context) bool {
 	if b.extLis == nil {
 		return false
 	}
 	p, ok := peer.FromContext(ctx)
-	return ok && p.LocalAddr != nil && p.LocalAddr.String() == b.extLis.Addr().String()
+	if !ok {
+		return false
+	}
+	local, ok1 := p.LocalAddr.(*net.TCPAddr)
+	ext, ok2 := b.extLis.Addr().(*net.TCPAddr)
+	if !ok1 || !ok2 || local.Port != ext.Port {
+		return false
+	}
+	return ext.IP.IsUnspecified() || ext.IP.Equal(local.IP)
 }
 
 // clientAddr is the address of broker bi for a client on the internal
