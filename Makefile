@@ -2,7 +2,7 @@
 GO ?= go
 PROTOC ?= protoc
 
-.PHONY: test test-unit test-e2e proto proto-check lint build install clean
+.PHONY: test test-unit test-e2e proto proto-check lint build install clean images
 
 ## test: everything CI runs (unit tier with -race, then the multi-process tier)
 test:
@@ -18,6 +18,10 @@ proto:
 ## build: static binaries into ./bin
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
+
+## images: the container image skein:latest (FROM scratch; IMAGE=name:tag to rename)
+images:
+	./scripts/images.sh $(IMAGE)
 
 install:
 	$(GO) install ./cmd/...
