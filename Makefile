@@ -2,14 +2,18 @@
 GO ?= go
 PROTOC ?= protoc
 
-.PHONY: test test-unit test-e2e proto proto-check lint build install clean images
+.PHONY: test test-unit test-deploy test-e2e proto proto-check lint build install clean images
 
-## test: everything CI runs (unit tier with -race, then the multi-process tier)
+## test: everything CI runs (unit tier with -race, the multi-process tier, the container tier)
 test:
 	./scripts/test.sh
 
 test-unit:
 	$(GO) test -race -count=1 ./...
+
+## test-deploy: the container tier alone (deploy/ checks, image, compose cluster)
+test-deploy:
+	./scripts/test-deploy.sh
 
 ## proto: regenerate the committed gRPC code
 proto:

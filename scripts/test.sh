@@ -4,7 +4,10 @@
 #   2. unit tier: every package with -race
 #   3. benchmarks, briefly, so they stay compiled and working
 #   4. multi-process tier: the real broker, produce and consume binaries
-# Set SKEIN_SKIP_E2E=1 to stop after the unit tier.
+#   5. container tier (scripts/test-deploy.sh): deploy/ validated, the image
+#      built, the docker-compose cluster run, a broker killed and restarted
+# Set SKEIN_SKIP_E2E=1 to stop after the unit tier, SKEIN_SKIP_DEPLOY=1 to
+# skip the container tier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
@@ -28,4 +31,11 @@ bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 CGO_ENABLED=0 go build -trimpath -o "$bin/" ./cmd/...
 SKEIN_E2E=1 SKEIN_BIN="$bin" go test -count=1 -timeout 20m -v ./e2e/... 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' || { echo "multi-process tier failed"; exit 1; }
+
+if [ "${SKEIN_SKIP_DEPLOY:-}" = 1 ]; then
+  echo "container tier skipped (SKEIN_SKIP_DEPLOY=1)"
+else
+  step "container tier"
+  ./scripts/test-deploy.sh || { echo "container tier failed"; exit 1; }
+fi
 step "all tiers passed"
