@@ -235,6 +235,28 @@ func (c *composeCluster) waitHealthy(timeout time.Duration, svcs ...string) time
 	}
 }
 
+// waitServing waits until the brokers' gRPC health services, asked from the
+// host through their external listeners, say SERVING, and returns how long
+// that took. Docker notices on its next health check (every 5 s).
+func (c *composeCluster) waitServing(timeout time.Duration, idx ...int) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	for _, i := range idx {
+		for {
+			r := run(c.t, 20*time.Second, nil, "", filepath.Join(c.bin, "broker"), "healthcheck",
+				"--addr", fmt.Sprintf("localhost:%d", c.ports[i]), "--timeout", "1s")
+			if r.code == 0 {
+				break
+			}
+			if time.Since(start) > timeout {
+				c.t.Fatalf("%s not serving after %s: %s", services[i], timeout, r)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return time.Since(start)
+}
+
 // hostBrokers is the bootstrap list of a client on the host.
 func (c *composeCluster) hostBrokers() string {
 	var s []string
@@ -562,8 +584,10 @@ func TestComposeCluster(t *testing.T) {
 	// 1. Up: three brokers bootstrap the controller quorum together.
 	start := time.Now()
 	must(t, c.compose(3*time.Minute, "up", "-d"), "docker-compose up")
+	c.waitServing(2*time.Minute, 0, 1, 2)
+	serving := time.Since(start)
 	c.waitHealthy(2*time.Minute, services...)
-	t.Logf("figure: docker-compose up to three healthy brokers: %.1f s", time.Since(start).Seconds())
+	t.Logf("figure: docker-compose up to three brokers serving: %.1f s, healthy in Docker: %.1f s", serving.Seconds(), time.Since(start).Seconds())
 
 	// The host is told the external addresses, the network the internal ones.
 	r := must(t, c.host("", "broker", "cluster"), "broker cluster (host)")
@@ -660,12 +684,40 @@ func TestComposeCluster(t *testing.T) {
 	t.Logf("with %s down:\n%s", svc, r.stdout)
 	duringKill := st.count()
 
+	// The consumer in the network, started before the kill, goes on reading:
+	// it gets the records produced after the kill while the broker is down.
+	deadline := time.Now().Add(30 * time.Second)
+	var unread []string
+	for {
+		unread = unread[:0]
+		out := folOut.String()
+		for _, lines := range probeLines {
+			for _, v := range lines {
+				if !strings.Contains(out, `"`+v+`"`) {
+					unread = append(unread, v)
+				}
+			}
+		}
+		if len(unread) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if len(unread) > 0 {
+		t.Fatalf("with %s down, the consumer following in the network has not read %d records produced after the kill: %v\n%s",
+			svc, len(unread), unread, folErr.String())
+	}
+
 	// 5. Restart it: it catches up and rejoins every ISR.
 	restarted := time.Now()
 	must(t, c.compose(time.Minute, "start", svc), "docker-compose start")
-	healthy := c.waitHealthy(2*time.Minute, svc)
+	c.waitServing(2*time.Minute, victim-1)
+	serving = time.Since(restarted)
 	c.waitISR(2*time.Minute, 3, -1)
-	t.Logf("figure: killed broker restarted: healthy after %.1f s, back in every ISR after %.1f s", healthy.Seconds(), time.Since(restarted).Seconds())
+	inISR := time.Since(restarted)
+	c.waitHealthy(2*time.Minute, svc)
+	t.Logf("figure: killed broker restarted: serving after %.1f s, back in every ISR after %.1f s, healthy in Docker after %.1f s",
+		serving.Seconds(), inISR.Seconds(), time.Since(restarted).Seconds())
 	r = must(t, c.host("", "broker", "cluster"), "broker cluster")
 	if strings.Count(r.stdout, " alive ") != 3 || !strings.Contains(r.stdout, "every partition has a leader and a full ISR") {
 		t.Errorf("after the restart: want three live brokers and full ISRs:\n%s", r.stdout)
@@ -693,7 +745,7 @@ func TestComposeCluster(t *testing.T) {
 		len(written), beforeKill, duringKill-beforeKill, svc, len(written)-duringKill)
 
 	// The consumer in the network, started before the kill, reads them all.
-	deadline := time.Now().Add(time.Minute)
+	deadline = time.Now().Add(time.Minute)
 	for strings.Count(folOut.String(), "\n") < len(acked) && time.Now().Before(deadline) {
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -717,8 +769,11 @@ func TestComposeCluster(t *testing.T) {
 	stopped := time.Since(start)
 	start = time.Now()
 	must(t, c.compose(2*time.Minute, "start"), "docker-compose start")
-	c.waitHealthy(2*time.Minute, services...)
+	c.waitServing(2*time.Minute, 0, 1, 2)
 	c.waitISR(time.Minute, 3, -1)
-	t.Logf("figure: whole cluster stopped (SIGTERM) in %.1f s, started again and healthy with full ISRs in %.1f s", stopped.Seconds(), time.Since(start).Seconds())
+	serving = time.Since(start)
+	c.waitHealthy(2*time.Minute, services...)
+	t.Logf("figure: whole cluster stopped (SIGTERM) in %.1f s; started again: serving with full ISRs after %.1f s, healthy in Docker after %.1f s",
+		stopped.Seconds(), serving.Seconds(), time.Since(start).Seconds())
 	check(t, "consume after stopping and starting the cluster (host)", records(t, must(t, c.host("", "consume", "-t", topic, "-o", "beginning", "-e", "--json"), "consume").stdout), acked)
 }
