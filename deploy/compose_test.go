@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -441,12 +442,6 @@ func check(t *testing.T, who string, got []client.Record, acked map[string]posit
 	}
 }
 
-func merge(into map[string]position, from map[string]position) {
-	for k, v := range from {
-		into[k] = v
-	}
-}
-
 // syncBuffer is a bytes.Buffer that a process writes while the test reads.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -615,10 +610,10 @@ func TestComposeCluster(t *testing.T) {
 	acked := map[string]position{}
 	hostLines := produceLines("host", 150)
 	r = must(t, c.host(strings.Join(hostLines, "\n")+"\n", "produce", "-t", topic, "--report"), "produce (host)")
-	merge(acked, acks(t, r.stdout, hostLines))
+	maps.Copy(acked, acks(t, r.stdout, hostLines))
 	netLines := produceLines("net", 150)
 	r = must(t, c.inNet(strings.Join(netLines, "\n")+"\n", "produce", "-t", topic, "--report"), "produce (network)")
-	merge(acked, acks(t, r.stdout, netLines))
+	maps.Copy(acked, acks(t, r.stdout, netLines))
 	if len(acked) != 300 {
 		t.Fatalf("%d of 300 records acknowledged", len(acked))
 	}
@@ -630,7 +625,10 @@ func TestComposeCluster(t *testing.T) {
 
 	// 4. Kill the broker that leads partition 0 while a producer on the host
 	// and a consumer in the network are running.
-	ps, _ := c.describe()
+	ps, r := c.describe()
+	if len(ps) == 0 {
+		t.Fatalf("topic describe: %s", r)
+	}
 	victim := ps[0].leader
 	svc := fmt.Sprintf("broker%d", victim)
 	victimID := c.container(svc)
@@ -671,7 +669,7 @@ func TestComposeCluster(t *testing.T) {
 	wg.Wait()
 	for p := range 3 {
 		must(t, probes[p], fmt.Sprintf("produce -p %d after the kill", p))
-		merge(acked, acks(t, probes[p].stdout, probeLines[p]))
+		maps.Copy(acked, acks(t, probes[p].stdout, probeLines[p]))
 	}
 	t.Logf("figure: after the kill, acks=all produce to the partitions completed in %.1f s, %.1f s, %.1f s (partition 0 was led by the killed broker)",
 		probeTook[0].Seconds(), probeTook[1].Seconds(), probeTook[2].Seconds())
@@ -740,7 +738,7 @@ func TestComposeCluster(t *testing.T) {
 	if len(streamed) != len(written) {
 		t.Fatalf("streaming producer: %d of %d records acknowledged", len(streamed), len(written))
 	}
-	merge(acked, streamed)
+	maps.Copy(acked, streamed)
 	t.Logf("streaming producer: %d records acknowledged (%d before the kill, %d while %s was down, %d after its restart)",
 		len(written), beforeKill, duringKill-beforeKill, svc, len(written)-duringKill)
 
