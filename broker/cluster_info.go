@@ -32,7 +32,13 @@ func (s *server) DescribeCluster(ctx context.Context, req *pb.DescribeClusterReq
 	for _, bi := range snap.Brokers {
 		m := gossip[bi.ID]
 		if m == nil {
-			m = &pb.ClusterMember{Id: bi.ID, Rack: bi.Rack, GossipState: "dead"}
+			// Gone from gossip: dead once the controller has confirmed it
+			// (fenced), suspect until then.
+			state := "suspect"
+			if bi.Fenced {
+				state = "dead"
+			}
+			m = &pb.ClusterMember{Id: bi.ID, Rack: bi.Rack, GossipState: state}
 		}
 		m.Addr = clientAddr(bi, ext)
 		m.Fenced = bi.Fenced

@@ -83,8 +83,9 @@ type Controller struct {
 	lastRebalance time.Time
 	wasLeader     bool
 	bootstrapped  bool
-	fastElection  bool   // single-voter timeouts are in effect
-	startIndex    uint64 // the last Raft index on disk at start
+	meta          MemberMeta // what this broker gossips
+	fastElection  bool       // single-voter timeouts are in effect
+	startIndex    uint64     // the last Raft index on disk at start
 
 	stop chan struct{}
 	done chan struct{}
@@ -132,8 +133,9 @@ func Open(cfg Config) (*Controller, error) {
 	meta := MemberMeta{
 		ID: cfg.Self.ID, Addr: cfg.Self.Addr, External: cfg.Self.ExternalAddr, Rack: cfg.Self.Rack,
 		RaftAddr: string(c.trans.LocalAddr()), Incarnation: time.Now().UnixNano(),
-		BootstrapExpect: cfg.BootstrapExpect,
+		BootstrapExpect: cfg.BootstrapExpect, HasQuorum: c.bootstrapped,
 	}
+	c.meta = meta
 	m, err := StartMembership(MembershipConfig{
 		Meta: meta, BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.GossipAdvertise,
 		Seeds: cfg.Join, SecretKey: cfg.GossipKey, Label: cfg.GossipLabel, Local: cfg.Local, Logger: cfg.Logger,
@@ -141,7 +143,9 @@ func Open(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
 	c.members = m
+	c.mu.Unlock()
 	if err := c.maybeBootstrap(); err != nil {
 		return nil, err
 	}
@@ -171,7 +175,15 @@ func (c *Controller) openRaft() error {
 			return fmt.Errorf("raft advertise address %q: %w", c.cfg.RaftAdvertise, err)
 		}
 	}
-	trans, err := raft.NewTCPTransportWithLogger(c.cfg.RaftAddr, adv, 3, 10*time.Second, hl)
+	trans, err := raft.NewTCPTransportWithConfig(c.cfg.RaftAddr, adv, &raft.NetworkTransportConfig{
+		// Peers are dialled at the Raft address they gossip now, not the one
+		// stored in the Raft configuration: a broker back at a new address
+		// (a rescheduled pod, a compose restart) is reachable at once.
+		ServerAddressProvider: gossipAddrs{c},
+		MaxPool:               3,
+		Timeout:               10 * time.Second,
+		Logger:                hl,
+	})
 	if err != nil {
 		return fmt.Errorf("listen on --raft-addr %s: %w", c.cfg.RaftAddr, err)
 	}
@@ -235,6 +247,44 @@ func (c *Controller) aloneInQuorum(has bool, rc *raft.Config, store *raftboltdb.
 	return voters == 1
 }
 
+// announceQuorum gossips that this broker now belongs to a quorum.
+func (c *Controller) announceQuorum() {
+	c.mu.Lock()
+	m := c.members
+	c.meta.HasQuorum = true
+	meta := c.meta
+	c.mu.Unlock()
+	if m != nil {
+		if err := m.SetMeta(meta); err != nil {
+			c.log.Warn("could not update gossip metadata", "err", err)
+		}
+	}
+}
+
+// gossipAddrs resolves a Raft server id to the Raft address its broker
+// gossips (implements raft.ServerAddressProvider).
+type gossipAddrs struct{ c *Controller }
+
+func (g gossipAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	m := g.c.membership()
+	if m == nil {
+		return "", errors.New("gossip not started")
+	}
+	for _, mem := range m.Members() {
+		if strconv.Itoa(int(mem.Meta.ID)) == string(id) && mem.Meta.RaftAddr != "" {
+			return raft.ServerAddress(mem.Meta.RaftAddr), nil
+		}
+	}
+	return "", fmt.Errorf("broker %s is not in gossip", id)
+}
+
+// membership is the gossip view once it has started, else nil.
+func (c *Controller) membership() *Membership {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members
+}
+
 // lastCommand is the index of the last metadata command in the log: Raft
 // also logs no-ops and configuration changes, which the FSM never sees.
 func lastCommand(store raft.LogStore) uint64 {
@@ -281,6 +331,7 @@ func (c *Controller) bootstrap(servers []raft.Server) error {
 	c.mu.Lock()
 	c.bootstrapped = true
 	c.mu.Unlock()
+	c.announceQuorum()
 	ids := make([]string, len(servers))
 	for i, s := range servers {
 		ids[i] = string(s.ID)
@@ -301,6 +352,11 @@ func (c *Controller) tryBootstrapExpect() {
 	var servers []raft.Server
 	lowest := c.cfg.Self.ID
 	for _, m := range c.members.Members() {
+		if m.Meta.HasQuorum && m.Meta.ID != c.cfg.Self.ID {
+			// A quorum exists already (this broker lost its data, or joined
+			// late): never bootstrap a second one; its controller adds us.
+			return
+		}
 		if m.Meta.BootstrapExpect != c.cfg.BootstrapExpect || m.State != "alive" {
 			continue
 		}
@@ -508,6 +564,12 @@ func (c *Controller) loop() {
 		case <-c.raft.LeaderCh():
 		}
 		c.tryBootstrapExpect()
+		c.mu.Lock()
+		announced := c.meta.HasQuorum
+		c.mu.Unlock()
+		if !announced && c.raft.LastIndex() > 0 {
+			c.announceQuorum() // joined a quorum: its log reached us
+		}
 		// Brokers the metadata lists are gossip seeds too: a restarted
 		// broker finds the others without waiting for them to find it.
 		for _, b := range c.Snapshot().Brokers {
@@ -554,7 +616,7 @@ func (c *Controller) act() {
 	members := c.members.Members()
 	alive := map[int32]Member{}
 	for _, m := range members {
-		if m.State == "alive" || m.State == "suspect" {
+		if m.State == "alive" {
 			alive[m.Meta.ID] = m
 		}
 	}

@@ -218,3 +218,41 @@ func TestBootstrapExpect(t *testing.T) {
 		return leaders == 1
 	})
 }
+
+// A broker started with --bootstrap-expect that finds a quorum already
+// running (it lost its data, or came late) never bootstraps a second one.
+func TestBootstrapExpectJoinsExistingQuorum(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real gossip and Raft")
+	}
+	w := &tlogWriter{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	mk := func(id int32, join []string, expect int) *Controller {
+		c, err := Open(Config{Self: BrokerInfo{ID: id, Addr: "x:1"}, DataDir: t.TempDir(), GossipAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
+			Join: join, BootstrapExpect: expect, Local: true, RebalanceInterval: -1,
+			Logger: slog.New(slog.NewTextHandler(w, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// Brokers 2 and 3 form a quorum (2 bootstraps alone, 3 joins it).
+	b2 := mk(2, nil, 0)
+	b3 := mk(3, []string{b2.GossipAddr()}, 0)
+	waitUntil(t, 20*time.Second, "two voters", func() bool { return len(b2.Voters()) == 2 && len(b3.Voters()) == 2 })
+	// Broker 1, the lowest id, starts empty with --bootstrap-expect 3 and
+	// sees three brokers: it must join, not bootstrap its own quorum.
+	b1 := mk(1, []string{b2.GossipAddr()}, 3)
+	waitUntil(t, 20*time.Second, "broker 1 added to the existing quorum", func() bool {
+		v := b2.Voters()
+		_, in := v[1]
+		return in && len(b1.Voters()) == 3
+	})
+	if b1.IsController() && b2.IsController() || b1.IsController() && b3.IsController() {
+		t.Fatal("two controllers")
+	}
+	if id := b1.ControllerID(); id != b2.ControllerID() {
+		t.Fatalf("broker 1 follows controller %d, broker 2 says %d", id, b2.ControllerID())
+	}
+}

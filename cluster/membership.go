@@ -25,6 +25,10 @@ type MemberMeta struct {
 	// Incarnation tells restarts apart: the process start time.
 	Incarnation     int64 `json:"n"`
 	BootstrapExpect int   `json:"b,omitempty"`
+	// HasQuorum: this broker belongs to a controller quorum already (it
+	// has Raft state). A broker started with --bootstrap-expect never
+	// bootstraps while any broker it sees says so: it joins that quorum.
+	HasQuorum bool `json:"q,omitempty"`
 }
 
 func (m MemberMeta) encode() ([]byte, error) {
@@ -72,13 +76,28 @@ type Membership struct {
 	ml  *memberlist.Memberlist
 	log *slog.Logger
 
-	mu       sync.Mutex      // guards the fields below
-	known    map[string]bool // gossip addresses ever seen
+	mu       sync.Mutex        // guards the fields below
+	known    map[string]bool   // gossip addresses ever seen
+	view     map[string]Member // alive members by node name
 	conflict error
 	changed  chan struct{}
 
 	stop chan struct{}
 	done chan struct{}
+	d    *delegate
+}
+
+// SetMeta changes what this broker gossips about itself and tells the
+// others.
+func (m *Membership) SetMeta(meta MemberMeta) error {
+	b, err := meta.encode()
+	if err != nil {
+		return err
+	}
+	m.d.mu.Lock()
+	m.d.meta = b
+	m.d.mu.Unlock()
+	return m.ml.UpdateNode(time.Second)
 }
 
 func nodeName(id int32) string { return "skein-" + strconv.Itoa(int(id)) }
@@ -141,10 +160,11 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 	}
 	m := &Membership{
 		cfg: cfg, log: cfg.Logger.With("component", "gossip"),
-		known: map[string]bool{}, changed: make(chan struct{}),
+		known: map[string]bool{}, view: map[string]Member{}, changed: make(chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	d := &delegate{m: m, meta: meta}
+	m.d = d
 	mc.Delegate, mc.Events, mc.Conflict = d, d, d
 	mc.Logger = log.New(&logWriter{l: m.log}, "", 0)
 	ml, err := memberlist.Create(mc)
@@ -201,21 +221,37 @@ func (m *Membership) Conflict() error {
 	return m.conflict
 }
 
-// Members returns the brokers gossip knows as alive or suspect.
+// Members returns the brokers gossip knows as alive. It reads this
+// package's own copy, kept from memberlist's events (the nodes memberlist
+// itself returns are updated under its lock and cannot be read safely
+// afterwards).
 func (m *Membership) Members() []Member {
-	var out []Member
-	for _, n := range m.ml.Members() {
-		var meta MemberMeta
-		if err := json.Unmarshal(n.Meta, &meta); err != nil {
-			continue
-		}
-		st := "alive"
-		if n.State == memberlist.StateSuspect {
-			st = "suspect"
-		}
-		out = append(out, Member{Meta: meta, GossipAddr: n.Address(), State: st})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Member, 0, len(m.view))
+	for _, mem := range m.view {
+		out = append(out, mem)
 	}
 	return out
+}
+
+// record updates the view from a node memberlist reports alive. Called
+// from memberlist's event callbacks, while the node is stable.
+func (m *Membership) record(n *memberlist.Node) {
+	var meta MemberMeta
+	if err := json.Unmarshal(n.Meta, &meta); err != nil {
+		return
+	}
+	m.mu.Lock()
+	m.view[n.Name] = Member{Meta: meta, GossipAddr: n.Address(), State: "alive"}
+	m.known[n.Address()] = true
+	m.mu.Unlock()
+}
+
+func (m *Membership) forget(n *memberlist.Node) {
+	m.mu.Lock()
+	delete(m.view, n.Name)
+	m.mu.Unlock()
 }
 
 // AddKnown adds a gossip address to those the rejoin loop tries.
@@ -239,7 +275,10 @@ func (m *Membership) rejoinLoop() {
 	interval := time.Second
 	for {
 		m.rejoin()
-		if m.ml.NumMembers() > 1 {
+		m.mu.Lock()
+		company := len(m.view) > 1
+		m.mu.Unlock()
+		if company {
 			interval = m.cfg.RejoinInterval
 		}
 		select {
@@ -252,10 +291,10 @@ func (m *Membership) rejoinLoop() {
 
 func (m *Membership) rejoin() {
 	current := map[string]bool{}
-	for _, n := range m.ml.Members() {
-		current[n.Address()] = true
-	}
 	m.mu.Lock()
+	for _, mem := range m.view {
+		current[mem.GossipAddr] = true
+	}
 	var targets []string
 	for a := range m.known {
 		if !current[a] && a != m.LocalAddr() {
@@ -290,12 +329,15 @@ func (m *Membership) Shutdown() error {
 // delegate receives memberlist's callbacks.
 type delegate struct {
 	m    *Membership
+	mu   sync.Mutex // guards meta
 	meta []byte
 }
 
 func (d *delegate) NodeMeta(limit int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if len(d.meta) > limit {
-		return nil // checked at start; never reached
+		return nil // checked when set; never reached
 	}
 	return d.meta
 }
@@ -305,19 +347,21 @@ func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
 
 func (d *delegate) NotifyJoin(n *memberlist.Node) {
-	d.m.mu.Lock()
-	d.m.known[n.Address()] = true
-	d.m.mu.Unlock()
+	d.m.record(n)
 	d.m.log.Info("gossip: broker joined", "node", n.Name, "addr", n.Address())
 	d.m.notify()
 }
 
 func (d *delegate) NotifyLeave(n *memberlist.Node) {
+	d.m.forget(n)
 	d.m.log.Warn("gossip: broker left or failed", "node", n.Name, "addr", n.Address(), "state", n.State)
 	d.m.notify()
 }
 
-func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.m.notify() }
+func (d *delegate) NotifyUpdate(n *memberlist.Node) {
+	d.m.record(n)
+	d.m.notify()
+}
 
 func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 	err := fmt.Errorf("another broker gossips as %s: %s and %s; every broker needs its own --node-id", existing.Name, existing.Address(), other.Address())

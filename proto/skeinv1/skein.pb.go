@@ -1825,8 +1825,9 @@ type ClusterMember struct {
 	Id    int32                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Addr  string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
 	Rack  string                 `protobuf:"bytes,3,opt,name=rack,proto3" json:"rack,omitempty"`
-	// Gossip's view from the answering broker: alive, suspect, or dead (not
-	// seen by gossip).
+	// As the answering broker sees it: alive (in gossip), suspect (gone from
+	// gossip, death not yet confirmed by the controller) or dead (confirmed
+	// and fenced).
 	GossipState string `protobuf:"bytes,4,opt,name=gossip_state,json=gossipState,proto3" json:"gossip_state,omitempty"`
 	// The controller fenced it: confirmed dead or stopping.
 	Fenced bool `protobuf:"varint,5,opt,name=fenced,proto3" json:"fenced,omitempty"`
