@@ -2,194 +2,15 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/skeinlog/skein/client"
-	"github.com/skeinlog/skein/proto/batch"
-	pb "github.com/skeinlog/skein/proto/skeinv1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"github.com/skeinlog/skein/internal/proctest"
 )
-
-// procCluster is n broker processes on 127.0.0.1: broker 1 bootstraps, the
-// others join it.
-type procCluster struct {
-	t       testing.TB
-	brokers map[int32]*brokerProc
-	ids     []int32
-	extra   []string
-}
-
-func startProcCluster(t testing.TB, n int, extra ...string) *procCluster {
-	t.Helper()
-	c := &procCluster{t: t, brokers: map[int32]*brokerProc{}, extra: extra}
-	for i := 1; i <= n; i++ {
-		id := int32(i)
-		args := append([]string{"--node-id", strconv.Itoa(i)}, extra...)
-		if i > 1 {
-			args = append(args, "--join", c.brokers[1].GossipAddr)
-		}
-		c.brokers[id] = startBroker(t, t.TempDir(), "", args...)
-		c.ids = append(c.ids, id)
-	}
-	c.waitHealthy(30 * time.Second)
-	return c
-}
-
-func (c *procCluster) addrs() []string {
-	var out []string
-	for _, id := range c.ids {
-		out = append(out, c.brokers[id].Addr)
-	}
-	return out
-}
-
-func (c *procCluster) client() *client.Client {
-	c.t.Helper()
-	cl, err := client.New(client.WithBrokers(c.addrs()...), client.WithRequestTimeout(10*time.Second))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() { cl.Close() })
-	return cl
-}
-
-// restart starts a stopped broker again, joining the others.
-func (c *procCluster) restart(id int32) {
-	c.t.Helper()
-	args := append([]string{"--node-id", strconv.Itoa(int(id))}, c.extra...)
-	for _, o := range c.ids {
-		if o != id && c.brokers[o].Running() {
-			args = append(args, "--join", c.brokers[o].GossipAddr)
-			break
-		}
-	}
-	c.brokers[id].Restart(args...)
-}
-
-// waitHealthy waits until every running broker is registered and unfenced
-// and every partition has a leader and a full ISR.
-func (c *procCluster) waitHealthy(d time.Duration) {
-	c.t.Helper()
-	cl, err := client.New(client.WithBrokers(c.addrs()...), client.WithRequestTimeout(2*time.Second))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer cl.Close()
-	deadline := time.Now().Add(d)
-	var last string
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		desc, err := cl.DescribeCluster(ctx)
-		cancel()
-		if err == nil {
-			ok := len(desc.Problems) == 0 && desc.ControllerID >= 0
-			alive := 0
-			for _, m := range desc.Members {
-				if m.GossipState == "alive" && !m.Fenced {
-					alive++
-				}
-			}
-			if ok && alive == len(c.ids) {
-				return
-			}
-			last = fmt.Sprintf("%d alive, %d problems: %+v", alive, len(desc.Problems), desc.Problems)
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	c.t.Fatalf("cluster not healthy within %v: %s", d, last)
-}
-
-// leader returns the partition's leader according to the metadata of any
-// running broker, waiting until one is known that is running.
-func (c *procCluster) leader(cl *client.Client, topic string, part int32, notThis int32, d time.Duration) int32 {
-	c.t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		md, err := cl.Metadata(ctx, topic)
-		cancel()
-		if err == nil && len(md.Topics) == 1 {
-			l := md.Topics[0].Partitions[part].Leader
-			if l >= 0 && l != notThis && c.brokers[l].Running() {
-				return l
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	c.t.Fatalf("no new leader for %s/%d within %v", topic, part, d)
-	return -1
-}
-
-// replicaLog returns a broker's local copy of a partition below upTo.
-func replicaLog(t testing.TB, addr, topic string, part int32, upTo int64) []byte {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ic := pb.NewInternalClient(conn)
-	var out []byte
-	for off := int64(0); off < upTo; {
-		r, err := ic.LocalLog(context.Background(), &pb.LocalLogRequest{Topic: topic, Partition: part, FromOffset: off, MaxBytes: 4 << 20})
-		if err != nil {
-			t.Fatalf("local log of %s: %v", addr, err)
-		}
-		if len(r.Batches) == 0 {
-			t.Fatalf("replica %s ends at %d, below %d", addr, r.LogEndOffset, upTo)
-		}
-		for rest := r.Batches; len(rest) > 0; {
-			v, next, err := batch.Next(rest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if v.BaseOffset() >= upTo {
-				return out
-			}
-			out = append(out, v...)
-			off = v.NextOffset()
-			rest = next
-		}
-	}
-	return out
-}
-
-// readAll reads a partition from the beginning to its end.
-func readAll(t testing.TB, cl *client.Client, topic string, part int32) []*client.Record {
-	t.Helper()
-	k, err := cl.NewConsumer(client.StopAtEnd())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := k.Assign(ctx, topic, []int32{part}, client.Beginning()); err != nil {
-		t.Fatal(err)
-	}
-	var out []*client.Record
-	for {
-		r, err := k.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, r)
-	}
-}
 
 // checkLog verifies a partition's records against what was acknowledged:
 // dense offsets, every acknowledged value at its acknowledged offset, and
@@ -287,20 +108,20 @@ func (l *load) count() int {
 
 // With two of three replicas down, acks=all fails rather than succeeds.
 func TestClusterTwoOfThreeDown(t *testing.T) {
-	c := startProcCluster(t, 3, "--replica-lag-time", "2s")
-	cl := c.client()
+	c := proctest.StartCluster(t, 3, "--replica-lag-time", "2s")
+	cl := c.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := cl.CreateTopic(ctx, "two", client.TopicConfig{Partitions: 1, ReplicationFactor: 3}); err != nil {
 		t.Fatal(err)
 	}
-	leader := c.leader(cl, "two", 0, -1, 20*time.Second)
-	for _, id := range c.ids {
+	leader := c.Leader(cl, "two", 0, -1, 20*time.Second)
+	for _, id := range c.IDs {
 		if id != leader {
-			c.brokers[id].Kill()
+			c.Brokers[id].Kill()
 		}
 	}
-	lc, err := client.New(client.WithBrokers(c.brokers[leader].Addr), client.WithRequestTimeout(3*time.Second))
+	lc, err := client.New(client.WithBrokers(c.Brokers[leader].Addr), client.WithRequestTimeout(3*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,29 +143,29 @@ func TestClusterTwoOfThreeDown(t *testing.T) {
 // SIGTERM hands leadership off before the broker exits: a clean restart of
 // every broker in turn causes no failed produce.
 func TestClusterRollingRestart(t *testing.T) {
-	c := startProcCluster(t, 3, "--replica-lag-time", "3s")
-	cl := c.client()
+	c := proctest.StartCluster(t, 3, "--replica-lag-time", "3s")
+	cl := c.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if _, err := cl.CreateTopic(ctx, "roll", client.TopicConfig{Partitions: 3, ReplicationFactor: 3}); err != nil {
 		t.Fatal(err)
 	}
 	l := startLoad(t, cl, "roll", 0, 1000)
-	for _, id := range c.ids {
+	for _, id := range c.IDs {
 		time.Sleep(500 * time.Millisecond)
-		if code := c.brokers[id].Term(); code != 0 {
+		if code := c.Brokers[id].Term(); code != 0 {
 			t.Fatalf("broker %d exited %d after SIGTERM", id, code)
 		}
-		if !strings.Contains(c.brokers[id].logs.String(), "leaderships handed off") {
-			t.Fatalf("broker %d did not hand off its leaderships:\n%s", id, c.brokers[id].logs.String())
+		if !strings.Contains(c.Brokers[id].Logs(), "leaderships handed off") {
+			t.Fatalf("broker %d did not hand off its leaderships:\n%s", id, c.Brokers[id].Logs())
 		}
-		c.restart(id)
-		c.waitHealthy(60 * time.Second)
+		c.Restart(id)
+		c.WaitHealthy(60 * time.Second)
 	}
 	l.finish()
 	if len(l.failed) > 0 {
 		t.Fatalf("%d of %d records failed during the rolling restart, first: %v", len(l.failed), l.sent, l.failed[0])
 	}
-	checkLog(t, readAll(t, cl, "roll", 0), l.acked)
+	checkLog(t, proctest.ReadAll(t, cl, "roll", 0), l.acked)
 	t.Logf("%d records through a rolling restart of 3 brokers, none failed", len(l.acked))
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/skeinlog/skein/client"
+	"github.com/skeinlog/skein/internal/proctest"
 )
 
 type ackKey struct {
@@ -36,14 +37,14 @@ func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		runs = 3
 	}
-	b := startBroker(t, t.TempDir(), "")
-	mustCLI(t, "broker", "", "topic", "create", "crash", "--partitions", "2", "--brokers", b.Addr)
+	b := proctest.StartBroker(t, t.TempDir(), "")
+	proctest.MustCLI(t, "broker", "", "topic", "create", "crash", "--partitions", "2", "--brokers", b.Addr)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	acked := map[ackKey]ackVal{}
 	killedMidway := 0
 	for run := range runs {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		cmd := exec.CommandContext(ctx, filepath.Join(bins(t), "produce"), "-t", "crash", "-b", b.Addr,
+		cmd := exec.CommandContext(ctx, filepath.Join(proctest.Bins(t), "produce"), "-t", "crash", "-b", b.Addr,
 			"--count", "2000000", "--size", "120", "--payload", "json", "--report",
 			"-H", "run="+strconv.Itoa(run), "--delivery-timeout", "1s", "--linger", "1ms")
 		var out, errb bytes.Buffer
@@ -90,7 +91,7 @@ func TestCrashRecovery(t *testing.T) {
 	}
 
 	// Read everything back.
-	r := mustCLI(t, "consume", "", "-t", "crash", "-b", b.Addr, "-o", "beginning", "-e", "--json")
+	r := proctest.MustCLI(t, "consume", "", "-t", "crash", "-b", b.Addr, "-o", "beginning", "-e", "--json")
 	next := map[int32]int64{}
 	seen := 0
 	sc := bufio.NewScanner(strings.NewReader(r.Stdout))

@@ -22,11 +22,12 @@ import (
 	"time"
 
 	"github.com/skeinlog/skein/client"
+	"github.com/skeinlog/skein/internal/proctest"
 )
 
 // duplicatesAnswered scrapes the broker's count of retried batches it
 // answered as duplicates (0 if it cannot be read).
-func duplicatesAnswered(b *brokerProc) int {
+func duplicatesAnswered(b *proctest.Broker) int {
 	resp, err := http.Get("http://" + b.HTTPAddr + "/metrics")
 	if err != nil {
 		return 0
@@ -49,11 +50,11 @@ func duplicatesAnswered(b *brokerProc) int {
 // record the producer was given is stored exactly once, in producer order
 // within its partition, at the offset it was acknowledged at.
 func TestIdempotentProducerAcrossLeaderKills(t *testing.T) {
-	b := startBroker(t, t.TempDir(), "")
-	mustCLI(t, "broker", "", "topic", "create", "idem", "--partitions", "3", "--brokers", b.Addr)
+	b := proctest.StartBroker(t, t.TempDir(), "")
+	proctest.MustCLI(t, "broker", "", "topic", "create", "idem", "--partitions", "3", "--brokers", b.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(bins(t), "produce"), "-t", "idem", "-b", b.Addr,
+	cmd := exec.CommandContext(ctx, filepath.Join(proctest.Bins(t), "produce"), "-t", "idem", "-b", b.Addr,
 		"--count", "100000000", "--rate", "40000", "--size", "100", "--payload", "json",
 		"--batch-bytes", "4096", "--linger", "1ms", "--delivery-timeout", "4m", "--report", "--stats", "json")
 	var out, errb bytes.Buffer
@@ -130,7 +131,7 @@ func TestIdempotentProducerAcrossLeaderKills(t *testing.T) {
 		}
 	}
 
-	r := mustCLI(t, "consume", "", "-t", "idem", "-b", b.Addr, "-o", "beginning", "-e", "--json")
+	r := proctest.MustCLI(t, "consume", "", "-t", "idem", "-b", b.Addr, "-o", "beginning", "-e", "--json")
 	seen := map[int64]bool{}
 	lastID := map[int32]int64{0: -1, 1: -1, 2: -1}
 	next := map[int32]int64{}
@@ -194,8 +195,8 @@ func contentionDuration(t *testing.T) time.Duration {
 // the event at offset i says i+1, and it is the one its writer was told
 // it appended there.
 func TestConditionalAppendContention(t *testing.T) {
-	b := startBroker(t, t.TempDir(), "")
-	mustCLI(t, "broker", "", "topic", "create", "counter", "--brokers", b.Addr)
+	b := proctest.StartBroker(t, t.TempDir(), "")
+	proctest.MustCLI(t, "broker", "", "topic", "create", "counter", "--brokers", b.Addr)
 	run := contentionDuration(t)
 	const writers = 8
 	type win struct {
@@ -265,7 +266,7 @@ func TestConditionalAppendContention(t *testing.T) {
 		return
 	}
 
-	r := mustCLI(t, "consume", "", "-t", "counter", "-b", b.Addr, "-o", "beginning", "-e", "--json")
+	r := proctest.MustCLI(t, "consume", "", "-t", "counter", "-b", b.Addr, "-o", "beginning", "-e", "--json")
 	n := int64(0)
 	perWriter := map[int]int{}
 	sc := bufio.NewScanner(strings.NewReader(r.Stdout))

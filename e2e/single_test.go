@@ -9,35 +9,37 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/skeinlog/skein/internal/proctest"
 )
 
 // The README's quick start, as a new user types it, then the admin
 // commands, bad input, the HTTP endpoints and a clean stop.
 func TestQuickStart(t *testing.T) {
-	b := startBroker(t, t.TempDir(), "")
+	b := proctest.StartBroker(t, t.TempDir(), "")
 	bk := []string{"--brokers", b.Addr}
-	r := mustCLI(t, "broker", "", append([]string{"topic", "create", "demo", "--partitions", "3"}, bk...)...)
+	r := proctest.MustCLI(t, "broker", "", append([]string{"topic", "create", "demo", "--partitions", "3"}, bk...)...)
 	if !strings.Contains(r.Stdout, `created topic "demo": 3 partition(s)`) {
 		t.Fatalf("create said %q", r.Stdout)
 	}
-	mustCLI(t, "produce", "k1:hello\nk2:world\n", "-t", "demo", "-K", ":", "-b", b.Addr)
-	r = mustCLI(t, "consume", "", "-t", "demo", "-o", "beginning", "-e", "-b", b.Addr)
+	proctest.MustCLI(t, "produce", "k1:hello\nk2:world\n", "-t", "demo", "-K", ":", "-b", b.Addr)
+	r = proctest.MustCLI(t, "consume", "", "-t", "demo", "-o", "beginning", "-e", "-b", b.Addr)
 	got := strings.Fields(r.Stdout)
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"hello", "world"}) {
 		t.Fatalf("consumed %q", r.Stdout)
 	}
 	// Keys and partitions: the same key lands in the same partition.
-	r = mustCLI(t, "consume", "", "-t", "demo", "-o", "beginning", "-e", "-f", `%k %p %o %v\n`, "-b", b.Addr)
+	r = proctest.MustCLI(t, "consume", "", "-t", "demo", "-o", "beginning", "-e", "-f", `%k %p %o %v\n`, "-b", b.Addr)
 	if !strings.Contains(r.Stdout, "k1 ") || !strings.Contains(r.Stdout, "k2 ") {
 		t.Fatalf("format output %q", r.Stdout)
 	}
 
-	r = mustCLI(t, "broker", "", append([]string{"topic", "list"}, bk...)...)
+	r = proctest.MustCLI(t, "broker", "", append([]string{"topic", "list"}, bk...)...)
 	if !strings.Contains(r.Stdout, "demo") {
 		t.Fatalf("list: %q", r.Stdout)
 	}
-	r = mustCLI(t, "broker", "", append([]string{"topic", "describe", "demo"}, bk...)...)
+	r = proctest.MustCLI(t, "broker", "", append([]string{"topic", "describe", "demo"}, bk...)...)
 	for _, want := range []string{"PARTITION", "HIGH-WATERMARK", "LOG-START", "ISR"} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Fatalf("describe lacks %s: %q", want, r.Stdout)
@@ -45,7 +47,7 @@ func TestQuickStart(t *testing.T) {
 	}
 
 	// Bad input: a clear error, a non-zero exit, and no stray directory.
-	r = cli(t, "broker", "", append([]string{"topic", "create", "../escape"}, bk...)...)
+	r = proctest.CLI(t, "broker", "", append([]string{"topic", "create", "../escape"}, bk...)...)
 	if r.Code == 0 || !strings.Contains(r.Stderr, "invalid topic") {
 		t.Fatalf("bad topic name: exit %d, %q", r.Code, r.Stderr)
 	}
@@ -55,31 +57,31 @@ func TestQuickStart(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(b.Dir, "topics")); len(ents) != 1 {
 		t.Fatalf("topics dir holds %d entries, want 1", len(ents))
 	}
-	r = cli(t, "produce", "x\n", "-t", "nope", "-b", b.Addr)
+	r = proctest.CLI(t, "produce", "x\n", "-t", "nope", "-b", b.Addr)
 	if r.Code == 0 || !strings.Contains(r.Stderr, "does not exist") {
 		t.Fatalf("unknown topic: exit %d, %q", r.Code, r.Stderr)
 	}
-	r = cli(t, "produce", "x\n", "-t", "demo", "-p", "9", "-b", b.Addr)
+	r = proctest.CLI(t, "produce", "x\n", "-t", "demo", "-p", "9", "-b", b.Addr)
 	if r.Code == 0 || !strings.Contains(r.Stderr, "partition 9") {
 		t.Fatalf("unknown partition: exit %d, %q", r.Code, r.Stderr)
 	}
-	r = cli(t, "consume", "", "-t", "demo", "-o", "sideways", "-e", "-b", b.Addr)
+	r = proctest.CLI(t, "consume", "", "-t", "demo", "-o", "sideways", "-e", "-b", b.Addr)
 	if r.Code != 2 {
 		t.Fatalf("bad offset: exit %d, %q", r.Code, r.Stderr)
 	}
-	r = cli(t, "broker", "", append([]string{"topic", "create", "big", "--replication-factor", "3"}, bk...)...)
+	r = proctest.CLI(t, "broker", "", append([]string{"topic", "create", "big", "--replication-factor", "3"}, bk...)...)
 	if r.Code == 0 || !strings.Contains(r.Stderr, "replication factor 3") {
 		t.Fatalf("rf 3 on one broker: exit %d, %q", r.Code, r.Stderr)
 	}
 	// Over-long line: refused, nothing sent.
 	long := strings.Repeat("x", 2<<20) + "\n"
-	r = cli(t, "produce", long, "-t", "demo", "-p", "0", "--expect-offset", "1", "-b", b.Addr)
+	r = proctest.CLI(t, "produce", long, "-t", "demo", "-p", "0", "--expect-offset", "1", "-b", b.Addr)
 	if r.Code == 0 {
 		t.Fatalf("a 2 MiB record was accepted: %q", r.Stderr)
 	}
 
 	// Conditional append from the shell: exit 3 with the actual offset.
-	r = cli(t, "produce", "c\n", "-t", "demo", "-p", "1", "--expect-offset", "5", "-b", b.Addr)
+	r = proctest.CLI(t, "produce", "c\n", "-t", "demo", "-p", "1", "--expect-offset", "5", "-b", b.Addr)
 	if r.Code != 3 {
 		t.Fatalf("--expect-offset mismatch: exit %d, %q", r.Code, r.Stderr)
 	}
@@ -99,13 +101,13 @@ func TestQuickStart(t *testing.T) {
 
 	// SIGTERM: a clean exit, and the data is there after a restart.
 	if code := b.Term(); code != 0 {
-		t.Fatalf("exit %d after SIGTERM\n%s", code, b.logs.String())
+		t.Fatalf("exit %d after SIGTERM\n%s", code, b.Logs())
 	}
-	if !strings.Contains(b.logs.String(), `"broker stopped"`) {
-		t.Fatalf("no clean stop in the logs:\n%s", b.logs.String())
+	if !strings.Contains(b.Logs(), `"broker stopped"`) {
+		t.Fatalf("no clean stop in the logs:\n%s", b.Logs())
 	}
 	b.Restart()
-	r = mustCLI(t, "consume", "", "-t", "demo", "-o", "beginning", "-e", "--json", "-b", b.Addr)
+	r = proctest.MustCLI(t, "consume", "", "-t", "demo", "-o", "beginning", "-e", "--json", "-b", b.Addr)
 	if n := strings.Count(r.Stdout, "\n"); n != 2 {
 		t.Fatalf("after restart consumed %d records: %q", n, r.Stdout)
 	}
@@ -123,17 +125,17 @@ func TestQuickStart(t *testing.T) {
 // node id.
 func TestDataDirOwnership(t *testing.T) {
 	dir := t.TempDir()
-	b := startBroker(t, dir, "")
-	r := cli(t, "broker", "", "--data-dir", dir, "--addr", "127.0.0.1:0", "--http-addr", "")
+	b := proctest.StartBroker(t, dir, "")
+	r := proctest.CLI(t, "broker", "", "--data-dir", dir, "--addr", "127.0.0.1:0", "--http-addr", "")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "in use by another broker") {
 		t.Fatalf("second broker on the same dir: exit %d %q", r.Code, r.Stderr)
 	}
 	b.Term()
-	r = cli(t, "broker", "", "--data-dir", dir, "--addr", "127.0.0.1:0", "--http-addr", "", "--node-id", "2")
+	r = proctest.CLI(t, "broker", "", "--data-dir", dir, "--addr", "127.0.0.1:0", "--http-addr", "", "--node-id", "2")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "belongs to node 1") {
 		t.Fatalf("other node id: exit %d %q", r.Code, r.Stderr)
 	}
-	r = cli(t, "broker", "", "--data-dir", dir, "--addr", "nonsense")
+	r = proctest.CLI(t, "broker", "", "--data-dir", dir, "--addr", "nonsense")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "--addr") {
 		t.Fatalf("bad --addr: exit %d %q", r.Code, r.Stderr)
 	}
