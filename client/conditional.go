@@ -32,8 +32,10 @@ import (
 // default) it carries the producer id and a sequence, so a retry after a
 // timeout or a lost connection whose first attempt did land returns that
 // attempt's offsets, not a mismatch. Without it, timeouts are still retried
-// (the expected offset makes that safe), and a mismatch after an attempt
-// with no answer says that the records may be at the expected offset. It
+// (the expected offset makes that safe). Either way, a failure after an
+// attempt with no answer matches ErrMaybeAppended: the records may be at
+// the expected offset (the idempotent producer's deduplication does not
+// survive a reset of its epoch), so read before deciding again. It
 // waits for acks=leader at least, even if the producer uses AcksNone.
 //
 // If ctx ends first, ProduceIf returns ctx's error and the batch may still
@@ -120,7 +122,10 @@ func (p *Producer) ProduceIf(ctx context.Context, topic string, partition int32,
 			r.Partition, r.Offset = partition, res.base+int64(i)
 		}
 		return res.base, nil
-	case errors.Is(err, ErrOffsetMismatch) && res.uncertain && !p.cfg.idempotent:
+	case errors.Is(err, ErrOffsetMismatch) && res.uncertain:
+		// Conditional batches carry no producer sequence (the expected
+		// offset is their guard), so even the idempotent producer cannot
+		// tell whether the unanswered attempt landed.
 		return -1, fmt.Errorf("conditional append to %s/%d: %w (an earlier attempt timed out and may have appended these records at offset %d)", topic, partition, err, expectedOffset)
 	case errors.Is(err, ErrOffsetMismatch):
 		return -1, fmt.Errorf("conditional append to %s/%d at offset %d: %w", topic, partition, expectedOffset, err)

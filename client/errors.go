@@ -67,6 +67,12 @@ var (
 	// pending and later record of the producer fails with it.
 	ErrProducerFenced = errors.New("producer fenced")
 
+	// ErrMaybeAppended: a produce failed after an attempt that got no
+	// definite answer (a timeout, a lost connection), so its records may
+	// have been appended, and may be read later. A produce error that does
+	// not match it is the broker's word that nothing was appended.
+	ErrMaybeAppended = errors.New("records may have been appended")
+
 	// ErrClosed: the client, producer or consumer is closed.
 	ErrClosed = errors.New("skein client closed")
 	// ErrDeliveryTimeout: the producer gave up on a record after its delivery

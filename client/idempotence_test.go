@@ -332,7 +332,7 @@ func TestProduceIfRetryAfterLostAnswer(t *testing.T) {
 					t.Fatalf("retried conditional append: base %d, %+v, %v", base, r, err)
 				}
 			} else {
-				if !errors.Is(err, client.ErrOffsetMismatch) || !strings.Contains(err.Error(), "may have appended") {
+				if !errors.Is(err, client.ErrOffsetMismatch) || !errors.Is(err, client.ErrMaybeAppended) || !strings.Contains(err.Error(), "may have appended") {
 					t.Fatalf("without idempotence: %v", err)
 				}
 			}
@@ -473,4 +473,49 @@ func TestInitProducerFailures(t *testing.T) {
 	if err := p3.ProduceSync(ctx, &client.Record{Topic: "init", Value: []byte("w")}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A produce error says whether the records may be in the log: a failure
+// after an attempt that got no answer matches ErrMaybeAppended; one where
+// every attempt got the broker's definite refusal does not (the
+// fault-injection checker counts those as failed and flags any that is
+// read later).
+func TestProduceErrorsSayWhetherAppended(t *testing.T) {
+	cases := []struct {
+		name  string
+		first fakebroker.Action // the first attempt
+		then  fakebroker.Action // every later attempt
+		maybe bool
+	}{
+		{"refused every time", fakebroker.Action{Fail: notEnoughReplicas()}, fakebroker.Action{Fail: notEnoughReplicas()}, false},
+		{"answer lost then refused", fakebroker.Action{LoseAnswer: true}, fakebroker.Action{Fail: notEnoughReplicas()}, true},
+		{"dropped unsent then refused", fakebroker.Action{Drop: true}, fakebroker.Action{Fail: notEnoughReplicas()}, true},
+		{"too large", fakebroker.Action{Fail: &skeinv1.ErrorDetail{Code: uint32(codes.InvalidArgument), Reason: skeinv1.ErrorReason_RECORD_TOO_LARGE, Message: "too large", LeaderId: -1}}, fakebroker.Action{}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fc := newCluster(t, 1)
+			fc.CreateTopic("t", 1)
+			var n atomic.Int32
+			fc.SetProduceHook(func(_ int32, req *skeinv1.ProduceRequest) fakebroker.Action {
+				if n.Add(1) == 1 {
+					return tc.first
+				}
+				return tc.then
+			})
+			c := newClient(t, fc)
+			p := newProducer(t, c, client.DeliveryTimeout(500*time.Millisecond), client.RetryBackoff(20*time.Millisecond))
+			err := p.ProduceSync(ctxT(t), &client.Record{Topic: "t", Value: []byte("v")})
+			if err == nil {
+				t.Fatal("produce succeeded")
+			}
+			if got := errors.Is(err, client.ErrMaybeAppended); got != tc.maybe {
+				t.Fatalf("errors.Is(err, ErrMaybeAppended) = %v, want %v: %v", got, tc.maybe, err)
+			}
+		})
+	}
+}
+
+func notEnoughReplicas() *skeinv1.ErrorDetail {
+	return &skeinv1.ErrorDetail{Code: uint32(codes.Unavailable), Reason: skeinv1.ErrorReason_NOT_ENOUGH_REPLICAS, Message: "isr 1 < 2", LeaderId: -1, LeaderEpoch: -1, NextOffset: -1}
 }

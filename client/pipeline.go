@@ -692,6 +692,12 @@ func (pp *partProducer) complete(b *pbatch, base int64, err error) {
 		b.b = nil
 	}
 	b.wire = nil
+	if err != nil && b.tries > 0 && (b.uncertain || !definite(err)) && !errors.Is(err, ErrMaybeAppended) {
+		// Some attempt got no definite answer: the records may be in the
+		// log. Only the other failures are the broker's word that nothing
+		// was appended.
+		err = fmt.Errorf("%w (%w: an attempt got no definite answer)", err, ErrMaybeAppended)
+	}
 	c := completion{recs: b.recs, base: base, partition: pp.partition, err: err, bytes: b.bytes}
 	b.recs = nil
 	if b.notify != nil {
