@@ -376,6 +376,22 @@ func TestCheckPlantedAnomalies(t *testing.T) {
 			want: Anomalies{Inconsistent: 2, LostAtOffset: 2},
 		},
 		{
+			name: "inconsistent and lost: two acks name one offset",
+			model: func(t *testing.T, m *chkModel) {
+				m.addSend(2, OK, false)
+				m.sends[len(m.sends)-1].offset = 4
+			},
+			want: Anomalies{Inconsistent: 1, Lost: 1},
+		},
+		{
+			name: "fine: a replica's uncommitted tail repeats a value above the HW",
+			hist: func(t *testing.T, h []Op, f Final) []Op {
+				rl := &f.Replicas[0][2]
+				rl.Recs = append(rl.Recs, Rec{Offset: rl.HW, Value: rl.Recs[0].Value, Epoch: 2})
+				return h // above the HW: an uncommitted tail may differ
+			},
+		},
+		{
 			name:  "duplicate: an acked value appended again",
 			model: func(t *testing.T, m *chkModel) { m.appendRec(2, m.logs[2][3].Value) },
 			want:  Anomalies{Duplicate: 1},
@@ -579,6 +595,58 @@ func chkInfoNotInLog(t *testing.T, h []Op, f Final) uint64 {
 	}
 	t.Fatal("no indeterminate send outside the logs")
 	return 0
+}
+
+func TestCheckSendPairing(t *testing.T) {
+	send := func(proc int, typ OpType, v uint64, off int64) Op {
+		return Op{Process: proc, Type: typ, F: FSend, Partition: 0, Value: v, Offset: off}
+	}
+	final := Final{Reads: map[int32][]Rec{0: {{Offset: 0, Value: 1}, {Offset: 1, Value: 2}}}, HW: map[int32]int64{0: 2}}
+	tests := []struct {
+		name                                         string
+		h                                            []Op
+		attempted, acked, failed, indeterminate, bad int
+	}{
+		{
+			name: "completions pair by process, not by order",
+			h: []Op{send(1, Invoke, 1, 0), send(2, Invoke, 2, 0), send(2, OK, 0, 1), send(1, OK, 0, 0),
+				send(3, Invoke, 3, 0), send(3, Fail, 3, 0)},
+			attempted: 3, acked: 2, failed: 1,
+		},
+		{
+			name:      "an invoke followed by another of the same process never completed",
+			h:         []Op{send(1, Invoke, 1, 0), send(1, Invoke, 2, 0), send(1, OK, 0, 1), send(4, Invoke, 5, 0)},
+			attempted: 3, acked: 1, indeterminate: 2,
+		},
+		{
+			name:      "a process that issues again after info",
+			h:         []Op{send(1, Invoke, 1, 0), send(1, Info, 1, 0), send(1, Invoke, 2, 0), send(1, OK, 2, 1)},
+			attempted: 2, acked: 1, indeterminate: 1,
+		},
+		{
+			name:      "a completion without an invoke is a send of its own",
+			h:         []Op{send(1, OK, 1, 0), send(2, Invoke, 2, 0), send(2, OK, 2, 1)},
+			attempted: 2, acked: 2,
+		},
+		{
+			// The orphan ok of value 9 at offset 0: offset 0 holds 1 (inconsistent), 9 is nowhere (lost).
+			name:      "an orphan ok is checked like any ack",
+			h:         []Op{send(1, Invoke, 1, 0), send(1, Info, 0, 0), send(2, OK, 9, 0), send(3, Invoke, 2, 0), send(3, OK, 2, 1)},
+			attempted: 3, acked: 2, indeterminate: 1, bad: 2,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := Check(tc.h, final, CheckOptions{})
+			if res.Attempted != tc.attempted || res.Acked != tc.acked || res.Failed != tc.failed || res.Indeterminate != tc.indeterminate {
+				t.Errorf("attempted/acked/failed/indeterminate = %d/%d/%d/%d, want %d/%d/%d/%d",
+					res.Attempted, res.Acked, res.Failed, res.Indeterminate, tc.attempted, tc.acked, tc.failed, tc.indeterminate)
+			}
+			if res.Anomalies.Total() != tc.bad {
+				t.Errorf("anomalies %+v, want %d in all\nexamples: %v", res.Anomalies, tc.bad, res.Examples)
+			}
+		})
+	}
 }
 
 func TestCheckLiveness(t *testing.T) {
