@@ -801,3 +801,170 @@ func TestBadInputIdempotentProducer(t *testing.T) {
 	})
 	check()
 }
+
+// ---- a cluster: uncommitted data and peer RPCs ------------------------------
+
+// Three brokers, a topic with replication factor 3. Peer RPCs with stale or
+// future epochs are refused and change nothing; then, with one follower
+// stopped and the other cut off, the leader holds records above its high
+// watermark, and no fetch returns them.
+func TestBadInputClusterPeersAndUncommitted(t *testing.T) {
+	c := brokertest.NewCluster(t, 3, brokertest.WithConfig(func(cfg *broker.Config) {
+		cfg.ReplicaLagTime = time.Minute // the ISR must not shrink during the test
+	}))
+	pc := dial(t, c.Addrs()[0])
+	mi := int32(2)
+	if _, err := pc.CreateTopic(context.Background(), &pb.CreateTopicRequest{Name: "u", Partitions: 1, ReplicationFactor: 3, MinInsyncReplicas: &mi}); err != nil {
+		t.Fatal(err)
+	}
+	lid := c.WaitLeader("u", 0, 30*time.Second)
+	leader := c.Broker(lid)
+	lc := dial(t, leader.Addr())
+	produce(t, lc, "u", 0, "a", "b")
+	c.WaitFor("every replica at the HW", 20*time.Second, func() bool {
+		for id := int32(1); id <= 3; id++ {
+			if st := c.Broker(id).Partition("u", 0).State(); st.LogEndOffset != 2 || st.HighWatermark != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	var followers []int32
+	for id := int32(1); id <= 3; id++ {
+		if id != lid {
+			followers = append(followers, id)
+		}
+	}
+	meta := func() string {
+		pm := leader.Metadata().Topics["u"].Partitions[0]
+		return fmt.Sprintf("leader %d epoch %d isr %v partition epoch %d", pm.Leader, pm.LeaderEpoch, pm.ISR, pm.PartitionEpoch)
+	}
+	pm := leader.Metadata().Topics["u"].Partitions[0]
+	epoch := pm.LeaderEpoch
+	metaBefore := meta()
+	internal := pb.NewInternalClient(dialConn(t, leader.Addr()))
+	// The controller answers AlterPartition.
+	resp, err := lc.Metadata(context.Background(), &pb.MetadataRequest{})
+	if err != nil || resp.ControllerId < 1 {
+		t.Fatalf("no controller: %v %v", resp, err)
+	}
+	ctrl := pb.NewInternalClient(dialConn(t, c.Broker(resp.ControllerId).Addr()))
+	if _, err := ctrl.LocalLog(context.Background(), &pb.LocalLogRequest{Topic: "u"}); err != nil { // connect before the snapshot
+		t.Fatal(err)
+	}
+	if _, err := internal.LocalLog(context.Background(), &pb.LocalLogRequest{Topic: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	checks := []func(){}
+	for id := int32(1); id <= 3; id++ {
+		checks = append(checks, unchanged(t, c.Broker(id), "u", 1))
+	}
+	// Internal RPCs answer in the response's error field; turn it into a
+	// status for runBad.
+	asStatus := func(d *pb.ErrorDetail, err error) error {
+		if err != nil || d == nil {
+			if err == nil {
+				return nil
+			}
+			return err
+		}
+		st, _ := status.New(codes.Code(d.Code), d.Message).WithDetails(d)
+		return st.Err()
+	}
+	fetch := func(req *pb.ReplicaFetchRequest) func(context.Context) error {
+		req.Topic, req.MaxWaitMs = "u", 10
+		if req.ReplicaId == 0 {
+			req.ReplicaId = followers[0]
+		}
+		return func(ctx context.Context) error {
+			r, err := internal.ReplicaFetch(ctx, req)
+			return asStatus(r.GetError(), err)
+		}
+	}
+	ofe := func(current, asked int32) func(context.Context) error {
+		return func(ctx context.Context) error {
+			r, err := internal.OffsetForLeaderEpoch(ctx, &pb.OffsetForLeaderEpochRequest{Topic: "u", ReplicaId: followers[0], CurrentLeaderEpoch: current, LeaderEpoch: asked})
+			return asStatus(r.GetError(), err)
+		}
+	}
+	alter := func(f func(r *pb.AlterPartitionRequest)) func(context.Context) error {
+		req := &pb.AlterPartitionRequest{Topic: "u", LeaderId: lid, LeaderEpoch: epoch, PartitionEpoch: pm.PartitionEpoch, NewIsr: []int32{lid, followers[0]}}
+		f(req)
+		return func(ctx context.Context) error {
+			r, err := ctrl.AlterPartition(ctx, req)
+			return asStatus(r.GetError(), err)
+		}
+	}
+	fp := codes.FailedPrecondition
+	fenced, unknown := pb.ErrorReason_FENCED_LEADER_EPOCH, pb.ErrorReason_UNKNOWN_LEADER_EPOCH
+	runBad(t, []badCase{
+		{"replica fetch, stale epoch", fetch(&pb.ReplicaFetchRequest{LeaderEpoch: epoch - 1, FetchOffset: 2}), fp, fenced, []string{fmt.Sprintf("request epoch %d, current %d", epoch-1, epoch)}},
+		{"replica fetch, future epoch", fetch(&pb.ReplicaFetchRequest{LeaderEpoch: epoch + 1, FetchOffset: 2}), fp, unknown, []string{fmt.Sprintf("request epoch %d", epoch+1)}},
+		{"replica fetch, min int32 epoch", fetch(&pb.ReplicaFetchRequest{LeaderEpoch: math.MinInt32, FetchOffset: 2}), fp, fenced, nil},
+		{"replica fetch, not a replica", fetch(&pb.ReplicaFetchRequest{ReplicaId: 99, LeaderEpoch: epoch, FetchOffset: 2}), fp, pb.ErrorReason_NOT_LEADER, []string{"broker 99 is not a follower"}},
+		{"replica fetch, from the leader itself", fetch(&pb.ReplicaFetchRequest{ReplicaId: lid, LeaderEpoch: epoch, FetchOffset: 2}), fp, pb.ErrorReason_NOT_LEADER, nil},
+		{"replica fetch, past the log end", fetch(&pb.ReplicaFetchRequest{LeaderEpoch: epoch, FetchOffset: math.MaxInt64}), codes.OutOfRange, pb.ErrorReason_OFFSET_OUT_OF_RANGE, nil},
+		{"replica fetch, negative offset", fetch(&pb.ReplicaFetchRequest{LeaderEpoch: epoch, FetchOffset: -1}), codes.OutOfRange, pb.ErrorReason_OFFSET_OUT_OF_RANGE, nil},
+		{"replica fetch, unknown partition", fetch(&pb.ReplicaFetchRequest{Partition: 5, LeaderEpoch: epoch}), codes.NotFound, pb.ErrorReason_UNKNOWN_PARTITION, nil},
+		{"offset for epoch, stale current epoch", ofe(epoch-1, epoch-1), fp, fenced, nil},
+		{"offset for epoch, future current epoch", ofe(epoch+1, epoch), fp, unknown, nil},
+		{"alter partition, stale leader epoch", alter(func(r *pb.AlterPartitionRequest) { r.LeaderEpoch = epoch - 1 }), fp, pb.ErrorReason_INVALID_REQUEST, []string{"leader or leader epoch is not current"}},
+		{"alter partition, future leader epoch", alter(func(r *pb.AlterPartitionRequest) { r.LeaderEpoch = epoch + 1 }), fp, pb.ErrorReason_INVALID_REQUEST, []string{"not current"}},
+		{"alter partition, not the leader", alter(func(r *pb.AlterPartitionRequest) { r.LeaderId = followers[0] }), fp, pb.ErrorReason_INVALID_REQUEST, []string{"not current"}},
+		{"alter partition, stale partition epoch", alter(func(r *pb.AlterPartitionRequest) { r.PartitionEpoch = pm.PartitionEpoch - 1 }), fp, pb.ErrorReason_INVALID_REQUEST, []string{"partition epoch is not current"}},
+		{"alter partition, future partition epoch", alter(func(r *pb.AlterPartitionRequest) { r.PartitionEpoch = pm.PartitionEpoch + 1 }), fp, pb.ErrorReason_INVALID_REQUEST, []string{"partition epoch is not current"}},
+		{"alter partition, ISR without the leader", alter(func(r *pb.AlterPartitionRequest) { r.NewIsr = followers }), fp, pb.ErrorReason_INVALID_REQUEST, []string{"leader must stay"}},
+		{"alter partition, ISR with a stranger", alter(func(r *pb.AlterPartitionRequest) { r.NewIsr = []int32{lid, 99} }), fp, pb.ErrorReason_INVALID_REQUEST, []string{"not a set of replicas"}},
+		{"alter partition, unknown topic", alter(func(r *pb.AlterPartitionRequest) { r.Topic = "nope" }), codes.NotFound, pb.ErrorReason_UNKNOWN_TOPIC, nil},
+	})
+	if m := meta(); m != metaBefore {
+		t.Errorf("metadata changed: %s -> %s", metaBefore, m)
+	}
+	for _, check := range checks {
+		check()
+	}
+
+	// Uncommitted data: stop one follower, cut the other off, and append
+	// with acks=leader. The leader's log goes past its HW.
+	c.Kill(followers[0])
+	c.Cut(lid, followers[1])
+	r, err := lc.Produce(context.Background(), &pb.ProduceRequest{Topic: "u", LeaderEpoch: -1, Acks: pb.Acks_ACKS_LEADER, Batch: mkBatch(t, "c", "d", "e")})
+	if err != nil || r.BaseOffset != 2 {
+		t.Fatalf("acks=leader produce: %v %v", r, err)
+	}
+	if st := leader.Partition("u", 0).State(); st.LogEndOffset != 5 || st.HighWatermark != 2 {
+		t.Fatalf("leader: log end %d, HW %d; want 5 and 2", st.LogEndOffset, st.HighWatermark)
+	}
+	recs := fetchAll(t, lc, "u", 0, 0)
+	if len(recs) != 2 || recs[len(recs)-1].Offset != 1 {
+		t.Fatalf("a fetch returned uncommitted records: %+v", recs)
+	}
+	uncommitted := func(off int64) func(context.Context) error {
+		return func(ctx context.Context) error {
+			return fetchErr(lc, &pb.FetchRequest{Topic: "u", Offset: off, LeaderEpoch: -1, MaxWaitMs: 10})
+		}
+	}
+	oor := pb.ErrorReason_OFFSET_OUT_OF_RANGE
+	runBad(t, []badCase{
+		{"fetch above the HW, below the log end", uncommitted(3), codes.OutOfRange, oor, []string{"outside [0, 2]"}},
+		{"fetch at the log end", uncommitted(5), codes.OutOfRange, oor, []string{"outside [0, 2]"}},
+		{"fetch past the log end", uncommitted(6), codes.OutOfRange, oor, []string{"outside [0, 2]"}},
+	})
+	// At the HW a fetch waits and shows nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := lc.Fetch(ctx, &pb.FetchRequest{Topic: "u", Offset: 2, LeaderEpoch: -1, MaxWaitMs: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		r, err := s.Recv()
+		if err != nil || len(r.Batches) != 0 || r.HighWatermark != 2 || r.NextOffset != 2 {
+			t.Fatalf("fetch at the HW: %v %v", r, err)
+		}
+	}
+	lo, err := lc.ListOffsets(context.Background(), &pb.ListOffsetsRequest{Topic: "u", Spec: &pb.ListOffsetsRequest_Latest{Latest: true}})
+	if err != nil || lo.Offset != 2 || lo.HighWatermark != 2 {
+		t.Fatalf("list offsets latest: %v %v", lo, err)
+	}
+}

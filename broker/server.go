@@ -413,6 +413,13 @@ func (s *server) Fetch(req *pb.FetchRequest, stream pb.Skein_FetchServer) error 
 		if err != nil {
 			return toStatus(err)
 		}
+		if offset > res.HighWatermark {
+			// Past the HW is uncommitted or unwritten: no consumer gets
+			// there by reading (the HW it sees never goes back), so it is
+			// out of range like an offset below the log start, whatever
+			// the leader's log end.
+			return toStatus(&partition.OutOfRangeError{Offset: offset, LogStartOffset: res.LogStartOffset, HighWatermark: res.HighWatermark})
+		}
 		if len(res.Batches) > 0 {
 			caughtUp = res.NextOffset >= res.HighWatermark
 			if err := stream.Send(&pb.FetchResponse{
