@@ -968,3 +968,53 @@ func TestBadInputClusterPeersAndUncommitted(t *testing.T) {
 		t.Fatalf("list offsets latest: %v %v", lo, err)
 	}
 }
+
+// ---- contradictory broker configuration ---------------------------------------
+
+// A broker whose configuration contradicts itself refuses to start and
+// says which setting is wrong; nothing is left running.
+func TestBadInputBrokerConfig(t *testing.T) {
+	gs := runtime.NumGoroutine()
+	long := strings.Repeat("a", 600)
+	cases := []struct {
+		name string
+		f    func(c *broker.Config)
+		says string
+	}{
+		{"node id -1", func(c *broker.Config) { c.NodeID = -1 }, "node id -1"},
+		{"bootstrap expect -1", func(c *broker.Config) { c.BootstrapExpect = -1 }, "--bootstrap-expect -1"},
+		{"controller voters 2", func(c *broker.Config) { c.ControllerVoters = 2 }, "--controller-voters 2"},
+		{"gossip key 7 bytes", func(c *broker.Config) { c.GossipKey = make([]byte, 7) }, "gossip key is 7 bytes"},
+		{"replica lag 1ms", func(c *broker.Config) { c.ReplicaLagTime = time.Millisecond }, "--replica-lag-time"},
+		{"rack 65 bytes", func(c *broker.Config) { c.Rack = strings.Repeat("r", 65) }, "--rack is 65 bytes"},
+		{"max request 1 KiB", func(c *broker.Config) { c.MaxRequestBytes = 1024 }, "max request bytes"},
+		{"record bigger than a request", func(c *broker.Config) {
+			c.MaxRequestBytes = 1 << 20
+			c.TopicDefaults.MaxRecordBytes = 2 << 20
+		}, "does not fit"},
+		{"addr without port", func(c *broker.Config) { c.Addr = "localhost" }, "--addr"},
+		{"external addr alone", func(c *broker.Config) { c.ExternalAddr = "127.0.0.1:0" }, "--external-advertise-addr"},
+		// Gossip metadata over memberlist's 512 bytes: memberlist would panic.
+		{"advertise addr of 600 bytes", func(c *broker.Config) { c.AdvertiseAddr = long + ":9420" }, "512-byte limit"},
+		{"external advertise addr of 600 bytes", func(c *broker.Config) {
+			c.ExternalAddr, c.ExternalAdvertiseAddr = "127.0.0.1:0", long+":1"
+		}, "512-byte limit"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := broker.DefaultConfig()
+			cfg.DataDir = t.TempDir()
+			cfg.Addr, cfg.HTTPAddr, cfg.GossipAddr, cfg.RaftAddr = "127.0.0.1:0", "", "127.0.0.1:0", "127.0.0.1:0"
+			tc.f(&cfg)
+			b, err := broker.New(cfg)
+			if err == nil {
+				b.Close()
+				t.Fatal("started")
+			}
+			if !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("error %q does not say %q", err, tc.says)
+			}
+		})
+	}
+	waitGoroutines(t, gs)
+}

@@ -85,6 +85,10 @@ type Membership struct {
 	stop chan struct{}
 	done chan struct{}
 	d    *delegate
+
+	// Owned by the rejoin loop: the last join failure warned about.
+	joinErr    string
+	joinWarned time.Time
 }
 
 // SetMeta changes what this broker gossips about itself and tells the
@@ -305,9 +309,27 @@ func (m *Membership) rejoin() {
 	if len(targets) == 0 {
 		return
 	}
-	if n, err := m.ml.Join(targets); err != nil && n == 0 {
-		m.log.Debug("gossip join found no one yet", "addrs", strings.Join(targets, ","), "err", err)
+	n, err := m.ml.Join(targets)
+	if err == nil || n > 0 {
+		m.joinErr = ""
+		return
 	}
+	m.mu.Lock()
+	alone := len(m.view) <= 1
+	m.mu.Unlock()
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	// Alone, a failing join is worth a warning: a seed that is up but
+	// refuses us (another --gossip-key or --gossip-label: "no installed keys
+	// could decrypt", "remote state is encrypted", or EOF when the labels
+	// differ) would otherwise keep the broker waiting in silence. Once per
+	// error text, and again every 30 s.
+	if alone && (msg != m.joinErr || time.Since(m.joinWarned) > 30*time.Second) {
+		m.joinErr, m.joinWarned = msg, time.Now()
+		m.log.Warn("gossip: cannot join the cluster yet; if these brokers are up, check that --gossip-key and --gossip-label match theirs",
+			"addrs", strings.Join(targets, ","), "err", msg)
+		return
+	}
+	m.log.Debug("gossip join found no one yet", "addrs", strings.Join(targets, ","), "err", msg)
 }
 
 // Leave announces a graceful departure.
