@@ -9,13 +9,11 @@ package broker_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"io/fs"
 	"math"
-	"net"
 	"net/http"
 	"path/filepath"
 	"runtime"
@@ -24,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
@@ -344,10 +341,9 @@ func TestBadInputClaimedLengthsDoNotAllocate(t *testing.T) {
 
 	// The raw frame: 0 (uncompressed), then a 4-byte length of 1 GiB, then
 	// a few bytes. HTTP/2 without TLS (h2c), as gRPC's insecure transport.
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protos}
 	defer tr.CloseIdleConnections()
 	var code, msg string
 	grown = allocs(func() {
