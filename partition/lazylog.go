@@ -75,17 +75,27 @@ func writeCheckpoint(dir string, lg Log) error {
 
 // lazyLog is a Log that opens the real one on first use, answering
 // NextOffset, StartOffset and Size from a checkpoint until then.
+//
+// A clean shutdown's checkpoint lets the start skip the open-time repair and
+// verification, so the first open does them: it runs checkLog (tail repair
+// report, Verify of every segment) and compares the offsets with the
+// checkpoint. A log changed or damaged since the shutdown is never used:
+// every call fails with ErrCorrupt, and onDamage (called once, without
+// locks held) tells the partition, whose owner reopens it the unclean way
+// (Open without a checkpoint), which cuts the log at the damage.
 type lazyLog struct {
-	cp   logCheckpoint
-	open func() (Log, error)
+	cp       logCheckpoint
+	open     func() (Log, error)
+	onDamage func(error)
 
-	mu     sync.Mutex // guards log and closed
+	mu     sync.Mutex // guards log, err and closed
 	log    Log
+	err    error // the damage found by the first open
 	closed bool
 }
 
-func newLazyLog(cp *logCheckpoint, open func() (Log, error)) *lazyLog {
-	return &lazyLog{cp: *cp, open: open}
+func newLazyLog(cp *logCheckpoint, open func() (Log, error), onDamage func(error)) *lazyLog {
+	return &lazyLog{cp: *cp, open: open, onDamage: onDamage}
 }
 
 func (l *lazyLog) isOpen() bool {
@@ -94,27 +104,46 @@ func (l *lazyLog) isOpen() bool {
 	return l.log != nil
 }
 
-// get opens the log if needed and checks it matches the checkpoint.
+// get opens the log if needed and checks it is undamaged and matches the
+// checkpoint.
 func (l *lazyLog) get() (Log, error) {
+	lg, err, first := l.getLocked()
+	if first && l.onDamage != nil {
+		l.onDamage(err)
+	}
+	return lg, err
+}
+
+// getLocked is get under l.mu; first says the damage was found just now.
+func (l *lazyLog) getLocked() (lg Log, err error, first bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return nil, wal.ErrClosed
+		return nil, wal.ErrClosed, false
+	}
+	if l.err != nil {
+		return nil, l.err, false
 	}
 	if l.log != nil {
-		return l.log, nil
+		return l.log, nil, false
 	}
-	lg, err := l.open()
+	lg, err = l.open()
 	if err != nil {
-		return nil, err
+		return nil, err, false
 	}
-	if lg.NextOffset() != l.cp.NextOffset || lg.StartOffset() != l.cp.StartOffset {
-		lg.Close()
-		return nil, fmt.Errorf("%w: the log holds [%d, %d) but its clean-shutdown checkpoint said [%d, %d)",
+	if damage := checkLog(lg); damage != nil {
+		err = fmt.Errorf("%w: found when the log was first opened after a clean shutdown: %v", wal.ErrCorrupt, damage)
+	} else if lg.NextOffset() != l.cp.NextOffset || lg.StartOffset() != l.cp.StartOffset {
+		err = fmt.Errorf("%w: the log holds [%d, %d) but its clean-shutdown checkpoint said [%d, %d)",
 			wal.ErrCorrupt, lg.StartOffset(), lg.NextOffset(), l.cp.StartOffset, l.cp.NextOffset)
 	}
+	if err != nil {
+		lg.Close()
+		l.err = err
+		return nil, err, true
+	}
 	l.log = lg
-	return lg, nil
+	return lg, nil, false
 }
 
 func (l *lazyLog) NextOffset() int64 {

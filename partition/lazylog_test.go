@@ -88,7 +88,7 @@ func crash(p *Partition) {
 
 func TestLazyRetentionLeavesYoungLogsClosed(t *testing.T) {
 	cp := &logCheckpoint{Version: 1, NextOffset: 10, Size: 1000, SealedSegments: 2, OldestMaxTimestamp: 5000}
-	l := newLazyLog(cp, nil)
+	l := newLazyLog(cp, nil, nil)
 	if l.mayExpire(Retention{MaxBytes: -1}, 6000) {
 		t.Fatal("no limits: nothing expires")
 	}

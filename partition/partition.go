@@ -54,6 +54,13 @@ type Config struct {
 	// OnFatal is called once if the log fails in a way that must stop the
 	// broker (an fsync error). Default: nothing beyond logging.
 	OnFatal func(error)
+	// OnDamage is called once, on some goroutine of the partition's, if the
+	// first open of a log after a clean shutdown (opened lazily) finds it
+	// damaged or changed: the partition then fails every read and write,
+	// and its owner should Close it and Open it again, which cuts the log
+	// at the damage (see Damage). Damage found by Open itself is reported
+	// by Damage, not here.
+	OnDamage func(error)
 	// Observer receives figures for metrics; optional.
 	Observer Observer
 	Logger   *slog.Logger
@@ -192,9 +199,12 @@ type Partition struct {
 
 	// Owned by the loop (and by Open before it starts, Close after it
 	// ends): no lock.
-	producers  producerState // idempotent producers: epochs, last batches
-	snapBytes  int64         // bytes appended since the last producer snapshot
-	lastExpiry time.Time     // the last producer expiry pass
+	producers producerState // idempotent producers: epochs, last batches
+	// damage is what Open found wrong with the log (and cut away); nil if
+	// nothing. Set before the loop starts, read-only after.
+	damage     error
+	snapBytes  int64     // bytes appended since the last producer snapshot
+	lastExpiry time.Time // the last producer expiry pass
 }
 
 // Open opens (or creates) the partition in cfg.Dir and starts its loop.
@@ -206,19 +216,8 @@ func Open(cfg Config) (*Partition, error) {
 		return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
 	}
 	openLog := func() (Log, error) { return cfg.OpenLog(filepath.Join(cfg.Dir, walDirName)) }
-	var lg Log
-	if cp := readCheckpoint(cfg.Dir); cp != nil {
-		// A clean shutdown left the log's offsets: open it on first use.
-		lg = newLazyLog(cp, openLog)
-	} else {
-		var err error
-		if lg, err = openLog(); err != nil {
-			return nil, fmt.Errorf("partition %s-%d: open log: %w", cfg.Topic, cfg.Partition, err)
-		}
-	}
 	p := &Partition{
 		cfg:      cfg,
-		log:      lg,
 		log2:     cfg.Logger.With("topic", cfg.Topic, "partition", cfg.Partition),
 		epoch:    -1,
 		leaderID: -1,
@@ -226,6 +225,24 @@ func Open(cfg Config) (*Partition, error) {
 		done:     make(chan struct{}),
 	}
 	p.cond = sync.NewCond(&p.mu)
+	var lg Log
+	if cp := readCheckpoint(cfg.Dir); cp != nil {
+		// A clean shutdown left the log's offsets: open it on first use.
+		lg = newLazyLog(cp, openLog, p.lazyDamage)
+	} else {
+		var err error
+		if lg, err = openLog(); err != nil {
+			return nil, fmt.Errorf("partition %s-%d: open log: %w", cfg.Topic, cfg.Partition, err)
+		}
+		// An unclean start: check the whole log, and cut it at the first
+		// damaged entry (the replica must then leave the ISR and copy the
+		// rest from the leader: see Damage).
+		if p.damage, err = cutAtDamage(lg, p.log2); err != nil {
+			lg.Close()
+			return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
+		}
+	}
+	p.log = lg
 	p.leo = lg.NextOffset()
 	p.written = p.leo
 	p.logStart = lg.StartOffset()
@@ -241,6 +258,94 @@ func Open(cfg Config) (*Partition, error) {
 	p.lastExpiry = cfg.Now()
 	go p.run()
 	return p, nil
+}
+
+// Damage reports what Open found damaged in the log and cut away: a tail
+// repair that dropped bytes, or an entry failing its checks below the tail
+// (the log is cut before it). nil when the log was intact, or opened
+// lazily (damage found then goes to Config.OnDamage). A damaged replica may
+// lack records it had acknowledged to a leader, or committed as a leader:
+// it must not lead or count as in sync until it has copied them again.
+func (p *Partition) Damage() error { return p.damage }
+
+// lazyDamage is the lazy log's report of damage found at its first open:
+// the partition takes no more writes, and its owner reopens it.
+func (p *Partition) lazyDamage(err error) {
+	p.log2.Error("log damaged since the clean shutdown; the partition must be reopened", "err", err)
+	p.mu.Lock()
+	if p.failed == nil {
+		p.failed = err
+	}
+	p.broadcastLocked()
+	p.mu.Unlock()
+	if p.cfg.OnDamage != nil {
+		p.cfg.OnDamage(fmt.Errorf("partition %s-%d: %w", p.cfg.Topic, p.cfg.Partition, err))
+	}
+}
+
+// checkLog reports what an open log's tail repair dropped, or the first
+// damage Verify finds below the tail; nil if the log is intact. Logs
+// without Repair or Verify (in-memory twins) are taken as intact.
+func checkLog(lg Log) error {
+	var errs []error
+	if r, ok := lg.(interface{ Repair() *wal.RepairReport }); ok {
+		if rep := r.Repair(); rep != nil {
+			errs = append(errs, fmt.Errorf("tail repaired: %s in %s, %d entries and %d bytes dropped (first dropped offset %d)",
+				rep.Reason, rep.Segment, rep.DroppedEntries, rep.DroppedBytes, rep.FirstDroppedOffset))
+		}
+	}
+	if v, ok := lg.(interface{ Verify() error }); ok {
+		if err := v.Verify(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cutAtDamage checks a freshly opened log (checkLog) and truncates it
+// before the first entry Verify finds damaged, so that nothing past the
+// damage is served or counted. It returns what it found (nil: intact); err
+// is a failure to cut.
+func cutAtDamage(lg Log, log *slog.Logger) (damage, err error) {
+	damage = checkLog(lg)
+	cur := damage
+	for i := 0; cur != nil; i++ {
+		var ce *wal.CorruptError
+		if !errors.As(cur, &ce) {
+			break // a repaired tail only: the log is usable as it is
+		}
+		if i == 3 {
+			return damage, fmt.Errorf("the log is still damaged after cutting it: %w", cur)
+		}
+		// First cut at the damaged entry; if the segment is still
+		// damaged (bytes after its last entry, a torn sealed segment), cut
+		// before the whole segment; failing that, empty the log.
+		at := max(ce.Offset, lg.StartOffset())
+		if i > 0 {
+			for _, sg := range lg.Segments() {
+				if sg.Path == ce.Path {
+					at = max(min(at, sg.BaseOffset), lg.StartOffset())
+				}
+			}
+		}
+		log.Error("log damaged: cutting it at the damage; the rest must be copied from the leader",
+			"err", ce, "cut_at", at, "log_end", lg.NextOffset())
+		var err error
+		if i < 2 {
+			_, err = lg.TruncateTo(at)
+		}
+		if i == 2 || err != nil {
+			log.Error("cannot cut the log at the damage; emptying it", "err", err)
+			if err := lg.Reset(lg.StartOffset()); err != nil {
+				return damage, fmt.Errorf("empty the damaged log: %w", err)
+			}
+		}
+		cur = nil
+		if v, ok := lg.(interface{ Verify() error }); ok {
+			cur = v.Verify()
+		}
+	}
+	return damage, nil
 }
 
 // loadEpochs reads the epoch checkpoint, or rebuilds it from the batches'
