@@ -61,6 +61,13 @@ func (c *Cluster) Client() *client.Client {
 // Restart starts a stopped broker again, joining the others.
 func (c *Cluster) Restart(id int32) {
 	c.t.Helper()
+	if err := c.TryRestart(id); err != nil {
+		c.t.Fatalf("%v", err)
+	}
+}
+
+// TryRestart is Restart returning the error.
+func (c *Cluster) TryRestart(id int32) error {
 	args := append([]string{"--node-id", strconv.Itoa(int(id))}, c.extra...)
 	for _, o := range c.IDs {
 		if o != id && c.Brokers[o].Running() {
@@ -68,16 +75,23 @@ func (c *Cluster) Restart(id int32) {
 			break
 		}
 	}
-	c.Brokers[id].Restart(args...)
+	return c.Brokers[id].TryRestart(args...)
 }
 
 // WaitHealthy waits until every running broker is registered and unfenced
 // and every partition has a leader and a full ISR.
 func (c *Cluster) WaitHealthy(d time.Duration) {
 	c.t.Helper()
+	if err := c.TryWaitHealthy(d); err != nil {
+		c.t.Fatalf("%v", err)
+	}
+}
+
+// TryWaitHealthy is WaitHealthy returning the error.
+func (c *Cluster) TryWaitHealthy(d time.Duration) error {
 	cl, err := client.New(client.WithBrokers(c.Addrs()...), client.WithRequestTimeout(2*time.Second))
 	if err != nil {
-		c.t.Fatalf("%v", err)
+		return err
 	}
 	defer cl.Close()
 	deadline := time.Now().Add(d)
@@ -95,7 +109,7 @@ func (c *Cluster) WaitHealthy(d time.Duration) {
 				}
 			}
 			if ok && alive == len(c.IDs) {
-				return
+				return nil
 			}
 			last = fmt.Sprintf("%d alive, %d problems: %+v", alive, len(desc.Problems), desc.Problems)
 		} else {
@@ -103,7 +117,7 @@ func (c *Cluster) WaitHealthy(d time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	c.t.Fatalf("cluster not healthy within %v: %s", d, last)
+	return fmt.Errorf("cluster not healthy within %v: %s", d, last)
 }
 
 // Leader returns the partition's leader according to the metadata of any

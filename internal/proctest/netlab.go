@@ -160,6 +160,19 @@ func (l *NetLab) teardown() {
 // StartNetnsCluster starts broker processes inside the lab's namespaces.
 func StartNetnsCluster(t TB, l *NetLab, n int, extra ...string) *Cluster {
 	t.Helper()
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = t.TempDir()
+	}
+	return StartNetnsClusterIn(t, l, dirs, nil, extra...)
+}
+
+// StartNetnsClusterIn is StartNetnsCluster with the brokers' data
+// directories given (broker i+1 uses dirs[i]) and, when logs is not nil,
+// files that receive their logs.
+func StartNetnsClusterIn(t TB, l *NetLab, dirs, logs []string, extra ...string) *Cluster {
+	t.Helper()
+	n := len(dirs)
 	c := &Cluster{t: t, Brokers: map[int32]*Broker{}, extra: extra}
 	for i := 1; i <= n; i++ {
 		id := int32(i)
@@ -168,8 +181,11 @@ func StartNetnsCluster(t TB, l *NetLab, n int, extra ...string) *Cluster {
 		if i > 1 {
 			args = append(args, "--join", l.IP(1)+":9421")
 		}
-		b := &Broker{t: t, Dir: t.TempDir(), args: args, wrap: l.Wrap(id),
+		b := &Broker{t: t, ID: id, Dir: dirs[i-1], args: args, wrap: l.Wrap(id),
 			GossipAddr: ip + ":9421", RaftAddr: ip + ":9422"}
+		if logs != nil {
+			b.LogPath = logs[i-1]
+		}
 		b.start(ip + ":9420")
 		t.Cleanup(b.Kill)
 		c.Brokers[id] = b
@@ -179,3 +195,55 @@ func StartNetnsCluster(t TB, l *NetLab, n int, extra ...string) *Cluster {
 	return c
 }
 
+
+// CleanupStale removes what interrupted labs left behind: their namespaces
+// (and the brokers in them) and bridges. It returns what it removed.
+func CleanupStale() []string {
+	var removed []string
+	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 0 || !staleNS(f[0]) {
+				continue
+			}
+			if pids, err := exec.Command("ip", "netns", "pids", f[0]).Output(); err == nil {
+				for _, p := range strings.Fields(string(pids)) {
+					if pid, err := strconv.Atoi(p); err == nil {
+						if proc, err := os.FindProcess(pid); err == nil {
+							proc.Kill()
+						}
+					}
+				}
+			}
+			if exec.Command("ip", "netns", "del", f[0]).Run() == nil {
+				removed = append(removed, "netns "+f[0])
+			}
+		}
+	}
+	if out, err := exec.Command("ip", "-o", "link", "show", "type", "bridge").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			name := strings.TrimSuffix(f[1], ":")
+			if strings.HasPrefix(name, "skbr") && exec.Command("ip", "link", "del", name).Run() == nil {
+				removed = append(removed, "bridge "+name)
+			}
+		}
+	}
+	return removed
+}
+
+// staleNS matches the namespace names NewNetLab makes: sk<hex>-<n>.
+func staleNS(name string) bool {
+	tag, n, ok := strings.Cut(strings.TrimPrefix(name, "sk"), "-")
+	if !ok || !strings.HasPrefix(name, "sk") || tag == "" {
+		return false
+	}
+	if _, err := strconv.ParseUint(tag, 16, 32); err != nil {
+		return false
+	}
+	_, err := strconv.Atoi(n)
+	return err == nil
+}

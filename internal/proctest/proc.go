@@ -274,6 +274,29 @@ func (b *Broker) TryRestart(extra ...string) error {
 func (b *Broker) Pause()  { b.cmd.Process.Signal(syscall.SIGSTOP) }
 func (b *Broker) Resume() { b.cmd.Process.Signal(syscall.SIGCONT) }
 
+// Exited reports whether the process ended by itself (it was started and
+// not stopped through Kill or Term), and its error.
+func (b *Broker) Exited() (bool, error) {
+	if b.cmd == nil {
+		return false, nil
+	}
+	select {
+	case err := <-b.done:
+		b.done <- err
+		return true, err
+	default:
+		return false, nil
+	}
+}
+
+// Forget marks an exited process as stopped, so Restart starts it again.
+func (b *Broker) Forget() {
+	if exited, _ := b.Exited(); exited {
+		<-b.done
+		b.cmd = nil
+	}
+}
+
 // Running reports whether the process is up.
 func (b *Broker) Running() bool { return b.cmd != nil }
 

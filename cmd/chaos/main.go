@@ -1,0 +1,239 @@
+// Command chaos runs Skein's fault-injection suite: a three-broker cluster
+// in network namespaces, a history-recording workload on the Go client
+// (idempotent producers with requests in flight, conditional writers,
+// following consumers, high-watermark polls), a seeded nemesis (kill -9,
+// SIGTERM, SIGSTOP, power loss of every broker, partitions, storage damage,
+// a full disk), and a checker that counts every anomaly of RELIABILITY.md.
+//
+//	go run ./cmd/chaos                                # one 60 s run of the mix, seed 1
+//	go run ./cmd/chaos -seed 7 -runs 10 -duration 5m  # the long tier
+//	go run ./cmd/chaos -scenario none -runs 10 -duration 5m
+//	go run ./cmd/chaos -seed 12 -scenario storage     # replay one run by its seed
+//
+// Run N uses seed+N. Each run prints its faults and a table; the last line
+// is "N passed, N failed", and the exit status is 1 when any run failed. A
+// failed run keeps its directory (-dir/seed-S-SCENARIO): the brokers' data
+// and logs, history.json, final.json and results.json. It needs root: it
+// creates network namespaces, iptables rules and a tmpfs, and removes them
+// when it ends (-cleanup removes what a killed run left behind).
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/skeinlog/skein/internal/chaos"
+	"github.com/skeinlog/skein/internal/proctest"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	seed := fs.Uint64("seed", 1, "seed of the first run (run N uses seed+N)")
+	runs := fs.Int("runs", 1, "number of runs")
+	duration := fs.Duration("duration", time.Minute, "fault phase of each run (set-up, heal and drain add about 30 s)")
+	scenario := fs.String("scenario", "mix", "fault mix: "+strings.Join(chaos.ScenarioNames(), ", "))
+	dir := fs.String("dir", "", "directory for the runs' data, logs and failed-run histories (default: a new temporary directory)")
+	bin := fs.String("bin", "", "directory with the broker binary (default: built from this module)")
+	rate := fs.Int("rate", 300, "records per second over the asynchronous producers")
+	partitions := fs.Int("partitions", 3, "partitions of the test topic (replication factor 3, min.insync 2)")
+	jsonOut := fs.Bool("json", false, "print each run's report as a JSON line on stdout instead of the table")
+	cleanup := fs.Bool("cleanup", false, "remove namespaces and bridges that killed runs left behind, and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: chaos [flags]\n\nRuns Skein's fault-injection suite (needs root).\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "chaos: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *cleanup {
+		for _, r := range proctest.CleanupStale() {
+			fmt.Fprintln(stdout, "removed", r)
+		}
+		return 0
+	}
+	if _, ok := chaos.Scenarios[*scenario]; !ok {
+		fmt.Fprintf(stderr, "chaos: unknown scenario %q: one of %s\n", *scenario, strings.Join(chaos.ScenarioNames(), ", "))
+		return 2
+	}
+	if *runs < 1 || *duration < 10*time.Second || *rate < 1 || *partitions < 1 {
+		fmt.Fprintln(stderr, "chaos: -runs must be at least 1, -duration at least 10s, -rate and -partitions at least 1")
+		return 2
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "chaos: needs root (network namespaces, iptables, tmpfs)")
+		return 1
+	}
+	for _, tool := range []string{"ip", "iptables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			fmt.Fprintf(stderr, "chaos: needs %s (Debian: apt-get install iproute2 iptables)\n", tool)
+			return 1
+		}
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "skein-chaos-")
+		if err != nil {
+			fmt.Fprintln(stderr, "chaos:", err)
+			return 1
+		}
+		*dir = d
+	}
+	if *bin == "" {
+		d := filepath.Join(*dir, "bin")
+		fmt.Fprintf(stderr, "building the broker into %s\n", d)
+		cmd := exec.Command("go", "build", "-trimpath", "-o", d+"/", "github.com/skeinlog/skein/cmd/broker")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(stderr, "chaos: go build: %v\n%s", err, out)
+			return 1
+		}
+		*bin = d
+	}
+	proctest.SetBins(*bin)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		fmt.Fprintln(stderr, "\nchaos: interrupted: stopping the brokers and removing the namespaces")
+		chaos.Abort()
+		os.Exit(130)
+	}()
+
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+	}
+	var reports []chaos.Report
+	failed := 0
+	for i := 0; i < *runs; i++ {
+		s := *seed + uint64(i)
+		runDir := filepath.Join(*dir, fmt.Sprintf("seed-%d-%s", s, *scenario))
+		if err := os.MkdirAll(runDir, 0o755); err != nil {
+			fmt.Fprintln(stderr, "chaos:", err)
+			return 1
+		}
+		rep := chaos.Run(chaos.Config{Seed: s, Duration: *duration, Scenario: *scenario, Dir: runDir,
+			Rate: *rate, Partitions: *partitions, Logf: logf})
+		reports = append(reports, rep)
+		if !rep.Pass {
+			failed++
+		}
+		if *jsonOut {
+			b, _ := json.Marshal(rep)
+			fmt.Fprintln(stdout, string(b))
+		} else {
+			printRun(stdout, rep, runDir)
+		}
+	}
+	if *runs > 1 && !*jsonOut {
+		printSummary(stdout, reports)
+	}
+	fmt.Fprintf(stdout, "%d passed, %d failed\n", len(reports)-failed, failed)
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// printRun prints one run's table.
+func printRun(w io.Writer, rep chaos.Report, dir string) {
+	res := rep.Result
+	verdict := "PASS"
+	if !rep.Pass {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "\nrun seed=%d scenario=%s duration=%v elapsed=%v: %s\n", rep.Seed, rep.Scenario, rep.Duration, rep.Elapsed, verdict)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  faults\t%s\n", faultList(rep.Faults))
+	fmt.Fprintf(tw, "  sends\t%d attempted, %d acked, %d failed, %d indeterminate\n", res.Attempted, res.Acked, res.Failed, res.Indeterminate)
+	fmt.Fprintf(tw, "  read back\t%d records\n", res.Read)
+	a := res.Anomalies
+	fmt.Fprintf(tw, "  anomalies\tlost %d, lost-at-offset %d, inconsistent %d, duplicate %d, unexpected %d, aborted %d\n",
+		a.Lost, a.LostAtOffset, a.Inconsistent, a.Duplicate, a.Unexpected, a.Aborted)
+	fmt.Fprintf(tw, "\tproducer-reorder %d, consumer-skip %d, consumer-backward %d, replica-loss %d, replica-diverge %d, hw-regression %d, epoch-order %d\n",
+		a.ProducerReorder, a.ConsumerSkip, a.ConsumerBackward, a.ReplicaLoss, a.ReplicaDiverge, a.HWRegression, a.EpochOrder)
+	fmt.Fprintf(tw, "  liveness\tlongest unavailability %v, writes back %v after the last heal, slowest recovery %v\n",
+		res.MaxUnavailable.Round(10*time.Millisecond), res.RecoveredAfterHeal.Round(10*time.Millisecond), rep.SlowestRecovery.Round(100*time.Millisecond))
+	if rep.UnexpectedExits > 0 {
+		fmt.Fprintf(tw, "  broker exits\t%d unexpected\n", rep.UnexpectedExits)
+	}
+	tw.Flush()
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "  problem: %s\n", firstLines(p, 8))
+	}
+	names := make([]string, 0, len(res.Examples))
+	for k := range res.Examples {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		for _, e := range res.Examples[k] {
+			fmt.Fprintf(w, "  %s: %s\n", k, e)
+		}
+	}
+	if !rep.Pass {
+		fmt.Fprintf(w, "  kept %s (history.json, final.json, results.json, broker logs); replay: go run ./cmd/chaos -seed %d -scenario %s -duration %v\n",
+			dir, rep.Seed, rep.Scenario, rep.Duration)
+	}
+}
+
+// printSummary totals the runs.
+func printSummary(w io.Writer, reps []chaos.Report) {
+	faults := map[string]int{}
+	var attempted, acked, anomalies int
+	var seeds []string
+	for _, r := range reps {
+		for k, v := range r.Faults {
+			faults[k] += v
+		}
+		attempted += r.Result.Attempted
+		acked += r.Result.Acked
+		anomalies += r.Result.Anomalies.Total()
+		seeds = append(seeds, fmt.Sprint(r.Seed))
+	}
+	fmt.Fprintf(w, "\nall runs: seeds %s; faults %s; %d sends attempted, %d acked; %d anomalies\n",
+		strings.Join(seeds, ","), faultList(faults), attempted, acked, anomalies)
+}
+
+func faultList(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = append(lines[:n], "…")
+	}
+	return strings.Join(lines, "\n    ")
+}

@@ -1,0 +1,261 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/skeinlog/skein/client"
+	"github.com/skeinlog/skein/internal/proctest"
+)
+
+// Faults the nemesis can inject, by name. Each is applied to one broker
+// (or, for the network faults, the links of one broker), held, and healed;
+// the next one starts only after the cluster is healthy again, so no run
+// exceeds the fault budget of RELIABILITY.md (one crash or damaged disk at
+// a time; any partitions and pauses; power loss of all with intact disks).
+const (
+	FaultKill      = "kill"       // kill -9, restart after the hold
+	FaultTerm      = "term"       // SIGTERM (leadership handed off), restart
+	FaultPause     = "pause"      // SIGSTOP past failure detection, SIGCONT
+	FaultKillAll   = "kill-all"   // kill -9 every broker at once, restart all within 2 s
+	FaultIsolate   = "isolate"    // cut one broker from the others (clients still reach it)
+	FaultBridge    = "bridge"     // A–B and B–C up, A–C down
+	FaultOneWay    = "one-way"    // A's packets to B dropped
+	FaultFlap      = "flap"       // isolate and heal one broker every second
+	FaultTornTail  = "torn-tail"  // stopped broker: last entry cut in half
+	FaultZeroTail  = "zero-tail"  // stopped broker: zeros appended
+	FaultGarbage   = "garbage"    // stopped broker: frame-shaped garbage appended
+	FaultBitFlip   = "bit-flip"   // stopped broker: one bit flipped below the tail
+	FaultWipe      = "wipe"       // stopped broker: data directory emptied
+	FaultDiskFull  = "disk-full"  // the broker's disk (a small tmpfs) filled, then freed
+	FaultLeaderCut = "leader-cut" // isolate the leader of a partition (it must stop acking)
+)
+
+// Scenarios name the fault mixes of -scenario.
+var Scenarios = map[string][]string{
+	"none":      nil,
+	"kill":      {FaultKill, FaultKill, FaultKillAll},
+	"process":   {FaultKill, FaultTerm, FaultPause, FaultKillAll},
+	"pause":     {FaultPause},
+	"partition": {FaultIsolate, FaultLeaderCut, FaultBridge, FaultOneWay, FaultFlap},
+	"storage":   {FaultTornTail, FaultZeroTail, FaultGarbage, FaultBitFlip, FaultWipe},
+	"disk":      {FaultDiskFull},
+	"mix": {FaultKill, FaultTerm, FaultPause, FaultKillAll, FaultIsolate, FaultLeaderCut, FaultBridge, FaultOneWay, FaultFlap,
+		FaultTornTail, FaultZeroTail, FaultGarbage, FaultBitFlip, FaultWipe, FaultDiskFull},
+}
+
+// ScenarioNames lists the scenarios, sorted.
+func ScenarioNames() []string {
+	var out []string
+	for k := range Scenarios {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// storageDamage maps the storage faults to what they do to a stopped
+// broker's data directory (storage.go).
+var storageDamage = map[string]func(dir string, rng *rand.Rand) (string, error){}
+
+// nemesis injects faults into the run's cluster.
+type nemesis struct {
+	r      *runner
+	rng    *rand.Rand
+	faults []string
+	// diskBroker has its data directory on a tmpfs of diskSize bytes.
+	diskBroker int32
+}
+
+// pickTarget returns a broker: half the time the leader of a random
+// partition, else any broker.
+func (n *nemesis) pickTarget() int32 {
+	c := n.r.cluster
+	if n.rng.IntN(2) == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		md, err := n.r.admin.Metadata(ctx, n.r.cfg.Topic)
+		cancel()
+		if err == nil && len(md.Topics) == 1 && len(md.Topics[0].Partitions) > 0 {
+			ps := md.Topics[0].Partitions
+			if l := ps[n.rng.IntN(len(ps))].Leader; l > 0 && c.Brokers[l] != nil {
+				return l
+			}
+		}
+	}
+	return c.IDs[n.rng.IntN(len(c.IDs))]
+}
+
+func (n *nemesis) other(id int32) int32 {
+	ids := n.r.cluster.IDs
+	for {
+		if o := ids[n.rng.IntN(len(ids))]; o != id {
+			return o
+		}
+	}
+}
+
+// hold sleeps for a random time in [lo, hi), cut short at the deadline.
+func (n *nemesis) hold(lo, hi time.Duration, deadline time.Time) {
+	d := lo + time.Duration(n.rng.Int64N(int64(hi-lo)))
+	if until := time.Until(deadline); d > until {
+		d = max(until, lo/2)
+	}
+	time.Sleep(d)
+}
+
+// inject applies fault f and heals it; it returns what it did.
+func (n *nemesis) inject(f string, deadline time.Time) (string, error) {
+	c, lab := n.r.cluster, n.r.lab
+	id := n.pickTarget()
+	b := c.Brokers[id]
+	switch f {
+	case FaultKill:
+		b.Kill()
+		n.hold(time.Second, 8*time.Second, deadline)
+		return fmt.Sprintf("kill -9 broker %d", id), c.TryRestart(id)
+	case FaultTerm:
+		code := b.Term()
+		n.hold(500*time.Millisecond, 4*time.Second, deadline)
+		if code != 0 {
+			return "", fmt.Errorf("broker %d exited %d after SIGTERM", id, code)
+		}
+		return fmt.Sprintf("SIGTERM broker %d", id), c.TryRestart(id)
+	case FaultPause:
+		b.Pause()
+		n.hold(3*time.Second, 15*time.Second, deadline)
+		b.Resume()
+		return fmt.Sprintf("SIGSTOP broker %d", id), nil
+	case FaultKillAll:
+		for _, o := range c.IDs {
+			c.Brokers[o].Kill()
+		}
+		time.Sleep(time.Duration(n.rng.IntN(2000)) * time.Millisecond)
+		for _, o := range c.IDs {
+			if err := c.TryRestart(o); err != nil {
+				return "", err
+			}
+		}
+		return "kill -9 every broker, restart all", nil
+	case FaultIsolate, FaultLeaderCut:
+		if f == FaultLeaderCut {
+			id = n.leaderOf(n.rng.IntN(n.r.cfg.Partitions))
+		}
+		lab.Isolate(id)
+		n.hold(3*time.Second, 15*time.Second, deadline)
+		lab.Heal(id)
+		return fmt.Sprintf("isolate broker %d", id), nil
+	case FaultBridge:
+		a := n.other(id)
+		var b2 int32
+		for _, o := range c.IDs {
+			if o != id && o != a {
+				b2 = o
+			}
+		}
+		lab.Cut(id, b2)
+		n.hold(3*time.Second, 15*time.Second, deadline)
+		lab.HealAll()
+		return fmt.Sprintf("bridge: %d–%d cut, %d bridges", id, b2, a), nil
+	case FaultOneWay:
+		to := n.other(id)
+		lab.Drop(id, to)
+		n.hold(3*time.Second, 15*time.Second, deadline)
+		lab.HealAll()
+		return fmt.Sprintf("drop %d→%d", id, to), nil
+	case FaultFlap:
+		flaps := 3 + n.rng.IntN(6)
+		for i := 0; i < flaps; i++ {
+			lab.Isolate(id)
+			time.Sleep(time.Duration(300+n.rng.IntN(1200)) * time.Millisecond)
+			lab.Heal(id)
+			time.Sleep(time.Duration(300+n.rng.IntN(1200)) * time.Millisecond)
+		}
+		return fmt.Sprintf("flap broker %d ×%d", id, flaps), nil
+	case FaultTornTail, FaultZeroTail, FaultGarbage, FaultBitFlip, FaultWipe:
+		damage := storageDamage[f]
+		if damage == nil {
+			return "", fmt.Errorf("fault %s is not available in this build", f)
+		}
+		if n.rng.IntN(2) == 0 {
+			b.Kill()
+		} else if code := b.Term(); code != 0 {
+			return "", fmt.Errorf("broker %d exited %d after SIGTERM", id, code)
+		}
+		what, err := damage(b.Dir, n.rng)
+		if err != nil {
+			return "", fmt.Errorf("%s on broker %d: %w", f, id, err)
+		}
+		return fmt.Sprintf("%s on broker %d: %s", f, id, what), c.TryRestart(id)
+	case FaultDiskFull:
+		id = n.diskBroker
+		fill := filepath.Join(c.Brokers[id].Dir, "chaos-fill")
+		written, err := fillDisk(fill)
+		if err != nil {
+			os.Remove(fill)
+			return "", err
+		}
+		n.hold(3*time.Second, 10*time.Second, deadline)
+		if err := os.Remove(fill); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("disk of broker %d full (%d MiB filler)", id, written>>20), nil
+	}
+	return "", fmt.Errorf("unknown fault %q", f)
+}
+
+func (n *nemesis) leaderOf(partition int) int32 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	md, err := n.r.admin.Metadata(ctx, n.r.cfg.Topic)
+	if err == nil && len(md.Topics) == 1 && partition < len(md.Topics[0].Partitions) {
+		if l := md.Topics[0].Partitions[partition].Leader; l > 0 {
+			return l
+		}
+	}
+	return n.r.cluster.IDs[0]
+}
+
+// fillDisk writes path until the file system is full.
+func fillDisk(path string) (int64, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		w, err := f.Write(buf)
+		n += int64(w)
+		if err != nil {
+			if strings.Contains(err.Error(), "no space") {
+				return n, nil
+			}
+			return n, err
+		}
+	}
+}
+
+// mountTmpfs mounts a tmpfs of size bytes on dir; the returned func
+// unmounts it.
+func mountTmpfs(dir string, size int64) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		return nil, fmt.Errorf("mount a tmpfs for the disk-full fault on %s: %w (needs root)", dir, err)
+	}
+	return func() { syscall.Unmount(dir, syscall.MNT_DETACH) }, nil
+}
+
+// anyClient is a client for the cluster's current addresses.
+func anyClient(c *proctest.Cluster) (*client.Client, error) {
+	return client.New(client.WithBrokers(c.Addrs()...), client.WithRequestTimeout(5*time.Second))
+}
