@@ -3,10 +3,12 @@ package partition
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/skeinlog/skein/internal/chaos"
@@ -135,6 +137,53 @@ func TestLazyOpenDetectsDamage(t *testing.T) {
 			_, _, leo := p.Offsets()
 			if recs := readAll(t, p, 0, ReadUncommitted); int64(len(recs)) != leo || leo >= 200 || leo == 0 {
 				t.Fatalf("reopened: %d records read, log ends at %d", len(recs), leo)
+			}
+		})
+	}
+}
+
+// Regression: a follower whose replicated append failed (out of space, an
+// I/O error) marked the partition failed and stopped the broker. It now
+// cuts the log back, fails the append (the follower retries it later), and
+// appends again once the disk works.
+func TestFollowerRetriesAfterFailedReplicatedAppend(t *testing.T) {
+	for _, cause := range []error{syscall.ENOSPC, syscall.EIO} {
+		t.Run(cause.Error(), func(t *testing.T) {
+			ldr := openTest(t, t.TempDir(), func(d string) (Log, error) { return wal.Open(d, wal.Options{UnsafeNoFsync: true}) })
+			leader(t, ldr, 3)
+			for i := range 3 {
+				if _, err := ldr.Append(context.Background(), AppendRequest{Batch: mkBatch(t, int64(i), "v"), LeaderEpoch: -1, ExpectedOffset: -1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := ldr.Read(nil, 0, 1<<20, ReadUncommitted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := newMemLog()
+			var fatal []error
+			f, err := Open(Config{Dir: t.TempDir(), Topic: "t", OpenLog: func(string) (Log, error) { return m.reopen() }, OnFatal: func(e error) { fatal = append(fatal, e) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := f.BecomeFollower(1, 3); err != nil {
+				t.Fatal(err)
+			}
+			m.mu.Lock()
+			m.failNext = fmt.Errorf("write: %w", cause)
+			m.mu.Unlock()
+			if _, err := f.AppendReplicated(res.Batches); !errors.Is(err, ErrStorage) {
+				t.Fatalf("failed replicated append: %v", err)
+			}
+			if _, _, leo := f.Offsets(); leo != 0 || len(fatal) != 0 {
+				t.Fatalf("after a failed replicated append: log ends at %d, %d fatal errors", leo, len(fatal))
+			}
+			if leo, err := f.AppendReplicated(res.Batches); err != nil || leo != 3 {
+				t.Fatalf("retry: %d %v", leo, err)
+			}
+			if st := f.State(); len(st.Epochs) != 1 || st.Epochs[0].Epoch != 3 {
+				t.Fatalf("epochs after the retry: %+v", st.Epochs)
 			}
 		})
 	}

@@ -74,5 +74,18 @@
 // writes, since the state of unsynced data is unknown (an fsync error is never
 // retried). A failed write with no space left on the device is recovered by
 // reopening the log and cutting it back to the last acknowledged end, after
-// which appends may succeed again when space returns.
+// which appends may succeed again when space returns. A follower's failed
+// replicated append (any write or fsync error) is recovered the same way: it
+// reported nothing of the batches to the leader, so it cuts its log back and
+// fetches them again later; only a failed recovery stops it.
+//
+// # Damage
+//
+// An unclean open (no clean-shutdown checkpoint) verifies the whole log and
+// cuts it before the first damaged entry; Damage says what was found. A
+// lazy open after a clean shutdown checks the log at its first use: if it
+// was damaged or changed meanwhile, the partition fails every read and
+// write and calls Config.OnDamage, and its owner reopens it. A damaged
+// replica may lack records it acknowledged, so its owner must keep it from
+// leading or counting as in sync until it has copied them again.
 package partition

@@ -68,6 +68,25 @@ func (p *Partition) AppendReplicated(batches []byte) (int64, error) {
 			}
 		}
 		if err := p.log.Append(entries...); err != nil {
+			// A follower has reported nothing of this append to the leader:
+			// cut the log back to where it was (reopening it repairs a
+			// partial write) and let the follower fetch the batches again
+			// later (out of space, an I/O error). Only if that fails does
+			// the partition stop.
+			prev := entries[0].BaseOffset
+			p.log2.Error("replicated append failed; cutting the log back and retrying later", "err", err, "log_end", prev)
+			rerr := p.reopenAt(prev)
+			if rerr == nil && len(newEpochs) > 0 {
+				p.mu.Lock()
+				if p.epochs.truncateAfter(prev) {
+					rerr = p.saveEpochs()
+				}
+				p.mu.Unlock()
+			}
+			if rerr == nil {
+				return fmt.Errorf("%w: replicated append at offset %d: %v; nothing was appended", ErrStorage, prev, err)
+			}
+			p.log2.Error("log recovery after a failed replicated append failed", "err", rerr)
 			p.mu.Lock()
 			p.failed = err
 			p.broadcastLocked()

@@ -17,6 +17,18 @@ type followerPos struct {
 	// up to that moment (Kafka's lastFetchLeaderLogEndOffset).
 	lastFetch      time.Time
 	leoAtLastFetch int64
+	// lost: the follower, in the ISR, fetched below the high watermark: it
+	// no longer holds records counted as committed (its disk was damaged or
+	// replaced). It leaves the ISR at once, whatever the lag time.
+	lost bool
+}
+
+// lostCommitted reports whether a follower's fetch at offset shows that it
+// lost committed records: it is in the ISR (it had every record below the
+// HW when it joined, and an ISR member never truncates below the HW) and
+// fetches below the HW.
+func lostCommitted(inISR bool, offset, hw int64) bool {
+	return inISR && offset < hw
 }
 
 // highWatermark is the smallest log end offset among isr, where the
@@ -58,7 +70,7 @@ func shrinkISR(self int32, isr []int32, pos map[int32]*followerPos, leaderLEO in
 	for _, id := range isr {
 		if id != self {
 			f := pos[id]
-			if f == nil || (f.leo < leaderLEO && now.Sub(f.caughtUp) > lag) {
+			if f == nil || f.lost || (f.leo < leaderLEO && now.Sub(f.caughtUp) > lag) {
 				changed = true
 				continue
 			}

@@ -91,3 +91,22 @@ func TestTruncationPoint(t *testing.T) {
 		}
 	}
 }
+
+func TestLostCommitted(t *testing.T) {
+	for _, c := range []struct {
+		inISR      bool
+		offset, hw int64
+		want       bool
+	}{
+		{true, 10, 10, false}, {true, 9, 10, true}, {false, 0, 10, false}, {true, 0, 0, false},
+	} {
+		if got := lostCommitted(c.inISR, c.offset, c.hw); got != c.want {
+			t.Errorf("lostCommitted(%v, %d, %d) = %v", c.inISR, c.offset, c.hw, got)
+		}
+	}
+	now := time.Unix(100, 0)
+	pos := map[int32]*followerPos{2: {leo: 5, caughtUp: now, lost: true}, 3: {leo: 10, caughtUp: now}}
+	if got := shrinkISR(1, []int32{1, 2, 3}, pos, 10, now, time.Hour); !slices.Equal(got, []int32{1, 3}) {
+		t.Fatalf("a follower that lost data stays in the ISR: %v", got)
+	}
+}

@@ -209,6 +209,12 @@ func (l *Leader) HandleFetch(ctx context.Context, req *pb.ReplicaFetchRequest) (
 		return nil, &partition.OutOfRangeError{Offset: req.FetchOffset, LogStartOffset: start, HighWatermark: written}
 	}
 	f := l.pos[req.ReplicaId]
+	if _, hw, _ := l.p.Offsets(); !f.lost && lostCommitted(slices.Contains(l.a.ISR, req.ReplicaId), req.FetchOffset, hw) {
+		f.lost = true
+		l.log.Warn("an in-sync follower fetches below the high watermark: it lost committed records; dropping it from the ISR",
+			"follower", req.ReplicaId, "fetch_offset", req.FetchOffset, "hw", hw)
+		l.shrinkLocked(true)
+	}
 	observeFetch(f, req.FetchOffset, leo, l.cfg.Now())
 	l.advanceLocked()
 	l.maybeExpandLocked()
@@ -266,7 +272,13 @@ func (l *Leader) HandleFetch(ctx context.Context, req *pb.ReplicaFetchRequest) (
 func (l *Leader) Tick() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.altering || l.stopped || l.cfg.Now().Before(l.backoff) {
+	l.shrinkLocked(false)
+}
+
+// shrinkLocked proposes an ISR without the followers that fell out of sync
+// or lost data; now skips the backoff after a refused change. l.mu held.
+func (l *Leader) shrinkLocked(now bool) {
+	if l.altering || l.stopped || !now && l.cfg.Now().Before(l.backoff) {
 		return
 	}
 	_, _, leo := l.p.Offsets()
@@ -322,6 +334,11 @@ func (l *Leader) alterLocked(isr []int32) {
 			return
 		}
 		if pm := resp.Partition; pm != nil && resp.PartitionEpoch > l.a.PartitionEpoch && pm.LeaderEpoch == l.a.LeaderEpoch {
+			for _, id := range l.a.ISR {
+				if f := l.pos[id]; f != nil && !slices.Contains(pm.Isr, id) {
+					f.lost = false // out of the ISR: it rejoins once caught up
+				}
+			}
 			l.a.ISR, l.a.PartitionEpoch = slices.Clone(pm.Isr), resp.PartitionEpoch
 			l.log.Info("ISR changed", "isr", l.a.ISR, "partition_epoch", l.a.PartitionEpoch)
 			l.p.UpdateISR(len(l.a.ISR))

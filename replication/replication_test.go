@@ -29,6 +29,7 @@ type hub struct {
 	parts    map[int32]*partition.Partition
 	cut      map[[2]int32]bool
 	isr      []int32
+	history  [][]int32 // every ISR the hub accepted
 	pepoch   int32
 	requests int
 }
@@ -91,6 +92,7 @@ func (h *hub) AlterPartition(ctx context.Context, req *pb.AlterPartitionRequest)
 	}
 	h.pepoch++
 	h.isr = slices.Clone(req.NewIsr)
+	h.history = append(h.history, h.isr)
 	return &pb.AlterPartitionResponse{PartitionEpoch: h.pepoch, Partition: &pb.PartitionMetadata{LeaderEpoch: req.LeaderEpoch, Isr: h.isr}}, nil
 }
 
@@ -341,5 +343,52 @@ func TestDivergentSuffixTruncated(t *testing.T) {
 	}
 	if e, end := n1.p.EndOffsetForEpoch(0); e != 0 || end != epoch1Start {
 		t.Fatalf("epoch 0 on the old leader ends at %d (epoch %d), want %d", end, e, epoch1Start)
+	}
+}
+
+// Regression: a follower in the ISR that came back with less than it had
+// (its disk damaged or replaced) stayed in the ISR until the lag time ran
+// out, so it could be elected with committed records missing. The leader
+// now drops it at its first fetch below the HW, without waiting for a Tick,
+// and lets it rejoin once it has copied everything again.
+func TestFollowerThatLostDataLeavesISRAtOnce(t *testing.T) {
+	h := newHub()
+	nodes := map[int32]*node{}
+	for id := int32(1); id <= 3; id++ {
+		nodes[id] = openNode(t, h, id, t.TempDir())
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	}()
+	reps := []int32{1, 2, 3}
+	lead(t, h, nodes[1], 0, reps, reps, 2)
+	follow(t, h, nodes[2], 1, 0, reps)
+	follow(t, h, nodes[3], 1, 0, reps)
+	for i := range 20 {
+		if _, err := nodes[1].p.Append(context.Background(), partition.AppendRequest{Batch: rec(t, fmt.Sprint(i)), LeaderEpoch: 0, ExpectedOffset: -1, Acks: partition.AcksAll}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Follower 3 comes back with an empty log (a wiped disk).
+	nodes[3].stop()
+	nodes[3] = openNode(t, h, 3, t.TempDir())
+	follow(t, h, nodes[3], 1, 0, reps)
+	eventually(t, "ISR shrink on a fetch below the HW", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return slices.ContainsFunc(h.history, func(isr []int32) bool { return slices.Equal(isr, []int32{1, 2}) })
+	})
+	// 3 rejoins once it has copied everything again.
+	eventually(t, "ISR expansion", func() bool {
+		nodes[1].l.Tick()
+		return slices.Equal(h.ISR(), reps)
+	})
+	if _, _, leo := nodes[3].p.Offsets(); leo < 20 {
+		t.Fatalf("rejoined the ISR with its log ending at %d, below the HW 20", leo)
+	}
+	if !bytes.Equal(logBytes(t, nodes[3].p, 20), logBytes(t, nodes[1].p, 20)) {
+		t.Fatal("the re-copied replica differs below the HW")
 	}
 }
