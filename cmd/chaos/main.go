@@ -127,6 +127,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for i := 0; i < *runs; i++ {
 		s := *seed + uint64(i)
 		runDir := filepath.Join(*dir, fmt.Sprintf("seed-%d-%s", s, *scenario))
+		// A replay starts from nothing: drop what an earlier run kept.
+		os.RemoveAll(runDir)
 		if err := os.MkdirAll(runDir, 0o755); err != nil {
 			fmt.Fprintln(stderr, "chaos:", err)
 			return 1

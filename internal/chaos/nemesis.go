@@ -137,12 +137,7 @@ func (n *nemesis) inject(f string, deadline time.Time) (string, error) {
 			c.Brokers[o].Kill()
 		}
 		time.Sleep(time.Duration(n.rng.IntN(2000)) * time.Millisecond)
-		for _, o := range c.IDs {
-			if err := c.TryRestart(o); err != nil {
-				return "", err
-			}
-		}
-		return "kill -9 every broker, restart all", nil
+		return "kill -9 every broker, restart all", c.TryRestartAll(c.IDs)
 	case FaultIsolate, FaultLeaderCut:
 		if f == FaultLeaderCut {
 			id = n.leaderOf(n.rng.IntN(n.r.cfg.Partitions))

@@ -183,7 +183,6 @@ func (r *runner) run(rep *Report) {
 		at := r.h.Since(time.Now())
 		what, err := n.inject(f, deadline)
 		if err != nil {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %v", f, err))
 			r.t.Fatalf("fault %s: %v", f, err)
 		}
 		rep.Faults[f]++
@@ -191,8 +190,7 @@ func (r *runner) run(rep *Report) {
 		healAt = r.h.Since(healed)
 		r.restartExited(rep)
 		if err := r.cluster.TryWaitHealthy(90 * time.Second); err != nil {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("after %s (%s): %v", f, what, err))
-			r.t.Fatalf("no recovery after %s", f)
+			r.t.Fatalf("no recovery after %s (%s): %v", f, what, err)
 		}
 		rec := time.Since(healed)
 		rep.SlowestRecovery = max(rep.SlowestRecovery, rec)
@@ -206,8 +204,7 @@ func (r *runner) run(rep *Report) {
 	r.lab.HealAll()
 	r.restartExited(rep)
 	if err := r.cluster.TryWaitHealthy(60 * time.Second); err != nil {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("final heal: %v", err))
-		r.t.Fatalf("no recovery after the final heal")
+		r.t.Fatalf("no recovery after the final heal: %v", err)
 	}
 	time.Sleep(5 * time.Second)
 	w.StopSending()

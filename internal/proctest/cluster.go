@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/skeinlog/skein/client"
@@ -64,6 +65,31 @@ func (c *Cluster) Restart(id int32) {
 	if err := c.TryRestart(id); err != nil {
 		c.t.Fatalf("%v", err)
 	}
+}
+
+// TryRestartAll starts every given (stopped) broker at once, each joining
+// all the others: after a power loss no broker is ready until a quorum of
+// controllers is back, so they cannot be started one after another.
+func (c *Cluster) TryRestartAll(ids []int32) error {
+	errs := make(chan error, len(ids))
+	for _, id := range ids {
+		var seeds []string
+		for _, o := range c.IDs {
+			if o != id {
+				seeds = append(seeds, c.Brokers[o].GossipAddr)
+			}
+		}
+		args := append([]string{"--node-id", strconv.Itoa(int(id))}, c.extra...)
+		args = append(args, "--join", strings.Join(seeds, ","))
+		go func(b *Broker) { errs <- b.TryRestart(args...) }(c.Brokers[id])
+	}
+	var first error
+	for range ids {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // TryRestart is Restart returning the error.
@@ -201,4 +227,3 @@ func ReadAll(t TB, cl *client.Client, topic string, part int32) []*client.Record
 		out = append(out, r)
 	}
 }
-

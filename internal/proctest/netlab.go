@@ -195,7 +195,6 @@ func StartNetnsClusterIn(t TB, l *NetLab, dirs, logs []string, extra ...string) 
 	return c
 }
 
-
 // CleanupStale removes what interrupted labs left behind: their namespaces
 // (and the brokers in them) and bridges. It returns what it removed.
 func CleanupStale() []string {
