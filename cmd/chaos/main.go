@@ -10,7 +10,8 @@
 //	go run ./cmd/chaos -scenario none -runs 10 -duration 5m
 //	go run ./cmd/chaos -seed 12 -scenario storage     # replay one run by its seed
 //
-// Run N uses seed+N. Each run prints its faults and a table; the last line
+// Run N uses seed+N (and, with a list of scenarios, the N-th of the list,
+// cycling). Each run prints its faults and a table; the last line
 // is "N passed, N failed", and the exit status is 1 when any run failed. A
 // failed run keeps its directory (-dir/seed-S-SCENARIO): the brokers' data
 // and logs, history.json, final.json and results.json. It needs root: it
@@ -47,7 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	seed := fs.Uint64("seed", 1, "seed of the first run (run N uses seed+N)")
 	runs := fs.Int("runs", 1, "number of runs")
 	duration := fs.Duration("duration", time.Minute, "fault phase of each run (set-up, heal and drain add about 30 s)")
-	scenario := fs.String("scenario", "mix", "fault mix: "+strings.Join(chaos.ScenarioNames(), ", "))
+	scenario := fs.String("scenario", "mix", "fault mix, or a comma-separated list that the runs cycle through: "+strings.Join(chaos.ScenarioNames(), ", "))
 	dir := fs.String("dir", "", "directory for the runs' data, logs and failed-run histories (default: a new temporary directory)")
 	bin := fs.String("bin", "", "directory with the broker binary (default: built from this module)")
 	rate := fs.Int("rate", 300, "records per second over the asynchronous producers")
@@ -71,9 +72,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	if _, ok := chaos.Scenarios[*scenario]; !ok {
-		fmt.Fprintf(stderr, "chaos: unknown scenario %q: one of %s\n", *scenario, strings.Join(chaos.ScenarioNames(), ", "))
-		return 2
+	scenarios := strings.Split(*scenario, ",")
+	for _, sc := range scenarios {
+		if _, ok := chaos.Scenarios[sc]; !ok {
+			fmt.Fprintf(stderr, "chaos: unknown scenario %q: one of %s\n", sc, strings.Join(chaos.ScenarioNames(), ", "))
+			return 2
+		}
 	}
 	if *runs < 1 || *duration < 10*time.Second || *rate < 1 || *partitions < 1 {
 		fmt.Fprintln(stderr, "chaos: -runs must be at least 1, -duration at least 10s, -rate and -partitions at least 1")
@@ -125,15 +129,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var reports []chaos.Report
 	failed := 0
 	for i := 0; i < *runs; i++ {
-		s := *seed + uint64(i)
-		runDir := filepath.Join(*dir, fmt.Sprintf("seed-%d-%s", s, *scenario))
+		s, sc := *seed+uint64(i), scenarios[i%len(scenarios)]
+		runDir := filepath.Join(*dir, fmt.Sprintf("seed-%d-%s", s, sc))
 		// A replay starts from nothing: drop what an earlier run kept.
 		os.RemoveAll(runDir)
 		if err := os.MkdirAll(runDir, 0o755); err != nil {
 			fmt.Fprintln(stderr, "chaos:", err)
 			return 1
 		}
-		rep := chaos.Run(chaos.Config{Seed: s, Duration: *duration, Scenario: *scenario, Dir: runDir,
+		rep := chaos.Run(chaos.Config{Seed: s, Duration: *duration, Scenario: sc, Dir: runDir,
 			Rate: *rate, Partitions: *partitions, Logf: logf})
 		reports = append(reports, rep)
 		if !rep.Pass {
