@@ -36,18 +36,23 @@ const (
 	FaultWipe      = "wipe"       // stopped broker: data directory emptied
 	FaultDiskFull  = "disk-full"  // the broker's disk (a small tmpfs) filled, then freed
 	FaultLeaderCut = "leader-cut" // isolate the leader of a partition (it must stop acking)
+	// FaultLongCut isolates a broker for longer than memberlist's
+	// GossipToTheDeadTime (30 s): the sides must re-merge by re-joining.
+	FaultLongCut = "long-cut"
+	// FaultKillController kills -9 the Raft controller's leader.
+	FaultKillController = "kill-controller"
 )
 
 // Scenarios name the fault mixes of -scenario.
 var Scenarios = map[string][]string{
 	"none":      nil,
-	"kill":      {FaultKill, FaultKill, FaultKillAll},
-	"process":   {FaultKill, FaultTerm, FaultPause, FaultKillAll},
+	"kill":      {FaultKill, FaultKill, FaultKillAll, FaultKillController},
+	"process":   {FaultKill, FaultTerm, FaultPause, FaultKillAll, FaultKillController},
 	"pause":     {FaultPause},
-	"partition": {FaultIsolate, FaultLeaderCut, FaultBridge, FaultOneWay, FaultFlap},
+	"partition": {FaultIsolate, FaultLeaderCut, FaultBridge, FaultOneWay, FaultFlap, FaultLongCut},
 	"storage":   {FaultTornTail, FaultZeroTail, FaultGarbage, FaultBitFlip, FaultWipe},
 	"disk":      {FaultDiskFull},
-	"mix": {FaultKill, FaultTerm, FaultPause, FaultKillAll, FaultIsolate, FaultLeaderCut, FaultBridge, FaultOneWay, FaultFlap,
+	"mix": {FaultKill, FaultTerm, FaultPause, FaultKillAll, FaultKillController, FaultIsolate, FaultLeaderCut, FaultBridge, FaultOneWay, FaultFlap, FaultLongCut,
 		FaultTornTail, FaultZeroTail, FaultGarbage, FaultBitFlip, FaultWipe, FaultDiskFull},
 }
 
@@ -114,6 +119,9 @@ func (n *nemesis) hold(lo, hi time.Duration, deadline time.Time) {
 func (n *nemesis) inject(f string, deadline time.Time) (string, error) {
 	c, lab := n.r.cluster, n.r.lab
 	id := n.pickTarget()
+	if f == FaultLongCut && time.Until(deadline) < 50*time.Second {
+		f = FaultIsolate // no time left for a long one
+	}
 	b := c.Brokers[id]
 	switch f {
 	case FaultKill:
@@ -138,6 +146,21 @@ func (n *nemesis) inject(f string, deadline time.Time) (string, error) {
 		}
 		time.Sleep(time.Duration(n.rng.IntN(2000)) * time.Millisecond)
 		return "kill -9 every broker, restart all", c.TryRestartAll(c.IDs)
+	case FaultKillController:
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		desc, err := n.r.admin.DescribeCluster(ctx)
+		cancel()
+		if err == nil && desc.ControllerID > 0 && c.Brokers[desc.ControllerID] != nil {
+			id = desc.ControllerID
+		}
+		c.Brokers[id].Kill()
+		n.hold(time.Second, 5*time.Second, deadline)
+		return fmt.Sprintf("kill -9 controller broker %d", id), c.TryRestart(id)
+	case FaultLongCut:
+		lab.Isolate(id)
+		time.Sleep(time.Duration(35+n.rng.IntN(10)) * time.Second)
+		lab.Heal(id)
+		return fmt.Sprintf("isolate broker %d past the gossip dead time", id), nil
 	case FaultIsolate, FaultLeaderCut:
 		if f == FaultLeaderCut {
 			id = n.leaderOf(n.rng.IntN(n.r.cfg.Partitions))
