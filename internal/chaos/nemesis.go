@@ -115,12 +115,20 @@ func (n *nemesis) hold(lo, hi time.Duration, deadline time.Time) {
 	time.Sleep(d)
 }
 
-// inject applies fault f and heals it; it returns what it did.
-func (n *nemesis) inject(f string, deadline time.Time) (string, error) {
+// inject applies fault f and heals it; it returns the fault it injected
+// and what it did.
+func (n *nemesis) inject(f string, deadline time.Time) (string, string, error) {
+	what, err := n.injectOne(&f, deadline)
+	return f, what, err
+}
+
+func (n *nemesis) injectOne(fp *string, deadline time.Time) (string, error) {
+	f := *fp
 	c, lab := n.r.cluster, n.r.lab
 	id := n.pickTarget()
 	if f == FaultLongCut && time.Until(deadline) < 50*time.Second {
 		f = FaultIsolate // no time left for a long one
+		*fp = f
 	}
 	b := c.Brokers[id]
 	switch f {

@@ -181,7 +181,7 @@ func (r *runner) run(rep *Report) {
 		}
 		f := faults[rng.IntN(len(faults))]
 		at := r.h.Since(time.Now())
-		what, err := n.inject(f, deadline)
+		f, what, err := n.inject(f, deadline)
 		if err != nil {
 			r.t.Fatalf("fault %s: %v", f, err)
 		}
