@@ -66,6 +66,9 @@ type Broker struct {
 	closeErr  error
 
 	pids producerIDs // InitProducer's block of ids
+
+	storageMu sync.Mutex // guards storageID
+	storageID string     // this data directory's storage identity (node.json)
 }
 
 // controller is what the broker needs from the metadata controller
@@ -85,6 +88,7 @@ type controller interface {
 	GossipAddr() string
 	RaftAddr() string
 	Conflict() error
+	SetStorageID(id string) error
 	CaughtUp() bool
 	Leave(timeout time.Duration)
 	Close() error
@@ -98,7 +102,12 @@ type tp struct {
 func (t tp) String() string { return fmt.Sprintf("%s-%d", t.topic, t.partition) }
 
 type replica struct {
-	p        *partition.Partition
+	p *partition.Partition
+	// damaged: the log was found damaged and cut when it was opened. The
+	// replica may lack records it acknowledged, so it leads nothing until
+	// the controller has registered this broker's renewed storage id (which
+	// takes it out of every ISR in the same commit). Guarded by b.mu.
+	damaged  bool
 	topicID  string
 	cfg      cluster.TopicConfig
 	leader   *replication.Leader   // while this broker leads it with followers
@@ -166,7 +175,7 @@ func New(cfg Config) (*Broker, error) {
 	if adv == "" {
 		adv = lis.Addr().String()
 	}
-	b.self = cluster.BrokerInfo{ID: cfg.NodeID, Addr: adv, ExternalAddr: cfg.ExternalAdvertiseAddr, Rack: cfg.Rack}
+	b.self = cluster.BrokerInfo{ID: cfg.NodeID, Addr: adv, ExternalAddr: cfg.ExternalAdvertiseAddr, Rack: cfg.Rack, StorageID: b.storageID}
 	gossipAdv, raftAdv, err := advertised(cfg, adv)
 	if err != nil {
 		return nil, err
@@ -231,14 +240,11 @@ func (b *Broker) openDataDir() error {
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	b.lock = f
 
-	type node struct {
-		NodeID int32 `json:"node_id"`
-	}
 	path := filepath.Join(dir, nodeFile)
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		var n node
+		var n nodeRecord
 		if err := json.Unmarshal(data, &n); err != nil {
 			return fmt.Errorf("%s is unreadable: %w", path, err)
 		}
@@ -246,10 +252,17 @@ func (b *Broker) openDataDir() error {
 			return fmt.Errorf("data directory %s belongs to node %d, not %d: start with --node-id %d or use another --data-dir",
 				dir, n.NodeID, b.cfg.NodeID, n.NodeID)
 		}
+		b.storageID = n.StorageID
+		if b.storageID == "" { // written by an older version
+			if err := b.writeNodeFile(cluster.NewID()); err != nil {
+				return err
+			}
+		}
 	case errors.Is(err, os.ErrNotExist):
-		data, _ := json.Marshal(node{NodeID: b.cfg.NodeID})
-		if err := fsutil.WriteFileAtomic(path, data); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
+		// A new (or wiped) data directory: a new storage identity, so the
+		// controller knows this broker holds none of what it had.
+		if err := b.writeNodeFile(cluster.NewID()); err != nil {
+			return err
 		}
 	default:
 		return err
@@ -262,6 +275,84 @@ func (b *Broker) openDataDir() error {
 		}
 	}
 	return nil
+}
+
+// nodeRecord is node.json: whose data directory this is, and its storage
+// identity.
+type nodeRecord struct {
+	NodeID    int32  `json:"node_id"`
+	StorageID string `json:"storage_id,omitempty"`
+}
+
+// writeNodeFile records storage id id in node.json (atomically) and makes
+// it the broker's.
+func (b *Broker) writeNodeFile(id string) error {
+	path := filepath.Join(b.cfg.DataDir, nodeFile)
+	data, _ := json.Marshal(nodeRecord{NodeID: b.cfg.NodeID, StorageID: id})
+	if err := fsutil.WriteFileAtomic(path, data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	b.storageMu.Lock()
+	b.storageID = id
+	b.storageMu.Unlock()
+	return nil
+}
+
+// currentStorageID is this data directory's storage identity.
+func (b *Broker) currentStorageID() string {
+	b.storageMu.Lock()
+	defer b.storageMu.Unlock()
+	return b.storageID
+}
+
+// renewStorageID gives the data directory a new storage identity because a
+// replica's log was found damaged, and gossips it: the controller then
+// takes this broker out of every ISR until it has copied its partitions
+// again (cluster.BrokerInfo.StorageID).
+func (b *Broker) renewStorageID(why error) {
+	id := cluster.NewID()
+	if err := b.writeNodeFile(id); err != nil {
+		b.log.Error("cannot record a new storage id after finding damage", "err", err)
+		return
+	}
+	if err := b.ctrl.SetStorageID(id); err != nil {
+		b.log.Error("cannot gossip the new storage id", "err", err)
+	}
+	b.log.Warn("local data found damaged: new storage id; leaving every ISR until the partitions are copied again", "storage_id", id, "cause", why)
+}
+
+// storageRegistered reports whether the metadata has this broker's current
+// storage id (so the ISR changes a renewal implies are committed).
+func (b *Broker) storageRegistered(s *cluster.Snapshot) bool {
+	bi, ok := s.Broker(b.self.ID)
+	return ok && bi.StorageID == b.currentStorageID()
+}
+
+// replicaDamaged handles damage found by a lazily opened log after the
+// start: the replica is closed and opened again, which cuts its log at the
+// damage and marks it damaged.
+func (b *Broker) replicaDamaged(k tp, err error) {
+	if b.closing() {
+		return
+	}
+	b.log.Error("replica found damaged; reopening it", "partition", k.String(), "err", err)
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		b.reconcileMu.Lock()
+		b.mu.Lock()
+		r := b.replicas[k]
+		delete(b.replicas, k)
+		b.mu.Unlock()
+		if r != nil {
+			r.stopReplication()
+			r.p.Close()
+		}
+		b.reconcileMu.Unlock()
+		if err := b.reconcile(); err != nil && !errors.Is(err, errShuttingDown) {
+			b.log.Error("reopening a damaged replica failed", "partition", k.String(), "err", err)
+		}
+	}()
 }
 
 // Addr is the bound client gRPC address.
@@ -370,6 +461,18 @@ func (b *Broker) Run(ctx context.Context) error {
 		b.Close()
 		return err
 	}
+	if !b.storageRegistered(b.ctrl.Snapshot()) {
+		// A replica was found damaged on open (new storage id): serve
+		// once the controller has taken this broker out of the ISRs.
+		if err := b.awaitRegistration(ctx); err != nil {
+			b.Close()
+			return err
+		}
+		if err := b.reconcile(); err != nil {
+			b.Close()
+			return err
+		}
+	}
 	b.bg.Add(3)
 	go b.retentionLoop()
 	go b.watchMetadata()
@@ -402,7 +505,9 @@ func (b *Broker) Run(ctx context.Context) error {
 func (b *Broker) awaitRegistration(ctx context.Context) error {
 	last := time.Now()
 	for {
-		if bi, ok := b.ctrl.Snapshot().Broker(b.self.ID); ok && bi.Addr == b.self.Addr && b.ctrl.CaughtUp() {
+		// The storage id too: a new one (a wiped data directory) is
+		// registered together with this broker's removal from every ISR.
+		if bi, ok := b.ctrl.Snapshot().Broker(b.self.ID); ok && bi.Addr == b.self.Addr && b.ctrl.CaughtUp() && bi.StorageID == b.currentStorageID() {
 			return nil
 		}
 		if err := b.ctrl.Conflict(); err != nil {
@@ -731,7 +836,8 @@ func (b *Broker) reconcile() error {
 	}
 	sem := make(chan struct{}, b.cfg.OpenConcurrency)
 	var wg sync.WaitGroup
-	var errMu sync.Mutex
+	var errMu sync.Mutex // guards errs and damaged
+	var damaged []error
 	for _, k := range toOpen {
 		w := wanted[k]
 		wg.Add(1)
@@ -745,12 +851,21 @@ func (b *Broker) reconcile() error {
 				errMu.Unlock()
 				return
 			}
+			damage := p.Damage()
 			b.mu.Lock()
-			b.replicas[k] = &replica{p: p, topicID: w.topic.ID, cfg: w.topic.Config}
+			b.replicas[k] = &replica{p: p, damaged: damage != nil, topicID: w.topic.ID, cfg: w.topic.Config}
 			b.mu.Unlock()
+			if damage != nil {
+				errMu.Lock()
+				damaged = append(damaged, fmt.Errorf("%s: %w", k, damage))
+				errMu.Unlock()
+			}
 		}()
 	}
 	wg.Wait()
+	if len(damaged) > 0 {
+		b.renewStorageID(errors.Join(damaged...))
+	}
 
 	// Roles and replication.
 	b.mu.Lock()
@@ -774,6 +889,25 @@ func (b *Broker) reconcile() error {
 func (b *Broker) applyRole(r *replica, t cluster.Topic, pm cluster.PartitionMeta) error {
 	a := replication.Assignment{Topic: t.Name, Partition: pm.Partition, LeaderEpoch: pm.LeaderEpoch,
 		PartitionEpoch: pm.PartitionEpoch, Replicas: pm.Replicas, ISR: pm.ISR}
+	if r.damaged && b.storageRegistered(b.ctrl.Snapshot()) {
+		// The controller has taken this broker out of every ISR it shared:
+		// what it leads now, it is the only in-sync replica of.
+		r.damaged = false
+	}
+	if pm.Leader == b.self.ID && r.damaged {
+		// A damaged replica never leads: wait for the controller to move
+		// the leadership (the renewed storage id is on its way).
+		b.log.Warn("not leading a damaged replica until the controller moves the leadership", "topic", t.Name, "partition", pm.Partition)
+		if r.leader != nil {
+			r.leader.Stop()
+			r.leader = nil
+		}
+		if r.follower != nil {
+			r.follower.Stop()
+			r.follower = nil
+		}
+		return r.p.BecomeFollower(-1, pm.LeaderEpoch)
+	}
 	if pm.Leader == b.self.ID {
 		if r.follower != nil {
 			r.follower.Stop()
@@ -846,6 +980,7 @@ func (b *Broker) openReplica(t cluster.Topic, part int32) (*partition.Partition,
 		MaxRecordBytes: int(t.Config.MaxRecordBytes),
 		WAL:            wal.Options{SegmentBytes: b.cfg.SegmentBytes, UnsafeNoFsync: b.cfg.UnsafeNoFsync},
 		OnFatal:        b.onFatal,
+		OnDamage:       func(err error) { b.replicaDamaged(tp{t.Name, part}, err) },
 		Observer:       b.metrics,
 		Logger:         b.cfg.Logger,
 		ProducerExpiry: b.cfg.ProducerExpiry,

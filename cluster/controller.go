@@ -133,7 +133,7 @@ func Open(cfg Config) (*Controller, error) {
 	meta := MemberMeta{
 		ID: cfg.Self.ID, Addr: cfg.Self.Addr, External: cfg.Self.ExternalAddr, Rack: cfg.Self.Rack,
 		RaftAddr: string(c.trans.LocalAddr()), Incarnation: time.Now().UnixNano(),
-		BootstrapExpect: cfg.BootstrapExpect, HasQuorum: c.bootstrapped,
+		BootstrapExpect: cfg.BootstrapExpect, HasQuorum: c.bootstrapped, StorageID: cfg.Self.StorageID,
 	}
 	c.meta = meta
 	m, err := StartMembership(MembershipConfig{
@@ -245,6 +245,21 @@ func (c *Controller) aloneInQuorum(has bool, rc *raft.Config, store *raftboltdb.
 		}
 	}
 	return voters == 1
+}
+
+// SetStorageID gossips a new storage identity for this broker (its data
+// was found damaged): the controller takes it out of every ISR when it
+// registers the new id.
+func (c *Controller) SetStorageID(id string) error {
+	c.mu.Lock()
+	m := c.members
+	c.meta.StorageID = id
+	meta := c.meta
+	c.mu.Unlock()
+	if m == nil {
+		return errors.New("gossip not started")
+	}
+	return m.SetMeta(meta)
 }
 
 // announceQuorum gossips that this broker now belongs to a quorum.
@@ -638,14 +653,50 @@ func (c *Controller) act() {
 // whose registration is missing or stale.
 func (c *Controller) registerBrokers(ctx context.Context, s *Snapshot, alive map[int32]Member) {
 	for id, m := range alive {
-		info := BrokerInfo{ID: id, Addr: m.Meta.Addr, ExternalAddr: m.Meta.External, Rack: m.Meta.Rack, GossipAddr: m.GossipAddr}
-		if b, ok := s.Broker(id); ok && b.Addr == info.Addr && b.ExternalAddr == info.ExternalAddr && b.Rack == info.Rack && b.GossipAddr == info.GossipAddr {
+		info := BrokerInfo{ID: id, Addr: m.Meta.Addr, ExternalAddr: m.Meta.External, Rack: m.Meta.Rack, GossipAddr: m.GossipAddr, StorageID: m.Meta.StorageID}
+		b, ok := s.Broker(id)
+		if ok && b.Addr == info.Addr && b.ExternalAddr == info.ExternalAddr && b.Rack == info.Rack && b.GossipAddr == info.GossipAddr && b.StorageID == info.StorageID {
 			continue
 		}
-		if _, err := c.propose(ctx, &command{Op: opRegisterBroker, Broker: &info}); err != nil {
+		var changes []PartitionChange
+		lost := ok && b.StorageID != "" && b.StorageID != info.StorageID
+		if lost {
+			// Its data is not what it was: out of every ISR at once, in
+			// the same commit as the new id it waits for.
+			changes = storageLost(s, id, func(r int32) bool { return r != id && usableIn(s)(r) })
+			if id != c.cfg.Self.ID {
+				c.resetVoter(id)
+			}
+		}
+		if _, err := c.propose(ctx, &command{Op: opRegisterBroker, Broker: &info, Changes: changes}); err != nil {
 			return
 		}
+		if lost {
+			c.log.Warn("broker's storage changed (wiped or damaged): out of every ISR until it has copied its partitions again",
+				"broker", id, "old_storage_id", b.StorageID, "storage_id", info.StorageID, "isr_changes", len(changes))
+		}
 		c.log.Info("broker registered", "broker", id, "addr", info.Addr, "rack", info.Rack)
+	}
+}
+
+// resetVoter removes a voter whose storage changed from the Raft
+// configuration (manageVoters adds it again): if its data directory was
+// wiped, its Raft state is gone too, and a voter that forgot its log and
+// votes must not count toward a quorum until it has caught up.
+func (c *Controller) resetVoter(id int32) {
+	f := c.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	sid := raft.ServerID(strconv.Itoa(int(id)))
+	for _, srv := range f.Configuration().Servers {
+		if srv.ID == sid && srv.Suffrage == raft.Voter {
+			if err := c.raft.RemoveServer(sid, 0, 5*time.Second).Error(); err != nil {
+				c.log.Warn("could not remove a broker with new storage from the controller quorum", "broker", id, "err", err)
+				return
+			}
+			c.log.Info("broker with new storage removed from the controller quorum; it is added again", "broker", id)
+		}
 	}
 }
 

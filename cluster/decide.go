@@ -97,6 +97,37 @@ func shutdownMoves(s *Snapshot, id int32, usable usableFunc) (changes []Partitio
 	return changes, remaining
 }
 
+// storageLost takes a broker whose storage changed (wiped, or found
+// damaged) out of every ISR it is in, and moves its leaderships to the
+// first usable remaining ISR member (or offline, leader -1, when none is
+// usable). A partition where it is the only ISR member is left alone: no
+// other replica has the committed records, so taking it out would only
+// make the partition unavailable for good.
+func storageLost(s *Snapshot, id int32, usable usableFunc) []PartitionChange {
+	var out []PartitionChange
+	forEachPartition(s, func(t Topic, pm PartitionMeta) {
+		if !slices.Contains(pm.ISR, id) {
+			return
+		}
+		others := slices.DeleteFunc(slices.Clone(pm.ISR), func(r int32) bool { return r == id })
+		if len(others) == 0 {
+			return
+		}
+		if pm.Leader != id {
+			out = append(out, change(t, pm, pm.Leader, pm.LeaderEpoch, others))
+			return
+		}
+		for _, r := range pm.Replicas {
+			if slices.Contains(others, r) && usable(r) {
+				out = append(out, change(t, pm, r, pm.LeaderEpoch+1, others))
+				return
+			}
+		}
+		out = append(out, change(t, pm, -1, pm.LeaderEpoch+1, others))
+	})
+	return out
+}
+
 // preferredLeaders moves leadership back to each partition's first replica
 // when it is usable and in sync, so leaders stay spread after failures.
 func preferredLeaders(s *Snapshot, usable usableFunc) []PartitionChange {

@@ -144,3 +144,41 @@ func TestApplyCommands(t *testing.T) {
 		t.Fatal(r.err)
 	}
 }
+
+// Regression: a broker that came back with a wiped (or damaged) data dir
+// under the same id kept its ISR memberships and could be elected with an
+// empty log. A new storage id takes it out of every ISR it shares, moving
+// its leaderships, in the registration's own commit.
+func TestStorageLost(t *testing.T) {
+	brokers := []BrokerInfo{{ID: 1}, {ID: 2}, {ID: 3, Fenced: true}}
+	s := snapWith(brokers,
+		pmeta(0, 1, 4, []int32{1, 2, 3}, []int32{1, 2, 3}), // leads: 2 takes over
+		pmeta(1, 2, 4, []int32{2, 1, 3}, []int32{2, 1}),    // follows: leaves the ISR
+		pmeta(2, 1, 4, []int32{1, 2, 3}, []int32{1}),       // only ISR member: kept
+		pmeta(3, 2, 4, []int32{2, 3, 1}, []int32{2, 3}),    // not in the ISR: no change
+		pmeta(4, 1, 4, []int32{1, 3, 2}, []int32{1, 3}),    // the other ISR member is fenced: offline
+	)
+	got := storageLost(s, 1, func(r int32) bool { return r != 1 && usableIn(s)(r) })
+	want := []PartitionChange{
+		{Topic: "t", TopicID: "id", Partition: 0, FromEpoch: 7, Leader: 2, LeaderEpoch: 5, ISR: []int32{2, 3}},
+		{Topic: "t", TopicID: "id", Partition: 1, FromEpoch: 7, Leader: 2, LeaderEpoch: 4, ISR: []int32{2}},
+		{Topic: "t", TopicID: "id", Partition: 4, FromEpoch: 7, Leader: -1, LeaderEpoch: 5, ISR: []int32{3}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d changes: %+v", len(got), got)
+	}
+	for i := range want {
+		if g, w := got[i], want[i]; g.Partition != w.Partition || g.Leader != w.Leader || g.LeaderEpoch != w.LeaderEpoch || !slices.Equal(g.ISR, w.ISR) || g.FromEpoch != w.FromEpoch {
+			t.Errorf("change %d: got %+v, want %+v", i, g, w)
+		}
+	}
+	// Applied with the registration: the new id and the ISR changes at once.
+	next := s.Clone()
+	res := apply(next, &command{Op: opRegisterBroker, Broker: &BrokerInfo{ID: 1, StorageID: "new"}, Changes: got})
+	if res.err != nil || res.applied != 3 {
+		t.Fatalf("apply: %+v", res)
+	}
+	if b, _ := next.Broker(1); b.StorageID != "new" || slices.Contains(next.Topics["t"].Partitions[0].ISR, 1) {
+		t.Fatalf("after the registration: %+v, partition 0 ISR %v", b, next.Topics["t"].Partitions[0].ISR)
+	}
+}

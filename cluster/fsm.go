@@ -138,6 +138,8 @@ func apply(s *Snapshot, c *command) applyResult {
 			b.Fenced = s.Brokers[i].Fenced
 			s.Brokers[i] = b
 		}
+		// A new storage id comes with the broker's removal from ISRs.
+		return applyResult{applied: applyChanges(s, c.Changes)}
 	case opSetFenced:
 		i := slices.IndexFunc(s.Brokers, func(x BrokerInfo) bool { return x.ID == c.BrokerID })
 		if i < 0 {

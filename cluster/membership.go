@@ -29,6 +29,8 @@ type MemberMeta struct {
 	// has Raft state). A broker started with --bootstrap-expect never
 	// bootstraps while any broker it sees says so: it joins that quorum.
 	HasQuorum bool `json:"q,omitempty"`
+	// StorageID is the broker's storage identity (BrokerInfo.StorageID).
+	StorageID string `json:"s,omitempty"`
 }
 
 func (m MemberMeta) encode() ([]byte, error) {
@@ -101,6 +103,15 @@ func (m *Membership) SetMeta(meta MemberMeta) error {
 	m.d.mu.Lock()
 	m.d.meta = b
 	m.d.mu.Unlock()
+	// Our own entry in the view too: memberlist may not report an update
+	// of the local node, and the controller reads its own meta here.
+	m.mu.Lock()
+	if mem, ok := m.view[nodeName(meta.ID)]; ok {
+		mem.Meta = meta
+		m.view[nodeName(meta.ID)] = mem
+	}
+	m.mu.Unlock()
+	m.notify()
 	return m.ml.UpdateNode(time.Second)
 }
 

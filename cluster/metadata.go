@@ -20,6 +20,13 @@ type BrokerInfo struct {
 	// GossipAddr is where its gossip listens: a restarted broker re-joins
 	// the cluster through the brokers the metadata lists.
 	GossipAddr string `json:"gossip_addr,omitempty"`
+	// StorageID identifies the broker's data: random, written in its data
+	// directory when the directory is created, and renewed when the broker
+	// finds its data damaged. A broker registering with another storage id
+	// than before has lost data: the controller takes it out of every ISR
+	// (and leadership) in the same commit, so it copies the partitions
+	// again before it counts as in sync. Empty: not known (older brokers).
+	StorageID string `json:"storage_id,omitempty"`
 	// Fenced: the controller confirmed the broker dead, or it is stopping
 	// (controlled shutdown). A fenced broker leads nothing and joins no ISR
 	// until it is back.

@@ -389,6 +389,14 @@ func (p *Partition) expireAck(o *op) {
 func (p *Partition) writeFailed(err error, accepted []*op, prevLEO int64) {
 	p.log2.Error("log append failed", "err", err, "batches", len(accepted))
 	fail := fmt.Errorf("%w: %v; nothing was appended", ErrStorage, err)
+	if errors.Is(err, errDamagedLog) {
+		// A lazily opened log found damaged: reported through OnDamage,
+		// and the owner reopens the partition. Not a failure of the disk.
+		for _, o := range accepted {
+			o.finish(AppendResult{}, fail)
+		}
+		return
+	}
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		if rerr := p.reopenAt(prevLEO); rerr == nil {
 			for _, o := range accepted {

@@ -2,6 +2,7 @@ package partition
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -28,6 +29,11 @@ type logCheckpoint struct {
 }
 
 const checkpointFileName = "log.checkpoint"
+
+// errDamagedLog marks the error of a lazily opened log found damaged or
+// changed: the partition reports it through OnDamage, so a write failing
+// with it is neither retried nor fatal.
+var errDamagedLog = errors.New("log changed since the clean shutdown")
 
 // readCheckpoint loads and removes the checkpoint: it describes the log
 // only until the log changes, and a crash after this start must not find
@@ -132,10 +138,10 @@ func (l *lazyLog) getLocked() (lg Log, err error, first bool) {
 		return nil, err, false
 	}
 	if damage := checkLog(lg); damage != nil {
-		err = fmt.Errorf("%w: found when the log was first opened after a clean shutdown: %v", wal.ErrCorrupt, damage)
+		err = fmt.Errorf("%w: %w: found when the log was first opened after a clean shutdown: %v", wal.ErrCorrupt, errDamagedLog, damage)
 	} else if lg.NextOffset() != l.cp.NextOffset || lg.StartOffset() != l.cp.StartOffset {
-		err = fmt.Errorf("%w: the log holds [%d, %d) but its clean-shutdown checkpoint said [%d, %d)",
-			wal.ErrCorrupt, lg.StartOffset(), lg.NextOffset(), l.cp.StartOffset, l.cp.NextOffset)
+		err = fmt.Errorf("%w: %w: the log holds [%d, %d) but its clean-shutdown checkpoint said [%d, %d)",
+			wal.ErrCorrupt, errDamagedLog, lg.StartOffset(), lg.NextOffset(), l.cp.StartOffset, l.cp.NextOffset)
 	}
 	if err != nil {
 		lg.Close()

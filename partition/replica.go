@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/skeinlog/skein/proto/batch"
@@ -68,6 +69,11 @@ func (p *Partition) AppendReplicated(batches []byte) (int64, error) {
 			}
 		}
 		if err := p.log.Append(entries...); err != nil {
+			if errors.Is(err, errDamagedLog) {
+				// The lazily opened log was found damaged: its owner
+				// reopens the partition (OnDamage).
+				return fmt.Errorf("%w: %v", ErrStorage, err)
+			}
 			// A follower has reported nothing of this append to the leader:
 			// cut the log back to where it was (reopening it repairs a
 			// partial write) and let the follower fetch the batches again
