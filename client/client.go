@@ -184,8 +184,12 @@ func isTransport(err error) bool {
 // answers; a transport failure moves on to the next broker, any other
 // answer is returned. Each attempt is bounded by the request timeout.
 func (c *Client) callAny(ctx context.Context, what string, fn func(context.Context, skeinv1.SkeinClient) error) error {
+	return c.callAnyOf(ctx, c.meta.candidates(c.cfg.brokers), what, fn)
+}
+
+// callAnyOf is callAny over the given brokers, in order.
+func (c *Client) callAnyOf(ctx context.Context, addrs []string, what string, fn func(context.Context, skeinv1.SkeinClient) error) error {
 	var last error
-	addrs := c.meta.candidates(c.cfg.brokers)
 	for _, addr := range addrs {
 		cl, err := c.conn(addr)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ type metadata struct {
 	lastEnd   time.Time     // when the last refresh ended
 	fails     int           // consecutive failed refreshes
 	lastGood  string        // the broker that answered last
+	rotor     uint64        // turns the second broker a metadata refresh asks
 	knownAddr []string      // broker addresses learned from metadata
 }
 
@@ -141,8 +143,74 @@ func (m *metadata) store(resp *skeinv1.MetadataResponse) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	old := m.snap.Load()
+	// A broker cut off from the controller answers with the leaders it
+	// last knew. Leader epochs only grow, so a lower epoch than the cache
+	// holds (for the same topic, not one deleted and created again) is
+	// such a stale view: keep the newer leader.
+	for name, t := range topics {
+		ot := old.topics[name]
+		if ot == nil || ot.info.ID != t.info.ID {
+			continue
+		}
+		for i := range t.parts {
+			if i < len(ot.parts) && ot.parts[i].ok && ot.parts[i].epoch > t.parts[i].epoch {
+				t.parts[i] = ot.parts[i]
+				if _, ok := brokers[ot.parts[i].leader]; !ok {
+					if a, ok := old.brokers[ot.parts[i].leader]; ok {
+						brokers[ot.parts[i].leader] = a
+					}
+				}
+			}
+		}
+	}
 	m.snap.Store(&snapshot{gen: old.gen + 1, at: time.Now(), brokers: brokers, topics: topics})
 	m.knownAddr = addrs
+}
+
+// mergeMetadata combines two brokers' answers: the union of brokers and
+// topics, and for each partition the leader with the higher epoch (the
+// other broker may not have heard of the latest election yet).
+func mergeMetadata(a, b *skeinv1.MetadataResponse) *skeinv1.MetadataResponse {
+	out := &skeinv1.MetadataResponse{ClusterId: a.GetClusterId(), ControllerId: a.GetControllerId(), Brokers: a.GetBrokers()}
+	seen := map[int32]bool{}
+	for _, br := range a.GetBrokers() {
+		seen[br.GetId()] = true
+	}
+	for _, br := range b.GetBrokers() {
+		if !seen[br.GetId()] {
+			out.Brokers = append(out.Brokers, br)
+		}
+	}
+	bt := map[string]*skeinv1.TopicMetadata{}
+	for _, t := range b.GetTopics() {
+		bt[t.GetName()] = t
+	}
+	for _, t := range a.GetTopics() {
+		o := bt[t.GetName()]
+		delete(bt, t.GetName())
+		if o == nil || o.GetTopicId() != t.GetTopicId() {
+			out.Topics = append(out.Topics, t)
+			continue
+		}
+		op := map[int32]*skeinv1.PartitionMetadata{}
+		for _, p := range o.GetPartitions() {
+			op[p.GetPartition()] = p
+		}
+		mt := &skeinv1.TopicMetadata{Name: t.GetName(), TopicId: t.GetTopicId(), Config: t.GetConfig()}
+		for _, p := range t.GetPartitions() {
+			if q := op[p.GetPartition()]; q != nil && q.GetLeaderEpoch() > p.GetLeaderEpoch() {
+				p = q
+			}
+			mt.Partitions = append(mt.Partitions, p)
+		}
+		out.Topics = append(out.Topics, mt)
+	}
+	for _, t := range b.GetTopics() {
+		if bt[t.GetName()] != nil {
+			out.Topics = append(out.Topics, t)
+		}
+	}
+	return out
 }
 
 func newTopicMeta(t *skeinv1.TopicMetadata) *topicMeta {
@@ -310,15 +378,94 @@ func (c *Client) runRefresh(done chan struct{}, wait time.Duration) {
 		}
 	}()
 	var resp *skeinv1.MetadataResponse
-	err = c.callAny(ctx, "metadata", func(ctx context.Context, cl skeinv1.SkeinClient) error {
-		var err error
-		resp, err = cl.Metadata(ctx, &skeinv1.MetadataRequest{})
-		return err
-	})
+	resp, err = c.fetchMetadata(ctx)
 	if err != nil {
 		c.log.Warn("skein: metadata refresh failed", "err", err)
 		return
 	}
 	c.meta.store(resp)
 	c.log.Debug("skein: metadata refreshed", "brokers", len(resp.GetBrokers()), "topics", len(resp.GetTopics()))
+}
+
+// metadataGrace is how long a refresh waits for its second broker's answer
+// once the first has come.
+const metadataGrace = 150 * time.Millisecond
+
+// fetchMetadata asks two brokers at once, the one that answered last and
+// the next of the others in turn, and merges their answers; if neither
+// answers it tries the rest one by one. One broker's view can be stale: a
+// broker cut off from the controller (clients still reach it) goes on
+// naming itself leader, and a client asking only it would never learn of
+// the new leader elected on the other side.
+func (c *Client) fetchMetadata(ctx context.Context) (*skeinv1.MetadataResponse, error) {
+	addrs := c.meta.candidates(c.cfg.brokers)
+	if len(addrs) > 2 {
+		c.meta.mu.Lock()
+		c.meta.rotor++
+		k := 1 + int(c.meta.rotor%uint64(len(addrs)-1))
+		c.meta.mu.Unlock()
+		addrs[1], addrs[k] = addrs[k], addrs[1]
+	}
+	type answer struct {
+		addr string
+		resp *skeinv1.MetadataResponse
+		err  error
+	}
+	n := min(2, len(addrs))
+	answers := make(chan answer, n)
+	actx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	for _, addr := range addrs[:n] {
+		go func() {
+			cl, err := c.conn(addr)
+			if err != nil {
+				answers <- answer{addr: addr, err: err}
+				return
+			}
+			resp, err := cl.Metadata(actx, &skeinv1.MetadataRequest{})
+			answers <- answer{addr: addr, resp: resp, err: fromRPC(err)}
+		}()
+	}
+	var got []answer
+	var last error
+	var grace <-chan time.Time
+	for waiting := n; waiting > 0; {
+		select {
+		case a := <-answers:
+			waiting--
+			if a.err != nil {
+				last = a.err
+				continue
+			}
+			got = append(got, a)
+			if grace == nil {
+				grace = time.After(metadataGrace)
+			}
+		case <-grace:
+			waiting = 0
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if len(got) > 0 {
+		c.meta.answered(got[0].addr)
+		resp := got[0].resp
+		for _, a := range got[1:] {
+			resp = mergeMetadata(resp, a.resp)
+		}
+		return resp, nil
+	}
+	if last != nil && !isTransport(last) {
+		return nil, last
+	}
+	var resp *skeinv1.MetadataResponse
+	err := c.callAnyOf(ctx, addrs[n:], "metadata", func(ctx context.Context, cl skeinv1.SkeinClient) error {
+		var err error
+		resp, err = cl.Metadata(ctx, &skeinv1.MetadataRequest{})
+		return err
+	})
+	if err != nil && len(addrs) <= n {
+		return nil, fmt.Errorf("no broker answered (tried %s): %w", strings.Join(addrs, ", "), last)
+	}
+	return resp, err
 }

@@ -620,3 +620,41 @@ func BenchmarkProduceFake(b *testing.B) {
 		})
 	}
 }
+
+// A leader cut off from the other brokers (clients still reach it) keeps
+// naming itself leader in its metadata and refusing acks=all. The client
+// must still find the leader the rest of the cluster elected: it asks two
+// brokers per refresh, and never trades a leader for one of a lower epoch.
+func TestProducerLeavesIsolatedLeader(t *testing.T) {
+	fc := newCluster(t, 3)
+	fc.CreateTopic("iso", 1)
+	fc.MoveLeader("iso", 0, 2) // the election the isolated broker 1 missed
+	leader, epoch := fc.Leader("iso", 0)
+	fc.SetMetadataHook(func(node int32, resp *skeinv1.MetadataResponse) {
+		if node != 1 {
+			return
+		}
+		for _, tm := range resp.Topics {
+			for _, p := range tm.Partitions {
+				p.Leader, p.LeaderEpoch = 1, epoch-1
+			}
+		}
+	})
+	fc.SetProduceHook(func(node int32, _ *skeinv1.ProduceRequest) fakebroker.Action {
+		if node == 1 {
+			return fakebroker.Action{Fail: notEnoughReplicas()}
+		}
+		return fakebroker.Action{}
+	})
+	c := newClient(t, fc) // bootstrapped from broker 1
+	p := newProducer(t, c, client.DeliveryTimeout(10*time.Second))
+	for i := 0; i < 20; i++ {
+		r := &client.Record{Topic: "iso", Value: []byte(strconv.Itoa(i))}
+		if err := p.ProduceSync(ctxT(t), r); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	if n := len(fc.Records("iso", 0)); n != 20 || leader != 2 {
+		t.Fatalf("%d records on leader %d", n, leader)
+	}
+}

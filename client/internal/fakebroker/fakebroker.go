@@ -88,6 +88,7 @@ type Cluster struct {
 	mu          sync.Mutex // guards the fields below
 	topics      map[string]*topic
 	produceHook func(node int32, req *skeinv1.ProduceRequest) Action
+	metaHook    func(node int32, resp *skeinv1.MetadataResponse)
 	fetchHook   func(node int32, req *skeinv1.FetchRequest) *skeinv1.ErrorDetail
 	streams     map[int]context.CancelFunc
 	nextStream  int
@@ -238,6 +239,14 @@ func (c *Cluster) SetProduceHook(h func(node int32, req *skeinv1.ProduceRequest)
 	c.mu.Lock()
 	c.produceHook = h
 	c.mu.Unlock()
+}
+
+// SetMetadataHook lets h rewrite every Metadata answer of a node before it
+// is sent (a stale view, say).
+func (c *Cluster) SetMetadataHook(h func(node int32, resp *skeinv1.MetadataResponse)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.metaHook = h
 }
 
 // SetFetchHook installs a hook consulted when a fetch stream opens; a
@@ -559,6 +568,9 @@ func (n *node) Metadata(_ context.Context, req *skeinv1.MetadataRequest) (*skein
 	if len(req.GetTopics()) == 0 {
 		for _, t := range c.sortedTopicsLocked() {
 			resp.Topics = append(resp.Topics, c.topicMetaLocked(t))
+		}
+		if c.metaHook != nil {
+			c.metaHook(n.id, resp)
 		}
 		return resp, nil
 	}
