@@ -46,7 +46,7 @@ cluster-wipe:
 ## (10 runs x 5 min of mixed faults, then 10 x 5 min with none: about 2 hours)
 .PHONY: chaos chaos-long
 chaos:
-	$(GO) run ./cmd/chaos -seed 1 -runs 4 -duration 40s -scenario process,partition,mix,disk
+	$(GO) run ./cmd/chaos -seed 1 -runs 4 -duration 40s -scenario process,partition,storage,mix
 chaos-long:
 	$(GO) run ./cmd/chaos -seed 100 -runs 10 -duration 5m -scenario mix
 	$(GO) run ./cmd/chaos -seed 200 -runs 10 -duration 5m -scenario none
