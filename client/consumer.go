@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/skeinlog/skein/proto/batch"
 	"github.com/skeinlog/skein/proto/skeinv1"
 )
@@ -205,8 +203,7 @@ func (k *Consumer) topicMeta(ctx context.Context, topic string) (*topicMeta, err
 			return tm, nil
 		}
 		if i == 2 {
-			return nil, &Error{Code: codes.NotFound, Reason: skeinv1.ErrorReason_UNKNOWN_TOPIC, LeaderID: -1,
-				Message: fmt.Sprintf("topic %q does not exist", topic)}
+			return nil, unknownTopic(topic)
 		}
 		if err := k.c.refresh(ctx, gen); err != nil {
 			return nil, fmt.Errorf("metadata for topic %q: %w", topic, err)

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/skeinlog/skein/internal/topicname"
 	"github.com/skeinlog/skein/proto/skeinv1"
 )
 
@@ -96,8 +97,7 @@ func (m *metadata) leader(topic string, partition int32) (leaderInfo, *lookupErr
 	l := leaderInfo{id: -1, epoch: -1, gen: s.gen}
 	t, ok := s.topics[topic]
 	if !ok {
-		return l, &lookupError{err: &Error{Code: codes.NotFound, Reason: skeinv1.ErrorReason_UNKNOWN_TOPIC,
-			Message: fmt.Sprintf("topic %q does not exist", topic), LeaderID: -1}, permanent: true}
+		return l, &lookupError{err: unknownTopic(topic), permanent: true}
 	}
 	if partition < 0 || int(partition) >= len(t.parts) || !t.parts[partition].ok {
 		return l, &lookupError{err: unknownPartition(topic, partition, len(t.parts)), permanent: true}
@@ -468,4 +468,15 @@ func (c *Client) fetchMetadata(ctx context.Context) (*skeinv1.MetadataResponse, 
 		return nil, fmt.Errorf("no broker answered (tried %s): %w", strings.Join(addrs, ", "), last)
 	}
 	return resp, err
+}
+
+// unknownTopic is the error for a topic the metadata does not name: an
+// invalid name says what is wrong with it (no broker would ever have it).
+func unknownTopic(topic string) *Error {
+	if err := topicname.Check(topic); err != nil {
+		return &Error{Code: codes.InvalidArgument, Reason: skeinv1.ErrorReason_INVALID_TOPIC, LeaderID: -1,
+			Message: fmt.Sprintf("invalid topic name: %v", err)}
+	}
+	return &Error{Code: codes.NotFound, Reason: skeinv1.ErrorReason_UNKNOWN_TOPIC, LeaderID: -1,
+		Message: fmt.Sprintf("topic %q does not exist", topic)}
 }

@@ -235,8 +235,7 @@ func (p *Producer) topicMeta(ctx context.Context, topic string) (*topicMeta, err
 	if tm, _ := p.c.meta.topic(topic); tm != nil && len(tm.parts) > 0 {
 		return tm, nil
 	}
-	return nil, &Error{Code: codes.NotFound, Reason: skeinv1.ErrorReason_UNKNOWN_TOPIC, LeaderID: -1,
-		Message: fmt.Sprintf("topic %q does not exist", topic)}
+	return nil, unknownTopic(topic)
 }
 
 // closeContext adapts a channel to the part of context.Context that

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+
+	"github.com/skeinlog/skein/internal/topicname"
 )
 
 // BrokerInfo is what a broker tells the cluster about itself.
@@ -169,27 +171,13 @@ var (
 	ErrUnknownTopic  = errors.New("unknown topic")
 )
 
-// ValidateTopicName enforces [a-zA-Z0-9._-]{1,249}, not "." or "..", no
-// leading "-", no reserved "__" prefix. Topic names become directory names,
-// so this is also what keeps path tricks out of the data directory.
+// ValidateTopicName enforces the topic name rule of package topicname:
+// [a-zA-Z0-9._-]{1,249}, not "." or "..", no leading "-", no reserved "__"
+// prefix. Topic names become directory names, so this is also what keeps
+// path tricks out of the data directory.
 func ValidateTopicName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("%w: the name is empty", ErrInvalidTopic)
-	case len(name) > 249:
-		return fmt.Errorf("%w: %d characters, at most 249", ErrInvalidTopic, len(name))
-	case name == "." || name == "..":
-		return fmt.Errorf("%w: %q is not allowed", ErrInvalidTopic, name)
-	case name[0] == '-':
-		return fmt.Errorf("%w: %q starts with '-'", ErrInvalidTopic, name)
-	case len(name) >= 2 && name[:2] == "__":
-		return fmt.Errorf("%w: %q: names starting with \"__\" are reserved", ErrInvalidTopic, name)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: %q has %q at position %d; use letters, digits, '.', '_' and '-'", ErrInvalidTopic, name, c, i)
-		}
+	if err := topicname.Check(name); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidTopic, err)
 	}
 	return nil
 }

@@ -46,6 +46,7 @@ func TestBadInputAgainstBroker(t *testing.T) {
 		{[]string{"-p", "0", "-o", "@not-a-time"}, 2, "Usage: consume"},
 		{[]string{"-p", "99"}, 1, "partition 99"},
 		{[]string{"-p", "-1"}, 2, "Usage: consume"},
+		{[]string{"-t", "../etc"}, 1, "invalid topic name"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -172,6 +172,8 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		switch {
 		case errors.Is(err, client.ErrUnknownTopic):
 			logf("topic %q does not exist", cfg.topic)
+		case errors.Is(err, client.ErrInvalidTopic):
+			logf("%v", err)
 		default:
 			logf("cannot start reading %q at %v: %v", cfg.topic, cfg.offset, err)
 		}

@@ -40,6 +40,7 @@ func TestBadInputAgainstBroker(t *testing.T) {
 		{"line over the topic's max record bytes", strings.Repeat("x", 101) + "\n", []string{"-p", "0"}, 1, "longer than 100 bytes"},
 		{"key and value over it", "k:" + strings.Repeat("x", 99) + "\n", []string{"-p", "0", "-K", ":"}, 1, "longer than 100 bytes"},
 		{"unknown partition", "x\n", []string{"-p", "99"}, 1, "partition 99 does not exist"},
+		{"invalid topic", "x\n", []string{"-t", "../etc"}, 1, "invalid topic name"},
 		{"negative partition", "x\n", []string{"-p", "-2"}, 2, "Usage: produce"},
 		{"bad acks", "x\n", []string{"--acks", "most"}, 2, "--acks"},
 		{"acks 2", "x\n", []string{"--acks", "2"}, 2, "--acks"},
