@@ -204,7 +204,7 @@ func topicToPB(t cluster.Topic) *pb.TopicMetadata {
 // response (error inside), possibly on another goroutine, and must not block.
 func (s *server) produce(external bool, req *pb.ProduceRequest, done func(*pb.ProduceResponse)) {
 	fail := func(err error) {
-		done(&pb.ProduceResponse{CorrelationId: req.CorrelationId, BaseOffset: -1, LogStartOffset: -1, Error: s.b.detail(external, err)})
+		done(&pb.ProduceResponse{CorrelationId: req.CorrelationId, BaseOffset: -1, LogStartOffset: -1, LeaderEpoch: -1, Error: s.b.detail(external, err)})
 	}
 	select {
 	case <-s.b.stopping:
@@ -260,7 +260,7 @@ func (s *server) produce(external bool, req *pb.ProduceRequest, done func(*pb.Pr
 		if !res.Duplicate {
 			s.b.metrics.produced(res.LastOffset-res.BaseOffset+1, n)
 		}
-		done(&pb.ProduceResponse{CorrelationId: req.CorrelationId, BaseOffset: res.BaseOffset, LogStartOffset: res.LogStartOffset})
+		done(&pb.ProduceResponse{CorrelationId: req.CorrelationId, BaseOffset: res.BaseOffset, LogStartOffset: res.LogStartOffset, LeaderEpoch: res.LeaderEpoch})
 	})
 }
 

@@ -254,3 +254,52 @@ func TestBrokerRestart(t *testing.T) {
 		b.Restart()
 	}
 }
+
+// An acknowledged record carries the leader epoch it was appended in, the
+// one a consumer later reads on it (the fault-injection checker holds acks
+// to it: nobody acknowledges with an older epoch).
+func TestBrokerAckCarriesLeaderEpoch(t *testing.T) {
+	bc := brokertest.NewCluster(t, 3)
+	c, err := client.New(client.WithBrokers(bc.Addrs()...), client.WithRetryBackoff(10*time.Millisecond), client.WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t)
+	if _, err := c.CreateTopic(ctx, "ep", client.TopicConfig{Partitions: 1, ReplicationFactor: 3, MinInsyncReplicas: 2}); err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer(t, c)
+	sent := &client.Record{Topic: "ep", Value: []byte("v")}
+	if err := p.ProduceSync(ctx, sent); err != nil {
+		t.Fatal(err)
+	}
+	// A new leader has a new epoch, so the second ack must carry the
+	// broker's answer, not a default.
+	leader := bc.WaitLeader("ep", 0, 10*time.Second)
+	bc.Kill(leader)
+	cond := &client.Record{Value: []byte("w")}
+	if _, err := p.ProduceIf(ctx, "ep", 0, 1, cond); err != nil {
+		t.Fatal(err)
+	}
+	if cond.LeaderEpoch <= sent.LeaderEpoch {
+		t.Fatalf("epoch %d after a leader change, %d before", cond.LeaderEpoch, sent.LeaderEpoch)
+	}
+	k, err := c.NewConsumer(client.StopAtEnd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if err := k.Assign(ctx, "ep", []int32{0}, client.Beginning()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []*client.Record{sent, cond} {
+		got, err := k.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.LeaderEpoch != want.LeaderEpoch || got.Offset != want.Offset {
+			t.Fatalf("acked at offset %d epoch %d; read at offset %d epoch %d", want.Offset, want.LeaderEpoch, got.Offset, got.LeaderEpoch)
+		}
+	}
+}

@@ -119,7 +119,7 @@ func (p *Producer) ProduceIf(ctx context.Context, topic string, partition int32,
 	switch {
 	case err == nil:
 		for i, r := range recs {
-			r.Partition, r.Offset = partition, res.base+int64(i)
+			r.Partition, r.Offset, r.LeaderEpoch = partition, res.base+int64(i), res.epoch
 		}
 		return res.base, nil
 	case errors.Is(err, ErrOffsetMismatch) && res.uncertain:

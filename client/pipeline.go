@@ -136,6 +136,7 @@ func (r *sendResult) error() error {
 // condResult is the outcome of a ProduceIf batch.
 type condResult struct {
 	base      int64
+	epoch     int32
 	err       error
 	uncertain bool
 }
@@ -698,10 +699,14 @@ func (pp *partProducer) complete(b *pbatch, base int64, err error) {
 		// was appended.
 		err = fmt.Errorf("%w (%w: an attempt got no definite answer)", err, ErrMaybeAppended)
 	}
-	c := completion{recs: b.recs, base: base, partition: pp.partition, err: err, bytes: b.bytes}
+	epoch := int32(-1)
+	if err == nil && b.res != nil && b.res.resp != nil {
+		epoch = b.res.resp.GetLeaderEpoch()
+	}
+	c := completion{recs: b.recs, base: base, epoch: epoch, partition: pp.partition, err: err, bytes: b.bytes}
 	b.recs = nil
 	if b.notify != nil {
-		b.notify <- condResult{base: base, err: err, uncertain: b.uncertain}
+		b.notify <- condResult{base: base, epoch: epoch, err: err, uncertain: b.uncertain}
 		b.notify = nil
 		c.extra = 1
 	}

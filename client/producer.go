@@ -463,6 +463,7 @@ func (p *Producer) sink(addr string) *sink {
 type completion struct {
 	recs      []pendingRec
 	base      int64 // offset of recs[0]; -1 when unknown
+	epoch     int32 // leader epoch the batch was appended in; -1 when unknown
 	partition int32 // -1: leave Record.Partition as it is
 	err       error
 	bytes     int64 // buffer bytes to release
@@ -553,9 +554,9 @@ func (p *Producer) runCompletion(c *completion) {
 			pr.r.Partition = c.partition
 		}
 		if c.err == nil && c.base >= 0 {
-			pr.r.Offset = c.base + int64(j)
+			pr.r.Offset, pr.r.LeaderEpoch = c.base+int64(j), c.epoch
 		} else {
-			pr.r.Offset = -1
+			pr.r.Offset, pr.r.LeaderEpoch = -1, -1
 		}
 		pr.cb(pr.r, c.err)
 	}

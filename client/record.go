@@ -37,8 +37,10 @@ type Record struct {
 	Key       []byte
 	Value     []byte
 	Headers   []Header
-	// LeaderEpoch is the epoch of the leader that appended the record, on
-	// consumed records.
+	// LeaderEpoch is the epoch of the leader that appended the record: on
+	// consumed records, and on produced ones once acknowledged (-1 for an
+	// idempotent producer's retry answered as a duplicate, or with
+	// acks=none).
 	LeaderEpoch int32
 }
 

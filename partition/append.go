@@ -46,6 +46,9 @@ type AppendResult struct {
 	// Duplicate: the batch is a retry of an idempotent producer's batch
 	// appended earlier, at these offsets; it was not appended again.
 	Duplicate bool
+	// LeaderEpoch is the epoch the batch was appended in; -1 for a
+	// duplicate.
+	LeaderEpoch int32
 }
 
 const defaultAckTimeout = 30 * time.Second
@@ -254,7 +257,7 @@ func (p *Partition) commitGroup(group []*op) {
 				continue
 			}
 			if isDup {
-				o.result = AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogStartOffset: start, Duplicate: true}
+				o.result = AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogStartOffset: start, Duplicate: true, LeaderEpoch: -1}
 				dups = append(dups, o)
 				continue
 			}
@@ -264,7 +267,7 @@ func (p *Partition) commitGroup(group []*op) {
 			refusedErr = append(refusedErr, &OffsetMismatchError{Expected: o.req.ExpectedOffset, Actual: next})
 			continue
 		}
-		o.result = AppendResult{BaseOffset: next, LastOffset: next + int64(o.count) - 1, LogStartOffset: start}
+		o.result = AppendResult{BaseOffset: next, LastOffset: next + int64(o.count) - 1, LogStartOffset: start, LeaderEpoch: epoch}
 		if o.prod.ID >= 0 {
 			if staged == nil {
 				staged = make(map[int64]producerEntry)

@@ -242,7 +242,7 @@ func TestIdempotentAppend(t *testing.T) {
 		if r, err := p.Append(ctx, appendReq(mkProducerBatch(t, 9, 0, 0, "a", "b"))); err != nil || r.BaseOffset != r0.BaseOffset || r.LastOffset != r0.LastOffset || !r.Duplicate || r0.Duplicate {
 			t.Fatalf("duplicate of the first batch: %+v %v, want %+v", r, err, r0)
 		}
-		r1.Duplicate = true
+		r1.Duplicate, r1.LeaderEpoch = true, -1 // a duplicate's epoch is not known
 		if r, err := p.Append(ctx, appendReq(mkProducerBatch(t, 9, 0, 2, "c"))); err != nil || r != r1 {
 			t.Fatalf("duplicate of the second batch: %+v %v, want %+v", r, err, r1)
 		}
@@ -298,7 +298,7 @@ func TestIdempotentConditionalRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, err := p.Append(ctx, req)
-	first.Duplicate = true
+	first.Duplicate, first.LeaderEpoch = true, -1 // a duplicate's epoch is not known
 	if err != nil || again != first {
 		t.Fatalf("retry: %+v %v, want %+v", again, err, first)
 	}

@@ -175,8 +175,8 @@ func printRun(w io.Writer, rep chaos.Report, dir string) {
 	a := res.Anomalies
 	fmt.Fprintf(tw, "  anomalies\tlost %d, lost-at-offset %d, inconsistent %d, duplicate %d, unexpected %d, aborted %d\n",
 		a.Lost, a.LostAtOffset, a.Inconsistent, a.Duplicate, a.Unexpected, a.Aborted)
-	fmt.Fprintf(tw, "\tproducer-reorder %d, consumer-skip %d, consumer-backward %d, replica-loss %d, replica-diverge %d, hw-regression %d, epoch-order %d\n",
-		a.ProducerReorder, a.ConsumerSkip, a.ConsumerBackward, a.ReplicaLoss, a.ReplicaDiverge, a.HWRegression, a.EpochOrder)
+	fmt.Fprintf(tw, "\tproducer-reorder %d, consumer-skip %d, consumer-backward %d, replica-loss %d, replica-diverge %d, hw-regression %d, epoch-order %d, ack-epoch %d\n",
+		a.ProducerReorder, a.ConsumerSkip, a.ConsumerBackward, a.ReplicaLoss, a.ReplicaDiverge, a.HWRegression, a.EpochOrder, a.AckEpoch)
 	fmt.Fprintf(tw, "  liveness\tlongest unavailability %v, writes back %v after the last heal, slowest recovery %v\n",
 		res.MaxUnavailable.Round(10*time.Millisecond), res.RecoveredAfterHeal.Round(10*time.Millisecond), rep.SlowestRecovery.Round(100*time.Millisecond))
 	if rep.UnexpectedExits > 0 {

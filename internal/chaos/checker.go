@@ -31,13 +31,14 @@ type Anomalies struct {
 	ReplicaDiverge   int `json:"replica_diverge"`   // G8: replicas' Raw bytes below HW not byte-identical (one per replica differing from the majority's)
 	HWRegression     int `json:"hw_regression"`     // G9: an FHW process saw the HW go down (or the final HW is below one polled)
 	EpochOrder       int `json:"epoch_order"`       // G10: along a log (final read, a replica, a consumer's reads), an epoch lower than that of the offset before
+	AckEpoch         int `json:"ack_epoch"`         // G10: an ack named another leader epoch than the one stamped on its record in the final read
 }
 
 // Total is the sum of all anomaly counts.
 func (a Anomalies) Total() int {
 	return a.Lost + a.LostAtOffset + a.Inconsistent + a.Duplicate + a.Unexpected + a.Aborted +
 		a.ProducerReorder + a.ConsumerSkip + a.ConsumerBackward + a.ReplicaLoss + a.ReplicaDiverge +
-		a.HWRegression + a.EpochOrder
+		a.HWRegression + a.EpochOrder + a.AckEpoch
 }
 
 // Result of judging one run.
@@ -146,6 +147,7 @@ type chkSend struct {
 	producer  int32
 	proc      int
 	outcome   OpType // OK, Fail, Info; "" when it never completed
+	epoch     int32  // the ack's leader epoch; -1 when unknown
 }
 
 // chkLog is a log sorted by offset, for lookups.
@@ -260,9 +262,12 @@ func (c *chkState) pairSends(h []Op) {
 			j = len(c.sends) - 1
 		}
 		s := &c.sends[j]
-		s.done, s.outcome = op.Time, op.Type
+		s.done, s.outcome, s.epoch = op.Time, op.Type, -1
 		if op.Type == OK {
 			s.offset = op.Offset
+			if op.AckEpoch != nil {
+				s.epoch = *op.AckEpoch
+			}
 		}
 	}
 	c.res.Attempted = len(c.sends)
@@ -434,6 +439,11 @@ func (c *chkState) checkAcks() {
 		src := chkSrc{kind: chkSrcAck, id: int(s.producer), t: s.inv, t2: s.done}
 		c.observe(src, s.part, s.offset, s.value)
 		if r, ok := c.logs[s.part].at(s.offset); ok && !r.Corrupt && r.Value == s.value {
+			if s.epoch >= 0 && r.Epoch != s.epoch {
+				c.res.Anomalies.AckEpoch++
+				c.example("ack_epoch", "value %s acked at p=%d off=%d in epoch %d (acked %v) is stamped with epoch %d in the log",
+					chkValue(s.value), s.part, s.offset, s.epoch, s.done, r.Epoch)
+			}
 			continue
 		}
 		v := c.val(s.value)

@@ -140,6 +140,10 @@ func (m *chkModel) render() ([]Op, Final) {
 			c := Op{Process: s.proc, Type: s.outcome, F: FSend, Partition: s.part, Value: s.value, Producer: s.producer}
 			if s.outcome == OK {
 				c.Offset = s.offset
+				if log := m.logs[s.part]; s.offset >= 0 && s.offset < int64(len(log)) {
+					e := log[s.offset].Epoch
+					c.AckEpoch = &e
+				}
 			}
 			ops = append(ops, timed{s.done, c})
 		}
@@ -527,7 +531,8 @@ func TestCheckPlantedAnomalies(t *testing.T) {
 				f.Reads[0][len(f.Reads[0])-1].Epoch = 1
 				return h
 			},
-			want: Anomalies{EpochOrder: 1},
+			// Its ack named the epoch the log held before the plant.
+			want: Anomalies{EpochOrder: 1, AckEpoch: 1},
 		},
 		{
 			name: "epoch_order: a replica's record has an older epoch",
@@ -537,6 +542,21 @@ func TestCheckPlantedAnomalies(t *testing.T) {
 				return h
 			},
 			want: Anomalies{EpochOrder: 1},
+		},
+		{
+			name: "ack_epoch: an ack names an older epoch than the log's record",
+			hist: func(t *testing.T, h []Op, f Final) []Op {
+				for i := range h {
+					if h[i].F == FSend && h[i].Type == OK && h[i].Partition == 1 && h[i].AckEpoch != nil && *h[i].AckEpoch > 0 {
+						old := *h[i].AckEpoch - 1
+						h[i].AckEpoch = &old
+						return h
+					}
+				}
+				t.Fatal("no ok send with an epoch above 0 in partition 1")
+				return h
+			},
+			want: Anomalies{AckEpoch: 1},
 		},
 		{
 			name: "epoch_order: a consumer read an older epoch",

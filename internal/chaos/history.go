@@ -55,7 +55,10 @@ type Op struct {
 	Corrupt   bool          `json:"corrupt,omitempty"`
 	// Producer names the producer (its workload index) for sends: the checker
 	// checks each producer's order (G6) within a partition.
-	Producer int    `json:"producer,omitempty"`
+	Producer int `json:"producer,omitempty"`
+	// AckEpoch, on an ok send, is the leader epoch the broker said it
+	// appended the record in (nil when it did not say: a duplicate).
+	AckEpoch *int32 `json:"ack_epoch,omitempty"`
 	Err      string `json:"err,omitempty"`
 }
 

@@ -216,6 +216,9 @@ func (w *Workload) runProducer(idx int, interval time.Duration, slot int) error 
 			op := Op{Process: proc, Type: classify(err), F: FSend, Partition: partition, Value: v, Producer: idx, Offset: -1}
 			if err == nil {
 				op.Offset = r.Offset
+				if e := r.LeaderEpoch; e >= 0 {
+					op.AckEpoch = &e
+				}
 			} else {
 				op.Err = err.Error()
 				if errors.Is(err, client.ErrProducerFenced) {
@@ -252,13 +255,17 @@ func (w *Workload) conditionalWriter(partition int32) {
 		proc := w.h.Proc()
 		w.h.Add(Op{Process: proc, Type: Invoke, F: FSend, Partition: partition, Value: v, Producer: idx})
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		off, err := p.ProduceIf(ctx, w.cfg.Topic, partition, expected, &client.Record{Value: EncodeValue(v, w.cfg.ValueSize)})
+		rec := &client.Record{Value: EncodeValue(v, w.cfg.ValueSize)}
+		off, err := p.ProduceIf(ctx, w.cfg.Topic, partition, expected, rec)
 		cancel()
 		op := Op{Process: proc, Type: classify(err), F: FSend, Partition: partition, Value: v, Producer: idx, Offset: -1}
 		var ce *client.Error
 		switch {
 		case err == nil:
 			op.Offset = off
+			if e := rec.LeaderEpoch; e >= 0 {
+				op.AckEpoch = &e
+			}
 			expected = off + 1
 		case errors.As(err, &ce) && errors.Is(err, client.ErrOffsetMismatch):
 			op.Err = err.Error()

@@ -1365,7 +1365,10 @@ type ProduceResponse struct {
 	// The partition's log start offset at the time of the append.
 	LogStartOffset int64 `protobuf:"varint,3,opt,name=log_start_offset,json=logStartOffset,proto3" json:"log_start_offset,omitempty"`
 	// Unset on success.
-	Error         *ErrorDetail `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Error *ErrorDetail `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// The leader epoch the batch was appended in (stamped on it in the log);
+	// -1 for a duplicate of an idempotent producer's earlier batch.
+	LeaderEpoch   int32 `protobuf:"varint,5,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1426,6 +1429,13 @@ func (x *ProduceResponse) GetError() *ErrorDetail {
 		return x.Error
 	}
 	return nil
+}
+
+func (x *ProduceResponse) GetLeaderEpoch() int32 {
+	if x != nil {
+		return x.LeaderEpoch
+	}
+	return 0
 }
 
 type FetchRequest struct {
@@ -2316,13 +2326,14 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\fleader_epoch\x18\x06 \x01(\x05R\vleaderEpoch\x12,\n" +
 	"\x0fexpected_offset\x18\a \x01(\x03H\x00R\x0eexpectedOffset\x88\x01\x01\x12\x14\n" +
 	"\x05batch\x18\b \x01(\fR\x05batchB\x12\n" +
-	"\x10_expected_offset\"\xb0\x01\n" +
+	"\x10_expected_offset\"\xd3\x01\n" +
 	"\x0fProduceResponse\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\x04R\rcorrelationId\x12\x1f\n" +
 	"\vbase_offset\x18\x02 \x01(\x03R\n" +
 	"baseOffset\x12(\n" +
 	"\x10log_start_offset\x18\x03 \x01(\x03R\x0elogStartOffset\x12+\n" +
-	"\x05error\x18\x04 \x01(\v2\x15.skein.v1.ErrorDetailR\x05error\"\xba\x01\n" +
+	"\x05error\x18\x04 \x01(\v2\x15.skein.v1.ErrorDetailR\x05error\x12!\n" +
+	"\fleader_epoch\x18\x05 \x01(\x05R\vleaderEpoch\"\xba\x01\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +

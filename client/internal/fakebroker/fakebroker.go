@@ -650,7 +650,7 @@ func (c *Cluster) produce(n *node, req *skeinv1.ProduceRequest) (*skeinv1.Produc
 			for _, b := range st.batches {
 				if b.first == first && b.last == last {
 					c.duplicates++
-					return &skeinv1.ProduceResponse{CorrelationId: req.GetCorrelationId(), BaseOffset: b.base, LogStartOffset: p.logStart}, nil
+					return &skeinv1.ProduceResponse{CorrelationId: req.GetCorrelationId(), BaseOffset: b.base, LogStartOffset: p.logStart, LeaderEpoch: -1}, nil
 				}
 			}
 			want := int32((int64(st.batches[len(st.batches)-1].last) + 1) % (math.MaxInt32 + 1))
@@ -683,7 +683,7 @@ func (c *Cluster) produce(n *node, req *skeinv1.ProduceRequest) (*skeinv1.Produc
 		}
 	}
 	p.notify()
-	return &skeinv1.ProduceResponse{CorrelationId: req.GetCorrelationId(), BaseOffset: base, LogStartOffset: p.logStart}, nil
+	return &skeinv1.ProduceResponse{CorrelationId: req.GetCorrelationId(), BaseOffset: base, LogStartOffset: p.logStart, LeaderEpoch: p.epoch}, nil
 }
 
 // hook consults the produce hook and applies delays; it returns the error
