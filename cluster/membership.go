@@ -78,7 +78,11 @@ type Membership struct {
 	ml  *memberlist.Memberlist
 	log *slog.Logger
 
-	mu       sync.Mutex        // guards the fields below
+	// mu guards the fields below. It is never held while calling into
+	// memberlist: memberlist runs the delegate's callbacks (NotifyJoin,
+	// NotifyUpdate, NotifyLeave), which take mu, under its own node lock,
+	// so holding mu across a memberlist call (even LocalNode) can deadlock.
+	mu       sync.Mutex
 	known    map[string]bool   // gossip addresses ever seen
 	view     map[string]Member // alive members by node name
 	conflict error
@@ -305,6 +309,7 @@ func (m *Membership) rejoinLoop() {
 }
 
 func (m *Membership) rejoin() {
+	self := m.LocalAddr() // before mu: it takes memberlist's node lock
 	current := map[string]bool{}
 	m.mu.Lock()
 	for _, mem := range m.view {
@@ -312,7 +317,7 @@ func (m *Membership) rejoin() {
 	}
 	var targets []string
 	for a := range m.known {
-		if !current[a] && a != m.LocalAddr() {
+		if !current[a] && a != self {
 			targets = append(targets, a)
 		}
 	}
