@@ -204,7 +204,10 @@ func (l *Leader) HandleFetch(ctx context.Context, req *pb.ReplicaFetchRequest) (
 		return nil, &partition.EpochError{Requested: req.LeaderEpoch, Current: a.LeaderEpoch}
 	}
 	start, _, leo := l.p.Offsets()
-	if written := l.p.WrittenEnd(); req.FetchOffset > written {
+	// An offset no log can end at is a malformed request, not a position:
+	// it must not touch the follower's state (a negative one would look
+	// like a lost log and drop the follower from the ISR).
+	if written := l.p.WrittenEnd(); req.FetchOffset > written || req.FetchOffset < 0 {
 		l.mu.Unlock()
 		return nil, &partition.OutOfRangeError{Offset: req.FetchOffset, LogStartOffset: start, HighWatermark: written}
 	}

@@ -392,3 +392,39 @@ func TestFollowerThatLostDataLeavesISRAtOnce(t *testing.T) {
 		t.Fatal("the re-copied replica differs below the HW")
 	}
 }
+
+// Regression: a replica fetch with a negative offset (a malformed request)
+// was taken as the follower's position, below the HW: the leader dropped an
+// in-sync follower from the ISR for it.
+func TestNegativeFetchOffsetIsRejectedWithoutISRChange(t *testing.T) {
+	h := newHub()
+	n := openNode(t, h, 1, t.TempDir())
+	defer n.stop()
+	reps := []int32{1, 2, 3}
+	lead(t, h, n, 0, reps, reps, 1)
+	for i := range 3 {
+		if _, err := n.p.Append(context.Background(), partition.AppendRequest{Batch: rec(t, fmt.Sprint(i)), LeaderEpoch: 0, ExpectedOffset: -1, Acks: partition.AcksLeader}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []int32{2, 3} { // both in sync: the HW reaches 3
+		if _, err := n.l.HandleFetch(context.Background(), &pb.ReplicaFetchRequest{Topic: "t", ReplicaId: id, FetchOffset: 3, MaxWaitMs: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, hw, _ := n.p.Offsets(); hw != 3 {
+		t.Fatalf("HW %d, want 3", hw)
+	}
+	_, err := n.l.HandleFetch(context.Background(), &pb.ReplicaFetchRequest{Topic: "t", ReplicaId: 2, FetchOffset: -1, MaxWaitMs: 1})
+	var oor *partition.OutOfRangeError
+	if !errors.As(err, &oor) {
+		t.Fatalf("fetch at -1: %v", err)
+	}
+	n.l.Tick()
+	h.mu.Lock()
+	requests := h.requests
+	h.mu.Unlock()
+	if requests != 0 || !slices.Equal(h.ISR(), reps) {
+		t.Fatalf("ISR changed by a malformed fetch: %v after %d requests", h.ISR(), requests)
+	}
+}
