@@ -109,7 +109,7 @@ type replica struct {
 	// takes it out of every ISR in the same commit). Guarded by b.mu.
 	damaged  bool
 	topicID  string
-	cfg      cluster.TopicConfig
+	cfg      cluster.TopicConfig // guarded by b.mu: metadata changes update it
 	leader   *replication.Leader   // while this broker leads it with followers
 	follower *replication.Follower // while this broker follows a leader
 }
@@ -1024,10 +1024,14 @@ func (b *Broker) retentionLoop() {
 }
 
 func (b *Broker) applyRetention() {
+	type target struct {
+		p   *partition.Partition
+		cfg cluster.TopicConfig
+	}
 	b.mu.RLock()
-	reps := make(map[tp]*replica, len(b.replicas))
+	reps := make(map[tp]target, len(b.replicas))
 	for k, r := range b.replicas {
-		reps[k] = r
+		reps[k] = target{r.p, r.cfg} // r.cfg changes under b.mu
 	}
 	b.mu.RUnlock()
 	for k, r := range reps {
