@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/skeinlog/skein/internal/chaos"
 	"github.com/skeinlog/skein/wal"
@@ -116,10 +118,12 @@ func TestLazyOpenDetectsDamage(t *testing.T) {
 			if _, err := p.Read(nil, 0, 1<<20, ReadUncommitted); !errors.Is(err, ErrStorage) || !strings.Contains(err.Error(), "corrupt") {
 				t.Fatalf("read of a damaged lazy log: %v", err)
 			}
+			// The role started the check in the background: it reports
+			// the damage on its goroutine, maybe after the read failed.
 			select {
 			case err := <-damaged:
 				t.Log(err)
-			default:
+			case <-time.After(10 * time.Second):
 				t.Fatal("OnDamage not called")
 			}
 			if _, err := p.Append(context.Background(), AppendRequest{Batch: mkBatch(t, 1, "x"), LeaderEpoch: -1, ExpectedOffset: -1}); !errors.Is(err, ErrStorage) {
@@ -140,6 +144,78 @@ func TestLazyOpenDetectsDamage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Regression: after a clean shutdown a follower's log stayed unopened (and
+// unchecked) until records arrived, while the follower reported the
+// checkpoint's log end to its leader: a damaged replica caught up with an
+// idle leader rejoined the ISR. Becoming follower (or leader) now checks the
+// log in the background at once, without keeping it open, and WaitVerified
+// holds the follower back until it is known intact.
+func TestRoleChecksLazyLogAtOnce(t *testing.T) {
+	t.Run("damaged", func(t *testing.T) {
+		data := t.TempDir()
+		dir, open := fillLog(t, data, 100, true)
+		if _, err := chaos.BitFlip(data, rand.New(rand.NewPCG(5, 5))); err != nil {
+			t.Fatal(err)
+		}
+		damaged := make(chan error, 1)
+		p, err := Open(Config{Dir: dir, Topic: "t", OpenLog: open, MaxRecordBytes: 1000, OnDamage: func(err error) { damaged <- err }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		if p.lazy == nil {
+			t.Fatal("not opened lazily after a clean close")
+		}
+		if err := p.BecomeFollower(2, 1); err != nil {
+			t.Fatal(err)
+		}
+		// No read, no append: the role alone finds the damage.
+		select {
+		case err := <-damaged:
+			t.Log(err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("becoming a follower did not check the log")
+		}
+		if err := p.WaitVerified(context.Background()); !errors.Is(err, ErrStorage) || !strings.Contains(err.Error(), "corrupt") {
+			t.Fatalf("WaitVerified on a damaged log: %v", err)
+		}
+	})
+	t.Run("intact", func(t *testing.T) {
+		dir, open := fillLog(t, t.TempDir(), 100, true)
+		var opens atomic.Int32
+		p := openTest(t, dir, func(d string) (Log, error) { opens.Add(1); return open(d) })
+		_, _, before := p.Offsets()
+		if err := p.BecomeFollower(2, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.WaitVerified(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := opens.Load(); n != 1 || p.lazy.isOpen() {
+			t.Fatalf("checked with %d opens; left open: %v", n, p.lazy.isOpen())
+		}
+		if _, _, leo := p.Offsets(); leo != before || leo != 200 {
+			t.Fatalf("log end %d after the check, %d before", leo, before)
+		}
+		// Closed before it is used: it still leaves a checkpoint, and the
+		// next open is lazy again.
+		p.Close()
+		p = openTest(t, dir, open)
+		if p.lazy == nil {
+			t.Fatal("no checkpoint after a checked, unused log was closed")
+		}
+	})
+	t.Run("not lazy", func(t *testing.T) {
+		dir, open := fillLog(t, t.TempDir(), 10, false)
+		p := openTest(t, dir, open)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // a log Open opened was checked then: no waiting
+		if err := p.WaitVerified(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // Regression: a follower whose replicated append failed (out of space, an

@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,19 +90,31 @@ func writeCheckpoint(dir string, lg Log) error {
 // every call fails with ErrCorrupt, and onDamage (called once, without
 // locks held) tells the partition, whose owner reopens it the unclean way
 // (Open without a checkpoint), which cuts the log at the damage.
+//
+// verify does the same checks ahead of use and closes the log again (an
+// open log holds its tail segment in memory): the partition runs it in the
+// background as soon as the replica has a role, so a follower does not
+// report the checkpoint's offsets to its leader before they are known true.
 type lazyLog struct {
 	cp       logCheckpoint
 	open     func() (Log, error)
 	onDamage func(error)
+	checked  chan struct{} // closed once the log is known intact or damaged, or closed
 
-	mu     sync.Mutex // guards log, err and closed
-	log    Log
-	err    error // the damage found by the first open
-	closed bool
+	// openMu serializes opening and verifying, and is held across them, so
+	// that the log's files are read by one of them at a time. It is taken
+	// before mu, never after.
+	openMu sync.Mutex
+
+	mu       sync.Mutex // guards the fields below; never held across an open
+	log      Log
+	err      error // the damage found by the first open or by verify
+	verified bool  // verify found the log intact: the first open skips the checks
+	closed   bool
 }
 
 func newLazyLog(cp *logCheckpoint, open func() (Log, error), onDamage func(error)) *lazyLog {
-	return &lazyLog{cp: *cp, open: open, onDamage: onDamage}
+	return &lazyLog{cp: *cp, open: open, onDamage: onDamage, checked: make(chan struct{})}
 }
 
 func (l *lazyLog) isOpen() bool {
@@ -120,36 +133,142 @@ func (l *lazyLog) get() (Log, error) {
 	return lg, err
 }
 
-// getLocked is get under l.mu; first says the damage was found just now.
+// getLocked is get under l.openMu; first says the damage was found just now.
 func (l *lazyLog) getLocked() (lg Log, err error, first bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return nil, wal.ErrClosed, false
+	if lg, err, done := l.state(); done {
+		return lg, err, false
 	}
-	if l.err != nil {
-		return nil, l.err, false
-	}
-	if l.log != nil {
-		return l.log, nil, false
+	l.openMu.Lock()
+	defer l.openMu.Unlock()
+	if lg, err, done := l.state(); done {
+		return lg, err, false
 	}
 	lg, err = l.open()
 	if err != nil {
 		return nil, err, false
 	}
-	if damage := checkLog(lg); damage != nil {
-		err = fmt.Errorf("%w: %w: found when the log was first opened after a clean shutdown: %v", wal.ErrCorrupt, errDamagedLog, damage)
+	l.mu.Lock()
+	verified := l.verified
+	l.mu.Unlock()
+	if !verified {
+		err = l.check(lg)
 	} else if lg.NextOffset() != l.cp.NextOffset || lg.StartOffset() != l.cp.StartOffset {
-		err = fmt.Errorf("%w: %w: the log holds [%d, %d) but its clean-shutdown checkpoint said [%d, %d)",
-			wal.ErrCorrupt, errDamagedLog, lg.StartOffset(), lg.NextOffset(), l.cp.StartOffset, l.cp.NextOffset)
+		// Verified, then changed behind our back: checked again in full.
+		err = l.check(lg)
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err != nil {
 		lg.Close()
 		l.err = err
+		l.markChecked()
 		return nil, err, true
 	}
 	l.log = lg
+	l.markChecked()
 	return lg, nil, false
+}
+
+// state is the outcome of an earlier open: the log, the damage found, or
+// ErrClosed (done); or nothing yet.
+func (l *lazyLog) state() (lg Log, err error, done bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.closed:
+		return nil, wal.ErrClosed, true
+	case l.err != nil:
+		return nil, l.err, true
+	case l.log != nil:
+		return l.log, nil, true
+	}
+	return nil, nil, false
+}
+
+// check runs the first open's checks on lg: nil, or the damage as an
+// ErrCorrupt error.
+func (l *lazyLog) check(lg Log) error {
+	if damage := checkLog(lg); damage != nil {
+		return fmt.Errorf("%w: %w: found when the log was first opened after a clean shutdown: %v", wal.ErrCorrupt, errDamagedLog, damage)
+	}
+	if lg.NextOffset() != l.cp.NextOffset || lg.StartOffset() != l.cp.StartOffset {
+		return fmt.Errorf("%w: %w: the log holds [%d, %d) but its clean-shutdown checkpoint said [%d, %d)",
+			wal.ErrCorrupt, errDamagedLog, lg.StartOffset(), lg.NextOffset(), l.cp.StartOffset, l.cp.NextOffset)
+	}
+	return nil
+}
+
+// markChecked closes l.checked once. l.mu must be held.
+func (l *lazyLog) markChecked() {
+	select {
+	case <-l.checked:
+	default:
+		close(l.checked)
+	}
+}
+
+// verify runs the first open's checks now, unless the log is open or
+// checked already, and closes the log again. It returns the damage found
+// (reported through onDamage as by get), wal.ErrClosed, or a failure to
+// open the log (nothing known yet: try again later).
+func (l *lazyLog) verify() error {
+	err, first := l.verifyLocked()
+	if first && l.onDamage != nil {
+		l.onDamage(err)
+	}
+	return err
+}
+
+func (l *lazyLog) verifyLocked() (err error, first bool) {
+	l.openMu.Lock()
+	defer l.openMu.Unlock()
+	l.mu.Lock()
+	closed, damage, done := l.closed, l.err, l.log != nil || l.verified
+	l.mu.Unlock()
+	switch {
+	case closed:
+		return wal.ErrClosed, false
+	case damage != nil:
+		return damage, false
+	case done:
+		return nil, false
+	}
+	lg, err := l.open()
+	if err != nil {
+		return err, false
+	}
+	err = l.check(lg)
+	if cerr := lg.Close(); err == nil && cerr != nil {
+		return cerr, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.err = err
+	} else {
+		l.verified = true
+	}
+	l.markChecked()
+	return err, err != nil
+}
+
+// waitChecked waits until the log is known intact (nil) or damaged (the
+// damage), or is closed (wal.ErrClosed), or ctx ends.
+func (l *lazyLog) waitChecked(ctx context.Context) error {
+	select {
+	case <-l.checked:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.err != nil:
+		return l.err
+	case l.log != nil || l.verified:
+		return nil
+	}
+	return wal.ErrClosed
 }
 
 func (l *lazyLog) NextOffset() int64 {
@@ -270,12 +389,15 @@ func (l *lazyLog) DeleteSegmentsBefore(offset int64) (int64, error) {
 }
 
 func (l *lazyLog) Close() error {
+	l.openMu.Lock() // an open or verify in progress finishes first
+	defer l.openMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return nil
 	}
 	l.closed = true
+	l.markChecked()
 	if l.log == nil {
 		return nil
 	}

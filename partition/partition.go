@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -194,8 +195,16 @@ type Partition struct {
 	handoff     bool  // leadership is being handed off: no new appends
 	failed      error // fatal storage failure; no more writes
 
+	// verifyStarted: the background check of a lazily opened log has
+	// been started (startVerifyLocked); bg counts it.
+	verifyStarted bool
+
 	done      chan struct{} // closed when the loop exits
 	closeOnce sync.Once
+	bg        sync.WaitGroup // the background check of lazy; Close waits for it
+	// lazy is the log as Open left it when a clean shutdown's checkpoint
+	// let it skip opening it (nil otherwise). Set by Open, read-only after.
+	lazy *lazyLog
 
 	// Owned by the loop (and by Open before it starts, Close after it
 	// ends): no lock.
@@ -228,7 +237,8 @@ func Open(cfg Config) (*Partition, error) {
 	var lg Log
 	if cp := readCheckpoint(cfg.Dir); cp != nil {
 		// A clean shutdown left the log's offsets: open it on first use.
-		lg = newLazyLog(cp, openLog, p.lazyDamage)
+		p.lazy = newLazyLog(cp, openLog, p.lazyDamage)
+		lg = p.lazy
 	} else {
 		var err error
 		if lg, err = openLog(); err != nil {
@@ -281,6 +291,78 @@ func (p *Partition) lazyDamage(err error) {
 	if p.cfg.OnDamage != nil {
 		p.cfg.OnDamage(fmt.Errorf("partition %s-%d: %w", p.cfg.Topic, p.cfg.Partition, err))
 	}
+}
+
+// verifySlots bounds the background checks of lazily opened logs running
+// at once in the process: a broker given its roles for a thousand
+// partitions at start reads them a few at a time (each holds its log's
+// tail segment in memory while it runs), and stays responsive meanwhile.
+var verifySlots = make(chan struct{}, max(2, min(8, runtime.GOMAXPROCS(0))))
+
+// startVerifyLocked starts checking a log left unopened by a clean
+// shutdown, in the background, once: a replica given a role learns at once
+// whether its log still holds what the checkpoint says (see WaitVerified).
+// p.mu must be held.
+func (p *Partition) startVerifyLocked() {
+	if p.lazy == nil || p.verifyStarted || p.closing {
+		return
+	}
+	p.verifyStarted = true
+	p.bg.Add(1)
+	go p.verifyLazy()
+}
+
+// verifyLazy is the background check; it retries a log that fails to open
+// until the partition closes.
+func (p *Partition) verifyLazy() {
+	defer p.bg.Done()
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case verifySlots <- struct{}{}:
+		case <-p.done:
+			return
+		}
+		err := p.lazy.verify()
+		<-verifySlots
+		if err == nil || errors.Is(err, errDamagedLog) || errors.Is(err, wal.ErrClosed) {
+			return // damage goes to lazyDamage
+		}
+		p.log2.Warn("could not open the log to check it; retrying", "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-p.done:
+			t.Stop()
+			return
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// WaitVerified waits until the replica's log is known to hold what this
+// partition reports: at once for a log Open opened (and checked), else
+// until the background check that a role starts (started here if need be)
+// or the first use has checked the log left unopened by a clean shutdown.
+// A follower must not report its log end to a leader before, or a damaged
+// replica could rejoin the ISR on its checkpoint's word. It returns the
+// damage found (ErrStorage: the owner reopens the partition, see
+// Config.OnDamage), ErrClosed, or ctx's error.
+func (p *Partition) WaitVerified(ctx context.Context) error {
+	if p.lazy == nil {
+		return nil
+	}
+	p.mu.Lock()
+	p.startVerifyLocked()
+	p.mu.Unlock()
+	err := p.lazy.waitChecked(ctx)
+	switch {
+	case err == nil || ctx.Err() != nil && err == ctx.Err():
+		return err
+	case errors.Is(err, wal.ErrClosed):
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %v", ErrStorage, err)
 }
 
 // checkLog reports what an open log's tail repair dropped, or the first
@@ -472,6 +554,7 @@ func (p *Partition) BecomeLeader(self int32, st LeaderState) error {
 		p.handoff = false
 	}
 	p.role, p.epoch, p.leaderID = RoleLeader, st.Epoch, self
+	p.startVerifyLocked()
 	p.isrSize, p.minISR, p.solo = len(st.ISR), st.MinISR, st.Solo
 	var ready []*op
 	if p.solo {
@@ -577,6 +660,7 @@ func (p *Partition) BecomeFollower(leader int32, epoch int32) error {
 		return &EpochError{Requested: epoch, Current: cur}
 	}
 	p.role, p.epoch, p.leaderID = RoleFollower, epoch, leader
+	p.startVerifyLocked()
 	p.solo = false
 	waiting := p.acks
 	p.acks = nil
@@ -665,6 +749,7 @@ func (p *Partition) Close() error {
 		p.cond.Broadcast()
 		p.mu.Unlock()
 		<-p.done
+		p.bg.Wait()
 		p.mu.Lock()
 		waiting := p.acks
 		p.acks = nil

@@ -61,6 +61,19 @@ func (f *Follower) run(ctx context.Context) {
 		}
 	}
 	for ctx.Err() == nil {
+		// A log left unopened by a clean shutdown is checked first: until
+		// then its end is only the checkpoint's word, and the leader takes
+		// the fetch offset as the follower's position (ISR, HW).
+		if err := f.p.WaitVerified(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			f.log.Debug("the replica's log is not usable; its owner reopens it", "err", err)
+			if !pause() {
+				return
+			}
+			continue
+		}
 		if err := f.truncate(ctx); err != nil {
 			if ctx.Err() == nil {
 				f.log.Debug("truncation by epoch failed; retrying", "err", err)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/skeinlog/skein/internal/chaos"
 	"github.com/skeinlog/skein/partition"
 	"github.com/skeinlog/skein/proto/batch"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
@@ -32,6 +35,7 @@ type hub struct {
 	history  [][]int32 // every ISR the hub accepted
 	pepoch   int32
 	requests int
+	fetches  map[int32][]int64 // fetch offsets by follower
 }
 
 func newHub() *hub {
@@ -55,6 +59,12 @@ type hubTransport struct {
 }
 
 func (t hubTransport) ReplicaFetch(ctx context.Context, leader int32, req *pb.ReplicaFetchRequest) (*pb.ReplicaFetchResponse, error) {
+	t.h.mu.Lock()
+	if t.h.fetches == nil {
+		t.h.fetches = map[int32][]int64{}
+	}
+	t.h.fetches[t.self] = append(t.h.fetches[t.self], req.FetchOffset)
+	t.h.mu.Unlock()
 	l, _, err := t.h.route(t.self, leader)
 	if err != nil {
 		return nil, err
@@ -390,6 +400,64 @@ func TestFollowerThatLostDataLeavesISRAtOnce(t *testing.T) {
 	}
 	if !bytes.Equal(logBytes(t, nodes[3].p, 20), logBytes(t, nodes[1].p, 20)) {
 		t.Fatal("the re-copied replica differs below the HW")
+	}
+}
+
+// Regression: after a clean shutdown a follower reported its checkpoint's
+// log end to the leader before its log was opened and checked; with an idle
+// leader nothing made it open the log, so a replica damaged while stopped
+// counted as caught up (in the ISR). The follower now waits for the check
+// its role starts, and a damaged replica never fetches.
+func TestFollowerWaitsForItsLogCheck(t *testing.T) {
+	h := newHub()
+	data3 := t.TempDir()
+	dir3 := filepath.Join(data3, "topics", "t", "0")
+	nodes := map[int32]*node{1: openNode(t, h, 1, t.TempDir()), 2: openNode(t, h, 2, t.TempDir()), 3: openNode(t, h, 3, dir3)}
+	defer func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	}()
+	reps := []int32{1, 2, 3}
+	lead(t, h, nodes[1], 0, reps, reps, 2)
+	follow(t, h, nodes[2], 1, 0, reps)
+	follow(t, h, nodes[3], 1, 0, reps)
+	for i := range 20 {
+		if _, err := nodes[1].p.Append(context.Background(), partition.AppendRequest{Batch: rec(t, fmt.Sprint(i)), LeaderEpoch: 0, ExpectedOffset: -1, Acks: partition.AcksAll}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "follower 3 at the leader's end", func() bool { _, hw, leo := nodes[3].p.Offsets(); return leo == 20 && hw == 20 })
+	// A clean stop (a checkpoint), then a bit flips on its disk.
+	nodes[3].stop()
+	if _, err := chaos.BitFlip(data3, rand.New(rand.NewPCG(7, 7))); err != nil {
+		t.Fatal(err)
+	}
+	damaged := make(chan error, 1)
+	p, err := partition.Open(partition.Config{Dir: dir3, Topic: "t", WAL: wal.Options{UnsafeNoFsync: true}, OnDamage: func(err error) { damaged <- err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, leo := p.Offsets(); leo != 20 {
+		t.Fatalf("restarted follower's log end %d from the checkpoint, want 20", leo)
+	}
+	nodes[3] = &node{id: 3, dir: dir3, p: p}
+	h.mu.Lock()
+	h.parts[3] = p
+	delete(h.fetches, 3)
+	h.mu.Unlock()
+	follow(t, h, nodes[3], 1, 0, reps)
+	select {
+	case err := <-damaged:
+		t.Log(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the follower's log was not checked when it became a follower")
+	}
+	h.mu.Lock()
+	fetched := slices.Clone(h.fetches[3])
+	h.mu.Unlock()
+	if len(fetched) > 0 {
+		t.Fatalf("the damaged follower told the leader its checkpoint's log end: fetches at %v", fetched)
 	}
 }
 
