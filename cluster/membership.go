@@ -87,6 +87,10 @@ type Membership struct {
 	view     map[string]Member // alive members by node name
 	conflict error
 	changed  chan struct{}
+	// self is this broker's gossip address, from memberlist's report of
+	// the local node (during memberlist.Create): memberlist's own Node
+	// values change under its lock and cannot be read afterwards.
+	self string
 
 	stop chan struct{}
 	done chan struct{}
@@ -215,8 +219,9 @@ func splitHostPort(addr string) (string, int, error) {
 
 // LocalAddr is the bound gossip address.
 func (m *Membership) LocalAddr() string {
-	n := m.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.self
 }
 
 // Changed returns a channel closed at the next membership change.
@@ -257,6 +262,11 @@ func (m *Membership) Members() []Member {
 // record updates the view from a node memberlist reports alive. Called
 // from memberlist's event callbacks, while the node is stable.
 func (m *Membership) record(n *memberlist.Node) {
+	if n.Name == nodeName(m.cfg.Meta.ID) {
+		m.mu.Lock()
+		m.self = n.Address()
+		m.mu.Unlock()
+	}
 	var meta MemberMeta
 	if err := json.Unmarshal(n.Meta, &meta); err != nil {
 		return
@@ -309,7 +319,6 @@ func (m *Membership) rejoinLoop() {
 }
 
 func (m *Membership) rejoin() {
-	self := m.LocalAddr() // before mu: it takes memberlist's node lock
 	current := map[string]bool{}
 	m.mu.Lock()
 	for _, mem := range m.view {
@@ -317,7 +326,7 @@ func (m *Membership) rejoin() {
 	}
 	var targets []string
 	for a := range m.known {
-		if !current[a] && a != self {
+		if !current[a] && a != m.self {
 			targets = append(targets, a)
 		}
 	}

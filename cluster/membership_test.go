@@ -84,3 +84,34 @@ func TestRejoinNeverHoldsTheViewWhileWaitingForMemberlist(t *testing.T) {
 	release()
 	<-rejoined
 }
+
+// Regression: LocalAddr read memberlist's local Node after memberlist had
+// released its lock, while a metadata update rewrote it (a data race that
+// go test -race ./broker/ reported).
+func TestLocalAddrDuringMetaUpdates(t *testing.T) {
+	m, _ := startGossip(t, 1, nil, "", nil)
+	want := m.LocalAddr()
+	if want == "" {
+		t.Fatal("no local address after start")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 50 {
+			if err := m.SetMeta(MemberMeta{ID: 1, Addr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2", Incarnation: int64(i)}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for {
+		if got := m.LocalAddr(); got != want {
+			t.Fatalf("local address %q, then %q", want, got)
+		}
+		select {
+		case <-done:
+			return
+		default:
+		}
+	}
+}
