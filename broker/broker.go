@@ -109,7 +109,7 @@ type replica struct {
 	// takes it out of every ISR in the same commit). Guarded by b.mu.
 	damaged  bool
 	topicID  string
-	cfg      cluster.TopicConfig // guarded by b.mu: metadata changes update it
+	cfg      cluster.TopicConfig   // guarded by b.mu: metadata changes update it
 	leader   *replication.Leader   // while this broker leads it with followers
 	follower *replication.Follower // while this broker follows a leader
 }
