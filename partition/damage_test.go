@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -89,133 +90,252 @@ func TestOpenReportsTornTail(t *testing.T) {
 	}
 }
 
-// Regression: after a clean shutdown the log is opened lazily, skipping the
-// open-time repair and verification, so damage done while the broker was
-// stopped went unnoticed (a torn tail even made the first open fail for
-// good, and a flipped bit was only found by a read). The first open now
-// checks the log: the partition fails every read and write with ErrCorrupt
-// and reports the damage (OnDamage); reopened, it cuts the log at the
-// damage.
-func TestLazyOpenDetectsDamage(t *testing.T) {
+// Regression: after a clean shutdown the log is opened lazily, skipping
+// the open-time repair and verification, so damage done while the broker
+// was stopped went unnoticed. Then every clean start read every log in
+// full to check it. Now the checkpoint stamps the log's files, and any
+// fault the fault-injection tool leaves (each rewrites, extends, cuts or
+// removes a file) makes the next start distrust it: the open is unclean,
+// verifies the whole log, cuts it at the damage and reports it (Damage).
+func TestCleanCloseThenDamageOpensUnclean(t *testing.T) {
 	for name, fault := range map[string]func(string, *rand.Rand) (string, error){
 		"flip": chaos.BitFlip, "torn": chaos.TornTail, "zero": chaos.ZeroTail, "garbage": chaos.GarbageTail,
+		"wipe": func(data string, _ *rand.Rand) (string, error) {
+			return chaos.WipeDataDir(filepath.Join(data, "topics", "t", "0", walDirName))
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			data := t.TempDir()
 			dir, open := fillLog(t, data, 100, true)
-			if _, err := fault(data, rand.New(rand.NewPCG(3, 3))); err != nil {
-				t.Fatal(err)
-			}
-			damaged := make(chan error, 1)
-			p, err := Open(Config{Dir: dir, Topic: "t", OpenLog: open, MaxRecordBytes: 1000, OnDamage: func(err error) { damaged <- err }})
+			desc, err := fault(data, rand.New(rand.NewPCG(3, 3)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, ok := p.log.(*lazyLog); !ok {
-				t.Fatal("not opened lazily after a clean close")
+			t.Log(desc)
+			var opens atomic.Int32
+			p := openTest(t, dir, func(d string) (Log, error) { opens.Add(1); return open(d) })
+			if p.lazy != nil || opens.Load() != 1 {
+				t.Fatalf("a log damaged after a clean close was trusted (lazy %v, %d opens)", p.lazy != nil, opens.Load())
 			}
-			leader(t, p, 1)
-			if _, err := p.Read(nil, 0, 1<<20, ReadUncommitted); !errors.Is(err, ErrStorage) || !strings.Contains(err.Error(), "corrupt") {
-				t.Fatalf("read of a damaged lazy log: %v", err)
+			if p.Damage() == nil {
+				t.Fatal("damage not reported")
 			}
-			// The role started the check in the background: it reports
-			// the damage on its goroutine, maybe after the read failed.
+			t.Log(p.Damage())
+			leader(t, p, 2)
+			_, _, leo := p.Offsets()
+			if recs := readAll(t, p, 0, ReadUncommitted); int64(len(recs)) != leo || leo > 200 {
+				t.Fatalf("%d records read, log ends at %d", len(recs), leo)
+			}
+			if name == "flip" || name == "torn" || name == "wipe" {
+				if leo >= 200 {
+					t.Fatalf("log ends at %d: not cut at the damage", leo)
+				}
+			}
+		})
+	}
+}
+
+// Bit rot changes no size or time, so the start trusts the log; the
+// entry's CRC catches it when it is read: the read fails (nothing damaged
+// is served), the partition reports the damage through OnDamage once, on
+// a leader as on a follower, takes no more writes and leaves no
+// checkpoint, so the reopen verifies the log and cuts it at the damage.
+func TestBitRotFoundByRead(t *testing.T) {
+	for _, role := range []string{"leader", "follower"} {
+		t.Run(role, func(t *testing.T) {
+			data := t.TempDir()
+			dir, open := fillLog(t, data, 100, true)
+			if _, err := chaos.BitFlip(data, rand.New(rand.NewPCG(5, 5))); err != nil {
+				t.Fatal(err)
+			}
+			restamp(t, dir) // what no stat can see
+			var damages atomic.Int32
+			damaged := make(chan error, 4)
+			p, err := Open(Config{Dir: dir, Topic: "t", OpenLog: open, MaxRecordBytes: 1000, OnDamage: func(err error) { damages.Add(1); damaged <- err }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if p.lazy == nil {
+				t.Fatal("not trusted after a clean close")
+			}
+			if role == "leader" {
+				leader(t, p, 1)
+			} else if err := p.BecomeFollower(2, 1); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Usable(); err != nil {
+				t.Fatalf("usable before the read: %v", err)
+			}
+			var failed error
+			for off := int64(0); failed == nil; {
+				res, err := p.Read(nil, off, 1<<20, ReadUncommitted)
+				if err != nil {
+					failed = err
+					break
+				}
+				if res.NextOffset == off {
+					t.Fatal("read the whole log: the flipped bit was served")
+				}
+				off = res.NextOffset
+			}
+			if !errors.Is(failed, ErrStorage) || !strings.Contains(failed.Error(), "corrupt") {
+				t.Fatalf("read of a rotten entry: %v", failed)
+			}
 			select {
 			case err := <-damaged:
 				t.Log(err)
-			case <-time.After(10 * time.Second):
-				t.Fatal("OnDamage not called")
+			default:
+				t.Fatal("OnDamage not called by the failed read")
 			}
-			if _, err := p.Append(context.Background(), AppendRequest{Batch: mkBatch(t, 1, "x"), LeaderEpoch: -1, ExpectedOffset: -1}); !errors.Is(err, ErrStorage) {
-				t.Fatalf("append to a damaged partition: %v", err)
+			p.Read(nil, 0, 1<<30, ReadUncommitted) // again: reported once
+			if n := damages.Load(); n != 1 {
+				t.Fatalf("OnDamage called %d times", n)
+			}
+			if err := p.Usable(); !errors.Is(err, ErrStorage) {
+				t.Fatalf("usable after damage: %v", err)
+			}
+			if role == "leader" {
+				if _, err := p.Append(context.Background(), AppendRequest{Batch: mkBatch(t, 1, "x"), LeaderEpoch: -1, ExpectedOffset: -1}); !errors.Is(err, ErrStorage) {
+					t.Fatalf("append to a damaged partition: %v", err)
+				}
 			}
 			p.Close()
 			if _, err := os.Stat(filepath.Join(dir, checkpointFileName)); err == nil {
 				t.Fatal("a damaged partition wrote a clean-shutdown checkpoint")
 			}
 			p = openTest(t, dir, open)
-			if p.Damage() == nil {
-				t.Fatal("reopened: damage not reported")
+			var ce *wal.CorruptError
+			if !errors.As(p.Damage(), &ce) {
+				t.Fatalf("reopened: damage %v", p.Damage())
 			}
-			leader(t, p, 2)
-			_, _, leo := p.Offsets()
-			if recs := readAll(t, p, 0, ReadUncommitted); int64(len(recs)) != leo || leo >= 200 || leo == 0 {
-				t.Fatalf("reopened: %d records read, log ends at %d", len(recs), leo)
+			if _, _, leo := p.Offsets(); leo != ce.Offset || leo >= 200 {
+				t.Fatalf("reopened: log ends at %d, damage at %d", leo, ce.Offset)
 			}
 		})
 	}
 }
 
-// Regression: after a clean shutdown a follower's log stayed unopened (and
-// unchecked) until records arrived, while the follower reported the
-// checkpoint's log end to its leader: a damaged replica caught up with an
-// idle leader rejoined the ISR. Becoming follower (or leader) now checks the
-// log in the background at once, without keeping it open, and WaitVerified
-// holds the follower back until it is known intact.
-func TestRoleChecksLazyLogAtOnce(t *testing.T) {
-	t.Run("damaged", func(t *testing.T) {
-		data := t.TempDir()
-		dir, open := fillLog(t, data, 100, true)
-		if _, err := chaos.BitFlip(data, rand.New(rand.NewPCG(5, 5))); err != nil {
-			t.Fatal(err)
-		}
-		damaged := make(chan error, 1)
-		p, err := Open(Config{Dir: dir, Topic: "t", OpenLog: open, MaxRecordBytes: 1000, OnDamage: func(err error) { damaged <- err }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		if p.lazy == nil {
-			t.Fatal("not opened lazily after a clean close")
-		}
-		if err := p.BecomeFollower(2, 1); err != nil {
-			t.Fatal(err)
-		}
-		// No read, no append: the role alone finds the damage.
-		select {
-		case err := <-damaged:
-			t.Log(err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("becoming a follower did not check the log")
-		}
-		if err := p.WaitVerified(context.Background()); !errors.Is(err, ErrStorage) || !strings.Contains(err.Error(), "corrupt") {
-			t.Fatalf("WaitVerified on a damaged log: %v", err)
-		}
-	})
+// restamp rewrites the checkpoint in dir with the log's files as they are
+// now, as if whatever changed them had changed no size or time.
+func restamp(t *testing.T, dir string) {
+	t.Helper()
+	path := filepath.Join(dir, checkpointFileName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c logCheckpoint
+	if err := json.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeCheckpoint(dir, filepath.Join(dir, walDirName), c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Regression: a role started a background read of a lazily opened log, so
+// every clean start read every partition's whole log (10 GB in the start
+// benchmark). A log whose files match the checkpoint is trusted: a role
+// reads nothing, and Usable answers at once.
+func TestCleanStartReadsNothing(t *testing.T) {
 	t.Run("intact", func(t *testing.T) {
 		dir, open := fillLog(t, t.TempDir(), 100, true)
 		var opens atomic.Int32
 		p := openTest(t, dir, func(d string) (Log, error) { opens.Add(1); return open(d) })
-		_, _, before := p.Offsets()
+		if p.lazy == nil {
+			t.Fatal("not trusted after a clean close")
+		}
 		if err := p.BecomeFollower(2, 1); err != nil {
 			t.Fatal(err)
 		}
-		if err := p.WaitVerified(context.Background()); err != nil {
+		if err := p.Usable(); err != nil {
 			t.Fatal(err)
 		}
-		if n := opens.Load(); n != 1 || p.lazy.isOpen() {
-			t.Fatalf("checked with %d opens; left open: %v", n, p.lazy.isOpen())
+		if err := p.BecomeLeader(1, LeaderState{Epoch: 2, ISR: []int32{1}, MinISR: 1, Solo: true}); err != nil {
+			t.Fatal(err)
 		}
-		if _, _, leo := p.Offsets(); leo != before || leo != 200 {
-			t.Fatalf("log end %d after the check, %d before", leo, before)
+		if _, _, leo := p.Offsets(); leo != 200 {
+			t.Fatalf("log end %d, want 200", leo)
+		}
+		if n := opens.Load(); n != 0 || p.lazy.isOpen() {
+			t.Fatalf("roles opened the log %d times", n)
 		}
 		// Closed before it is used: it still leaves a checkpoint, and the
 		// next open is lazy again.
 		p.Close()
 		p = openTest(t, dir, open)
 		if p.lazy == nil {
-			t.Fatal("no checkpoint after a checked, unused log was closed")
+			t.Fatal("no trusted checkpoint after an unused log was closed")
+		}
+		if recs := readAll(t, p, 0, ReadUncommitted); len(recs) != 200 {
+			t.Fatalf("read %d records", len(recs))
+		}
+	})
+	t.Run("old checkpoint", func(t *testing.T) {
+		dir, open := fillLog(t, t.TempDir(), 10, true)
+		path := filepath.Join(dir, checkpointFileName)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c logCheckpoint
+		if err := json.Unmarshal(data, &c); err != nil {
+			t.Fatal(err)
+		}
+		c.Version, c.Files = 1, nil
+		data, _ = json.Marshal(c)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := openTest(t, dir, open)
+		if p.lazy != nil || p.Damage() != nil {
+			t.Fatalf("a version 1 checkpoint: lazy %v, damage %v", p.lazy != nil, p.Damage())
+		}
+		if _, _, leo := p.Offsets(); leo != 20 {
+			t.Fatalf("log end %d", leo)
 		}
 	})
 	t.Run("not lazy", func(t *testing.T) {
 		dir, open := fillLog(t, t.TempDir(), 10, false)
 		p := openTest(t, dir, open)
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel() // a log Open opened was checked then: no waiting
-		if err := p.WaitVerified(ctx); err != nil {
+		if err := p.Usable(); err != nil {
 			t.Fatal(err)
 		}
 	})
+}
+
+func TestStampsChanged(t *testing.T) {
+	base := time.Unix(1000, 0)
+	st := func(name string, size int64, mt time.Duration) fileStamp {
+		return fileStamp{Name: name, Size: size, ModTime: base.Add(mt).UnixNano(), Inode: 7, ChangeTime: base.Add(mt).UnixNano()}
+	}
+	a, b := st("a", 10, 0), st("b", 20, time.Second)
+	written := base.Add(2 * time.Second)
+	mod := func(f fileStamp, fn func(*fileStamp)) fileStamp { fn(&f); return f }
+	for _, tc := range []struct {
+		name      string
+		want, got []fileStamp
+		written   time.Time
+		change    string // "" if unchanged
+	}{
+		{"same", []fileStamp{a, b}, []fileStamp{a, b}, written, ""},
+		{"none", nil, nil, written, ""},
+		{"removed", []fileStamp{a, b}, []fileStamp{a}, written, "b removed"},
+		{"removed first", []fileStamp{a, b}, []fileStamp{b}, written, "a removed"},
+		{"added", []fileStamp{a}, []fileStamp{a, b}, written, "b added"},
+		{"all gone", []fileStamp{a, b}, nil, written, "a removed"},
+		{"resized", []fileStamp{a, b}, []fileStamp{a, mod(b, func(f *fileStamp) { f.Size++ })}, written, "b resized"},
+		{"written", []fileStamp{a, b}, []fileStamp{mod(a, func(f *fileStamp) { f.ModTime++ }), b}, written, "a modified"},
+		{"replaced", []fileStamp{a}, []fileStamp{mod(a, func(f *fileStamp) { f.Inode++ })}, written, "a replaced"},
+		{"times set back", []fileStamp{a}, []fileStamp{mod(a, func(f *fileStamp) { f.ChangeTime++ })}, written, "a replaced"},
+		{"racy", []fileStamp{a, b}, []fileStamp{a, b}, base.Add(time.Second), "b last written in the same clock tick"},
+	} {
+		err := stampsChanged(tc.want, tc.got, tc.written)
+		if tc.change == "" && err != nil || tc.change != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.change)) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.change)
+		}
+	}
 }
 
 // Regression: a follower whose replicated append failed (out of space, an

@@ -16,11 +16,6 @@
 // Reads (Read, Wait, OffsetForTimestamp, State) run on the caller's
 // goroutine, concurrently with the loop, and never wait for a write or fsync.
 //
-// A partition whose log was left unopened by a clean shutdown also owns,
-// from its first role (BecomeLeader, BecomeFollower) until the check ends
-// or Close, one goroutine that checks that log in the background (see
-// Damage); a few such checks run at a time in the process.
-//
 // # Durability and ordering
 //
 // An append completes (its callback runs) only after the log has fsynced it:
@@ -87,14 +82,20 @@
 // # Damage
 //
 // An unclean open (no clean-shutdown checkpoint) verifies the whole log and
-// cuts it before the first damaged entry; Damage says what was found. After
-// a clean shutdown the log is opened lazily and checked as soon as the
-// replica is given a role (in the background, closing it again) or at its
-// first use, whichever comes first: if it was damaged or changed meanwhile,
-// the partition fails every read and write and calls Config.OnDamage, and
-// its owner reopens it. Until the check has passed, the offsets a lazy
-// partition reports are only its checkpoint's word: a follower waits for it
-// (WaitVerified) before it tells a leader its log end. A damaged
-// replica may lack records it acknowledged, so its owner must keep it from
-// leading or counting as in sync until it has copied them again.
+// cuts it before the first damaged entry; Damage says what was found. A
+// clean close stamps every file of the log (name, size, modification and
+// change time, inode) in its checkpoint once the log is closed. The next
+// Open stats the log's directory: if any file was added, removed, resized
+// or written since (whatever tore, extended or rewrote it while the broker
+// was stopped), the checkpoint is not trusted and the open is unclean. If
+// every file matches, the log is trusted without reading it, and opened on
+// first use, which checks only its tail repair and offsets. Damage that
+// leaves sizes and times alone (bit rot) is found when the entry is read:
+// its CRC fails, the read fails, and the partition reports it. Damage found
+// after Open, either way, makes the partition fail every write and call
+// Config.OnDamage; its owner reopens it (uncleanly: no checkpoint is written
+// for a damaged log). A damaged replica may lack records it acknowledged,
+// so its owner must keep it from leading or counting as in sync until it
+// has copied them again; a follower checks Usable before it tells a leader
+// its log end.
 package partition

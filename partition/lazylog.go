@@ -1,7 +1,6 @@
 package partition
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/skeinlog/skein/wal"
 )
@@ -18,6 +18,14 @@ import (
 // reads a log's whole tail segment into memory on open; for a broker with
 // many partitions that is most of the start-up time and memory, so logs are
 // opened on first use instead.
+//
+// Files stamps every file of the log's directory after the log was closed
+// (its last write and fsync done). The next start stats the directory and
+// trusts the checkpoint only if every file is still there, unchanged, and
+// no other appeared (trustCheckpoint); otherwise the log is opened as after
+// a crash (verified in full, cut at the first damaged entry). A trusted log
+// is never read ahead of use: damage that leaves size and times alone (bit
+// rot) is found by the per-entry CRC when the entry is read.
 type logCheckpoint struct {
 	Version     int   `json:"version"`
 	NextOffset  int64 `json:"next_offset"`
@@ -25,11 +33,18 @@ type logCheckpoint struct {
 	Size        int64 `json:"size"`
 	// Retention can tell from these whether opening the log could free
 	// anything: the sealed segments and the oldest one's newest record.
-	SealedSegments     int   `json:"sealed_segments"`
-	OldestMaxTimestamp int64 `json:"oldest_max_timestamp"`
+	SealedSegments     int         `json:"sealed_segments"`
+	OldestMaxTimestamp int64       `json:"oldest_max_timestamp"`
+	Files              []fileStamp `json:"files"`
 }
 
-const checkpointFileName = "log.checkpoint"
+const (
+	checkpointFileName = "log.checkpoint"
+	// checkpointVersion 2 added Files. A version 1 checkpoint is not
+	// trusted (the log is opened as after a crash); only its offsets are
+	// used, to tell whether the log lost records.
+	checkpointVersion = 2
+)
 
 // errDamagedLog marks the error of a lazily opened log found damaged or
 // changed: the partition reports it through OnDamage, so a write failing
@@ -38,28 +53,49 @@ var errDamagedLog = errors.New("log changed since the clean shutdown")
 
 // readCheckpoint loads and removes the checkpoint: it describes the log
 // only until the log changes, and a crash after this start must not find
-// it. It returns nil when there is none or it is unreadable.
-func readCheckpoint(dir string) *logCheckpoint {
+// it. It returns nil when there is none or it is unreadable, and the time
+// the checkpoint was written (its file's modification time).
+func readCheckpoint(dir string) (*logCheckpoint, time.Time) {
 	path := filepath.Join(dir, checkpointFileName)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, time.Time{}
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil
+		return nil, time.Time{}
 	}
 	if err := os.Remove(path); err != nil {
-		return nil
+		return nil, time.Time{}
 	}
 	if syncDir(dir) != nil {
-		return nil
+		return nil, time.Time{}
 	}
 	var c logCheckpoint
-	if json.Unmarshal(data, &c) != nil || c.Version != 1 || c.NextOffset < c.StartOffset || c.StartOffset < 0 || c.Size < 0 {
-		return nil
+	if json.Unmarshal(data, &c) != nil || c.Version != 1 && c.Version != checkpointVersion || c.NextOffset < c.StartOffset || c.StartOffset < 0 || c.Size < 0 {
+		return nil, time.Time{}
 	}
-	return &c
+	return &c, fi.ModTime()
 }
 
-func writeCheckpoint(dir string, lg Log) error {
-	c := logCheckpoint{Version: 1, NextOffset: lg.NextOffset(), StartOffset: lg.StartOffset(), Size: lg.Size(), OldestMaxTimestamp: math.MaxInt64}
+// trustCheckpoint says why the log in walDir cannot be taken as cp
+// describes it (nil: it can): a file of it added, removed, resized,
+// rewritten or replaced since the clean close that wrote cp at written.
+func trustCheckpoint(cp *logCheckpoint, walDir string, written time.Time) error {
+	if cp.Version != checkpointVersion {
+		return fmt.Errorf("a version %d checkpoint has no file stamps", cp.Version)
+	}
+	got, err := stampDir(walDir)
+	if err != nil {
+		return err
+	}
+	return stampsChanged(cp.Files, got, written)
+}
+
+// checkpointOf is what lg's checkpoint says, without the file stamps
+// (taken once lg is closed).
+func checkpointOf(lg Log) logCheckpoint {
+	c := logCheckpoint{Version: checkpointVersion, NextOffset: lg.NextOffset(), StartOffset: lg.StartOffset(), Size: lg.Size(), OldestMaxTimestamp: math.MaxInt64}
 	if l, ok := lg.(*lazyLog); ok && !l.isOpen() {
 		c.SealedSegments, c.OldestMaxTimestamp = l.cp.SealedSegments, l.cp.OldestMaxTimestamp
 	} else {
@@ -73,48 +109,66 @@ func writeCheckpoint(dir string, lg Log) error {
 			c.OldestMaxTimestamp = segs[0].MaxTimestamp
 		}
 	}
+	return c
+}
+
+// writeCheckpoint stamps the files of the closed log in walDir into c and
+// writes it (temp file, fsync, rename). A file last written in the same
+// tick of the file system's clock as the checkpoint would not be trusted
+// by the next start (see stampsChanged), so it waits for the clock to
+// move, a few times, before rewriting the checkpoint; past that (a clock of
+// coarse ticks) the next start verifies the log in full.
+func writeCheckpoint(dir, walDir string, c logCheckpoint) error {
+	var err error
+	if c.Files, err = stampDir(walDir); err != nil {
+		return err
+	}
 	data, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(dir, checkpointFileName, data)
+	for wait := time.Millisecond; ; wait *= 2 {
+		if err := writeFileAtomic(dir, checkpointFileName, data); err != nil {
+			return err
+		}
+		fi, err := os.Stat(filepath.Join(dir, checkpointFileName))
+		if err != nil {
+			return err
+		}
+		if stampsChanged(c.Files, c.Files, fi.ModTime()) == nil || wait > 16*time.Millisecond {
+			return nil
+		}
+		time.Sleep(wait)
+	}
 }
 
 // lazyLog is a Log that opens the real one on first use, answering
-// NextOffset, StartOffset and Size from a checkpoint until then.
-//
-// A clean shutdown's checkpoint lets the start skip the open-time repair and
-// verification, so the first open does them: it runs checkLog (tail repair
-// report, Verify of every segment) and compares the offsets with the
-// checkpoint. A log changed or damaged since the shutdown is never used:
-// every call fails with ErrCorrupt, and onDamage (called once, without
-// locks held) tells the partition, whose owner reopens it the unclean way
-// (Open without a checkpoint), which cuts the log at the damage.
-//
-// verify does the same checks ahead of use and closes the log again (an
-// open log holds its tail segment in memory): the partition runs it in the
-// background as soon as the replica has a role, so a follower does not
-// report the checkpoint's offsets to its leader before they are known true.
+// NextOffset, StartOffset and Size from a checkpoint until then. It is used
+// only for a log whose files are as the clean close left them
+// (trustCheckpoint), so the first open skips the full verification that
+// an unclean open runs; it checks only what it has at hand: tidwall's tail
+// repair (it read the tail anyway) and the offsets against the checkpoint.
+// A log that fails them is never used: every call fails with ErrCorrupt,
+// and onDamage (called once, without locks held) tells the partition,
+// whose owner reopens it the unclean way (Open without a checkpoint),
+// which cuts the log at the damage.
 type lazyLog struct {
 	cp       logCheckpoint
 	open     func() (Log, error)
 	onDamage func(error)
-	checked  chan struct{} // closed once the log is known intact or damaged, or closed
 
-	// openMu serializes opening and verifying, and is held across them, so
-	// that the log's files are read by one of them at a time. It is taken
+	// openMu serializes opening, and is held across it. It is taken
 	// before mu, never after.
 	openMu sync.Mutex
 
-	mu       sync.Mutex // guards the fields below; never held across an open
-	log      Log
-	err      error // the damage found by the first open or by verify
-	verified bool  // verify found the log intact: the first open skips the checks
-	closed   bool
+	mu     sync.Mutex // guards the fields below; never held across an open
+	log    Log
+	err    error // the damage found by the first open
+	closed bool
 }
 
 func newLazyLog(cp *logCheckpoint, open func() (Log, error), onDamage func(error)) *lazyLog {
-	return &lazyLog{cp: *cp, open: open, onDamage: onDamage, checked: make(chan struct{})}
+	return &lazyLog{cp: *cp, open: open, onDamage: onDamage}
 }
 
 func (l *lazyLog) isOpen() bool {
@@ -123,8 +177,7 @@ func (l *lazyLog) isOpen() bool {
 	return l.log != nil
 }
 
-// get opens the log if needed and checks it is undamaged and matches the
-// checkpoint.
+// get opens the log if needed and checks it matches the checkpoint.
 func (l *lazyLog) get() (Log, error) {
 	lg, err, first := l.getLocked()
 	if first && l.onDamage != nil {
@@ -147,25 +200,15 @@ func (l *lazyLog) getLocked() (lg Log, err error, first bool) {
 	if err != nil {
 		return nil, err, false
 	}
-	l.mu.Lock()
-	verified := l.verified
-	l.mu.Unlock()
-	if !verified {
-		err = l.check(lg)
-	} else if lg.NextOffset() != l.cp.NextOffset || lg.StartOffset() != l.cp.StartOffset {
-		// Verified, then changed behind our back: checked again in full.
-		err = l.check(lg)
-	}
+	err = l.check(lg)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
 		lg.Close()
 		l.err = err
-		l.markChecked()
 		return nil, err, true
 	}
 	l.log = lg
-	l.markChecked()
 	return lg, nil, false
 }
 
@@ -188,8 +231,11 @@ func (l *lazyLog) state() (lg Log, err error, done bool) {
 // check runs the first open's checks on lg: nil, or the damage as an
 // ErrCorrupt error.
 func (l *lazyLog) check(lg Log) error {
-	if damage := checkLog(lg); damage != nil {
-		return fmt.Errorf("%w: %w: found when the log was first opened after a clean shutdown: %v", wal.ErrCorrupt, errDamagedLog, damage)
+	if r, ok := lg.(interface{ Repair() *wal.RepairReport }); ok {
+		if rep := r.Repair(); rep != nil {
+			return fmt.Errorf("%w: %w: found when the log was first opened after a clean shutdown: tail repaired: %s in %s, %d entries and %d bytes dropped (first dropped offset %d)",
+				wal.ErrCorrupt, errDamagedLog, rep.Reason, rep.Segment, rep.DroppedEntries, rep.DroppedBytes, rep.FirstDroppedOffset)
+		}
 	}
 	if lg.NextOffset() != l.cp.NextOffset || lg.StartOffset() != l.cp.StartOffset {
 		return fmt.Errorf("%w: %w: the log holds [%d, %d) but its clean-shutdown checkpoint said [%d, %d)",
@@ -198,77 +244,11 @@ func (l *lazyLog) check(lg Log) error {
 	return nil
 }
 
-// markChecked closes l.checked once. l.mu must be held.
-func (l *lazyLog) markChecked() {
-	select {
-	case <-l.checked:
-	default:
-		close(l.checked)
-	}
-}
-
-// verify runs the first open's checks now, unless the log is open or
-// checked already, and closes the log again. It returns the damage found
-// (reported through onDamage as by get), wal.ErrClosed, or a failure to
-// open the log (nothing known yet: try again later).
-func (l *lazyLog) verify() error {
-	err, first := l.verifyLocked()
-	if first && l.onDamage != nil {
-		l.onDamage(err)
-	}
-	return err
-}
-
-func (l *lazyLog) verifyLocked() (err error, first bool) {
-	l.openMu.Lock()
-	defer l.openMu.Unlock()
-	l.mu.Lock()
-	closed, damage, done := l.closed, l.err, l.log != nil || l.verified
-	l.mu.Unlock()
-	switch {
-	case closed:
-		return wal.ErrClosed, false
-	case damage != nil:
-		return damage, false
-	case done:
-		return nil, false
-	}
-	lg, err := l.open()
-	if err != nil {
-		return err, false
-	}
-	err = l.check(lg)
-	if cerr := lg.Close(); err == nil && cerr != nil {
-		return cerr, false
-	}
+// damage is what the first open found wrong, or nil.
+func (l *lazyLog) damage() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err != nil {
-		l.err = err
-	} else {
-		l.verified = true
-	}
-	l.markChecked()
-	return err, err != nil
-}
-
-// waitChecked waits until the log is known intact (nil) or damaged (the
-// damage), or is closed (wal.ErrClosed), or ctx ends.
-func (l *lazyLog) waitChecked(ctx context.Context) error {
-	select {
-	case <-l.checked:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.err != nil:
-		return l.err
-	case l.log != nil || l.verified:
-		return nil
-	}
-	return wal.ErrClosed
+	return l.err
 }
 
 func (l *lazyLog) NextOffset() int64 {
@@ -397,7 +377,6 @@ func (l *lazyLog) Close() error {
 		return nil
 	}
 	l.closed = true
-	l.markChecked()
 	if l.log == nil {
 		return nil
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
@@ -55,12 +54,14 @@ type Config struct {
 	// OnFatal is called once if the log fails in a way that must stop the
 	// broker (an fsync error). Default: nothing beyond logging.
 	OnFatal func(error)
-	// OnDamage is called once, on some goroutine of the partition's, if the
-	// first open of a log after a clean shutdown (opened lazily) finds it
-	// damaged or changed: the partition then fails every read and write,
-	// and its owner should Close it and Open it again, which cuts the log
-	// at the damage (see Damage). Damage found by Open itself is reported
-	// by Damage, not here.
+	// OnDamage is called once, on some goroutine of the partition's, if
+	// the log is found damaged after Open: by the first open of a log left
+	// unopened by a clean shutdown (its tail or offsets not as the
+	// checkpoint says), or by a read of an entry failing its CRC. The
+	// partition then fails every write, and its owner should Close it and
+	// Open it again, which verifies the whole log and cuts it at the
+	// damage (see Damage). Damage found by Open itself is reported by
+	// Damage, not here.
 	OnDamage func(error)
 	// Observer receives figures for metrics; optional.
 	Observer Observer
@@ -195,16 +196,13 @@ type Partition struct {
 	handoff     bool  // leadership is being handed off: no new appends
 	failed      error // fatal storage failure; no more writes
 
-	// verifyStarted: the background check of a lazily opened log has
-	// been started (startVerifyLocked); bg counts it.
-	verifyStarted bool
-
 	done      chan struct{} // closed when the loop exits
 	closeOnce sync.Once
-	bg        sync.WaitGroup // the background check of lazy; Close waits for it
 	// lazy is the log as Open left it when a clean shutdown's checkpoint
 	// let it skip opening it (nil otherwise). Set by Open, read-only after.
 	lazy *lazyLog
+	// damageReported: OnDamage has been called (p.mu guards it).
+	damageReported bool
 
 	// Owned by the loop (and by Open before it starts, Close after it
 	// ends): no lock.
@@ -235,9 +233,18 @@ func Open(cfg Config) (*Partition, error) {
 	}
 	p.cond = sync.NewCond(&p.mu)
 	var lg Log
-	if cp := readCheckpoint(cfg.Dir); cp != nil {
-		// A clean shutdown left the log's offsets: open it on first use.
-		p.lazy = newLazyLog(cp, openLog, p.lazyDamage)
+	cp, written := readCheckpoint(cfg.Dir)
+	trusted := cp != nil
+	if cp != nil {
+		if why := trustCheckpoint(cp, filepath.Join(cfg.Dir, walDirName), written); why != nil {
+			p.log2.Warn("the log's files changed since the clean shutdown; checking the whole log", "change", why)
+			trusted = false
+		}
+	}
+	if trusted {
+		// A clean shutdown left the log's offsets, and its files are as
+		// it left them: open it on first use.
+		p.lazy = newLazyLog(cp, openLog, p.reportDamage)
 		lg = p.lazy
 	} else {
 		var err error
@@ -250,6 +257,12 @@ func Open(cfg Config) (*Partition, error) {
 		if p.damage, err = cutAtDamage(lg, p.log2); err != nil {
 			lg.Close()
 			return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
+		}
+		// A log changed since a clean shutdown that no longer holds what
+		// that shutdown left (files removed, say) is damaged too.
+		if cp != nil && (lg.NextOffset() != cp.NextOffset || lg.StartOffset() != cp.StartOffset) {
+			p.damage = errors.Join(p.damage, fmt.Errorf("the log holds [%d, %d) but its clean-shutdown checkpoint said [%d, %d)",
+				lg.StartOffset(), lg.NextOffset(), cp.StartOffset, cp.NextOffset))
 		}
 	}
 	p.log = lg
@@ -278,91 +291,59 @@ func Open(cfg Config) (*Partition, error) {
 // it must not lead or count as in sync until it has copied them again.
 func (p *Partition) Damage() error { return p.damage }
 
-// lazyDamage is the lazy log's report of damage found at its first open:
-// the partition takes no more writes, and its owner reopens it.
-func (p *Partition) lazyDamage(err error) {
-	p.log2.Error("log damaged since the clean shutdown; the partition must be reopened", "err", err)
+// reportDamage is the report of damage found after Open: by the first
+// open of a lazily opened log, or by a read (an entry failing its CRC).
+// The partition takes no more writes, and its owner reopens it (once: later
+// reports are only logged).
+func (p *Partition) reportDamage(err error) {
 	p.mu.Lock()
 	if p.failed == nil {
 		p.failed = err
 	}
+	first := !p.damageReported
+	p.damageReported = true
 	p.broadcastLocked()
 	p.mu.Unlock()
+	if !first {
+		p.log2.Warn("log damaged; the partition is being reopened", "err", err)
+		return
+	}
+	p.log2.Error("log damaged; the partition must be reopened", "err", err)
 	if p.cfg.OnDamage != nil {
 		p.cfg.OnDamage(fmt.Errorf("partition %s-%d: %w", p.cfg.Topic, p.cfg.Partition, err))
 	}
 }
 
-// verifySlots bounds the background checks of lazily opened logs running
-// at once in the process: a broker given its roles for a thousand
-// partitions at start reads them a few at a time (each holds its log's
-// tail segment in memory while it runs), and stays responsive meanwhile.
-var verifySlots = make(chan struct{}, max(2, min(8, runtime.GOMAXPROCS(0))))
-
-// startVerifyLocked starts checking a log left unopened by a clean
-// shutdown, in the background, once: a replica given a role learns at once
-// whether its log still holds what the checkpoint says (see WaitVerified).
-// p.mu must be held.
-func (p *Partition) startVerifyLocked() {
-	if p.lazy == nil || p.verifyStarted || p.closing {
-		return
+// readFailed reports err from a read of the log as damage if it is one (an
+// entry failing its checks: bit rot that no stat could see), and returns it.
+func (p *Partition) readFailed(err error) error {
+	if errors.Is(err, wal.ErrCorrupt) && !errors.Is(err, errDamagedLog) {
+		p.reportDamage(err) // errDamagedLog went to reportDamage already
 	}
-	p.verifyStarted = true
-	p.bg.Add(1)
-	go p.verifyLazy()
+	return err
 }
 
-// verifyLazy is the background check; it retries a log that fails to open
-// until the partition closes.
-func (p *Partition) verifyLazy() {
-	defer p.bg.Done()
-	backoff := 100 * time.Millisecond
-	for {
-		select {
-		case verifySlots <- struct{}{}:
-		case <-p.done:
-			return
+// Usable reports whether the replica's log may be used: nil, the damage
+// found since Open (ErrStorage: the owner reopens the partition, see
+// Config.OnDamage), or ErrClosed. It never waits: a log Open opened was
+// checked in full, and one left unopened by a clean shutdown was trusted
+// only because its files are as that shutdown left them. A follower asks
+// before it tells a leader its log end.
+func (p *Partition) Usable() error {
+	if p.lazy != nil {
+		if err := p.lazy.damage(); err != nil {
+			return fmt.Errorf("%w: %v", ErrStorage, err)
 		}
-		err := p.lazy.verify()
-		<-verifySlots
-		if err == nil || errors.Is(err, errDamagedLog) || errors.Is(err, wal.ErrClosed) {
-			return // damage goes to lazyDamage
-		}
-		p.log2.Warn("could not open the log to check it; retrying", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-p.done:
-			t.Stop()
-			return
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// WaitVerified waits until the replica's log is known to hold what this
-// partition reports: at once for a log Open opened (and checked), else
-// until the background check that a role starts (started here if need be)
-// or the first use has checked the log left unopened by a clean shutdown.
-// A follower must not report its log end to a leader before, or a damaged
-// replica could rejoin the ISR on its checkpoint's word. It returns the
-// damage found (ErrStorage: the owner reopens the partition, see
-// Config.OnDamage), ErrClosed, or ctx's error.
-func (p *Partition) WaitVerified(ctx context.Context) error {
-	if p.lazy == nil {
-		return nil
 	}
 	p.mu.Lock()
-	p.startVerifyLocked()
-	p.mu.Unlock()
-	err := p.lazy.waitChecked(ctx)
+	defer p.mu.Unlock()
 	switch {
-	case err == nil || ctx.Err() != nil && err == ctx.Err():
-		return err
-	case errors.Is(err, wal.ErrClosed):
+	case p.closing:
 		return ErrClosed
+	case p.damageReported:
+		return fmt.Errorf("%w: %v", ErrStorage, p.failed)
 	}
-	return fmt.Errorf("%w: %v", ErrStorage, err)
+	return nil
 }
 
 // checkLog reports what an open log's tail repair dropped, or the first
@@ -554,7 +535,6 @@ func (p *Partition) BecomeLeader(self int32, st LeaderState) error {
 		p.handoff = false
 	}
 	p.role, p.epoch, p.leaderID = RoleLeader, st.Epoch, self
-	p.startVerifyLocked()
 	p.isrSize, p.minISR, p.solo = len(st.ISR), st.MinISR, st.Solo
 	var ready []*op
 	if p.solo {
@@ -660,7 +640,6 @@ func (p *Partition) BecomeFollower(leader int32, epoch int32) error {
 		return &EpochError{Requested: epoch, Current: cur}
 	}
 	p.role, p.epoch, p.leaderID = RoleFollower, epoch, leader
-	p.startVerifyLocked()
 	p.solo = false
 	waiting := p.acks
 	p.acks = nil
@@ -749,7 +728,6 @@ func (p *Partition) Close() error {
 		p.cond.Broadcast()
 		p.mu.Unlock()
 		<-p.done
-		p.bg.Wait()
 		p.mu.Lock()
 		waiting := p.acks
 		p.acks = nil
@@ -757,18 +735,23 @@ func (p *Partition) Close() error {
 		leo, failed := p.leo, p.failed
 		p.broadcastLocked()
 		p.mu.Unlock()
+		var cp logCheckpoint
 		if failed == nil {
-			// A clean start reads these instead of replaying or even
-			// opening the log.
 			p.saveProducers(leo)
-			if cerr := writeCheckpoint(p.cfg.Dir, p.log); cerr != nil {
-				p.log2.Warn("could not write the log checkpoint; the next start opens the log", "err", cerr)
-			}
+			cp = checkpointOf(p.log)
 		}
 		for _, o := range waiting {
 			o.finish(AppendResult{}, fmt.Errorf("%w: broker stopping before replication finished; the batch may or may not be kept", ErrTimeout))
 		}
 		err = p.log.Close()
+		if failed == nil && err == nil {
+			// A clean start reads these instead of replaying or even
+			// opening the log. Stamped once the log is closed: nothing
+			// writes its files after this.
+			if cerr := writeCheckpoint(p.cfg.Dir, filepath.Join(p.cfg.Dir, walDirName), cp); cerr != nil {
+				p.log2.Warn("could not write the log checkpoint; the next start opens the log", "err", cerr)
+			}
+		}
 	})
 	return err
 }

@@ -71,7 +71,9 @@ func (p *Partition) Read(dst []byte, offset int64, maxBytes int, iso Isolation) 
 		if errors.Is(err, wal.ErrClosed) {
 			return res, ErrClosed
 		}
-		return res, fmt.Errorf("%w: read at offset %d: %v", ErrStorage, offset, err)
+		// A damaged entry (bit rot: its CRC fails) is never served: the
+		// partition reports the damage and its owner reopens it.
+		return res, fmt.Errorf("%w: read at offset %d: %v", ErrStorage, offset, p.readFailed(err))
 	}
 	res.Batches, res.NextOffset = out, next
 	return res, nil
@@ -86,7 +88,7 @@ func (p *Partition) OffsetForTimestamp(ts int64) (int64, int64, error) {
 	p.mu.Unlock()
 	off, err := lg.OffsetForTimestamp(ts)
 	if err != nil {
-		return 0, 0, fmt.Errorf("%w: timestamp lookup: %v", ErrStorage, err)
+		return 0, 0, fmt.Errorf("%w: timestamp lookup: %v", ErrStorage, p.readFailed(err))
 	}
 	// off is the base of the first batch whose max timestamp reaches ts;
 	// find the record inside it, then in later batches if the timestamps
@@ -111,7 +113,7 @@ func (p *Partition) OffsetForTimestamp(ts int64) (int64, int64, error) {
 			return nil
 		})
 		if err != nil {
-			return 0, 0, fmt.Errorf("%w: timestamp lookup: %v", ErrStorage, err)
+			return 0, 0, fmt.Errorf("%w: timestamp lookup: %v", ErrStorage, p.readFailed(err))
 		}
 		if found >= 0 {
 			return found, foundTS, nil

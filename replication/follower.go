@@ -61,13 +61,10 @@ func (f *Follower) run(ctx context.Context) {
 		}
 	}
 	for ctx.Err() == nil {
-		// A log left unopened by a clean shutdown is checked first: until
-		// then its end is only the checkpoint's word, and the leader takes
-		// the fetch offset as the follower's position (ISR, HW).
-		if err := f.p.WaitVerified(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
+		// A log found damaged reports no position: the leader takes the
+		// fetch offset as the follower's position (ISR, HW), and the
+		// owner reopens the replica, which cuts its log at the damage.
+		if err := f.p.Usable(); err != nil {
 			f.log.Debug("the replica's log is not usable; its owner reopens it", "err", err)
 			if !pause() {
 				return
