@@ -277,6 +277,11 @@ func (p *Partition) commitGroup(group []*op) {
 		next += int64(o.count)
 		accepted = append(accepted, o)
 	}
+	if len(accepted) > 0 {
+		// WaitCommitted waits for this group too: its LEO is not counted yet.
+		p.writing = true
+		defer p.doneWriting()
+	}
 	p.mu.Unlock()
 	for i, o := range refused {
 		o.finish(AppendResult{}, refusedErr[i])
@@ -334,6 +339,24 @@ func (p *Partition) commitGroup(group []*op) {
 
 	p.mu.Lock()
 	p.leo = next
+	p.writing = false
+	if p.role != RoleLeader || p.epoch != epoch {
+		// The leadership moved while the group was written. BecomeFollower
+		// failed the acknowledgements waiting then, but these were not
+		// waiting yet, and must not wait now: the HW this replica learns
+		// from here on is another leader's, whose log may hold other
+		// records at these offsets (and this replica's suffix is about to
+		// be truncated by epoch). Whether the batches survive is unknown.
+		if len(accepted) > 0 {
+			p.broadcastLocked()
+		}
+		nl := &NotLeaderError{LeaderID: p.leaderID, LeaderEpoch: p.epoch}
+		p.mu.Unlock()
+		for _, o := range append(accepted, dups...) {
+			o.finish(AppendResult{}, fmt.Errorf("%w: leadership moved (epoch %d) while the batch was written; it may or may not be kept: %w", ErrTimeout, epoch, nl))
+		}
+		return
+	}
 	var ready []*op
 	if p.solo {
 		ready = p.setHWLocked(next)
@@ -369,6 +392,19 @@ func (p *Partition) commitGroup(group []*op) {
 			p.finishAcks([]*op{o})
 		}
 	}
+}
+
+// doneWriting ends a group's write (see WaitCommitted).
+// A group that got its LEO in has cleared the flag already, under the
+// same lock as the wake-up that announced the new LEO; only a failed write
+// needs one more.
+func (p *Partition) doneWriting() {
+	p.mu.Lock()
+	if p.writing {
+		p.writing = false
+		p.broadcastLocked()
+	}
+	p.mu.Unlock()
 }
 
 // expireAck fails an acks=all append that waited too long for replication.

@@ -194,6 +194,7 @@ type Partition struct {
 	notify      chan struct{}
 	closing     bool
 	handoff     bool  // leadership is being handed off: no new appends
+	writing     bool  // the loop is writing a group of appends (not yet in leo)
 	failed      error // fatal storage failure; no more writes
 
 	done      chan struct{} // closed when the loop exits
@@ -559,12 +560,13 @@ func (p *Partition) BeginHandoff() {
 	}
 }
 
-// WaitCommitted waits until the HW has reached the LEO (nothing appended is
-// waiting for replication), ctx ends, or the replica stops leading.
+// WaitCommitted waits until the HW has reached the LEO and no group is
+// being written (nothing appended is waiting for replication), ctx ends, or
+// the replica stops leading.
 func (p *Partition) WaitCommitted(ctx context.Context) error {
 	for {
 		p.mu.Lock()
-		done := p.hw >= p.leo || p.role != RoleLeader || p.closing
+		done := p.hw >= p.leo && !p.writing || p.role != RoleLeader || p.closing
 		ch := p.notify
 		p.mu.Unlock()
 		if done {
@@ -694,6 +696,12 @@ func (p *Partition) setHWLocked(hw int64) []*op {
 	}
 	p.hw = hw
 	p.broadcastLocked()
+	if p.role != RoleLeader {
+		// A follower's HW is its leader's: it says nothing of batches this
+		// replica appended as a leader (none wait: see BecomeFollower and
+		// commitGroup).
+		return nil
+	}
 	i := 0
 	for i < len(p.acks) && p.acks[i].result.LastOffset < hw {
 		i++
