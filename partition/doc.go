@@ -27,6 +27,13 @@
 // against the LEO at the moment it is assigned, after every request queued
 // before it, so it sees exactly the log it would extend.
 //
+// Only a leader completes appends, and only the HW of its own leadership:
+// when the replica stops leading or changes epoch (BecomeFollower, or a
+// group commit that finishes after the change), appends not yet committed
+// fail with ErrTimeout wrapping a NotLeaderError (their outcome is
+// unknown). A follower's HW is its leader's and completes nothing: the new
+// leader's log may hold other records at those offsets.
+//
 // Consumers read only below the HW, so they never see a record a failover
 // could take back. Followers read up to the LEO.
 //
