@@ -480,5 +480,6 @@ func (p *Partition) reopenAt(leo int64) error {
 	p.log = lg
 	p.written = leo
 	p.mu.Unlock()
+	p.unrecovered = nil // the log ends at leo again, whoever asked
 	return nil
 }

@@ -384,3 +384,61 @@ func TestFollowerRetriesAfterFailedReplicatedAppend(t *testing.T) {
 		})
 	}
 }
+
+// A failed replicated append whose log cannot even be cut back, because
+// that needs disk space too, keeps the broker up: the follower reports
+// nothing, and cuts the log back at its next fetch once there is space.
+// Any other failure to recover still stops the partition.
+func TestFollowerCutsBackAfterTheDiskHasSpaceAgain(t *testing.T) {
+	for _, tc := range []struct {
+		cause error
+		fatal bool
+	}{{syscall.ENOSPC, false}, {syscall.EIO, true}} {
+		t.Run(tc.cause.Error(), func(t *testing.T) {
+			ldr := openTest(t, t.TempDir(), func(d string) (Log, error) { return wal.Open(d, wal.Options{UnsafeNoFsync: true}) })
+			leader(t, ldr, 3)
+			for i := range 3 {
+				if _, err := ldr.Append(context.Background(), AppendRequest{Batch: mkBatch(t, int64(i), "v"), LeaderEpoch: -1, ExpectedOffset: -1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := ldr.Read(nil, 0, 1<<20, ReadUncommitted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := newMemLog()
+			var fatal []error
+			f, err := Open(Config{Dir: t.TempDir(), Topic: "t", OpenLog: func(string) (Log, error) { return m.reopen() }, OnFatal: func(e error) { fatal = append(fatal, e) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := f.BecomeFollower(1, 3); err != nil {
+				t.Fatal(err)
+			}
+			m.mu.Lock()
+			m.failNext = fmt.Errorf("write: %w", syscall.ENOSPC)
+			m.failReopen = fmt.Errorf("truncate: %w", tc.cause)
+			m.mu.Unlock()
+			if _, err := f.AppendReplicated(res.Batches); !errors.Is(err, ErrStorage) {
+				t.Fatalf("failed replicated append: %v", err)
+			}
+			if tc.fatal {
+				if len(fatal) != 1 {
+					t.Fatalf("%d fatal errors after a failed recovery (%v), want 1", len(fatal), tc.cause)
+				}
+				return
+			}
+			if _, _, leo := f.Offsets(); leo != 0 || len(fatal) != 0 {
+				t.Fatalf("after a failed append and a failed cut: log ends at %d, %d fatal errors", leo, len(fatal))
+			}
+			// Space is back: the next fetch's append cuts the log back first.
+			if leo, err := f.AppendReplicated(res.Batches); err != nil || leo != 3 {
+				t.Fatalf("retry: %d %v", leo, err)
+			}
+			if st := f.State(); len(st.Epochs) != 1 || st.Epochs[0].Epoch != 3 {
+				t.Fatalf("epochs after the retry: %+v", st.Epochs)
+			}
+		})
+	}
+}

@@ -17,6 +17,7 @@ type memLog struct {
 	segEntries int
 	closed     bool
 	failNext   error // returned by the next Append, which writes nothing
+	failReopen error // returned by the next reopen
 	appends    int   // Append calls (group commits)
 }
 
@@ -26,6 +27,10 @@ func newMemLog() *memLog { return &memLog{segEntries: 4} }
 func (m *memLog) reopen() (Log, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.failReopen; err != nil {
+		m.failReopen = nil
+		return nil, err
+	}
 	m.closed = false
 	return m, nil
 }

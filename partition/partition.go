@@ -196,6 +196,9 @@ type Partition struct {
 	handoff     bool  // leadership is being handed off: no new appends
 	writing     bool  // the loop is writing a group of appends (not yet in leo)
 	failed      error // fatal storage failure; no more writes
+	// unrecovered: a failed replicated append not cut back yet (the disk
+	// was full); only the loop (p.do) touches it.
+	unrecovered *unrecoveredAppend
 
 	done      chan struct{} // closed when the loop exits
 	closeOnce sync.Once

@@ -3,6 +3,7 @@ package partition
 import (
 	"errors"
 	"fmt"
+	"syscall"
 
 	"github.com/skeinlog/skein/proto/batch"
 	"github.com/skeinlog/skein/wal"
@@ -24,6 +25,15 @@ func (p *Partition) AppendReplicated(batches []byte) (int64, error) {
 		}
 		if role == RoleLeader {
 			return fmt.Errorf("%w: a leader does not take replicated batches", ErrNotLeader)
+		}
+		if r := p.unrecovered; r != nil {
+			// An earlier failed append could not even be cut back (no
+			// space): try again before anything else.
+			if err := p.recoverAppend(r.leo, r.epochs); err != nil {
+				return fmt.Errorf("%w: cutting the log back to %d after a failed replicated append: %v; retrying later", ErrStorage, r.leo, err)
+			}
+			p.unrecovered = nil
+			p.log2.Info("log cut back after the failed replicated append; fetching again", "log_end", r.leo)
 		}
 		var entries []wal.Entry
 		type epochStart struct {
@@ -81,16 +91,18 @@ func (p *Partition) AppendReplicated(batches []byte) (int64, error) {
 			// the partition stop.
 			prev := entries[0].BaseOffset
 			p.log2.Error("replicated append failed; cutting the log back and retrying later", "err", err, "log_end", prev)
-			rerr := p.reopenAt(prev)
-			if rerr == nil && len(newEpochs) > 0 {
-				p.mu.Lock()
-				if p.epochs.truncateAfter(prev) {
-					rerr = p.saveEpochs()
-				}
-				p.mu.Unlock()
-			}
+			rerr := p.recoverAppend(prev, len(newEpochs) > 0)
 			if rerr == nil {
 				return fmt.Errorf("%w: replicated append at offset %d: %v; nothing was appended", ErrStorage, prev, err)
+			}
+			if errors.Is(rerr, syscall.ENOSPC) {
+				// Cutting the log back rewrites its tail segment, which
+				// needs space too. Nothing of this append was reported
+				// to the leader: keep the partition out of service and
+				// cut it back at the next replicated append.
+				p.log2.Error("cannot cut the log back yet (disk full); retrying at the next fetch", "err", rerr, "log_end", prev)
+				p.unrecovered = &unrecoveredAppend{leo: prev, epochs: len(newEpochs) > 0}
+				return fmt.Errorf("%w: replicated append at offset %d: %v; nothing was reported, and the log is cut back once there is space", ErrStorage, prev, err)
 			}
 			p.log2.Error("log recovery after a failed replicated append failed", "err", rerr)
 			p.mu.Lock()
@@ -144,4 +156,30 @@ func (p *Partition) Reset(next int64) error {
 		p.broadcastLocked()
 		return nil
 	})
+}
+
+// unrecoveredAppend is a failed replicated append whose log could not be
+// cut back yet: the log must end at leo again (and lose the epochs the
+// append added, if epochs) before it takes anything else.
+type unrecoveredAppend struct {
+	leo    int64
+	epochs bool
+}
+
+// recoverAppend cuts the log back to leo after a failed replicated append
+// (reopening it repairs a partial write) and, if the append added leader
+// epochs, drops them.
+func (p *Partition) recoverAppend(leo int64, epochs bool) error {
+	if err := p.reopenAt(leo); err != nil {
+		return err
+	}
+	if !epochs {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.epochs.truncateAfter(leo) {
+		return p.saveEpochs()
+	}
+	return nil
 }
