@@ -343,7 +343,7 @@ func TestBadInputClaimedLengthsDoNotAllocate(t *testing.T) {
 	// a few bytes. HTTP/2 without TLS (h2c), as gRPC's insecure transport.
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: &protos}
+	tr := &http.Transport{Protocols: &protos, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	var code, msg string
 	grown = allocs(func() {

@@ -390,10 +390,12 @@ func listFiles(t testing.TB, dir string) []string {
 
 func waitGoroutines(t testing.TB, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > want+2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines, %d before the bad inputs", runtime.NumGoroutine(), want)
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%d goroutines, %d before the bad inputs; they are:\n%s", runtime.NumGoroutine(), want, buf)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
