@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skeinlog/skein/proto/batch"
+
 	"github.com/skeinlog/skein/internal/chaos"
 	"github.com/skeinlog/skein/wal"
 )
@@ -440,5 +442,48 @@ func TestFollowerCutsBackAfterTheDiskHasSpaceAgain(t *testing.T) {
 				t.Fatalf("epochs after the retry: %+v", st.Epochs)
 			}
 		})
+	}
+}
+
+// A replica that was made leader and lost the leadership before it appended
+// anything keeps no record of that epoch once it follows: the new leader
+// never had it, and its batches (of an older epoch at those offsets) must be
+// taken. It stalled a follower for good (chaos seed 3, storage: the
+// preferred-leader move made a restarted broker leader just before its
+// damaged log was found).
+func TestFollowerDropsAnEpochItLedWithoutRecords(t *testing.T) {
+	open := func(d string) (Log, error) { return wal.Open(d, wal.Options{UnsafeNoFsync: true}) }
+	src := openTest(t, t.TempDir(), open)
+	leader(t, src, 1)
+	for i := range 3 {
+		if _, err := src.Append(context.Background(), AppendRequest{Batch: mkBatch(t, int64(i), "v"), LeaderEpoch: -1, ExpectedOffset: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := src.Read(nil, 0, 1<<20, ReadUncommitted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, rest, err := batch.Next(res.Batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	p := openTest(t, t.TempDir(), open)
+	if err := p.BecomeFollower(2, 1); err != nil {
+		t.Fatal(err)
+	}
+	if leo, err := p.AppendReplicated(first); err != nil || leo != 1 {
+		t.Fatalf("first batch: %d %v", leo, err)
+	}
+	leader(t, p, 2) // led epoch 2 from offset 1, appended nothing
+	if err := p.BecomeFollower(3, 3); err != nil {
+		t.Fatal(err)
+	}
+	if leo, err := p.AppendReplicated(rest); err != nil || leo != 3 {
+		t.Fatalf("the new leader's epoch-1 batches after an empty epoch 2: %d %v", leo, err)
+	}
+	if st := p.State(); len(st.Epochs) != 1 || st.Epochs[0].Epoch != 1 {
+		t.Fatalf("epochs: %+v", st.Epochs)
 	}
 }

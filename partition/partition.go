@@ -648,8 +648,18 @@ func (p *Partition) BecomeFollower(leader int32, epoch int32) error {
 	p.solo = false
 	waiting := p.acks
 	p.acks = nil
+	// An epoch this replica led without appending anything (it starts at
+	// the LEO) is unknown to the new leader, whose batches at these
+	// offsets carry older epochs: forget it, as a truncation would.
+	var saveErr error
+	if p.epochs.truncateAfter(p.leo) {
+		saveErr = p.saveEpochs()
+	}
 	p.broadcastLocked()
 	p.mu.Unlock()
+	if saveErr != nil {
+		p.log2.Error("cannot save the leader epochs after dropping an empty one", "err", saveErr)
+	}
 	nl := &NotLeaderError{LeaderID: leader, LeaderEpoch: epoch}
 	for _, o := range waiting {
 		o.finish(AppendResult{}, fmt.Errorf("%w: leadership moved before the batch was committed; it may or may not be kept: %w", ErrTimeout, nl))
