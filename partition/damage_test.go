@@ -347,37 +347,17 @@ func TestStampsChanged(t *testing.T) {
 func TestFollowerRetriesAfterFailedReplicatedAppend(t *testing.T) {
 	for _, cause := range []error{syscall.ENOSPC, syscall.EIO} {
 		t.Run(cause.Error(), func(t *testing.T) {
-			ldr := openTest(t, t.TempDir(), func(d string) (Log, error) { return wal.Open(d, wal.Options{UnsafeNoFsync: true}) })
-			leader(t, ldr, 3)
-			for i := range 3 {
-				if _, err := ldr.Append(context.Background(), AppendRequest{Batch: mkBatch(t, int64(i), "v"), LeaderEpoch: -1, ExpectedOffset: -1}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			res, err := ldr.Read(nil, 0, 1<<20, ReadUncommitted)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := newMemLog()
-			var fatal []error
-			f, err := Open(Config{Dir: t.TempDir(), Topic: "t", OpenLog: func(string) (Log, error) { return m.reopen() }, OnFatal: func(e error) { fatal = append(fatal, e) }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			if err := f.BecomeFollower(1, 3); err != nil {
-				t.Fatal(err)
-			}
+			batches, f, m, fatal := followerOnMemLog(t)
 			m.mu.Lock()
 			m.failNext = fmt.Errorf("write: %w", cause)
 			m.mu.Unlock()
-			if _, err := f.AppendReplicated(res.Batches); !errors.Is(err, ErrStorage) {
+			if _, err := f.AppendReplicated(batches); !errors.Is(err, ErrStorage) {
 				t.Fatalf("failed replicated append: %v", err)
 			}
-			if _, _, leo := f.Offsets(); leo != 0 || len(fatal) != 0 {
-				t.Fatalf("after a failed replicated append: log ends at %d, %d fatal errors", leo, len(fatal))
+			if _, _, leo := f.Offsets(); leo != 0 || len(*fatal) != 0 {
+				t.Fatalf("after a failed replicated append: log ends at %d, %d fatal errors", leo, len(*fatal))
 			}
-			if leo, err := f.AppendReplicated(res.Batches); err != nil || leo != 3 {
+			if leo, err := f.AppendReplicated(batches); err != nil || leo != 3 {
 				t.Fatalf("retry: %d %v", leo, err)
 			}
 			if st := f.State(); len(st.Epochs) != 1 || st.Epochs[0].Epoch != 3 {
@@ -397,45 +377,25 @@ func TestFollowerCutsBackAfterTheDiskHasSpaceAgain(t *testing.T) {
 		fatal bool
 	}{{syscall.ENOSPC, false}, {syscall.EIO, true}} {
 		t.Run(tc.cause.Error(), func(t *testing.T) {
-			ldr := openTest(t, t.TempDir(), func(d string) (Log, error) { return wal.Open(d, wal.Options{UnsafeNoFsync: true}) })
-			leader(t, ldr, 3)
-			for i := range 3 {
-				if _, err := ldr.Append(context.Background(), AppendRequest{Batch: mkBatch(t, int64(i), "v"), LeaderEpoch: -1, ExpectedOffset: -1}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			res, err := ldr.Read(nil, 0, 1<<20, ReadUncommitted)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := newMemLog()
-			var fatal []error
-			f, err := Open(Config{Dir: t.TempDir(), Topic: "t", OpenLog: func(string) (Log, error) { return m.reopen() }, OnFatal: func(e error) { fatal = append(fatal, e) }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			if err := f.BecomeFollower(1, 3); err != nil {
-				t.Fatal(err)
-			}
+			batches, f, m, fatal := followerOnMemLog(t)
 			m.mu.Lock()
 			m.failNext = fmt.Errorf("write: %w", syscall.ENOSPC)
 			m.failReopen = fmt.Errorf("truncate: %w", tc.cause)
 			m.mu.Unlock()
-			if _, err := f.AppendReplicated(res.Batches); !errors.Is(err, ErrStorage) {
+			if _, err := f.AppendReplicated(batches); !errors.Is(err, ErrStorage) {
 				t.Fatalf("failed replicated append: %v", err)
 			}
 			if tc.fatal {
-				if len(fatal) != 1 {
-					t.Fatalf("%d fatal errors after a failed recovery (%v), want 1", len(fatal), tc.cause)
+				if len(*fatal) != 1 {
+					t.Fatalf("%d fatal errors after a failed recovery (%v), want 1", len(*fatal), tc.cause)
 				}
 				return
 			}
-			if _, _, leo := f.Offsets(); leo != 0 || len(fatal) != 0 {
-				t.Fatalf("after a failed append and a failed cut: log ends at %d, %d fatal errors", leo, len(fatal))
+			if _, _, leo := f.Offsets(); leo != 0 || len(*fatal) != 0 {
+				t.Fatalf("after a failed append and a failed cut: log ends at %d, %d fatal errors", leo, len(*fatal))
 			}
 			// Space is back: the next fetch's append cuts the log back first.
-			if leo, err := f.AppendReplicated(res.Batches); err != nil || leo != 3 {
+			if leo, err := f.AppendReplicated(batches); err != nil || leo != 3 {
 				t.Fatalf("retry: %d %v", leo, err)
 			}
 			if st := f.State(); len(st.Epochs) != 1 || st.Epochs[0].Epoch != 3 {
@@ -486,4 +446,33 @@ func TestFollowerDropsAnEpochItLedWithoutRecords(t *testing.T) {
 	if st := p.State(); len(st.Epochs) != 1 || st.Epochs[0].Epoch != 1 {
 		t.Fatalf("epochs: %+v", st.Epochs)
 	}
+}
+
+// followerOnMemLog returns three records of epoch 3 as a leader would send
+// them, and a follower of epoch 3 on an in-memory log with fault injection
+// whose fatal errors are collected.
+func followerOnMemLog(t *testing.T) (batches []byte, f *Partition, m *memLog, fatal *[]error) {
+	t.Helper()
+	ldr := openTest(t, t.TempDir(), func(d string) (Log, error) { return wal.Open(d, wal.Options{UnsafeNoFsync: true}) })
+	leader(t, ldr, 3)
+	for i := range 3 {
+		if _, err := ldr.Append(context.Background(), AppendRequest{Batch: mkBatch(t, int64(i), "v"), LeaderEpoch: -1, ExpectedOffset: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := ldr.Read(nil, 0, 1<<20, ReadUncommitted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = newMemLog()
+	fatal = new([]error)
+	f, err = Open(Config{Dir: t.TempDir(), Topic: "t", OpenLog: func(string) (Log, error) { return m.reopen() }, OnFatal: func(e error) { *fatal = append(*fatal, e) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := f.BecomeFollower(1, 3); err != nil {
+		t.Fatal(err)
+	}
+	return res.Batches, f, m, fatal
 }
