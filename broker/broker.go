@@ -453,17 +453,10 @@ func (b *Broker) Run(ctx context.Context) error {
 		}()
 	}
 	started := time.Now()
-	if err := b.awaitRegistration(ctx); err != nil {
-		b.Close()
-		return err
-	}
-	if err := b.reconcile(); err != nil {
-		b.Close()
-		return err
-	}
-	if !b.storageRegistered(b.ctrl.Snapshot()) {
-		// A replica was found damaged on open (new storage id): serve
-		// once the controller has taken this broker out of the ISRs.
+	// Register and take up the roles; if a replica was found damaged on
+	// open (a new storage id), once more: serve only after the controller
+	// has taken this broker out of the ISRs.
+	for first := true; first || !b.storageRegistered(b.ctrl.Snapshot()); first = false {
 		if err := b.awaitRegistration(ctx); err != nil {
 			b.Close()
 			return err
@@ -471,6 +464,9 @@ func (b *Broker) Run(ctx context.Context) error {
 		if err := b.reconcile(); err != nil {
 			b.Close()
 			return err
+		}
+		if !first {
+			break
 		}
 	}
 	b.bg.Add(3)

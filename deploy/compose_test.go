@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/skeinlog/skein/client"
+	"github.com/skeinlog/skein/internal/proctest"
 )
 
 const topic = "deploy"
@@ -442,30 +443,12 @@ func check(t *testing.T, who string, got []client.Record, acked map[string]posit
 	}
 }
 
-// syncBuffer is a bytes.Buffer that a process writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // stream is a produce process fed one line at a time.
 type stream struct {
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
-	out     syncBuffer
-	errb    syncBuffer
+	out     proctest.SyncBuffer
+	errb    proctest.SyncBuffer
 	mu      sync.Mutex // guards written
 	written []string
 	stop    chan struct{}
@@ -633,7 +616,7 @@ func TestComposeCluster(t *testing.T) {
 	svc := fmt.Sprintf("broker%d", victim)
 	victimID := c.container(svc)
 
-	var folOut, folErr syncBuffer
+	var folOut, folErr proctest.SyncBuffer
 	folDone := make(chan error, 1)
 	fol := exec.Command("docker", "run", "--rm", "--name", c.project+"_follow", "--network", c.network,
 		"--label", "skein.test="+c.project, "-e", "SKEIN_BROKERS="+netBrokers, c.image,
