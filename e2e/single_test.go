@@ -140,3 +140,28 @@ func TestDataDirOwnership(t *testing.T) {
 		t.Fatalf("bad --addr: exit %d %q", r.Code, r.Stderr)
 	}
 }
+
+// A script that starts a broker and runs an admin command at once: the
+// command waits for the broker (saying so) instead of failing, and gives up
+// with a clear message after --timeout when no broker comes.
+func TestAdminCommandWaitsForStartingBroker(t *testing.T) {
+	b := proctest.StartBroker(t, t.TempDir(), "")
+	b.Kill()
+	done := make(chan proctest.Result, 1)
+	go func() {
+		done <- proctest.CLI(t, "broker", "", "topic", "create", "early", "--partitions", "2", "--brokers", b.Addr, "--timeout", "45s")
+	}()
+	b.Restart()
+	r := <-done
+	if r.Code != 0 || !strings.Contains(r.Stdout, `created topic "early"`) {
+		t.Fatalf("create against a starting broker: exit %d\nstdout %q\nstderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "cluster not ready") {
+		t.Errorf("the command did not say it was waiting: stderr %q", r.Stderr)
+	}
+	b.Kill()
+	r = proctest.CLI(t, "broker", "", "topic", "list", "--brokers", b.Addr, "--timeout", "1s")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "gave up after 1s (--timeout)") {
+		t.Fatalf("list against a stopped broker: exit %d, stderr %q", r.Code, r.Stderr)
+	}
+}

@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/skeinlog/skein/client"
 )
@@ -18,30 +17,29 @@ import (
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("broker cluster", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	brokers := brokersFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	var admin adminFlags
+	admin.register(fs)
+	positional, code, done := parseArgs(fs, args)
+	if done {
+		return code
+	}
+	if len(positional) > 0 {
+		fmt.Fprintf(stderr, "broker cluster: takes no arguments (got %s)\n", strings.Join(positional, " "))
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "broker cluster: takes no arguments\n")
-		return 2
+	var d client.ClusterDescription
+	if code := withClient(ctx, stderr, "broker cluster", admin, func(ctx context.Context, cl *client.Client) (err error) {
+		d, err = cl.DescribeCluster(ctx)
+		return err
+	}); code != 0 {
+		return code
 	}
-	cl, err := client.New(client.WithBrokers(*brokers))
-	if err != nil {
-		fmt.Fprintf(stderr, "broker cluster: %v\n", err)
-		return 2
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	d, err := cl.DescribeCluster(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "broker cluster: %v\n", err)
-		return 1
-	}
+	printCluster(stdout, d)
+	return 0
+}
+
+// printCluster writes the members table and the partitions needing attention.
+func printCluster(stdout io.Writer, d client.ClusterDescription) {
 	ctrl := "none elected"
 	if d.ControllerID >= 0 {
 		ctrl = fmt.Sprintf("broker %d", d.ControllerID)
@@ -71,7 +69,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	tw.Flush()
 	if len(d.Problems) == 0 {
 		fmt.Fprintln(stdout, "\nevery partition has a leader and a full ISR")
-		return 0
+		return
 	}
 	fmt.Fprintf(stdout, "\n%d partition(s) need attention:\n", len(d.Problems))
 	tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -80,5 +78,4 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", p.Topic, p.Partition, p.Leader, ids(p.Replicas), ids(p.ISR), p.Problem)
 	}
 	tw.Flush()
-	return 0
 }

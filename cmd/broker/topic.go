@@ -19,27 +19,46 @@ import (
 	"github.com/skeinlog/skein/client"
 )
 
-const defaultBrokers = "127.0.0.1:9420"
-
-func brokersFlag(fs *flag.FlagSet) *string {
-	def := defaultBrokers
-	if v := os.Getenv("SKEIN_BROKERS"); v != "" {
-		def = v
-	}
-	p := new(string)
-	fs.StringVar(p, "brokers", def, "comma-separated broker addresses (env SKEIN_BROKERS)")
-	fs.StringVar(p, "b", def, "shorthand for --brokers")
-	return p
-}
-
 const topicUsage = `Usage:
   broker topic create NAME [--partitions N] [--replication-factor N] [--min-insync N]
                            [--retention DURATION] [--retention-bytes SIZE] [--max-record-bytes SIZE]
   broker topic list
   broker topic describe NAME
   broker topic delete NAME
-Common flag: --brokers host:port[,host:port...] (env SKEIN_BROKERS, default 127.0.0.1:9420)
+Common flags: --brokers host:port[,host:port...] (env SKEIN_BROKERS, default 127.0.0.1:9420),
+              --timeout D (default 30s: how long to retry while the cluster is starting)
+Run "broker topic COMMAND -h" for a command's flags.
 `
+
+// topicCommand is one "broker topic" subcommand.
+type topicCommand struct {
+	withName bool // takes exactly one topic name
+	run      func(ctx context.Context, cl *client.Client, name string, cfg client.TopicConfig, stdout io.Writer) error
+}
+
+var topicCommands = map[string]topicCommand{
+	"create":   {withName: true, run: topicCreate},
+	"delete":   {withName: true, run: topicDelete},
+	"describe": {withName: true, run: topicDescribe},
+	"list":     {run: topicList},
+}
+
+// createFlags are "topic create"'s flags.
+type createFlags struct {
+	partitions, rf, minInsync   int
+	retention, retBytes, maxRec string
+}
+
+func (c *createFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&c.partitions, "partitions", 1, "number of partitions")
+	fs.IntVar(&c.partitions, "p", 1, "shorthand for --partitions")
+	fs.IntVar(&c.rf, "replication-factor", 0, "replicas per partition (default: the broker's, 1 on a single broker)")
+	fs.IntVar(&c.rf, "r", 0, "shorthand for --replication-factor")
+	fs.IntVar(&c.minInsync, "min-insync", 0, "min.insync.replicas for acks=all (default: min(2, replication factor))")
+	fs.StringVar(&c.retention, "retention", "", "delete records older than this: 36h, 7d, or -1 to keep forever (default 7d)")
+	fs.StringVar(&c.retBytes, "retention-bytes", "", "keep each partition under this size: 512MiB, 10GiB, or -1 for no limit (default -1)")
+	fs.StringVar(&c.maxRec, "max-record-bytes", "", "largest record accepted (default 1MiB)")
+}
 
 func runTopic(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -47,126 +66,121 @@ func runTopic(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("broker topic "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	brokers := brokersFlag(fs)
-	var (
-		partitions, rf, minInsync   int
-		retention, retBytes, maxRec string
-	)
-	if sub == "create" {
-		fs.IntVar(&partitions, "partitions", 1, "number of partitions")
-		fs.IntVar(&partitions, "p", 1, "shorthand for --partitions")
-		fs.IntVar(&rf, "replication-factor", 0, "replicas per partition (default: the broker's, 1 on a single broker)")
-		fs.IntVar(&rf, "r", 0, "shorthand for --replication-factor")
-		fs.IntVar(&minInsync, "min-insync", 0, "min.insync.replicas for acks=all (default: min(2, replication factor))")
-		fs.StringVar(&retention, "retention", "", "delete records older than this: 36h, 7d, or -1 to keep forever (default 7d)")
-		fs.StringVar(&retBytes, "retention-bytes", "", "keep each partition under this size: 512MiB, 10GiB, or -1 for no limit (default -1)")
-		fs.StringVar(&maxRec, "max-record-bytes", "", "largest record accepted (default 1MiB)")
+	if sub == "-h" || sub == "-help" || sub == "--help" || sub == "help" {
+		fmt.Fprint(stdout, topicUsage)
+		return 0
 	}
-	// Flags may come after the topic name, as in "topic create demo --partitions 3".
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	needName := sub != "list"
-	if needName && len(positional) != 1 || !needName && len(positional) != 0 {
-		if needName {
-			fmt.Fprintf(stderr, "broker topic %s: give exactly one topic name\n", sub)
-		} else {
-			fmt.Fprintf(stderr, "broker topic %s: takes no arguments\n", sub)
-		}
+	cmd, ok := topicCommands[sub]
+	if !ok {
+		fmt.Fprintf(stderr, "broker topic: unknown command %q\n\n%s", sub, topicUsage)
 		return 2
 	}
-	var name string
-	if needName {
-		name = positional[0]
+	what := "broker topic " + sub
+	fs := flag.NewFlagSet(what, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var admin adminFlags
+	admin.register(fs)
+	var cf createFlags
+	if sub == "create" {
+		cf.register(fs)
+	}
+	positional, code, done := parseArgs(fs, args)
+	if done {
+		return code
+	}
+	if err := checkArgs(cmd.withName, positional); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", what, err)
+		return 2
 	}
 	var cfg client.TopicConfig
 	if sub == "create" {
 		var err error
-		if cfg, err = topicConfig(partitions, rf, minInsync, retention, retBytes, maxRec); err != nil {
-			fmt.Fprintf(stderr, "broker topic create: %v\n", err)
+		if cfg, err = topicConfig(cf.partitions, cf.rf, cf.minInsync, cf.retention, cf.retBytes, cf.maxRec); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", what, err)
 			return 2
 		}
 	}
-	switch sub {
-	case "create", "list", "describe", "delete":
-	default:
-		fmt.Fprintf(stderr, "broker topic: unknown command %q\n\n%s", sub, topicUsage)
-		return 2
+	var name string
+	if cmd.withName {
+		name = positional[0]
 	}
+	attempts := 0
+	return withClient(ctx, stderr, what, admin, func(ctx context.Context, cl *client.Client) error {
+		attempts++
+		err := cmd.run(ctx, cl, name, cfg, stdout)
+		if attempts > 1 && sub == "create" && errors.Is(err, client.ErrTopicExists) {
+			// An earlier attempt may have created it before its answer was lost.
+			return fmt.Errorf("%w (an earlier attempt that got no answer may have created it: see broker topic describe %s)", err, name)
+		}
+		return err
+	})
+}
 
-	cl, err := client.New(client.WithBrokers(*brokers))
+func checkArgs(withName bool, positional []string) error {
+	switch {
+	case withName && len(positional) == 0:
+		return errors.New("give the topic name")
+	case withName && len(positional) > 1:
+		return fmt.Errorf("give exactly one topic name (got %d: %s)", len(positional), strings.Join(positional, " "))
+	case !withName && len(positional) != 0:
+		return fmt.Errorf("takes no arguments (got %s)", strings.Join(positional, " "))
+	}
+	return nil
+}
+
+func topicCreate(ctx context.Context, cl *client.Client, name string, cfg client.TopicConfig, stdout io.Writer) error {
+	t, err := cl.CreateTopic(ctx, name, cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "broker topic %s: %v\n", sub, err)
-		return 2
+		return err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	switch sub {
-	case "create":
-		t, err := cl.CreateTopic(ctx, name, cfg)
-		if err != nil {
-			fmt.Fprintf(stderr, "broker topic create: %v\n", err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "created topic %q: %d partition(s), replication factor %d, min.insync.replicas %d, retention %s / %s, max record %s\n",
-			t.Name, t.Config.Partitions, t.Config.ReplicationFactor, t.Config.MinInsyncReplicas,
-			fmtRetention(t.Config.RetentionMs), fmtBytesLimit(t.Config.RetentionBytes), fmtBytes(int64(t.Config.MaxRecordBytes)))
-	case "delete":
-		if err := cl.DeleteTopic(ctx, name); err != nil {
-			fmt.Fprintf(stderr, "broker topic delete: %v\n", err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "deleted topic %q\n", name)
-	case "list":
-		ts, err := cl.ListTopics(ctx)
-		if err != nil {
-			fmt.Fprintf(stderr, "broker topic list: %v\n", err)
-			return 1
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tPARTITIONS\tREPLICATION\tMIN-INSYNC\tRETENTION\tRETENTION-BYTES")
-		for _, t := range ts {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", t.Name, t.Config.Partitions, t.Config.ReplicationFactor,
-				t.Config.MinInsyncReplicas, fmtRetention(t.Config.RetentionMs), fmtBytesLimit(t.Config.RetentionBytes))
-		}
-		tw.Flush()
-	case "describe":
-		d, err := cl.DescribeTopic(ctx, name)
-		if err != nil {
-			fmt.Fprintf(stderr, "broker topic describe: %v\n", err)
-			return 1
-		}
-		c := d.Config
-		fmt.Fprintf(stdout, "topic %s (id %s)\n  partitions %d, replication factor %d, min.insync.replicas %d\n  retention %s, retention bytes %s, max record %s\n\n",
-			d.Name, d.ID, c.Partitions, c.ReplicationFactor, c.MinInsyncReplicas, fmtRetention(c.RetentionMs),
-			fmtBytesLimit(c.RetentionBytes), fmtBytes(int64(c.MaxRecordBytes)))
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PARTITION\tLEADER\tEPOCH\tREPLICAS\tISR\tLOG-START\tHIGH-WATERMARK\tLOG-END\tSIZE")
-		for _, p := range d.Status {
-			if p.Error != "" {
-				fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t-\t-\t-\t- (%s)\n", p.Partition, p.Leader, p.LeaderEpoch, ids(p.Replicas), ids(p.ISR), p.Error)
-				continue
-			}
-			fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Partition, p.Leader, p.LeaderEpoch, ids(p.Replicas), ids(p.ISR),
-				p.LogStartOffset, p.HighWatermark, p.LogEndOffset, fmtBytes(p.SizeBytes))
-		}
-		tw.Flush()
+	fmt.Fprintf(stdout, "created topic %q: %d partition(s), replication factor %d, min.insync.replicas %d, retention %s / %s, max record %s\n",
+		t.Name, t.Config.Partitions, t.Config.ReplicationFactor, t.Config.MinInsyncReplicas,
+		fmtRetention(t.Config.RetentionMs), fmtBytesLimit(t.Config.RetentionBytes), fmtBytes(int64(t.Config.MaxRecordBytes)))
+	return nil
+}
+
+func topicDelete(ctx context.Context, cl *client.Client, name string, _ client.TopicConfig, stdout io.Writer) error {
+	if err := cl.DeleteTopic(ctx, name); err != nil {
+		return err
 	}
-	return 0
+	fmt.Fprintf(stdout, "deleted topic %q\n", name)
+	return nil
+}
+
+func topicList(ctx context.Context, cl *client.Client, _ string, _ client.TopicConfig, stdout io.Writer) error {
+	ts, err := cl.ListTopics(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPARTITIONS\tREPLICATION\tMIN-INSYNC\tRETENTION\tRETENTION-BYTES")
+	for _, t := range ts {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", t.Name, t.Config.Partitions, t.Config.ReplicationFactor,
+			t.Config.MinInsyncReplicas, fmtRetention(t.Config.RetentionMs), fmtBytesLimit(t.Config.RetentionBytes))
+	}
+	return tw.Flush()
+}
+
+func topicDescribe(ctx context.Context, cl *client.Client, name string, _ client.TopicConfig, stdout io.Writer) error {
+	d, err := cl.DescribeTopic(ctx, name)
+	if err != nil {
+		return err
+	}
+	c := d.Config
+	fmt.Fprintf(stdout, "topic %s (id %s)\n  partitions %d, replication factor %d, min.insync.replicas %d\n  retention %s, retention bytes %s, max record %s\n\n",
+		d.Name, d.ID, c.Partitions, c.ReplicationFactor, c.MinInsyncReplicas, fmtRetention(c.RetentionMs),
+		fmtBytesLimit(c.RetentionBytes), fmtBytes(int64(c.MaxRecordBytes)))
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTITION\tLEADER\tEPOCH\tREPLICAS\tISR\tLOG-START\tHIGH-WATERMARK\tLOG-END\tSIZE")
+	for _, p := range d.Status {
+		if p.Error != "" {
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t-\t-\t-\t- (%s)\n", p.Partition, p.Leader, p.LeaderEpoch, ids(p.Replicas), ids(p.ISR), p.Error)
+			continue
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Partition, p.Leader, p.LeaderEpoch, ids(p.Replicas), ids(p.ISR),
+			p.LogStartOffset, p.HighWatermark, p.LogEndOffset, fmtBytes(p.SizeBytes))
+	}
+	return tw.Flush()
 }
 
 func topicConfig(partitions, rf, minInsync int, retention, retBytes, maxRec string) (client.TopicConfig, error) {
