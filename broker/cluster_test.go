@@ -21,7 +21,7 @@ import (
 
 func newClient(t testing.TB, addrs []string) *client.Client {
 	t.Helper()
-	c, err := client.New(client.WithBrokers(addrs...), client.WithRequestTimeout(10*time.Second))
+	c, err := client.New(client.Brokers(addrs...), client.RequestTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	leader := cl.WaitLeader("orders", 0, 20*time.Second)
-	p, err := c.NewProducer(client.Linger(time.Millisecond), client.DeliveryTimeout(60*time.Second), client.WithPartitioner(client.ManualPartitioner()))
+	p, err := c.NewProducer(client.Linger(time.Millisecond), client.DeliveryTimeout(60*time.Second), client.RecordPartitioner(client.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}

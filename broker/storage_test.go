@@ -36,7 +36,7 @@ func storageScenario(t *testing.T, parts int32, damage func(dir string) string, 
 		t.Fatal(err)
 	}
 	victim := cl.WaitLeader("st", 0, 20*time.Second)
-	p, err := c.NewProducer(client.Linger(time.Millisecond), client.WithPartitioner(client.ManualPartitioner()))
+	p, err := c.NewProducer(client.Linger(time.Millisecond), client.RecordPartitioner(client.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/skeinlog/skein/proto/skeinv1"
 )
 
@@ -224,45 +226,34 @@ func (c *Client) Metadata(ctx context.Context, topics ...string) (ClusterMetadat
 	return md, nil
 }
 
-// OffsetSpec says which offset ListOffsets resolves: OffsetEarliest,
-// OffsetLatest or OffsetAtTime(t).
-type OffsetSpec struct {
-	kind int8 // 0 earliest, 1 latest, 2 time
-	ts   time.Time
-}
-
-var (
-	// OffsetEarliest is the log start offset.
-	OffsetEarliest = OffsetSpec{kind: 0}
-	// OffsetLatest is the high watermark: the offset the next committed
-	// record will have.
-	OffsetLatest = OffsetSpec{kind: 1}
-)
-
-// OffsetAtTime is the first offset whose record timestamp is at or after t
-// (the high watermark if there is none).
-func OffsetAtTime(t time.Time) OffsetSpec { return OffsetSpec{kind: 2, ts: t} }
-
 // ListedOffset is the answer of ListOffsets.
 type ListedOffset struct {
+	// Offset is the resolved offset.
 	Offset int64
-	// Timestamp of the record at Offset, for time lookups that found one;
+	// Timestamp of the record at Offset, for AtTime lookups that found one;
 	// zero otherwise.
-	Timestamp      time.Time
+	Timestamp time.Time
+	// LogStartOffset and HighWatermark are the partition's readable range
+	// when the leader answered.
 	LogStartOffset int64
 	HighWatermark  int64
 }
 
-// ListOffsets resolves an offset of a partition at its leader.
-func (c *Client) ListOffsets(ctx context.Context, topic string, partition int32, spec OffsetSpec) (ListedOffset, error) {
+// ListOffsets resolves an Offset of a partition at its leader: Beginning()
+// to the log start offset, End() to the high watermark, FromEnd(n) to n
+// before it (clamped at the log start), AtTime(t) to the first record at or
+// after t (the high watermark if none). At(n) is checked against the
+// partition's range: outside it, the error matches ErrOffsetOutOfRange and
+// names the range.
+func (c *Client) ListOffsets(ctx context.Context, topic string, partition int32, o Offset) (ListedOffset, error) {
 	req := &skeinv1.ListOffsetsRequest{Topic: topic, Partition: partition}
-	switch spec.kind {
-	case 0:
+	switch o.kind {
+	case offsetBeginning:
 		req.Spec = &skeinv1.ListOffsetsRequest_Earliest{Earliest: true}
-	case 1:
-		req.Spec = &skeinv1.ListOffsetsRequest_Latest{Latest: true}
+	case offsetTime:
+		req.Spec = &skeinv1.ListOffsetsRequest_TimestampMs{TimestampMs: o.t.UnixMilli()}
 	default:
-		req.Spec = &skeinv1.ListOffsetsRequest_TimestampMs{TimestampMs: spec.ts.UnixMilli()}
+		req.Spec = &skeinv1.ListOffsetsRequest_Latest{Latest: true}
 	}
 	var resp *skeinv1.ListOffsetsResponse
 	err := c.callLeader(ctx, topic, partition, func(ctx context.Context, cl skeinv1.SkeinClient, _ int32) error {
@@ -274,8 +265,20 @@ func (c *Client) ListOffsets(ctx context.Context, topic string, partition int32,
 		return ListedOffset{}, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err)
 	}
 	lo := ListedOffset{Offset: resp.GetOffset(), LogStartOffset: resp.GetLogStartOffset(), HighWatermark: resp.GetHighWatermark()}
-	if ts := resp.GetTimestampMs(); ts >= 0 && spec.kind == 2 {
-		lo.Timestamp = time.UnixMilli(ts)
+	switch o.kind {
+	case offsetTime:
+		if ts := resp.GetTimestampMs(); ts >= 0 {
+			lo.Timestamp = time.UnixMilli(ts)
+		}
+	case offsetFromEnd:
+		lo.Offset = max(lo.HighWatermark-o.n, lo.LogStartOffset)
+	case offsetAt:
+		if o.n < lo.LogStartOffset || o.n > lo.HighWatermark {
+			return lo, &Error{code: codes.OutOfRange, reason: skeinv1.ErrorReason_OFFSET_OUT_OF_RANGE, LeaderID: -1,
+				Message:        fmt.Sprintf("offset %d of %s/%d is outside the log", o.n, topic, partition),
+				LogStartOffset: lo.LogStartOffset, HighWatermark: lo.HighWatermark}
+		}
+		lo.Offset = o.n
 	}
 	return lo, nil
 }

@@ -62,28 +62,28 @@ func TestAdmin(t *testing.T) {
 	if err != nil || len(d.Status) != 4 || d.Status[part].HighWatermark != 5 || d.Status[part].SizeBytes == 0 {
 		t.Fatalf("describe: %+v %v", d, err)
 	}
-	lo, err := c.ListOffsets(ctx, "orders", part, client.OffsetLatest)
+	lo, err := c.ListOffsets(ctx, "orders", part, client.End())
 	if err != nil || lo.Offset != 5 || lo.HighWatermark != 5 || lo.LogStartOffset != 0 {
 		t.Fatalf("latest: %+v %v", lo, err)
 	}
-	lo, err = c.ListOffsets(ctx, "orders", part, client.OffsetEarliest)
+	lo, err = c.ListOffsets(ctx, "orders", part, client.Beginning())
 	if err != nil || lo.Offset != 0 {
 		t.Fatalf("earliest: %+v %v", lo, err)
 	}
-	lo, err = c.ListOffsets(ctx, "orders", part, client.OffsetAtTime(base.Add(90*time.Second)))
+	lo, err = c.ListOffsets(ctx, "orders", part, client.AtTime(base.Add(90*time.Second)))
 	if err != nil || lo.Offset != 2 || !lo.Timestamp.Equal(base.Add(2*time.Minute)) {
 		t.Fatalf("by time: %+v %v", lo, err)
 	}
-	lo, err = c.ListOffsets(ctx, "orders", part, client.OffsetAtTime(base.Add(time.Hour)))
+	lo, err = c.ListOffsets(ctx, "orders", part, client.AtTime(base.Add(time.Hour)))
 	if err != nil || lo.Offset != 5 || !lo.Timestamp.IsZero() {
 		t.Fatalf("by time after the end: %+v %v", lo, err)
 	}
 	// ListOffsets follows the leader when it moves.
 	fc.MoveLeader("orders", part, 3-func() int32 { l, _ := fc.Leader("orders", part); return l }())
-	if lo, err = c.ListOffsets(ctx, "orders", part, client.OffsetLatest); err != nil || lo.Offset != 5 {
+	if lo, err = c.ListOffsets(ctx, "orders", part, client.End()); err != nil || lo.Offset != 5 {
 		t.Fatalf("latest after a leader move: %+v %v", lo, err)
 	}
-	if _, err := c.ListOffsets(ctx, "orders", 9, client.OffsetLatest); !errors.Is(err, client.ErrUnknownPartition) {
+	if _, err := c.ListOffsets(ctx, "orders", 9, client.End()); !errors.Is(err, client.ErrUnknownPartition) {
 		t.Fatalf("unknown partition: %v", err)
 	}
 
@@ -100,7 +100,7 @@ func TestBootstrapListTriedInOrder(t *testing.T) {
 	fc.CreateTopic("b", 1)
 	// The first bootstrap address has no broker (the dialer refuses it):
 	// the client moves on to the next.
-	c := newClient(t, fc, client.WithBrokers("nobody:1,"+fc.Addrs()[0]))
+	c := newClient(t, fc, client.Brokers("nobody:1,"+fc.Addrs()[0]))
 	ts, err := c.ListTopics(ctxT(t))
 	if err != nil || len(ts) != 1 {
 		t.Fatalf("%+v %v", ts, err)

@@ -19,7 +19,7 @@ import (
 
 func realClient(t *testing.T, b *brokertest.Broker) *client.Client {
 	t.Helper()
-	c, err := client.New(client.WithBrokers(b.Addr()), client.WithRetryBackoff(10*time.Millisecond), client.WithLogger(testLogger(t)))
+	c, err := client.New(client.Brokers(b.Addr()), client.RetryBackoff(10*time.Millisecond), client.Logger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestBrokerAdminAndErrors(t *testing.T) {
 	if err != nil || len(md.Brokers) != 1 || md.Brokers[0].Addr != b.Addr() {
 		t.Fatalf("metadata: %+v %v", md, err)
 	}
-	p := newProducer(t, c, client.WithPartitioner(client.ManualPartitioner()))
+	p := newProducer(t, c, client.RecordPartitioner(client.ManualPartitioner()))
 	if err := p.ProduceSync(ctx, &client.Record{Topic: "nope", Value: []byte("x")}); !errors.Is(err, client.ErrUnknownTopic) {
 		t.Fatalf("unknown topic: %v", err)
 	}
@@ -148,11 +148,11 @@ func TestBrokerAdminAndErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lo, err := c.ListOffsets(ctx, "t1", 1, client.OffsetAtTime(base.Add(150*time.Second)))
+	lo, err := c.ListOffsets(ctx, "t1", 1, client.AtTime(base.Add(150*time.Second)))
 	if err != nil || lo.Offset != 3 || !lo.Timestamp.Equal(base.Add(3*time.Minute)) {
 		t.Fatalf("offset by time: %+v %v", lo, err)
 	}
-	if lo, err = c.ListOffsets(ctx, "t1", 1, client.OffsetLatest); err != nil || lo.Offset != 5 {
+	if lo, err = c.ListOffsets(ctx, "t1", 1, client.End()); err != nil || lo.Offset != 5 {
 		t.Fatalf("latest: %+v %v", lo, err)
 	}
 	k := newConsumer(t, c)
@@ -260,7 +260,7 @@ func TestBrokerRestart(t *testing.T) {
 // to it: nobody acknowledges with an older epoch).
 func TestBrokerAckCarriesLeaderEpoch(t *testing.T) {
 	bc := brokertest.NewCluster(t, 3)
-	c, err := client.New(client.WithBrokers(bc.Addrs()...), client.WithRetryBackoff(10*time.Millisecond), client.WithLogger(testLogger(t)))
+	c, err := client.New(client.Brokers(bc.Addrs()...), client.RetryBackoff(10*time.Millisecond), client.Logger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/skeinlog/skein/proto/batch"
 	"github.com/skeinlog/skein/proto/skeinv1"
@@ -41,10 +40,10 @@ type closer interface{ Close() error }
 
 // New returns a client. It does not connect: connections are made on first
 // use, so New fails only on invalid options.
-func New(opts ...Opt) (*Client, error) {
+func New(opts ...ClientOpt) (*Client, error) {
 	cfg := defaultClientConfig()
 	for _, o := range opts {
-		o(&cfg)
+		o.applyClient(&cfg)
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -135,11 +134,7 @@ func (c *Client) conn(addr string) (skeinv1.SkeinClient, error) {
 		// so custom dialers (tests, proxies) see the address itself.
 		target = "passthrough:///" + addr
 	}
-	opts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsg)),
-	}, c.cfg.dialOpts...)
-	cc, err := grpc.NewClient(target, opts...)
+	cc, err := grpc.NewClient(target, c.cfg.dialOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("skein client: dial %s: %w", addr, err)
 	}
@@ -173,10 +168,10 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 // stopped answering), so that another broker may do.
 func isTransport(err error) bool {
 	var e *Error
-	if !errors.As(err, &e) || e.Reason != skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
+	if !errors.As(err, &e) || e.reason != skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
 		return false
 	}
-	return e.Code == codes.Unavailable || e.Code == codes.DeadlineExceeded
+	return e.code == codes.Unavailable || e.code == codes.DeadlineExceeded
 }
 
 // callAny runs fn against the brokers in order (the last one that answered,

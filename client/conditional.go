@@ -78,7 +78,7 @@ func (p *Producer) ProduceIf(ctx context.Context, topic string, partition int32,
 		size := b.Size()
 		b.Reset()
 		p.builders.Put(b)
-		return -1, &Error{Code: codes.InvalidArgument, Reason: skeinv1.ErrorReason_RECORD_TOO_LARGE, LeaderID: -1,
+		return -1, &Error{code: codes.InvalidArgument, reason: skeinv1.ErrorReason_RECORD_TOO_LARGE, LeaderID: -1,
 			Message: fmt.Sprintf("conditional append of %d records is %d bytes, over the %d-byte batch limit", len(recs), size, batch.MaxBatchBytes)}
 	}
 	done := make(chan condResult, 1)

@@ -1,28 +1,42 @@
 package client
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/skeinlog/skein/proto/batch"
 	"github.com/skeinlog/skein/proto/skeinv1"
 )
 
-// DefaultBroker is the address New uses when WithBrokers is not given.
+// DefaultBroker is the address New uses when Brokers is not given.
 const DefaultBroker = "127.0.0.1:9420"
 
 // ---- client options -----------------------------------------------------------
 
-// Opt configures a Client; pass them to New.
-type Opt func(*clientConfig)
+// ClientOpt configures a Client; pass them to New. Each option documents its
+// default.
+type ClientOpt interface{ applyClient(*clientConfig) }
+
+type clientOpt func(*clientConfig)
+
+func (f clientOpt) applyClient(c *clientConfig) { f(c) }
 
 type clientConfig struct {
 	brokers        []string
-	dialOpts       []grpc.DialOption
+	tls            *tls.Config
+	dialer         func(ctx context.Context, addr string) (net.Conn, error)
+	keepAlive      time.Duration
+	keepAliveWait  time.Duration
 	logger         *slog.Logger
 	requestTimeout time.Duration
 	metadataMaxAge time.Duration
@@ -39,22 +53,52 @@ func defaultClientConfig() clientConfig {
 	}
 }
 
+// minKeepAlive is the shortest keepalive interval brokers accept: they
+// close a connection that pings more often (gRPC's keepalive enforcement).
+const minKeepAlive = 5 * time.Second
+
 func (c *clientConfig) validate() error {
-	if len(c.brokers) == 0 {
+	switch {
+	case len(c.brokers) == 0:
 		return fmt.Errorf("skein client: no broker addresses")
-	}
-	if c.requestTimeout <= 0 || c.metadataMaxAge <= 0 || c.retryBackoff <= 0 {
+	case c.requestTimeout <= 0 || c.metadataMaxAge <= 0 || c.retryBackoff <= 0:
 		return fmt.Errorf("skein client: timeouts and backoffs must be positive")
+	case c.keepAlive != 0 && c.keepAlive < minKeepAlive:
+		return fmt.Errorf("skein client: keepalive interval %v is below %v, which brokers refuse (they close connections that ping more often)", c.keepAlive, minKeepAlive)
+	case c.keepAlive != 0 && c.keepAliveWait <= 0:
+		return fmt.Errorf("skein client: keepalive timeout must be positive")
 	}
 	return nil
 }
 
-// WithBrokers sets the bootstrap brokers, tried in order, as host:port
+// dialOptions are the gRPC options of every connection the client makes.
+func (c *clientConfig) dialOptions() []grpc.DialOption {
+	creds := insecure.NewCredentials()
+	if c.tls != nil {
+		creds = credentials.NewTLS(c.tls)
+	}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsg)),
+	}
+	if c.dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(c.dialer))
+	}
+	if c.keepAlive > 0 {
+		opts = append(opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time: c.keepAlive, Timeout: c.keepAliveWait, PermitWithoutStream: true,
+		}))
+	}
+	return opts
+}
+
+// Brokers sets the bootstrap brokers, tried in order, as host:port
 // addresses (or gRPC targets such as "dns:///host:port"). Each argument may
 // itself be a comma-separated list, as in SKEIN_BROKERS. Default
-// "127.0.0.1:9420". The client learns the other brokers from Metadata.
-func WithBrokers(addrs ...string) Opt {
-	return func(c *clientConfig) {
+// "127.0.0.1:9420" (DefaultBroker). The client learns the other brokers
+// from Metadata.
+func Brokers(addrs ...string) ClientOpt {
+	return clientOpt(func(c *clientConfig) {
 		c.brokers = c.brokers[:0:0]
 		for _, a := range addrs {
 			for _, s := range strings.Split(a, ",") {
@@ -63,45 +107,70 @@ func WithBrokers(addrs ...string) Opt {
 				}
 			}
 		}
-	}
+	})
 }
 
-// WithDialOptions adds gRPC dial options, applied after the client's own
-// (insecure transport credentials, a receive limit that fits the largest
-// batch), so they can override them. Default none.
-func WithDialOptions(opts ...grpc.DialOption) Opt {
-	return func(c *clientConfig) { c.dialOpts = append(c.dialOpts, opts...) }
+// TLSConfig makes the client connect to brokers over TLS with cfg (which
+// the client does not modify; set ServerName, RootCAs and, for mutual TLS,
+// Certificates as your brokers need). Default nil: plaintext connections.
+func TLSConfig(cfg *tls.Config) ClientOpt {
+	return clientOpt(func(c *clientConfig) {
+		if cfg != nil {
+			cfg = cfg.Clone()
+		}
+		c.tls = cfg
+	})
 }
 
-// WithLogger sets the logger for the client and its producers and consumers.
+// Dialer sets the function that opens the network connection to a broker
+// address (a proxy, a SOCKS dialer, an in-memory listener in tests). TLS,
+// when configured, runs over the connection it returns. Default nil: a
+// plain TCP dial bounded by the context.
+func Dialer(dial func(ctx context.Context, addr string) (net.Conn, error)) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.dialer = dial })
+}
+
+// KeepAlive makes the client ping each broker connection after interval
+// without activity, and close it (failing its requests, which the client
+// then retries) when no answer comes within timeout. It finds dead
+// connections behind NATs and load balancers that drop idle flows silently.
+// interval must be at least 5 s: brokers close connections that ping more
+// often. Default off (0): a dead connection is found by the request
+// timeout.
+func KeepAlive(interval, timeout time.Duration) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.keepAlive, c.keepAliveWait = interval, timeout })
+}
+
+// Logger sets the logger for the client and its producers and consumers.
 // Default: discard everything.
-func WithLogger(l *slog.Logger) Opt {
-	return func(c *clientConfig) {
+func Logger(l *slog.Logger) ClientOpt {
+	return clientOpt(func(c *clientConfig) {
 		if l != nil {
 			c.logger = l
 		}
-	}
+	})
 }
 
-// WithRequestTimeout bounds each request to a broker: unary calls, and the
-// wait for a produce answer (producers may override it with
+// RequestTimeout bounds each request to a broker: unary calls, and the wait
+// for a produce answer (producers may override it with
 // ProduceRequestTimeout). Default 30 s.
-func WithRequestTimeout(d time.Duration) Opt {
-	return func(c *clientConfig) { c.requestTimeout = d }
+func RequestTimeout(d time.Duration) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.requestTimeout = d })
 }
 
-// WithMetadataMaxAge is how long cached topic metadata is used before it is
+// MetadataMaxAge is how long cached topic metadata is used before it is
 // refreshed in the background; errors such as NotLeader refresh it sooner.
 // Default 5 minutes.
-func WithMetadataMaxAge(d time.Duration) Opt {
-	return func(c *clientConfig) { c.metadataMaxAge = d }
+func MetadataMaxAge(d time.Duration) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.metadataMaxAge = d })
 }
 
-// WithRetryBackoff is the first backoff between retries of metadata and
-// admin requests; it doubles to at most 1 s, with jitter. Metadata is never
-// refreshed more often than this. Default 100 ms.
-func WithRetryBackoff(d time.Duration) Opt {
-	return func(c *clientConfig) { c.retryBackoff = d }
+// RetryBackoff is the first backoff between retries of metadata and admin
+// requests, and the default of ProduceRetryBackoff and FetchRetryBackoff; it
+// doubles to at most 1 s, with jitter. Metadata is never refreshed more
+// often than this. Default 100 ms.
+func RetryBackoff(d time.Duration) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.retryBackoff = d })
 }
 
 // ---- producer options ---------------------------------------------------------
@@ -170,8 +239,13 @@ const (
 // ParseCompression accepts none, gzip, snappy, lz4 and zstd.
 func ParseCompression(s string) (Compression, error) { return batch.ParseCompression(s) }
 
-// ProducerOpt configures a Producer.
-type ProducerOpt func(*producerConfig)
+// ProducerOpt configures a Producer; pass them to Client.NewProducer. Each
+// option documents its default.
+type ProducerOpt interface{ applyProducer(*producerConfig) }
+
+type producerOpt func(*producerConfig)
+
+func (f producerOpt) applyProducer(c *producerConfig) { f(c) }
 
 type producerConfig struct {
 	linger           time.Duration
@@ -181,7 +255,7 @@ type producerConfig struct {
 	compression      Compression
 	requestTimeout   time.Duration // 0: the client's
 	deliveryTimeout  time.Duration
-	retryBackoff     time.Duration
+	retryBackoff     time.Duration // 0: the client's
 	maxInFlight      int
 	partitioner      Partitioner
 	idempotent       bool
@@ -196,7 +270,6 @@ func defaultProducerConfig() producerConfig {
 		acks:             AcksAll,
 		compression:      CompressionNone,
 		deliveryTimeout:  2 * time.Minute,
-		retryBackoff:     100 * time.Millisecond,
 		maxInFlight:      5,
 		partitioner:      DefaultPartitioner(),
 		idempotent:       true,
@@ -220,7 +293,7 @@ func (c *producerConfig) validate() error {
 		return fmt.Errorf("skein producer: unknown %v", c.acks)
 	case c.compression > CompressionZstd:
 		return fmt.Errorf("skein producer: unknown compression %v", c.compression)
-	case c.requestTimeout < 0 || c.deliveryTimeout <= 0 || c.retryBackoff <= 0:
+	case c.requestTimeout < 0 || c.deliveryTimeout <= 0 || c.retryBackoff < 0:
 		return fmt.Errorf("skein producer: timeouts and backoffs must be positive")
 	case c.maxInFlight < 1:
 		return fmt.Errorf("skein producer: max in flight per partition %d, want at least 1", c.maxInFlight)
@@ -241,55 +314,60 @@ func (c *producerConfig) validate() error {
 
 // Linger is how long a partition's batch waits for more records before it
 // is sent, unless it fills first or Flush is called. Default 5 ms.
-func Linger(d time.Duration) ProducerOpt { return func(c *producerConfig) { c.linger = d } }
+func Linger(d time.Duration) ProducerOpt {
+	return producerOpt(func(c *producerConfig) { c.linger = d })
+}
 
 // BatchMaxBytes caps a batch's encoded size before compression; a record
 // that does not fit in an empty batch fails with ErrRecordTooLarge. Default
 // 1 MiB.
-func BatchMaxBytes(n int) ProducerOpt { return func(c *producerConfig) { c.batchMaxBytes = n } }
+func BatchMaxBytes(n int) ProducerOpt {
+	return producerOpt(func(c *producerConfig) { c.batchMaxBytes = n })
+}
 
 // MaxBufferedBytes caps the bytes of records produced but not yet
 // completed (callback returned). Produce blocks, respecting its context,
 // while the buffer is full. Default 64 MiB.
 func MaxBufferedBytes(n int64) ProducerOpt {
-	return func(c *producerConfig) { c.maxBufferedBytes = n }
+	return producerOpt(func(c *producerConfig) { c.maxBufferedBytes = n })
 }
 
 // RequiredAcks sets the acknowledgement level. Default AcksAll.
-func RequiredAcks(a Acks) ProducerOpt { return func(c *producerConfig) { c.acks = a } }
+func RequiredAcks(a Acks) ProducerOpt { return producerOpt(func(c *producerConfig) { c.acks = a }) }
 
 // BatchCompression sets the codec of produced batches. Default none.
 func BatchCompression(codec Compression) ProducerOpt {
-	return func(c *producerConfig) { c.compression = codec }
+	return producerOpt(func(c *producerConfig) { c.compression = codec })
 }
 
 // ProduceRequestTimeout bounds the wait for one produce answer; it is also
 // sent as the broker's replication timeout. When it expires the connection's
 // produce stream is torn down and its requests are retried. Default: the
-// client's WithRequestTimeout (30 s).
+// client's RequestTimeout (30 s).
 func ProduceRequestTimeout(d time.Duration) ProducerOpt {
-	return func(c *producerConfig) { c.requestTimeout = d }
+	return producerOpt(func(c *producerConfig) { c.requestTimeout = d })
 }
 
 // DeliveryTimeout is how long the producer keeps trying a record, from its
 // Produce call, before failing it with ErrDeliveryTimeout. A request already
 // in flight is waited for (up to the request timeout) first. Default 2 min.
 func DeliveryTimeout(d time.Duration) ProducerOpt {
-	return func(c *producerConfig) { c.deliveryTimeout = d }
+	return producerOpt(func(c *producerConfig) { c.deliveryTimeout = d })
 }
 
-// RetryBackoff is the first backoff before a partition's failed batches are
-// sent again; it doubles on each consecutive failure up to 1 s (or d if
-// larger), with jitter. Default 100 ms.
-func RetryBackoff(d time.Duration) ProducerOpt {
-	return func(c *producerConfig) { c.retryBackoff = d }
+// ProduceRetryBackoff is the first backoff before a partition's failed
+// batches are sent again; it doubles on each consecutive failure up to 1 s
+// (or d if larger), with jitter. Default: the client's RetryBackoff
+// (100 ms).
+func ProduceRetryBackoff(d time.Duration) ProducerOpt {
+	return producerOpt(func(c *producerConfig) { c.retryBackoff = d })
 }
 
 // MaxInFlightPerPartition caps the produce requests of one partition
 // awaiting an answer. Default 5, which is also the most the idempotent
 // producer allows.
 func MaxInFlightPerPartition(n int) ProducerOpt {
-	return func(c *producerConfig) { c.maxInFlight = n }
+	return producerOpt(func(c *producerConfig) { c.maxInFlight = n })
 }
 
 // Idempotent turns the idempotent producer on or off. Default on, except
@@ -310,25 +388,31 @@ func MaxInFlightPerPartition(n int) ProducerOpt {
 // Turn it off only for brokers that predate it, or to save the
 // InitProducer round trip of short-lived producers.
 func Idempotent(on bool) ProducerOpt {
-	return func(c *producerConfig) { c.idempotent, c.idempotentSet = on, true }
+	return producerOpt(func(c *producerConfig) { c.idempotent, c.idempotentSet = on, true })
 }
 
-// WithPartitioner sets the partitioner. Default DefaultPartitioner().
-func WithPartitioner(p Partitioner) ProducerOpt {
-	return func(c *producerConfig) { c.partitioner = p }
+// RecordPartitioner sets how records are spread over a topic's partitions.
+// Default DefaultPartitioner().
+func RecordPartitioner(p Partitioner) ProducerOpt {
+	return producerOpt(func(c *producerConfig) { c.partitioner = p })
 }
 
 // ---- consumer options ---------------------------------------------------------
 
-// ConsumerOpt configures a Consumer.
-type ConsumerOpt func(*consumerConfig)
+// ConsumerOpt configures a Consumer; pass them to Client.NewConsumer. Each
+// option documents its default.
+type ConsumerOpt interface{ applyConsumer(*consumerConfig) }
+
+type consumerOpt func(*consumerConfig)
+
+func (f consumerOpt) applyConsumer(c *consumerConfig) { f(c) }
 
 type consumerConfig struct {
 	stopAtEnd       bool
 	fetchMaxBytes   int32
 	fetchMaxWait    time.Duration
 	bufferedBatches int
-	retryBackoff    time.Duration
+	retryBackoff    time.Duration // 0: the client's
 }
 
 func defaultConsumerConfig() consumerConfig {
@@ -336,7 +420,6 @@ func defaultConsumerConfig() consumerConfig {
 		fetchMaxBytes:   1 << 20,
 		fetchMaxWait:    500 * time.Millisecond,
 		bufferedBatches: 4,
-		retryBackoff:    100 * time.Millisecond,
 	}
 }
 
@@ -348,8 +431,8 @@ func (c *consumerConfig) validate() error {
 		return fmt.Errorf("skein consumer: fetch max wait %v below 1 ms", c.fetchMaxWait)
 	case c.bufferedBatches < 1:
 		return fmt.Errorf("skein consumer: buffered batches %d, want at least 1", c.bufferedBatches)
-	case c.retryBackoff <= 0:
-		return fmt.Errorf("skein consumer: retry backoff must be positive")
+	case c.retryBackoff < 0:
+		return fmt.Errorf("skein consumer: negative retry backoff %v", c.retryBackoff)
 	}
 	return nil
 }
@@ -357,28 +440,31 @@ func (c *consumerConfig) validate() error {
 // StopAtEnd makes Next and Poll return io.EOF once every assigned partition
 // has been read up to the high watermark it had when its fetch first caught
 // up. Default off: follow the log for ever.
-func StopAtEnd() ConsumerOpt { return func(c *consumerConfig) { c.stopAtEnd = true } }
+func StopAtEnd() ConsumerOpt { return consumerOpt(func(c *consumerConfig) { c.stopAtEnd = true }) }
 
 // FetchMaxBytes caps the batch bytes of one fetch response (the broker
 // clamps it to [1 KiB, 16 MiB] and always sends at least one batch). Default
 // 1 MiB.
-func FetchMaxBytes(n int32) ConsumerOpt { return func(c *consumerConfig) { c.fetchMaxBytes = n } }
+func FetchMaxBytes(n int32) ConsumerOpt {
+	return consumerOpt(func(c *consumerConfig) { c.fetchMaxBytes = n })
+}
 
 // FetchMaxWait is how long the broker waits at the end of the log before a
 // heartbeat. A stream silent for three times this long (at least 5 s) is
 // considered dead and reopened. Default 500 ms.
 func FetchMaxWait(d time.Duration) ConsumerOpt {
-	return func(c *consumerConfig) { c.fetchMaxWait = d }
+	return consumerOpt(func(c *consumerConfig) { c.fetchMaxWait = d })
 }
 
 // FetchBufferedBatches is how many fetch responses per partition may wait
 // for Next before the partition's fetch stops reading. Default 4.
 func FetchBufferedBatches(n int) ConsumerOpt {
-	return func(c *consumerConfig) { c.bufferedBatches = n }
+	return consumerOpt(func(c *consumerConfig) { c.bufferedBatches = n })
 }
 
 // FetchRetryBackoff is the first backoff before a broken fetch stream is
-// reopened; it doubles up to 1 s, with jitter. Default 100 ms.
+// reopened; it doubles up to 1 s, with jitter. Default: the client's
+// RetryBackoff (100 ms).
 func FetchRetryBackoff(d time.Duration) ConsumerOpt {
-	return func(c *consumerConfig) { c.retryBackoff = d }
+	return consumerOpt(func(c *consumerConfig) { c.retryBackoff = d })
 }

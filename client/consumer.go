@@ -14,55 +14,6 @@ import (
 	"github.com/skeinlog/skein/proto/skeinv1"
 )
 
-// Offset says where a consumer starts reading a partition: Beginning(),
-// End(), At(n), FromEnd(n) or AtTime(t).
-type Offset struct {
-	kind offsetKind
-	n    int64
-	t    time.Time
-}
-
-type offsetKind int8
-
-const (
-	offsetBeginning offsetKind = iota
-	offsetEnd
-	offsetAt
-	offsetFromEnd
-	offsetTime
-)
-
-// Beginning is the partition's log start offset.
-func Beginning() Offset { return Offset{kind: offsetBeginning} }
-
-// End is the high watermark: only records produced from now on.
-func End() Offset { return Offset{kind: offsetEnd} }
-
-// At is the absolute offset n. An offset outside the partition's range makes
-// Next return an error matching ErrOffsetOutOfRange that names the range.
-func At(n int64) Offset { return Offset{kind: offsetAt, n: n} }
-
-// FromEnd is n records before the high watermark, clamped at the log start.
-func FromEnd(n int64) Offset { return Offset{kind: offsetFromEnd, n: n} }
-
-// AtTime is the first record whose timestamp is at or after t (the high
-// watermark if there is none).
-func AtTime(t time.Time) Offset { return Offset{kind: offsetTime, t: t} }
-
-func (o Offset) String() string {
-	switch o.kind {
-	case offsetBeginning:
-		return "beginning"
-	case offsetEnd:
-		return "end"
-	case offsetAt:
-		return fmt.Sprintf("%d", o.n)
-	case offsetFromEnd:
-		return fmt.Sprintf("%d before the end", o.n)
-	}
-	return "@" + o.t.Format(time.RFC3339Nano)
-}
-
 // Consumer reads assigned partitions. Each assigned partition has a fetch
 // goroutine holding one Fetch stream against the partition's leader; it
 // decodes whole batches into a bounded per-partition buffer, which Next and
@@ -121,11 +72,15 @@ type fetchItem struct {
 	nextAt int64 // the fetch position after recs
 }
 
-// NewConsumer returns a consumer reading through c. Assign partitions to it.
+// NewConsumer returns a consumer reading through c, configured by opts;
+// Assign partitions to it. Client.Close closes it too.
 func (c *Client) NewConsumer(opts ...ConsumerOpt) (*Consumer, error) {
 	cfg := defaultConsumerConfig()
 	for _, o := range opts {
-		o(&cfg)
+		o.applyConsumer(&cfg)
+	}
+	if cfg.retryBackoff == 0 {
+		cfg.retryBackoff = c.cfg.retryBackoff
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -211,27 +166,14 @@ func (k *Consumer) topicMeta(ctx context.Context, topic string) (*topicMeta, err
 	}
 }
 
-// resolve turns a start Offset into an absolute offset.
+// resolve turns a start Offset into an absolute offset. At(n) needs no
+// request: an offset outside the log fails the partition's first fetch.
 func (k *Consumer) resolve(ctx context.Context, topic string, p int32, o Offset) (int64, error) {
-	switch o.kind {
-	case offsetAt:
+	if o.kind == offsetAt {
 		return o.n, nil
-	case offsetBeginning:
-		lo, err := k.c.ListOffsets(ctx, topic, p, OffsetEarliest)
-		return lo.Offset, err
-	case offsetEnd:
-		lo, err := k.c.ListOffsets(ctx, topic, p, OffsetLatest)
-		return lo.Offset, err
-	case offsetFromEnd:
-		lo, err := k.c.ListOffsets(ctx, topic, p, OffsetLatest)
-		if err != nil {
-			return 0, err
-		}
-		return max(lo.Offset-o.n, lo.LogStartOffset), nil
-	default:
-		lo, err := k.c.ListOffsets(ctx, topic, p, OffsetAtTime(o.t))
-		return lo.Offset, err
 	}
+	lo, err := k.c.ListOffsets(ctx, topic, p, o)
+	return lo.Offset, err
 }
 
 // PartitionPosition is where a consumer stands in one partition.

@@ -68,7 +68,7 @@ func TestConsumerStopAtEnd(t *testing.T) {
 	fc := newCluster(t, 1)
 	fc.CreateTopic("s", 3)
 	c := newClient(t, fc)
-	p := newProducer(t, c, client.WithPartitioner(client.ManualPartitioner()))
+	p := newProducer(t, c, client.RecordPartitioner(client.ManualPartitioner()))
 	ctx := ctxT(t)
 	produceN(t, p, "s", 0, 0, 30)
 	produceN(t, p, "s", 2, 0, 5) // partition 1 stays empty
@@ -184,7 +184,7 @@ func TestConsumerOffsetOutOfRangeIsAnError(t *testing.T) {
 	fc := newCluster(t, 1)
 	fc.CreateTopic("r", 2)
 	c := newClient(t, fc)
-	p := newProducer(t, c, client.WithPartitioner(client.ManualPartitioner()), client.BatchMaxBytes(200))
+	p := newProducer(t, c, client.RecordPartitioner(client.ManualPartitioner()), client.BatchMaxBytes(200))
 	ctx := ctxT(t)
 	produceN(t, p, "r", 0, 0, 10)
 	for i := 0; i < 10; i++ {
@@ -204,7 +204,7 @@ func TestConsumerOffsetOutOfRangeIsAnError(t *testing.T) {
 	}
 	// Retention moved the log start past the wanted offset.
 	fc.SetLogStart("r", 1, 6)
-	if lo, err := c.ListOffsets(ctx, "r", 1, client.OffsetEarliest); err != nil || lo.Offset != 6 || lo.HighWatermark != 10 {
+	if lo, err := c.ListOffsets(ctx, "r", 1, client.Beginning()); err != nil || lo.Offset != 6 || lo.HighWatermark != 10 {
 		t.Fatalf("earliest after retention: %+v %v", lo, err)
 	}
 	k2 := newConsumer(t, c)

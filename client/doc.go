@@ -5,13 +5,13 @@
 //
 // # Client
 //
-// New returns a *Client configured with functional options (WithBrokers,
-// WithRequestTimeout, ...; each documents its default). It dials lazily and
+// New returns a *Client configured with functional options (Brokers,
+// RequestTimeout, TLSConfig, ...; each documents its default). It dials lazily and
 // keeps one gRPC connection per broker address. It learns the brokers and
 // each partition's leader and leader epoch from Metadata, caches them, and
 // refreshes them when a broker answers NotLeader, a fenced epoch or
-// Unavailable, or when they are older than WithMetadataMaxAge; one refresh
-// runs at a time, spaced by WithRetryBackoff. A NotLeader answer that names
+// Unavailable, or when they are older than MetadataMaxAge; one refresh
+// runs at a time, spaced by RetryBackoff. A NotLeader answer that names
 // the new leader updates the cache directly.
 //
 // # Producer
@@ -99,17 +99,20 @@
 //
 // # Errors
 //
-// Broker errors arrive as *Error values carrying the gRPC code, the
-// ErrorReason and its details (leader hint, actual next offset, valid offset
-// range). They match the sentinel errors (ErrNotLeader, ErrOffsetMismatch,
-// ...) with errors.Is; IsRetriable says which ones a request may be retried
-// after.
+// Failures are *Error values (or wrap one) carrying the broker's message
+// and the details of their class (leader hint, actual next offset, valid
+// offset range). They match the sentinel errors (ErrNotLeader,
+// ErrOffsetMismatch, ...) with errors.Is. The sentinels fall in classes:
+// retriable (IsRetriable; the client retries them by itself), indefinite
+// (ErrTimedOut, ErrMaybeAppended: a write may have been applied), fatal to
+// the request, and fatal to the producer (ErrProducerFenced); see the
+// sentinel block and docs/client.md.
 //
 // # Goroutines
 //
 // Every goroutine belongs to the Client, a Producer or a Consumer, and their
 // Close methods stop and wait for them. Producer.Close sends what is
 // buffered first. Client.Close closes the producers and consumers made from
-// it, then the connections. Logging goes to the WithLogger logger, which
+// it, then the connections. Logging goes to the Logger option's logger, which
 // discards everything by default.
 package client

@@ -13,71 +13,98 @@ import (
 	"github.com/skeinlog/skein/proto/skeinv1"
 )
 
-// Sentinel errors. Errors returned by the client are *Error values (or wrap
-// one) that match these with errors.Is; use errors.As to read the fields of
-// the *Error, such as the leader hint of ErrNotLeader or the actual next offset
-// of ErrOffsetMismatch.
+// Errors returned by the client are *Error values, or wrap one, or wrap one
+// of the client's own sentinels below; match them with errors.Is, and use
+// errors.As to read the fields of an *Error (the leader hint of
+// ErrNotLeader, the actual next offset of ErrOffsetMismatch, the valid range
+// of ErrOffsetOutOfRange).
+//
+// The sentinels fall in four classes (see docs/client.md for the table):
+//
+//   - Retriable (IsRetriable reports true): the cluster is moving or
+//     briefly short of replicas, and the same request may succeed later.
+//     The producer, the consumer and the admin calls retry them by
+//     themselves, with metadata refreshes and backoff, so you see one only
+//     once a timeout ran out (wrapped in ErrDeliveryTimeout, or with the
+//     context's error).
+//   - Indefinite: ErrTimedOut, and every produce error that matches
+//     ErrMaybeAppended: the request may or may not have been applied. The
+//     idempotent producer retries them (a retry cannot append twice).
+//   - Fatal to the request: the request itself is wrong or lost a race
+//     (ErrOffsetMismatch, ErrRecordTooLarge, ErrUnknownTopic, ...). Sending
+//     it again unchanged fails again; nothing was applied.
+//   - Fatal to the producer: ErrProducerFenced. Every pending and later
+//     record of that producer fails with it; make a new producer.
+//
+// ErrClosed and ErrDeliveryTimeout come from the client itself.
 var (
 	// ErrNotLeader: the broker does not lead the partition. Retriable.
 	ErrNotLeader = errors.New("not the partition leader")
-	// ErrFencedLeaderEpoch: the request named an older leader epoch. Retriable
-	// after a metadata refresh.
+	// ErrFencedLeaderEpoch: the request named an older leader epoch than the
+	// broker's. Retriable after a metadata refresh.
 	ErrFencedLeaderEpoch = errors.New("fenced leader epoch")
 	// ErrUnknownLeaderEpoch: the request named a leader epoch newer than the
 	// broker knows. Retriable.
 	ErrUnknownLeaderEpoch = errors.New("unknown leader epoch")
-	// ErrOffsetMismatch: a conditional append found another next offset;
-	// *Error.NextOffset holds it.
-	ErrOffsetMismatch = errors.New("offset mismatch")
-	// ErrNotEnoughReplicas: fewer in-sync replicas than min.insync.replicas.
-	// Retriable.
+	// ErrNotEnoughReplicas: fewer in-sync replicas than min.insync.replicas,
+	// so an acks=all write was refused. Retriable.
 	ErrNotEnoughReplicas = errors.New("not enough in-sync replicas")
-	// ErrOffsetOutOfRange: the offset is outside [LogStartOffset,
-	// HighWatermark] of the *Error.
-	ErrOffsetOutOfRange = errors.New("offset out of range")
-	// ErrUnknownTopic: the topic does not exist.
-	ErrUnknownTopic = errors.New("unknown topic")
-	// ErrUnknownPartition: the partition does not exist.
-	ErrUnknownPartition = errors.New("unknown partition")
-	// ErrInvalidRecord: the broker rejected the batch as malformed.
-	ErrInvalidRecord = errors.New("invalid record")
-	// ErrRecordTooLarge: a record is over the topic's max record bytes (or the
-	// producer's batch size).
-	ErrRecordTooLarge = errors.New("record too large")
-	// ErrInvalidTopic: the topic name or configuration is invalid.
-	ErrInvalidTopic = errors.New("invalid topic")
-	// ErrTopicExists: CreateTopic found the topic already there.
-	ErrTopicExists = errors.New("topic already exists")
-	// ErrUnavailable: the broker cannot serve now, or the connection failed.
-	// Retriable.
+	// ErrUnavailable: the broker cannot serve now (starting, shutting down,
+	// no controller), or the connection to it failed. Retriable.
 	ErrUnavailable = errors.New("unavailable")
-	// ErrTimedOut: the request timed out; a write may or may not have been
-	// appended. Retriable only for an idempotent producer.
-	ErrTimedOut = errors.New("timed out")
-	// ErrInvalidRequest: the broker rejected the request as malformed.
-	ErrInvalidRequest = errors.New("invalid request")
-	// ErrOutOfOrderSequence: an idempotent producer's batch did not follow
-	// its previous one on the partition (a batch before it failed, or the
-	// partition forgot the producer). The producer handles it by bumping
-	// its epoch and resending from sequence 0; callers see it only from
-	// requests of their own.
-	ErrOutOfOrderSequence = errors.New("out of order sequence")
-	// ErrProducerFenced: a newer epoch of the producer's id has written to
-	// the partition, so this producer instance is a zombie. Fatal: every
-	// pending and later record of the producer fails with it.
-	ErrProducerFenced = errors.New("producer fenced")
 
+	// ErrTimedOut: the request timed out; a write may or may not have been
+	// applied. Indefinite: the idempotent producer retries it.
+	ErrTimedOut = errors.New("timed out")
 	// ErrMaybeAppended: a produce failed after an attempt that got no
 	// definite answer (a timeout, a lost connection), so its records may
 	// have been appended, and may be read later. A produce error that does
 	// not match it is the broker's word that nothing was appended.
 	ErrMaybeAppended = errors.New("records may have been appended")
 
+	// ErrOffsetMismatch: a conditional append found another next offset;
+	// *Error.NextOffset holds it. Fatal to the request.
+	ErrOffsetMismatch = errors.New("offset mismatch")
+	// ErrOffsetOutOfRange: the offset is outside [LogStartOffset,
+	// HighWatermark] of the *Error. Fatal to the request.
+	ErrOffsetOutOfRange = errors.New("offset out of range")
+	// ErrUnknownTopic: the topic does not exist. Fatal to the request.
+	ErrUnknownTopic = errors.New("unknown topic")
+	// ErrUnknownPartition: the partition does not exist. Fatal to the
+	// request.
+	ErrUnknownPartition = errors.New("unknown partition")
+	// ErrInvalidRecord: the broker rejected the batch as malformed. Fatal to
+	// the request.
+	ErrInvalidRecord = errors.New("invalid record")
+	// ErrRecordTooLarge: a record is over the topic's max record bytes (or
+	// the producer's batch size). Fatal to the request.
+	ErrRecordTooLarge = errors.New("record too large")
+	// ErrInvalidTopic: the topic name or configuration is invalid. Fatal to
+	// the request.
+	ErrInvalidTopic = errors.New("invalid topic")
+	// ErrTopicExists: CreateTopic found the topic already there. Fatal to
+	// the request.
+	ErrTopicExists = errors.New("topic already exists")
+	// ErrInvalidRequest: the broker rejected the request as malformed. Fatal
+	// to the request.
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrOutOfOrderSequence: an idempotent producer's batch did not follow
+	// its previous one on the partition (a batch before it failed, or the
+	// partition forgot the producer). Nothing was appended. The producer
+	// handles it by bumping its epoch and resending from sequence 0; you
+	// see it only when the batch's delivery timeout ran out first.
+	ErrOutOfOrderSequence = errors.New("out of order sequence")
+
+	// ErrProducerFenced: a newer epoch of the producer's id has written to
+	// the partition, so this producer instance is a zombie. Fatal to the
+	// producer: every pending and later record of it fails with it.
+	ErrProducerFenced = errors.New("producer fenced")
+
 	// ErrClosed: the client, producer or consumer is closed.
 	ErrClosed = errors.New("skein client closed")
-	// ErrDeliveryTimeout: the producer gave up on a record after its delivery
-	// timeout. The error also wraps the last error seen for the record, if
-	// any.
+	// ErrDeliveryTimeout: the producer gave up on a record after its
+	// delivery timeout. The error also wraps the last error seen for the
+	// record, if any.
 	ErrDeliveryTimeout = errors.New("delivery timeout")
 )
 
@@ -102,39 +129,47 @@ var reasonSentinels = map[skeinv1.ErrorReason]error{
 	skeinv1.ErrorReason_PRODUCER_FENCED:       ErrProducerFenced,
 }
 
-// Error is a failure reported by a broker, or a transport failure on the way
-// to one (Reason unspecified, Code Unavailable, DeadlineExceeded, ...). It
-// matches the sentinel of its Reason with errors.Is; when the Reason is
-// unspecified, Code Unavailable matches ErrUnavailable, DeadlineExceeded
-// matches ErrTimedOut and context.DeadlineExceeded, Canceled matches
-// context.Canceled and AlreadyExists matches ErrTopicExists.
+// Error is a failure reported by a broker, or by the client's own checks,
+// or a failure on the way to a broker (a refused or broken connection, no
+// answer in time, a gRPC status without Skein's detail).
+//
+// It matches its class's sentinel with errors.Is (Kind returns it). A
+// failure on the way has no Skein class of its own: it matches
+// ErrUnavailable when the broker could not be reached or the connection
+// broke, and ErrTimedOut and context.DeadlineExceeded when no answer came in
+// time. Use errors.As to read the fields that go with some classes.
 type Error struct {
-	Code    codes.Code
-	Reason  skeinv1.ErrorReason
+	// Message says what failed, in the words of the broker or the client.
 	Message string
-	// NotLeader: the leader, when the broker knows it (LeaderID -1 else).
+	// LeaderID, LeaderAddr and LeaderEpoch: with ErrNotLeader, the
+	// partition's leader when the broker knows it (LeaderID -1 else).
 	LeaderID    int32
 	LeaderAddr  string
 	LeaderEpoch int32
-	// OffsetMismatch: the partition's actual next offset.
+	// NextOffset: with ErrOffsetMismatch, the partition's actual next
+	// offset.
 	NextOffset int64
-	// OffsetOutOfRange: the valid range.
+	// LogStartOffset and HighWatermark: with ErrOffsetOutOfRange, the
+	// partition's readable range.
 	LogStartOffset int64
 	HighWatermark  int64
+
+	code   codes.Code          // the gRPC status code
+	reason skeinv1.ErrorReason // unspecified for failures on the way
 }
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	if e.Reason != skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
-		b.WriteString(strings.ToLower(strings.ReplaceAll(e.Reason.String(), "_", " ")))
+	if e.reason != skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
+		b.WriteString(strings.ToLower(strings.ReplaceAll(e.reason.String(), "_", " ")))
 	} else {
-		b.WriteString(e.Code.String())
+		b.WriteString(e.code.String())
 	}
 	if e.Message != "" {
 		b.WriteString(": ")
 		b.WriteString(e.Message)
 	}
-	switch e.Reason {
+	switch e.reason {
 	case skeinv1.ErrorReason_NOT_LEADER:
 		if e.LeaderAddr != "" {
 			fmt.Fprintf(&b, " (leader is broker %d at %s, epoch %d)", e.LeaderID, e.LeaderAddr, e.LeaderEpoch)
@@ -147,12 +182,20 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Is matches the sentinel of e's Reason (see the type's doc).
+// Kind returns the sentinel error of e's class (ErrNotLeader,
+// ErrOffsetMismatch, ...) as the broker or the client's checks named it, or
+// nil for a failure on the way to a broker, which has no class of its own
+// (see the type's doc for what it matches).
+func (e *Error) Kind() error { return reasonSentinels[e.reason] }
+
+// Is matches the sentinel of e's class, and for a failure on the way to a
+// broker the sentinels and context errors its status code stands for (see
+// the type's doc).
 func (e *Error) Is(target error) bool {
-	if e.Reason != skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
-		return reasonSentinels[e.Reason] == target
+	if e.reason != skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED {
+		return reasonSentinels[e.reason] == target
 	}
-	switch e.Code {
+	switch e.code {
 	case codes.Unavailable:
 		return target == ErrUnavailable
 	case codes.DeadlineExceeded:
@@ -164,6 +207,10 @@ func (e *Error) Is(target error) bool {
 	}
 	return false
 }
+
+// Retriable reports whether the request may be sent again unchanged; see
+// IsRetriable.
+func (e *Error) Retriable() bool { return IsRetriable(e) }
 
 // errorFromDetail is the one decoding of an ErrorDetail into a Go error, used
 // for unary status details and for ProduceResponse.error alike. It returns
@@ -179,8 +226,8 @@ func errorFromDetail(d *skeinv1.ErrorDetail) *Error {
 		code = codes.Unknown
 	}
 	return &Error{
-		Code:           code,
-		Reason:         d.GetReason(),
+		code:           code,
+		reason:         d.GetReason(),
 		Message:        d.GetMessage(),
 		LeaderID:       d.GetLeaderId(),
 		LeaderAddr:     d.GetLeaderAddr(),
@@ -189,32 +236,6 @@ func errorFromDetail(d *skeinv1.ErrorDetail) *Error {
 		LogStartOffset: d.GetLogStartOffset(),
 		HighWatermark:  d.GetHighWatermark(),
 	}
-}
-
-// Detail is the one encoding of an *Error into the wire ErrorDetail; the
-// inverse of the decoding the client applies to answers.
-func (e *Error) Detail() *skeinv1.ErrorDetail {
-	return &skeinv1.ErrorDetail{
-		Code:           uint32(e.Code),
-		Message:        e.Message,
-		Reason:         e.Reason,
-		LeaderId:       e.LeaderID,
-		LeaderAddr:     e.LeaderAddr,
-		LeaderEpoch:    e.LeaderEpoch,
-		NextOffset:     e.NextOffset,
-		LogStartOffset: e.LogStartOffset,
-		HighWatermark:  e.HighWatermark,
-	}
-}
-
-// GRPCStatus renders e as a gRPC status carrying its ErrorDetail, the form a
-// broker returns from a unary RPC. status.FromError and status.Code use it.
-func (e *Error) GRPCStatus() *status.Status {
-	st := status.New(e.Code, e.Message)
-	if ds, err := st.WithDetails(e.Detail()); err == nil {
-		return ds
-	}
-	return st
 }
 
 // fromRPC converts an error returned by a gRPC call into the client's error
@@ -237,7 +258,7 @@ func fromRPC(err error) error {
 	}
 	st, ok := status.FromError(err)
 	if !ok {
-		return &Error{Code: codes.Unknown, Message: err.Error()}
+		return &Error{code: codes.Unknown, Message: err.Error()}
 	}
 	for _, d := range st.Details() {
 		if ed, ok := d.(*skeinv1.ErrorDetail); ok {
@@ -246,12 +267,12 @@ func fromRPC(err error) error {
 				e.Message = st.Message()
 			}
 			if ed.GetCode() == 0 {
-				e.Code = st.Code()
+				e.code = st.Code()
 			}
 			return e
 		}
 	}
-	return &Error{Code: st.Code(), Message: st.Message(), LeaderID: -1}
+	return &Error{code: st.Code(), Message: st.Message(), LeaderID: -1}
 }
 
 // IsRetriable reports whether a request that failed with err can be sent
@@ -266,7 +287,7 @@ func IsRetriable(err error) bool {
 	if !errors.As(err, &e) {
 		return false
 	}
-	switch e.Reason {
+	switch e.reason {
 	case skeinv1.ErrorReason_NOT_LEADER,
 		skeinv1.ErrorReason_FENCED_LEADER_EPOCH,
 		skeinv1.ErrorReason_UNKNOWN_LEADER_EPOCH,
@@ -274,7 +295,7 @@ func IsRetriable(err error) bool {
 		skeinv1.ErrorReason_UNAVAILABLE:
 		return true
 	case skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED:
-		return e.Code == codes.Unavailable
+		return e.code == codes.Unavailable
 	}
 	return false
 }
@@ -286,8 +307,8 @@ func isTimeout(err error) bool {
 	if !errors.As(err, &e) {
 		return false
 	}
-	return e.Reason == skeinv1.ErrorReason_TIMED_OUT ||
-		(e.Reason == skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED && e.Code == codes.DeadlineExceeded)
+	return e.reason == skeinv1.ErrorReason_TIMED_OUT ||
+		(e.reason == skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED && e.code == codes.DeadlineExceeded)
 }
 
 // transportError builds the error for a connection or stream failure: code
@@ -301,5 +322,5 @@ func transportError(addr string, err error) *Error {
 			msg += ": " + err.Error()
 		}
 	}
-	return &Error{Code: codes.Unavailable, Message: msg, LeaderID: -1}
+	return &Error{code: codes.Unavailable, Message: msg, LeaderID: -1}
 }

@@ -9,31 +9,36 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/skeinlog/skein/proto/skeinv1"
 )
 
 func TestErrorDetailRoundTrip(t *testing.T) {
-	e := &Error{Code: codes.FailedPrecondition, Reason: skeinv1.ErrorReason_NOT_LEADER, Message: "moved",
+	d := &skeinv1.ErrorDetail{Code: uint32(codes.FailedPrecondition), Reason: skeinv1.ErrorReason_NOT_LEADER, Message: "moved",
+		LeaderId: 3, LeaderAddr: "b3:9420", LeaderEpoch: 7, NextOffset: 11, LogStartOffset: 2, HighWatermark: 40}
+	want := &Error{code: codes.FailedPrecondition, reason: skeinv1.ErrorReason_NOT_LEADER, Message: "moved",
 		LeaderID: 3, LeaderAddr: "b3:9420", LeaderEpoch: 7, NextOffset: 11, LogStartOffset: 2, HighWatermark: 40}
-	// Go error -> status (what a broker sends) -> Go error.
-	st, ok := status.FromError(e)
-	if !ok || st.Code() != codes.FailedPrecondition || st.Message() != "moved" {
-		t.Fatalf("status of *Error: %v %v", st, ok)
+	// Status with the detail (what a broker sends from a unary call) -> Go
+	// error, and the detail alone (stream answers) -> Go error.
+	st, err := status.New(codes.FailedPrecondition, "moved").WithDetails(d)
+	if err != nil {
+		t.Fatal(err)
 	}
-	back := fromRPC(st.Err())
 	var got *Error
-	if !errors.As(back, &got) || *got != *e {
-		t.Fatalf("round trip through status: got %+v, want %+v", got, e)
+	if back := fromRPC(st.Err()); !errors.As(back, &got) || *got != *want {
+		t.Fatalf("from status: got %+v, want %+v", got, want)
 	}
-	// Detail -> error -> Detail (stream answers).
-	d := e.Detail()
-	if again := errorFromDetail(d).Detail(); !proto.Equal(again, d) {
-		t.Fatalf("detail round trip: %v vs %v", again, d)
+	if got := errorFromDetail(d); *got != *want {
+		t.Fatalf("from detail: got %+v, want %+v", got, want)
+	}
+	if got.Kind() != ErrNotLeader || !got.Retriable() {
+		t.Fatalf("kind %v, retriable %v", got.Kind(), got.Retriable())
 	}
 	if errorFromDetail(nil) != nil {
 		t.Fatal("nil detail must decode to nil")
+	}
+	if k := fromRPC(status.Error(codes.Unavailable, "down")).(*Error).Kind(); k != nil {
+		t.Fatalf("a transport failure has kind %v, want none", k)
 	}
 }
 
@@ -79,13 +84,13 @@ func TestFromRPCPassesThrough(t *testing.T) {
 	}
 	// A status without details keeps its code and message.
 	var e *Error
-	if err := fromRPC(status.Error(codes.NotFound, "nope")); !errors.As(err, &e) || e.Code != codes.NotFound || e.Message != "nope" {
+	if err := fromRPC(status.Error(codes.NotFound, "nope")); !errors.As(err, &e) || e.code != codes.NotFound || e.Message != "nope" {
 		t.Fatalf("status without details: %v", err)
 	}
 	// A detail with no code takes the status's.
 	st, _ := status.New(codes.OutOfRange, "range").WithDetails(&skeinv1.ErrorDetail{Reason: skeinv1.ErrorReason_OFFSET_OUT_OF_RANGE, LogStartOffset: 1, HighWatermark: 9})
 	err := fromRPC(st.Err())
-	if !errors.As(err, &e) || e.Code != codes.OutOfRange || e.Message != "range" || !errors.Is(err, ErrOffsetOutOfRange) {
+	if !errors.As(err, &e) || e.code != codes.OutOfRange || e.Message != "range" || !errors.Is(err, ErrOffsetOutOfRange) {
 		t.Fatalf("detail without code: %+v", e)
 	}
 	if want := "offset out of range: range (valid offsets are 1 to 9)"; err.Error() != want {

@@ -16,7 +16,7 @@ import (
 // default address (go run ./cmd/broker).
 func Example() {
 	ctx := context.Background()
-	c, err := client.New(client.WithBrokers("127.0.0.1:9420"))
+	c, err := client.New(client.Brokers("127.0.0.1:9420"))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func Example() {
 // the number of increments, one event each.
 func Example_optimisticConcurrency() {
 	ctx := context.Background()
-	c, err := client.New(client.WithBrokers("127.0.0.1:9420"))
+	c, err := client.New(client.Brokers("127.0.0.1:9420"))
 	if err != nil {
 		log.Fatal(err)
 	}

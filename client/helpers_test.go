@@ -30,13 +30,13 @@ func newCluster(t testing.TB, n int) *fakebroker.Cluster {
 
 // newClient returns a client bootstrapped from the cluster's first node,
 // with fast backoffs and its log in the test log.
-func newClient(t testing.TB, fc *fakebroker.Cluster, opts ...client.Opt) *client.Client {
+func newClient(t testing.TB, fc *fakebroker.Cluster, opts ...client.ClientOpt) *client.Client {
 	t.Helper()
-	base := []client.Opt{
-		client.WithBrokers(fc.Addrs()[0]),
-		client.WithDialOptions(fc.DialOption()),
-		client.WithRetryBackoff(5 * time.Millisecond),
-		client.WithLogger(testLogger(t)),
+	base := []client.ClientOpt{
+		client.Brokers(fc.Addrs()[0]),
+		client.Dialer(fc.Dialer()),
+		client.RetryBackoff(5 * time.Millisecond),
+		client.Logger(testLogger(t)),
 	}
 	c, err := client.New(append(base, opts...)...)
 	if err != nil {
@@ -48,7 +48,7 @@ func newClient(t testing.TB, fc *fakebroker.Cluster, opts ...client.Opt) *client
 
 func newProducer(t testing.TB, c *client.Client, opts ...client.ProducerOpt) *client.Producer {
 	t.Helper()
-	base := []client.ProducerOpt{client.RetryBackoff(5 * time.Millisecond), client.Linger(time.Millisecond)}
+	base := []client.ProducerOpt{client.ProduceRetryBackoff(5 * time.Millisecond), client.Linger(time.Millisecond)}
 	p, err := c.NewProducer(append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)

@@ -108,7 +108,7 @@ func (p *Producer) initProducer(done chan struct{}) {
 			return err
 		})
 		if err == nil && (resp.GetProducerId() < 0 || resp.GetProducerEpoch() < 0 || resp.GetProducerEpoch() > math.MaxInt16) {
-			err = &Error{Code: codes.Internal, LeaderID: -1, Message: fmt.Sprintf("InitProducer answered producer id %d epoch %d", resp.GetProducerId(), resp.GetProducerEpoch())}
+			err = &Error{code: codes.Internal, LeaderID: -1, Message: fmt.Sprintf("InitProducer answered producer id %d epoch %d", resp.GetProducerId(), resp.GetProducerEpoch())}
 		}
 		p.idMu.Lock()
 		if err == nil {
@@ -120,7 +120,7 @@ func (p *Producer) initProducer(done chan struct{}) {
 		}
 		p.idErr = fmt.Errorf("get a producer id: %w", err)
 		if initFatal(err) && ctx.Err() == nil {
-			if e := (*Error)(nil); errors.As(err, &e) && e.Code == codes.Unimplemented {
+			if e := (*Error)(nil); errors.As(err, &e) && e.code == codes.Unimplemented {
 				p.idErr = fmt.Errorf("the broker does not support idempotent producers (InitProducer: %w); use client.Idempotent(false)", err)
 			}
 			p.fatal = p.idErr
@@ -153,7 +153,7 @@ func initFatal(err error) bool {
 	if !errors.As(err, &e) {
 		return false
 	}
-	switch e.Code {
+	switch e.code {
 	case codes.Unimplemented, codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated:
 		return true
 	}

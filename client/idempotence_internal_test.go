@@ -28,7 +28,7 @@ func TestEpochExhaustionTakesANewID(t *testing.T) {
 		}
 		return fakebroker.Action{}
 	})
-	c, err := New(WithBrokers(fc.Addrs()[0]), WithDialOptions(fc.DialOption()), WithRetryBackoff(5*time.Millisecond))
+	c, err := New(Brokers(fc.Addrs()[0]), Dialer(fc.Dialer()), RetryBackoff(5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

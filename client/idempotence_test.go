@@ -262,7 +262,7 @@ func TestIdempotentFencedIsFatal(t *testing.T) {
 		return fakebroker.Action{}
 	})
 	c := newClient(t, fc)
-	p := newProducer(t, c, client.WithPartitioner(client.ExplicitPartitioner(client.DefaultPartitioner())), client.BatchMaxBytes(128), client.Linger(0))
+	p := newProducer(t, c, client.RecordPartitioner(client.ExplicitPartitioner(client.DefaultPartitioner())), client.BatchMaxBytes(128), client.Linger(0))
 	ctx := ctxT(t)
 	if err := p.ProduceSync(ctx, &client.Record{Topic: "fence", Partition: 0, Value: []byte("ok")}); err != nil {
 		t.Fatal(err)
@@ -504,7 +504,7 @@ func TestProduceErrorsSayWhetherAppended(t *testing.T) {
 				return tc.then
 			})
 			c := newClient(t, fc)
-			p := newProducer(t, c, client.DeliveryTimeout(500*time.Millisecond), client.RetryBackoff(20*time.Millisecond))
+			p := newProducer(t, c, client.DeliveryTimeout(500*time.Millisecond), client.ProduceRetryBackoff(20*time.Millisecond))
 			err := p.ProduceSync(ctxT(t), &client.Record{Topic: "t", Value: []byte("v")})
 			if err == nil {
 				t.Fatal("produce succeeded")

@@ -105,12 +105,12 @@ func (m *metadata) leader(topic string, partition int32) (leaderInfo, *lookupErr
 	p := t.parts[partition]
 	l.id, l.epoch = p.leader, p.epoch
 	if p.leader < 0 {
-		return l, &lookupError{err: &Error{Code: codes.Unavailable, Reason: skeinv1.ErrorReason_NOT_LEADER,
+		return l, &lookupError{err: &Error{code: codes.Unavailable, reason: skeinv1.ErrorReason_NOT_LEADER,
 			Message: fmt.Sprintf("partition %d of %q has no leader", partition, topic), LeaderID: -1}}
 	}
 	addr, ok := s.brokers[p.leader]
 	if !ok || addr == "" {
-		return l, &lookupError{err: &Error{Code: codes.Unavailable, Reason: skeinv1.ErrorReason_NOT_LEADER,
+		return l, &lookupError{err: &Error{code: codes.Unavailable, reason: skeinv1.ErrorReason_NOT_LEADER,
 			Message: fmt.Sprintf("the leader of partition %d of %q, broker %d, has no known address", partition, topic, p.leader), LeaderID: -1}}
 	}
 	l.addr = addr
@@ -118,7 +118,7 @@ func (m *metadata) leader(topic string, partition int32) (leaderInfo, *lookupErr
 }
 
 func unknownPartition(topic string, partition int32, n int) *Error {
-	return &Error{Code: codes.NotFound, Reason: skeinv1.ErrorReason_UNKNOWN_PARTITION, LeaderID: -1,
+	return &Error{code: codes.NotFound, reason: skeinv1.ErrorReason_UNKNOWN_PARTITION, LeaderID: -1,
 		Message: fmt.Sprintf("partition %d of %q does not exist (the topic has %d partitions: 0 to %d)", partition, topic, n, n-1)}
 }
 
@@ -233,7 +233,7 @@ func newTopicMeta(t *skeinv1.TopicMetadata) *topicMeta {
 // reports whether it changed anything.
 func (m *metadata) applyHint(topic string, partition int32, err error) bool {
 	var e *Error
-	if !errors.As(err, &e) || e.Reason != skeinv1.ErrorReason_NOT_LEADER || e.LeaderID < 0 || e.LeaderAddr == "" {
+	if !errors.As(err, &e) || e.reason != skeinv1.ErrorReason_NOT_LEADER || e.LeaderID < 0 || e.LeaderAddr == "" {
 		return false
 	}
 	m.mu.Lock()
@@ -474,9 +474,9 @@ func (c *Client) fetchMetadata(ctx context.Context) (*skeinv1.MetadataResponse, 
 // invalid name says what is wrong with it (no broker would ever have it).
 func unknownTopic(topic string) *Error {
 	if err := topicname.Check(topic); err != nil {
-		return &Error{Code: codes.InvalidArgument, Reason: skeinv1.ErrorReason_INVALID_TOPIC, LeaderID: -1,
+		return &Error{code: codes.InvalidArgument, reason: skeinv1.ErrorReason_INVALID_TOPIC, LeaderID: -1,
 			Message: fmt.Sprintf("invalid topic name: %v", err)}
 	}
-	return &Error{Code: codes.NotFound, Reason: skeinv1.ErrorReason_UNKNOWN_TOPIC, LeaderID: -1,
+	return &Error{code: codes.NotFound, reason: skeinv1.ErrorReason_UNKNOWN_TOPIC, LeaderID: -1,
 		Message: fmt.Sprintf("topic %q does not exist", topic)}
 }

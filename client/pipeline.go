@@ -581,7 +581,7 @@ func definite(err error) bool {
 	if !errors.As(err, &e) {
 		return false
 	}
-	return e.Reason != skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED && e.Reason != skeinv1.ErrorReason_TIMED_OUT
+	return e.reason != skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED && e.reason != skeinv1.ErrorReason_TIMED_OUT
 }
 
 // onResult records an answer and completes what can be completed in order.

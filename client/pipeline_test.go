@@ -16,7 +16,10 @@ func newBareProducer(t testing.TB, opts ...ProducerOpt) *Producer {
 	cfg := defaultProducerConfig()
 	cfg.requestTimeout = time.Second
 	for _, o := range opts {
-		o(&cfg)
+		o.applyProducer(&cfg)
+	}
+	if cfg.retryBackoff == 0 {
+		cfg.retryBackoff = 100 * time.Millisecond
 	}
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
@@ -254,7 +257,7 @@ func TestProducerConfigIdempotence(t *testing.T) {
 		cfg := defaultProducerConfig()
 		cfg.requestTimeout = time.Second
 		for _, o := range c.opts {
-			o(&cfg)
+			o.applyProducer(&cfg)
 		}
 		err := cfg.validate()
 		if (err != nil) != c.bad || (err == nil && cfg.idempotent != c.want) {

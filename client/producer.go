@@ -84,20 +84,19 @@ type topicProducer struct {
 	parts map[int32]*partProducer
 }
 
-// NewProducer returns a producer that sends through c. It connects lazily.
+// NewProducer returns a producer that sends through c, configured by opts.
+// It connects lazily, so it fails only on invalid options or a closed
+// client. Client.Close closes it too.
 func (c *Client) NewProducer(opts ...ProducerOpt) (*Producer, error) {
-	return NewProducer(c, opts...)
-}
-
-// NewProducer returns a producer that sends through c; the same as
-// c.NewProducer.
-func NewProducer(c *Client, opts ...ProducerOpt) (*Producer, error) {
 	cfg := defaultProducerConfig()
 	for _, o := range opts {
-		o(&cfg)
+		o.applyProducer(&cfg)
 	}
 	if cfg.requestTimeout == 0 {
 		cfg.requestTimeout = c.cfg.requestTimeout
+	}
+	if cfg.retryBackoff == 0 {
+		cfg.retryBackoff = c.cfg.retryBackoff
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -169,7 +168,7 @@ func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, erro
 	r.toBatch(&br)
 	enc := batch.EncodedRecordSize(&br)
 	if batch.HeaderSize+enc > p.cfg.batchMaxBytes {
-		p.failNow(r, cb, &Error{Code: codes.InvalidArgument, Reason: skeinv1.ErrorReason_RECORD_TOO_LARGE, LeaderID: -1,
+		p.failNow(r, cb, &Error{code: codes.InvalidArgument, reason: skeinv1.ErrorReason_RECORD_TOO_LARGE, LeaderID: -1,
 			Message: fmt.Sprintf("record of %d bytes does not fit in a batch of at most %d bytes (BatchMaxBytes)", r.size(), p.cfg.batchMaxBytes)})
 		return
 	}
@@ -179,7 +178,7 @@ func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, erro
 		return
 	}
 	if max := tm.info.Config.MaxRecordBytes; max > 0 && r.size() > int(max) {
-		p.failNow(r, cb, &Error{Code: codes.InvalidArgument, Reason: skeinv1.ErrorReason_RECORD_TOO_LARGE, LeaderID: -1,
+		p.failNow(r, cb, &Error{code: codes.InvalidArgument, reason: skeinv1.ErrorReason_RECORD_TOO_LARGE, LeaderID: -1,
 			Message: fmt.Sprintf("record of %d bytes (key+value+headers) is over the max record bytes %d of topic %q", r.size(), max, r.Topic)})
 		return
 	}
@@ -214,7 +213,7 @@ func (p *Producer) topicMeta(ctx context.Context, topic string) (*topicMeta, err
 		return tm, nil
 	}
 	if topic == "" {
-		return nil, &Error{Code: codes.InvalidArgument, Reason: skeinv1.ErrorReason_INVALID_TOPIC, Message: "record without a topic", LeaderID: -1}
+		return nil, &Error{code: codes.InvalidArgument, reason: skeinv1.ErrorReason_INVALID_TOPIC, Message: "record without a topic", LeaderID: -1}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -332,7 +332,7 @@ func TestNonRetriableErrorFailsBatchNamingPartition(t *testing.T) {
 		return fakebroker.Action{}
 	})
 	c := newClient(t, fc)
-	p := newProducer(t, c, client.WithPartitioner(client.ManualPartitioner()))
+	p := newProducer(t, c, client.RecordPartitioner(client.ManualPartitioner()))
 	ctx := ctxT(t)
 	err := p.ProduceSync(ctx, &client.Record{Topic: "bad", Partition: 1, Value: []byte("x")})
 	if !errors.Is(err, client.ErrInvalidRecord) {
@@ -603,7 +603,7 @@ func BenchmarkProduceFake(b *testing.B) {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
 			fc := newCluster(b, 1)
 			fc.CreateTopic("bench", 3)
-			c := newClient(b, fc, client.WithLogger(slog.New(slog.DiscardHandler)))
+			c := newClient(b, fc, client.Logger(slog.New(slog.DiscardHandler)))
 			p := newProducer(b, c, client.Linger(5*time.Millisecond))
 			ctx := context.Background()
 			value := make([]byte, size)

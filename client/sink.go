@@ -164,7 +164,7 @@ func (s *sink) timeout(ps *pstream, id uint64) {
 	}
 	delete(ps.pending, id)
 	s.mu.Unlock()
-	pr.done(nil, &Error{Code: codes.DeadlineExceeded, LeaderID: -1,
+	pr.done(nil, &Error{code: codes.DeadlineExceeded, LeaderID: -1,
 		Message: fmt.Sprintf("no produce answer from %s within %v; the batch may or may not have been appended", s.addr, s.p.cfg.requestTimeout)})
 	s.kill(ps, transportError(s.addr, fmt.Errorf("produce stream torn down after a request timed out")))
 }

@@ -57,7 +57,7 @@ type load struct {
 func startLoad(t testing.TB, cl *client.Client, topic string, part int32, rate int) *load {
 	t.Helper()
 	p, err := cl.NewProducer(client.Linger(2*time.Millisecond), client.DeliveryTimeout(90*time.Second),
-		client.WithPartitioner(client.ManualPartitioner()))
+		client.RecordPartitioner(client.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,12 +121,12 @@ func TestClusterTwoOfThreeDown(t *testing.T) {
 			c.Brokers[id].Kill()
 		}
 	}
-	lc, err := client.New(client.WithBrokers(c.Brokers[leader].Addr), client.WithRequestTimeout(3*time.Second))
+	lc, err := client.New(client.Brokers(c.Brokers[leader].Addr), client.RequestTimeout(3*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lc.Close()
-	p, err := lc.NewProducer(client.DeliveryTimeout(4*time.Second), client.WithPartitioner(client.ManualPartitioner()))
+	p, err := lc.NewProducer(client.DeliveryTimeout(4*time.Second), client.RecordPartitioner(client.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}

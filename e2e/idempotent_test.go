@@ -218,7 +218,7 @@ func TestConditionalAppendContention(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := client.New(client.WithBrokers(b.Addr))
+			c, err := client.New(client.Brokers(b.Addr))
 			if err != nil {
 				t.Error(err)
 				return

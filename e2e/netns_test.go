@@ -29,7 +29,7 @@ func TestNetnsIsolatedLeader(t *testing.T) {
 	leader := c.Leader(cl, "iso", 0, -1, 20*time.Second)
 
 	// A client that can only talk to the isolated leader.
-	lc, err := client.New(client.WithBrokers(c.Brokers[leader].Addr), client.WithRequestTimeout(2*time.Second))
+	lc, err := client.New(client.Brokers(c.Brokers[leader].Addr), client.RequestTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestNetnsIsolatedLeader(t *testing.T) {
 	// retried: a retry refreshes metadata from whichever broker answered
 	// last, which can be on the majority side (clients reach every broker),
 	// and then a new leader's acks would be counted below.
-	p, err := lc.NewProducer(client.DeliveryTimeout(3*time.Second), client.WithPartitioner(client.ManualPartitioner()), client.Idempotent(false))
+	p, err := lc.NewProducer(client.DeliveryTimeout(3*time.Second), client.RecordPartitioner(client.ManualPartitioner()), client.Idempotent(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestNetnsIsolatedLeader(t *testing.T) {
 			others = append(others, c.Brokers[id].Addr)
 		}
 	}
-	mc, err := client.New(client.WithBrokers(others...), client.WithRequestTimeout(2*time.Second))
+	mc, err := client.New(client.Brokers(others...), client.RequestTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

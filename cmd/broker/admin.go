@@ -89,7 +89,7 @@ func adminCall(ctx context.Context, stderr io.Writer, what string, timeout time.
 
 // withClient connects to the brokers of a and runs fn with adminCall.
 func withClient(ctx context.Context, stderr io.Writer, what string, a adminFlags, fn func(context.Context, *client.Client) error) int {
-	cl, err := client.New(client.WithBrokers(a.brokers))
+	cl, err := client.New(client.Brokers(a.brokers))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", what, err)
 		return 2

@@ -98,12 +98,12 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	fc := clienttest.New(t, clienttest.Options{Nodes: 1, TCP: true})
-	c, err := client.New(client.WithBrokers(fc.Addrs()[0]))
+	c, err := client.New(client.Brokers(fc.Addrs()[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	p, err := c.NewProducer(client.WithPartitioner(client.ExplicitPartitioner(client.DefaultPartitioner())))
+	p, err := c.NewProducer(client.RecordPartitioner(client.ExplicitPartitioner(client.DefaultPartitioner())))
 	if err != nil {
 		t.Fatal(err)
 	}

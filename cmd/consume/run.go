@@ -149,7 +149,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "consume: "+format+"\n", a...) }
 
-	c, err := client.New(client.WithBrokers(cfg.brokers), client.WithLogger(cli.Logger(stderr)))
+	c, err := client.New(client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))
 	if err != nil {
 		logf("%v", err)
 		return exitUsage

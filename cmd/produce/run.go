@@ -29,7 +29,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "produce: "+format+"\n", a...) }
 
-	c, err := client.New(client.WithBrokers(cfg.brokers), client.WithLogger(cli.Logger(stderr)))
+	c, err := client.New(client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))
 	if err != nil {
 		logf("%v", err)
 		return exitUsage
@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		client.RequiredAcks(cfg.acks),
 		client.BatchCompression(cfg.compression),
 		client.DeliveryTimeout(cfg.timeout),
-		client.WithPartitioner(client.ExplicitPartitioner(client.DefaultPartitioner())),
+		client.RecordPartitioner(client.ExplicitPartitioner(client.DefaultPartitioner())),
 		client.Idempotent(cfg.idempotent),
 	)
 	if err != nil {

@@ -283,5 +283,5 @@ func mountTmpfs(dir string, size int64) (func(), error) {
 
 // anyClient is a client for the cluster's current addresses.
 func anyClient(c *proctest.Cluster) (*client.Client, error) {
-	return client.New(client.WithBrokers(c.Addrs()...), client.WithRequestTimeout(5*time.Second))
+	return client.New(client.Brokers(c.Addrs()...), client.RequestTimeout(5*time.Second))
 }

@@ -238,7 +238,7 @@ func (r *runner) readBack(w *Workload) (Final, []string) {
 	f := Final{Reads: map[int32][]Rec{}, HW: map[int32]int64{}, Replicas: map[int32][]ReplicaLog{}}
 	for p := int32(0); p < int32(r.cfg.Partitions); p++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		lo, err := r.admin.ListOffsets(ctx, r.cfg.Topic, p, client.OffsetLatest)
+		lo, err := r.admin.ListOffsets(ctx, r.cfg.Topic, p, client.End())
 		cancel()
 		if err != nil {
 			r.t.Fatalf("high watermark of partition %d: %v", p, err)

@@ -142,7 +142,7 @@ func classify(err error) OpType {
 		return Info
 	}
 	var e *client.Error
-	if errors.As(err, &e) && e.Reason != 0 {
+	if errors.As(err, &e) && e.Kind() != nil {
 		return Fail
 	}
 	// Anything else (a transport error the client did not classify) is
@@ -174,7 +174,7 @@ func (w *Workload) producer(slot int) {
 func (w *Workload) runProducer(idx int, interval time.Duration, slot int) error {
 	p, err := w.cl.NewProducer(client.Linger(2*time.Millisecond), client.MaxInFlightPerPartition(5),
 		client.DeliveryTimeout(20*time.Second), client.ProduceRequestTimeout(5*time.Second),
-		client.WithPartitioner(client.ManualPartitioner()))
+		client.RecordPartitioner(client.ManualPartitioner()))
 	if err != nil {
 		return err
 	}
@@ -238,7 +238,7 @@ func (w *Workload) conditionalWriter(partition int32) {
 	defer w.sendWG.Done()
 	idx := int(w.nextProducer.Add(1))
 	p, err := w.cl.NewProducer(client.DeliveryTimeout(10*time.Second), client.ProduceRequestTimeout(5*time.Second),
-		client.WithPartitioner(client.ManualPartitioner()))
+		client.RecordPartitioner(client.ManualPartitioner()))
 	if err != nil {
 		w.report(err)
 		return
@@ -348,7 +348,7 @@ func (w *Workload) hwPoller(partition int32) {
 		case <-time.After(200 * time.Millisecond):
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		lo, err := w.cl.ListOffsets(ctx, w.cfg.Topic, partition, client.OffsetLatest)
+		lo, err := w.cl.ListOffsets(ctx, w.cfg.Topic, partition, client.End())
 		cancel()
 		if err == nil {
 			w.h.Add(Op{Process: proc, Type: OK, F: FHW, Partition: partition, Offset: lo.HighWatermark})

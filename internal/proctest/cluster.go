@@ -51,7 +51,7 @@ func (c *Cluster) Addrs() []string {
 
 func (c *Cluster) Client() *client.Client {
 	c.t.Helper()
-	cl, err := client.New(client.WithBrokers(c.Addrs()...), client.WithRequestTimeout(10*time.Second))
+	cl, err := client.New(client.Brokers(c.Addrs()...), client.RequestTimeout(10*time.Second))
 	if err != nil {
 		c.t.Fatalf("%v", err)
 	}
@@ -115,7 +115,7 @@ func (c *Cluster) WaitHealthy(d time.Duration) {
 
 // TryWaitHealthy is WaitHealthy returning the error.
 func (c *Cluster) TryWaitHealthy(d time.Duration) error {
-	cl, err := client.New(client.WithBrokers(c.Addrs()...), client.WithRequestTimeout(2*time.Second))
+	cl, err := client.New(client.Brokers(c.Addrs()...), client.RequestTimeout(2*time.Second))
 	if err != nil {
 		return err
 	}

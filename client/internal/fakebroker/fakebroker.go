@@ -195,20 +195,21 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
-// DialOption routes the bufconn addresses to their nodes; with TCP it is a
-// no-op option.
-func (c *Cluster) DialOption() grpc.DialOption {
-	if c.opts.TCP {
-		return grpc.EmptyDialOption{}
-	}
-	return grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+// Dialer connects to the nodes by their addresses: over bufconn, or with
+// TCP by dialling the loopback address. Pass it to client.Dialer.
+func (c *Cluster) Dialer() func(ctx context.Context, addr string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		if c.opts.TCP {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}
 		for _, n := range c.nodes {
 			if n.addr == addr {
 				return n.buf.DialContext(ctx)
 			}
 		}
 		return nil, fmt.Errorf("fakebroker: no node at %s", addr)
-	})
+	}
 }
 
 // ---- steering -----------------------------------------------------------------
