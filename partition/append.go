@@ -154,19 +154,16 @@ func (p *Partition) admitLocked(req *AppendRequest) error {
 // appendableLocked checks that req may be appended now; queued requests
 // are still appended while the partition drains for Close. p.mu held.
 func (p *Partition) appendableLocked(req *AppendRequest) error {
-	switch {
-	case p.failed != nil:
-		return fmt.Errorf("%w: the log failed earlier and takes no writes: %v", ErrStorage, p.failed)
-	case p.role != RoleLeader:
-		return &NotLeaderError{LeaderID: p.leaderID, LeaderEpoch: p.epoch}
-	case p.handoff:
-		return &NotLeaderError{LeaderID: -1, LeaderEpoch: p.epoch}
-	case req.LeaderEpoch >= 0 && req.LeaderEpoch != p.epoch:
-		return &EpochError{Requested: req.LeaderEpoch, Current: p.epoch}
-	case req.Acks == AcksAll && p.isrSize < p.minISR:
-		return fmt.Errorf("%w: the ISR has %d replicas, min.insync.replicas is %d", ErrNotEnoughReplicas, p.isrSize, p.minISR)
+	st := p.appendStateLocked()
+	return st.appendable(req)
+}
+
+// appendStateLocked copies what the append checks read. p.mu held.
+func (p *Partition) appendStateLocked() appendState {
+	return appendState{
+		failed: p.failed, role: p.role, handoff: p.handoff, leaderID: p.leaderID, epoch: p.epoch,
+		isrSize: p.isrSize, minISR: p.minISR, leo: p.leo, logStart: p.logStart, nowMs: p.cfg.Now().UnixMilli(),
 	}
-	return nil
 }
 
 // do runs fn on the loop, after everything queued before it, with exclusive
@@ -224,174 +221,148 @@ func (p *Partition) run() {
 	}
 }
 
-// commitGroup assigns offsets to a group of appends, writes and fsyncs them
-// as one log append, and completes them. Each request is checked in queue
-// order against the state left by the requests before it, those of the
-// same group included: leadership and epoch, then the idempotent producer's
-// sequence (a duplicate is not written and completes with the original
-// offsets), then the expected offset of a conditional append. The producer
-// table changes are staged and applied only once the write succeeded.
+// commitGroup carries out a group of appends: planGroup decides which are
+// written (at which offsets), answered as duplicates, or refused; the
+// accepted batches are written and fsynced as one log append; the producer
+// table changes are applied only once the write succeeded; then each
+// request completes, at once or when the HW passes it.
 func (p *Partition) commitGroup(group []*op) {
 	p.mu.Lock()
-	epoch := p.epoch
-	start := p.logStart
-	now := p.cfg.Now().UnixMilli()
-	accepted := group[:0:0]
-	var dups []*op // duplicates of batches already appended (or in this group)
-	var refused []*op
-	var refusedErr []error
-	var staged map[int64]producerEntry
-	next := p.leo
-	for _, o := range group {
-		if err := p.appendableLocked(&o.req); err != nil {
-			refused, refusedErr = append(refused, o), append(refusedErr, err)
-			continue
-		}
-		var pe producerEntry
-		var known bool
-		if o.prod.ID >= 0 {
-			pe, known = p.producers.get(staged, o.prod.ID)
-			dup, isDup, err := checkSequence(pe, known, o.prod)
-			if err != nil {
-				refused, refusedErr = append(refused, o), append(refusedErr, err)
-				continue
-			}
-			if isDup {
-				o.result = AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogStartOffset: start, Duplicate: true, LeaderEpoch: -1}
-				dups = append(dups, o)
-				continue
-			}
-		}
-		if o.req.ExpectedOffset >= 0 && o.req.ExpectedOffset != next {
-			refused = append(refused, o)
-			refusedErr = append(refusedErr, &OffsetMismatchError{Expected: o.req.ExpectedOffset, Actual: next})
-			continue
-		}
-		o.result = AppendResult{BaseOffset: next, LastOffset: next + int64(o.count) - 1, LogStartOffset: start, LeaderEpoch: epoch}
-		if o.prod.ID >= 0 {
-			if staged == nil {
-				staged = make(map[int64]producerEntry)
-			}
-			staged[o.prod.ID] = apply(pe, known, o.prod, o.result.BaseOffset, o.result.LastOffset, now)
-		}
-		next += int64(o.count)
-		accepted = append(accepted, o)
-	}
-	if len(accepted) > 0 {
+	plan := planGroup(p.appendStateLocked(), &p.producers, group)
+	if len(plan.accepted) > 0 {
 		// WaitCommitted waits for this group too: its LEO is not counted yet.
 		p.writing = true
 		defer p.doneWriting()
 	}
 	p.mu.Unlock()
-	for i, o := range refused {
-		o.finish(AppendResult{}, refusedErr[i])
+	for i, o := range plan.refused {
+		o.finish(AppendResult{}, plan.refusedErr[i])
 	}
-	if len(accepted) == 0 && len(dups) == 0 {
+	if len(plan.accepted) == 0 && len(plan.dups) == 0 {
 		return
 	}
-
-	if len(accepted) > 0 {
-		entries := make([]wal.Entry, len(accepted))
-		records, bytes := 0, 0
-		for i, o := range accepted {
-			v := batch.View(o.req.Batch)
-			v.SetBaseOffset(o.result.BaseOffset)
-			v.SetLeaderEpoch(epoch)
-			entries[i] = wal.Entry{
-				BaseOffset:   o.result.BaseOffset,
-				LastOffset:   o.result.LastOffset,
-				MaxTimestamp: v.MaxTimestamp(),
-				Data:         o.req.Batch,
-			}
-			records += o.count
-			bytes += len(o.req.Batch)
-		}
-		began := time.Now()
-		if err := p.log.Write(entries...); err != nil {
-			// A duplicate may be of a batch of this group: it fails too
-			// (retriable: its retry is checked again).
-			p.writeFailed(err, append(accepted, dups...), entries[0].BaseOffset)
-			return
-		}
-		// Followers may copy the group while it is fsynced here: the HW
-		// still counts this replica only up to its fsynced end.
-		p.mu.Lock()
-		p.written = next
-		p.broadcastLocked()
-		p.mu.Unlock()
-		if err := p.log.Sync(); err != nil {
-			p.writeFailed(err, append(accepted, dups...), entries[0].BaseOffset)
-			return
-		}
-		if p.cfg.Observer != nil {
-			p.cfg.Observer.GroupCommitted(len(entries), records, bytes, time.Since(began))
-		}
-		for id, e := range staged {
-			p.producers.entries[id] = e
-		}
-		p.afterAppend(bytes, next)
+	if len(plan.accepted) > 0 && !p.writeGroup(&plan) {
+		return
 	}
-	if len(dups) > 0 && p.cfg.Observer != nil {
+	if len(plan.dups) > 0 && p.cfg.Observer != nil {
 		if do, ok := p.cfg.Observer.(DuplicateObserver); ok {
-			do.DuplicatesAnswered(len(dups))
+			do.DuplicatesAnswered(len(plan.dups))
 		}
 	}
+	p.completeGroup(&plan)
+}
 
+// writeGroup writes and fsyncs the accepted batches of plan, stamped with
+// their offsets and epoch, and applies the staged producer state. On a
+// failed write it fails the group (writeFailed) and returns false. Loop only.
+func (p *Partition) writeGroup(plan *groupPlan) bool {
+	entries := make([]wal.Entry, len(plan.accepted))
+	records, bytes := 0, 0
+	for i, o := range plan.accepted {
+		v := batch.View(o.req.Batch)
+		v.SetBaseOffset(o.result.BaseOffset)
+		v.SetLeaderEpoch(plan.epoch)
+		entries[i] = wal.Entry{
+			BaseOffset:   o.result.BaseOffset,
+			LastOffset:   o.result.LastOffset,
+			MaxTimestamp: v.MaxTimestamp(),
+			Data:         o.req.Batch,
+		}
+		records += o.count
+		bytes += len(o.req.Batch)
+	}
+	began := time.Now()
+	if err := p.log.Write(entries...); err != nil {
+		// A duplicate may be of a batch of this group: it fails too
+		// (retriable: its retry is checked again).
+		p.writeFailed(err, append(plan.accepted, plan.dups...), entries[0].BaseOffset)
+		return false
+	}
+	// Followers may copy the group while it is fsynced here: the HW
+	// still counts this replica only up to its fsynced end.
 	p.mu.Lock()
-	p.leo = next
+	p.written = plan.next
+	p.broadcastLocked()
+	p.mu.Unlock()
+	if err := p.log.Sync(); err != nil {
+		p.writeFailed(err, append(plan.accepted, plan.dups...), entries[0].BaseOffset)
+		return false
+	}
+	if p.cfg.Observer != nil {
+		p.cfg.Observer.GroupCommitted(len(entries), records, bytes, time.Since(began))
+	}
+	for id, e := range plan.staged {
+		p.producers.entries[id] = e
+	}
+	p.afterAppend(bytes, plan.next)
+	return true
+}
+
+// completeGroup moves the LEO past a written group and completes its
+// requests: acks=leader ones and those the HW already passed at once, the
+// others when the HW passes them (or their timeout ends). Loop only.
+func (p *Partition) completeGroup(plan *groupPlan) {
+	p.mu.Lock()
+	p.leo = plan.next
 	p.writing = false
-	if p.role != RoleLeader || p.epoch != epoch {
+	done := append(plan.accepted, plan.dups...)
+	if p.role != RoleLeader || p.epoch != plan.epoch {
 		// The leadership moved while the group was written. BecomeFollower
 		// failed the acknowledgements waiting then, but these were not
 		// waiting yet, and must not wait now: the HW this replica learns
 		// from here on is another leader's, whose log may hold other
 		// records at these offsets (and this replica's suffix is about to
 		// be truncated by epoch). Whether the batches survive is unknown.
-		if len(accepted) > 0 {
+		if len(plan.accepted) > 0 {
 			p.broadcastLocked()
 		}
 		nl := &NotLeaderError{LeaderID: p.leaderID, LeaderEpoch: p.epoch}
 		p.mu.Unlock()
-		for _, o := range append(accepted, dups...) {
-			o.finish(AppendResult{}, fmt.Errorf("%w: leadership moved (epoch %d) while the batch was written; it may or may not be kept: %w", ErrTimeout, epoch, nl))
+		for _, o := range done {
+			o.finish(AppendResult{}, fmt.Errorf("%w: leadership moved (epoch %d) while the batch was written; it may or may not be kept: %w", ErrTimeout, plan.epoch, nl))
 		}
 		return
 	}
 	var ready []*op
 	if p.solo {
-		ready = p.setHWLocked(next)
-	} else if len(accepted) > 0 {
+		ready = p.setHWLocked(plan.next)
+	} else if len(plan.accepted) > 0 {
 		p.broadcastLocked()
 	}
-	hw := p.hw
-	var now2 []*op
-	for _, o := range append(accepted, dups...) {
-		if o.req.Acks == AcksLeader || o.result.LastOffset < hw {
-			now2 = append(now2, o)
+	var now []*op
+	for _, o := range done {
+		if o.req.Acks == AcksLeader || o.result.LastOffset < p.hw {
+			now = append(now, o)
 			continue
 		}
-		// Keep p.acks in offset order: a duplicate's original may be
-		// older than appends already waiting.
-		i := len(p.acks)
-		for i > 0 && p.acks[i-1].result.LastOffset > o.result.LastOffset {
-			i--
-		}
-		p.acks = slices.Insert(p.acks, i, o)
-		timeout := o.req.Timeout
-		if timeout <= 0 {
-			timeout = defaultAckTimeout
-		}
-		o.timer = time.AfterFunc(timeout, func() { p.expireAck(o) })
+		p.awaitAckLocked(o)
 	}
 	p.mu.Unlock()
 	p.finishAcks(ready)
-	for _, o := range now2 {
+	for _, o := range now {
 		if o.req.Acks == AcksLeader {
 			o.finish(o.result, nil)
 		} else {
 			p.finishAcks([]*op{o})
 		}
 	}
+}
+
+// awaitAckLocked queues an acks=all append until the HW passes it, with a
+// timer that fails it after its timeout. p.mu held.
+func (p *Partition) awaitAckLocked(o *op) {
+	// Keep p.acks in offset order: a duplicate's original may be older
+	// than appends already waiting.
+	i := len(p.acks)
+	for i > 0 && p.acks[i-1].result.LastOffset > o.result.LastOffset {
+		i--
+	}
+	p.acks = slices.Insert(p.acks, i, o)
+	timeout := o.req.Timeout
+	if timeout <= 0 {
+		timeout = defaultAckTimeout
+	}
+	o.timer = time.AfterFunc(timeout, func() { p.expireAck(o) })
 }
 
 // doneWriting ends a group's write (see WaitCommitted).
