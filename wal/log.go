@@ -61,12 +61,15 @@ type Log struct {
 
 	// wmu serializes the writer methods (Append, TruncateTo, Reset,
 	// DeleteSegmentsBefore) and Close. It guards the fields below.
-	wmu     sync.Mutex
-	tw      *twal.Log
-	batch   twal.Batch
-	scratch []byte   // one encoded frame
-	placed  []placed // where the entries of the current Append go
-	rolls   []uint64 // segments the current Append creates
+	wmu   sync.Mutex
+	tw    *twal.Log
+	batch twal.Batch
+	// batchBytes is the payload bytes put in batch by the current Write
+	// (tidwall's Batch does not say how much it holds).
+	batchBytes int
+	scratch    []byte   // one encoded frame
+	placed     []placed // where the entries of the current Append go
+	rolls      []uint64 // segments the current Append creates
 	// rollSegmentBytes is the segment size the roll model assumes; it is
 	// opts.SegmentBytes, except in tests that make the model wrong.
 	rollSegmentBytes int64
@@ -240,6 +243,7 @@ func (l *Log) Write(entries ...Entry) error {
 	for _, e := range entries {
 		l.scratch = appendFrame(l.scratch[:0], e)
 		l.batch.Write(id, l.scratch)
+		l.batchBytes += len(l.scratch)
 		flen := int64(uvarintLen(uint64(len(l.scratch))) + len(l.scratch))
 		l.placed = append(l.placed, placed{seg: segID, pos: size, flen: flen, id: id,
 			h: frameHeader{base: e.BaseOffset, last: e.LastOffset, maxTS: e.MaxTimestamp}})
@@ -250,7 +254,9 @@ func (l *Log) Write(entries ...Entry) error {
 			l.rolls = append(l.rolls, segID)
 		}
 	}
-	if err := l.tw.WriteBatch(&l.batch); err != nil {
+	err := l.tw.WriteBatch(&l.batch)
+	l.releaseBuffers()
+	if err != nil {
 		return l.fail(fmt.Errorf("append at offset %d: %w", entries[0].BaseOffset, err))
 	}
 	if len(l.rolls) == 0 {
@@ -281,6 +287,25 @@ func (l *Log) Write(entries ...Entry) error {
 		}
 	}
 	return nil
+}
+
+// keepBufferBytes is the largest write buffer (encoded frame, tidwall
+// batch) a Log keeps between Writes. A larger one, left by a large group,
+// is dropped: kept, it would cost up to a whole group (MaxGroupBytes in the
+// partition, 16 MiB by default) per log written, for as long as the log is
+// open, whatever it is written later.
+const keepBufferBytes = 64 << 10
+
+// releaseBuffers drops write buffers larger than keepBufferBytes. wmu must
+// be held.
+func (l *Log) releaseBuffers() {
+	if cap(l.scratch) > keepBufferBytes {
+		l.scratch = nil
+	}
+	if l.batchBytes > keepBufferBytes {
+		l.batch = twal.Batch{}
+	}
+	l.batchBytes = 0
 }
 
 // rollsHappened checks the roll prediction of the current Append: each
