@@ -78,7 +78,10 @@ func TestPlanReconcile(t *testing.T) {
 		{"c", 0}: "c1", // topic deleted: closed, data removed
 	}
 	plan := planReconcile(snap, 1, local)
-	keys := func(ks []tp) string { slices.SortFunc(ks, func(x, y tp) int { return cmpTP(x, y) }); return fmt.Sprint(ks) }
+	keys := func(ks []tp) string {
+		slices.SortFunc(ks, func(x, y tp) int { return cmpTP(x, y) })
+		return fmt.Sprint(ks)
+	}
 	if got, want := keys(plan.close), "[a-1 b-0 c-0]"; got != want {
 		t.Errorf("close %s, want %s", got, want)
 	}
