@@ -26,50 +26,20 @@ func (p *Partition) AppendReplicated(batches []byte) (int64, error) {
 		if role == RoleLeader {
 			return fmt.Errorf("%w: a leader does not take replicated batches", ErrNotLeader)
 		}
-		if r := p.unrecovered; r != nil {
-			// An earlier failed append could not even be cut back (no
-			// space): try again before anything else.
-			if err := p.recoverAppend(r.leo, r.epochs); err != nil {
-				return fmt.Errorf("%w: cutting the log back to %d after a failed replicated append: %v; retrying later", ErrStorage, r.leo, err)
-			}
-			p.unrecovered = nil
-			p.log2.Info("log cut back after the failed replicated append; fetching again", "log_end", r.leo)
+		if err := p.retryRecovery(); err != nil {
+			return err
 		}
-		var entries []wal.Entry
-		type epochStart struct {
-			epoch int32
-			start int64
+		plan, err := planReplicated(batches, next, p.LatestEpoch())
+		if err != nil {
+			return err
 		}
-		var newEpochs []epochStart
-		latest := p.LatestEpoch()
-		for rest := batches; len(rest) > 0; {
-			v, r, err := batch.Next(rest)
-			if err != nil {
-				return fmt.Errorf("%w: replicated batch at offset %d: %v", ErrInvalidBatch, next, err)
-			}
-			if v.MagicByte() != batch.Magic || !v.VerifyCRC() || v.RecordCount() < 1 || v.LastOffsetDelta() != v.RecordCount()-1 {
-				return fmt.Errorf("%w: replicated batch at offset %d fails its checks", ErrInvalidBatch, v.BaseOffset())
-			}
-			if v.BaseOffset() != next {
-				return fmt.Errorf("%w: replicated batch starts at %d, log ends at %d", ErrInvalidBatch, v.BaseOffset(), next)
-			}
-			if e := v.LeaderEpoch(); e > latest {
-				newEpochs = append(newEpochs, epochStart{e, next})
-				latest = e
-			} else if e < latest {
-				return fmt.Errorf("%w: replicated batch at %d has epoch %d, older than %d", ErrInvalidBatch, next, e, latest)
-			}
-			entries = append(entries, wal.Entry{BaseOffset: next, LastOffset: v.LastOffset(), MaxTimestamp: v.MaxTimestamp(), Data: v})
-			next = v.NextOffset()
-			rest = r
-		}
-		if len(entries) == 0 {
+		if len(plan.entries) == 0 {
 			leo = next
 			return nil
 		}
-		if len(newEpochs) > 0 {
+		if len(plan.newEpochs) > 0 {
 			p.mu.Lock()
-			for _, e := range newEpochs {
+			for _, e := range plan.newEpochs {
 				p.epochs.assign(e.epoch, e.start)
 			}
 			err := p.saveEpochs()
@@ -78,57 +48,123 @@ func (p *Partition) AppendReplicated(batches []byte) (int64, error) {
 				return fmt.Errorf("%w: save leader epochs: %v", ErrStorage, err)
 			}
 		}
-		if err := p.log.Append(entries...); err != nil {
-			if errors.Is(err, errDamagedLog) {
-				// The lazily opened log was found damaged: its owner
-				// reopens the partition (OnDamage).
-				return fmt.Errorf("%w: %v", ErrStorage, err)
-			}
-			// A follower has reported nothing of this append to the leader:
-			// cut the log back to where it was (reopening it repairs a
-			// partial write) and let the follower fetch the batches again
-			// later (out of space, an I/O error). Only if that fails does
-			// the partition stop.
-			prev := entries[0].BaseOffset
-			p.log2.Error("replicated append failed; cutting the log back and retrying later", "err", err, "log_end", prev)
-			rerr := p.recoverAppend(prev, len(newEpochs) > 0)
-			if rerr == nil {
-				return fmt.Errorf("%w: replicated append at offset %d: %v; nothing was appended", ErrStorage, prev, err)
-			}
-			if errors.Is(rerr, syscall.ENOSPC) {
-				// Cutting the log back rewrites its tail segment, which
-				// needs space too. Nothing of this append was reported
-				// to the leader: keep the partition out of service and
-				// cut it back at the next replicated append.
-				p.log2.Error("cannot cut the log back yet (disk full); retrying at the next fetch", "err", rerr, "log_end", prev)
-				p.unrecovered = &unrecoveredAppend{leo: prev, epochs: len(newEpochs) > 0}
-				return fmt.Errorf("%w: replicated append at offset %d: %v; nothing was reported, and the log is cut back once there is space", ErrStorage, prev, err)
-			}
-			p.log2.Error("log recovery after a failed replicated append failed", "err", rerr)
-			p.mu.Lock()
-			p.failed = err
-			p.broadcastLocked()
-			p.mu.Unlock()
-			if p.cfg.OnFatal != nil {
-				p.cfg.OnFatal(fmt.Errorf("partition %s-%d: replicated append: %w", p.cfg.Topic, p.cfg.Partition, err))
-			}
-			return fmt.Errorf("%w: %v", ErrStorage, err)
+		if err := p.log.Append(plan.entries...); err != nil {
+			return p.replicatedAppendFailed(err, plan)
 		}
 		// The leader checked these batches' sequences: record them so that
 		// this replica deduplicates the same way if it becomes the leader.
 		now, bytes := p.cfg.Now().UnixMilli(), 0
-		for _, e := range entries {
+		for _, e := range plan.entries {
 			p.producers.replay(batch.View(e.Data), now)
 			bytes += len(e.Data)
 		}
-		p.afterAppend(bytes, next)
+		p.afterAppend(bytes, plan.next)
 		p.mu.Lock()
-		p.leo, p.written, leo = next, next, next
+		p.leo, p.written, leo = plan.next, plan.next, plan.next
 		p.broadcastLocked()
 		p.mu.Unlock()
 		return nil
 	})
 	return leo, err
+}
+
+// epochStart is the first offset of a leader epoch.
+type epochStart struct {
+	epoch int32
+	start int64
+}
+
+// replicatedPlan is what a replicated append writes: the entries, the
+// leader epochs that start in them, and the LEO after them.
+type replicatedPlan struct {
+	entries   []wal.Entry
+	newEpochs []epochStart
+	next      int64
+}
+
+// planReplicated checks batches copied from the leader against a log that
+// ends at next with latest as its latest epoch: each batch parses, passes
+// its CRC and header checks, starts where the one before it ended (the
+// first at next), and has an epoch no older than the one before it (an
+// epoch that is newer starts there). Any failure refuses the whole copy.
+// Pure.
+func planReplicated(batches []byte, next int64, latest int32) (replicatedPlan, error) {
+	plan := replicatedPlan{next: next}
+	for rest := batches; len(rest) > 0; {
+		v, r, err := batch.Next(rest)
+		if err != nil {
+			return replicatedPlan{next: next}, fmt.Errorf("%w: replicated batch at offset %d: %v", ErrInvalidBatch, plan.next, err)
+		}
+		if v.MagicByte() != batch.Magic || !v.VerifyCRC() || v.RecordCount() < 1 || v.LastOffsetDelta() != v.RecordCount()-1 {
+			return replicatedPlan{next: next}, fmt.Errorf("%w: replicated batch at offset %d fails its checks", ErrInvalidBatch, v.BaseOffset())
+		}
+		if v.BaseOffset() != plan.next {
+			return replicatedPlan{next: next}, fmt.Errorf("%w: replicated batch starts at %d, log ends at %d", ErrInvalidBatch, v.BaseOffset(), plan.next)
+		}
+		if e := v.LeaderEpoch(); e > latest {
+			plan.newEpochs = append(plan.newEpochs, epochStart{e, plan.next})
+			latest = e
+		} else if e < latest {
+			return replicatedPlan{next: next}, fmt.Errorf("%w: replicated batch at %d has epoch %d, older than %d", ErrInvalidBatch, plan.next, e, latest)
+		}
+		plan.entries = append(plan.entries, wal.Entry{BaseOffset: plan.next, LastOffset: v.LastOffset(), MaxTimestamp: v.MaxTimestamp(), Data: v})
+		plan.next = v.NextOffset()
+		rest = r
+	}
+	return plan, nil
+}
+
+// retryRecovery cuts the log back if an earlier failed append could not be
+// cut back (no space), before anything else is appended. Loop only.
+func (p *Partition) retryRecovery() error {
+	r := p.unrecovered
+	if r == nil {
+		return nil
+	}
+	if err := p.recoverAppend(r.leo, r.epochs); err != nil {
+		return fmt.Errorf("%w: cutting the log back to %d after a failed replicated append: %v; retrying later", ErrStorage, r.leo, err)
+	}
+	p.unrecovered = nil
+	p.log2.Info("log cut back after the failed replicated append; fetching again", "log_end", r.leo)
+	return nil
+}
+
+// replicatedAppendFailed handles a failed replicated append. A follower has
+// reported nothing of it to the leader, so the log is cut back to where it
+// was (reopening it repairs a partial write) and the follower fetches the
+// batches again later (out of space, an I/O error). If the cut itself
+// needs space that is not there, it is retried at the next append; if it
+// fails otherwise, the partition stops. Loop only.
+func (p *Partition) replicatedAppendFailed(err error, plan replicatedPlan) error {
+	if errors.Is(err, errDamagedLog) {
+		// The lazily opened log was found damaged: its owner reopens the
+		// partition (OnDamage).
+		return fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	prev, epochs := plan.entries[0].BaseOffset, len(plan.newEpochs) > 0
+	p.log2.Error("replicated append failed; cutting the log back and retrying later", "err", err, "log_end", prev)
+	rerr := p.recoverAppend(prev, epochs)
+	if rerr == nil {
+		return fmt.Errorf("%w: replicated append at offset %d: %v; nothing was appended", ErrStorage, prev, err)
+	}
+	if errors.Is(rerr, syscall.ENOSPC) {
+		// Cutting the log back rewrites its tail segment, which needs
+		// space too. Nothing of this append was reported to the leader:
+		// keep the partition out of service and cut it back at the next
+		// replicated append.
+		p.log2.Error("cannot cut the log back yet (disk full); retrying at the next fetch", "err", rerr, "log_end", prev)
+		p.unrecovered = &unrecoveredAppend{leo: prev, epochs: epochs}
+		return fmt.Errorf("%w: replicated append at offset %d: %v; nothing was reported, and the log is cut back once there is space", ErrStorage, prev, err)
+	}
+	p.log2.Error("log recovery after a failed replicated append failed", "err", rerr)
+	p.mu.Lock()
+	p.failed = err
+	p.broadcastLocked()
+	p.mu.Unlock()
+	if p.cfg.OnFatal != nil {
+		p.cfg.OnFatal(fmt.Errorf("partition %s-%d: replicated append: %w", p.cfg.Topic, p.cfg.Partition, err))
+	}
+	return fmt.Errorf("%w: %v", ErrStorage, err)
 }
 
 // Reset empties the log and restarts it at offset next, for a follower whose
