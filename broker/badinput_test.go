@@ -1001,6 +1001,7 @@ func TestBadInputBrokerConfig(t *testing.T) {
 			cfg := broker.DefaultConfig()
 			cfg.DataDir = t.TempDir()
 			cfg.Addr, cfg.HTTPAddr, cfg.GossipAddr, cfg.RaftAddr = "127.0.0.1:0", "", "127.0.0.1:0", "127.0.0.1:0"
+			cfg.KafkaAddr = "127.0.0.1:0"
 			tc.f(&cfg)
 			b, err := broker.New(cfg)
 			if err == nil {

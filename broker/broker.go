@@ -26,6 +26,7 @@ import (
 
 	"github.com/skeinlog/skein/cluster"
 	"github.com/skeinlog/skein/internal/fsutil"
+	"github.com/skeinlog/skein/kafka"
 	"github.com/skeinlog/skein/partition"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 	"github.com/skeinlog/skein/replication"
@@ -43,7 +44,8 @@ type Broker struct {
 	repl    replication.Config
 	self    cluster.BrokerInfo
 	lis     net.Listener
-	extLis  net.Listener // the optional external client listener
+	extLis  net.Listener  // the optional external client listener
+	kafka   *kafka.Server // the optional Kafka protocol listener
 	httpLis net.Listener
 	grpc    *grpc.Server
 	health  *health.Server
@@ -164,6 +166,9 @@ func New(cfg Config) (*Broker, error) {
 		adv = lis.Addr().String()
 	}
 	b.self = cluster.BrokerInfo{ID: cfg.NodeID, Addr: adv, ExternalAddr: cfg.ExternalAdvertiseAddr, Rack: cfg.Rack, StorageID: b.storageID}
+	if err := b.listenKafka(adv); err != nil {
+		return nil, err
+	}
 	gossipAdv, raftAdv, err := advertised(cfg, adv)
 	if err != nil {
 		return nil, err
@@ -433,6 +438,13 @@ func (b *Broker) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("grpc server: %w", err)
 		}
 	}()
+	if b.kafka != nil {
+		go func() {
+			if err := b.kafka.Serve(); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	if b.extLis != nil {
 		go func() {
 			if err := b.grpc.Serve(b.extLis); err != nil {
@@ -466,7 +478,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	b.mu.RLock()
 	n := len(b.replicas)
 	b.mu.RUnlock()
-	b.log.Info("broker ready", "addr", b.Addr(), "http", b.HTTPAddr(), "gossip", b.ctrl.GossipAddr(), "raft", b.ctrl.RaftAddr(),
+	b.log.Info("broker ready", "addr", b.Addr(), "http", b.HTTPAddr(), "kafka", b.KafkaAddr(), "gossip", b.ctrl.GossipAddr(), "raft", b.ctrl.RaftAddr(),
 		"data_dir", b.cfg.DataDir, "partitions", n, "controller", b.ctrl.ControllerID(), "startup", time.Since(started).Round(time.Millisecond))
 
 	var cause error
@@ -491,7 +503,7 @@ func (b *Broker) awaitRegistration(ctx context.Context) error {
 	for {
 		// The storage id too: a new one (a wiped data directory) is
 		// registered together with this broker's removal from every ISR.
-		if bi, ok := b.ctrl.Snapshot().Broker(b.self.ID); ok && bi.Addr == b.self.Addr && b.ctrl.CaughtUp() && bi.StorageID == b.currentStorageID() {
+		if bi, ok := b.ctrl.Snapshot().Broker(b.self.ID); ok && bi.Addr == b.self.Addr && bi.KafkaAddr == b.self.KafkaAddr && b.ctrl.CaughtUp() && bi.StorageID == b.currentStorageID() {
 			return nil
 		}
 		if err := b.ctrl.Conflict(); err != nil {
@@ -568,6 +580,9 @@ func (b *Broker) Close() error {
 		}
 		b.ready.Store(false)
 		close(b.stopping)
+		if b.kafka != nil {
+			b.kafka.Close()
+		}
 		if b.health != nil {
 			b.health.Shutdown()
 		}
@@ -704,6 +719,9 @@ func (b *Broker) release() {
 	}
 	if b.extLis != nil {
 		b.extLis.Close()
+	}
+	if b.kafka != nil {
+		b.kafka.Close()
 	}
 	if b.httpLis != nil {
 		b.httpLis.Close()

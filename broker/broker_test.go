@@ -499,7 +499,7 @@ func TestDeleteAndRecreate(t *testing.T) {
 func TestSecondBrokerOnSameDataDirRefused(t *testing.T) {
 	b := brokertest.Start(t)
 	cfg := broker.DefaultConfig()
-	cfg.DataDir, cfg.Addr, cfg.HTTPAddr = b.Dir, "127.0.0.1:0", ""
+	cfg.DataDir, cfg.Addr, cfg.HTTPAddr, cfg.KafkaAddr = b.Dir, "127.0.0.1:0", "", ""
 	if _, err := broker.New(cfg); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second broker on the same data dir: %v", err)
 	}

@@ -29,6 +29,12 @@ type Config struct {
 	// told. Requests arriving on it get every broker's external address.
 	ExternalAddr          string
 	ExternalAdvertiseAddr string
+	// KafkaAddr is the Kafka wire-protocol listen address ("" off; port 0
+	// picks a free port). KafkaAdvertiseAddr is the address Kafka clients
+	// are told (the Metadata response); default: the bound KafkaAddr, or
+	// its port on the advertised client host when bound to all interfaces.
+	KafkaAddr          string
+	KafkaAdvertiseAddr string
 	// HTTPAddr serves /metrics, /healthz, /readyz and /debug/pprof; "" off.
 	HTTPAddr string
 	// GossipAddr and RaftAddr are the cluster ports: memberlist gossip (TCP
@@ -95,6 +101,7 @@ func DefaultConfig() Config {
 		GossipAddr:             "127.0.0.1:9421",
 		RaftAddr:               "127.0.0.1:9422",
 		HTTPAddr:               "127.0.0.1:9423",
+		KafkaAddr:              "127.0.0.1:9092",
 		MaxRequestBytes:        16 << 20,
 		SegmentBytes:           16 << 20,
 		TopicDefaults:          cluster.DefaultDefaults(),
@@ -139,6 +146,9 @@ func (c *Config) validate() error {
 		if c.ExternalAddr == "" {
 			return errors.New("config: --external-advertise-addr needs --external-addr to listen on")
 		}
+	}
+	if err := c.validateKafka(); err != nil {
+		return err
 	}
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {

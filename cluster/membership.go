@@ -31,6 +31,8 @@ type MemberMeta struct {
 	HasQuorum bool `json:"q,omitempty"`
 	// StorageID is the broker's storage identity (BrokerInfo.StorageID).
 	StorageID string `json:"s,omitempty"`
+	// Kafka is the advertised Kafka listener address ("" when off).
+	Kafka string `json:"kf,omitempty"`
 }
 
 func (m MemberMeta) encode() ([]byte, error) {

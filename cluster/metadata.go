@@ -18,7 +18,10 @@ type BrokerInfo struct {
 	// ExternalAddr is the address for clients outside the brokers'
 	// network, when the broker has a second listener for them.
 	ExternalAddr string `json:"external_addr,omitempty"`
-	Rack         string `json:"rack,omitempty"`
+	// KafkaAddr is the advertised address of its Kafka protocol listener;
+	// empty when it has none.
+	KafkaAddr string `json:"kafka_addr,omitempty"`
+	Rack      string `json:"rack,omitempty"`
 	// GossipAddr is where its gossip listens: a restarted broker re-joins
 	// the cluster through the brokers the metadata lists.
 	GossipAddr string `json:"gossip_addr,omitempty"`

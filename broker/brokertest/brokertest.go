@@ -45,6 +45,7 @@ func Start(t testing.TB, opts ...Option) *Broker {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.GossipAddr, cfg.RaftAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.KafkaAddr = "127.0.0.1:0"
 	cfg.LoopbackTimings = true
 	cfg.ShutdownTimeout = 5 * time.Second
 	for _, o := range opts {
@@ -88,6 +89,9 @@ func (b *Broker) start() {
 	// Keep the bound ports across restarts.
 	b.cfg.Addr = br.Addr()
 	b.cfg.GossipAddr, b.cfg.RaftAddr = br.GossipAddr(), br.RaftAddr()
+	if br.KafkaAddr() != "" {
+		b.cfg.KafkaAddr = br.KafkaAddr()
+	}
 }
 
 // Stop shuts the broker down gracefully and waits; it returns Run's error.

@@ -72,6 +72,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ef.str(&cfg.AdvertiseAddr, "advertise-addr", "", "address clients are told to use (default: the bound --addr)")
 	ef.str(&cfg.ExternalAddr, "external-addr", "", "optional second client listener for clients outside the brokers' network (e.g. the host of a compose cluster)")
 	ef.str(&cfg.ExternalAdvertiseAddr, "external-advertise-addr", "", "the address clients on --external-addr are told (e.g. localhost:19420)")
+	ef.str(&cfg.KafkaAddr, "kafka-addr", cfg.KafkaAddr, "Kafka wire-protocol listen address (\"\" turns it off; see docs/kafka.md)")
+	ef.str(&cfg.KafkaAdvertiseAddr, "kafka-advertise-addr", "", "address Kafka clients are told to use (default: the bound --kafka-addr)")
 	ef.str(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP address for /metrics, /healthz, /readyz, /debug/pprof (\"\" turns it off)")
 	ef.str(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "gossip address (memberlist, TCP and UDP)")
 	ef.str(&cfg.RaftAddr, "raft-addr", cfg.RaftAddr, "controller quorum address (Raft)")

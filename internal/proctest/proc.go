@@ -100,6 +100,8 @@ type Broker struct {
 	HTTPAddr   string
 	GossipAddr string
 	RaftAddr   string
+	// KafkaAddr is the bound Kafka listener address ("" when off).
+	KafkaAddr string
 	// ID is the broker's node id when a Cluster started it.
 	ID int32
 	// LogPath, when set before a start, receives the broker's log lines
@@ -159,7 +161,7 @@ func (b *Broker) tryStart(addr string) error {
 		gossip, raft = "127.0.0.1:0", "127.0.0.1:0"
 	}
 	args := append([]string{"--data-dir", b.Dir, "--addr", addr, "--http-addr", "127.0.0.1:0", "--log-format", "json",
-		"--gossip-addr", gossip, "--raft-addr", raft}, b.args...)
+		"--gossip-addr", gossip, "--raft-addr", raft, "--kafka-addr", "127.0.0.1:0"}, b.args...)
 	bin := filepath.Join(Bins(b.t), "broker")
 	var cmd *exec.Cmd
 	if len(b.wrap) > 0 {
@@ -184,7 +186,7 @@ func (b *Broker) tryStart(addr string) error {
 		return err
 	}
 	b.cmd, b.logs, b.done = cmd, &SyncBuffer{}, make(chan error, 1)
-	ready := make(chan [4]string, 1)
+	ready := make(chan [5]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -195,10 +197,10 @@ func (b *Broker) tryStart(addr string) error {
 			if logFile != nil {
 				logFile.Write(withNL)
 			}
-			var m struct{ Msg, Addr, HTTP, Gossip, Raft string }
+			var m struct{ Msg, Addr, HTTP, Gossip, Raft, Kafka string }
 			if json.Unmarshal(line, &m) == nil && m.Msg == "broker ready" {
 				select {
-				case ready <- [4]string{m.Addr, m.HTTP, m.Gossip, m.Raft}:
+				case ready <- [5]string{m.Addr, m.HTTP, m.Gossip, m.Raft, m.Kafka}:
 				default:
 				}
 			}
@@ -212,7 +214,7 @@ func (b *Broker) tryStart(addr string) error {
 	}()
 	select {
 	case a := <-ready:
-		b.Addr, b.HTTPAddr, b.GossipAddr, b.RaftAddr = a[0], a[1], a[2], a[3]
+		b.Addr, b.HTTPAddr, b.GossipAddr, b.RaftAddr, b.KafkaAddr = a[0], a[1], a[2], a[3], a[4]
 		return nil
 	case err := <-b.done:
 		b.cmd = nil

@@ -127,7 +127,7 @@ func startBroker(id, base int, dir, join string) *broker {
 	b := &broker{id: id, dir: dir, port: base, done: make(chan error, 1)}
 	args := []string{"--node-id", strconv.Itoa(id), "--data-dir", dir,
 		"--addr", b.addr(), "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", base+1),
-		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", base+2), "--http-addr", b.http(), "--log-level", "warn"}
+		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", base+2), "--http-addr", b.http(), "--log-level", "warn", "--kafka-addr", ""}
 	if join != "" {
 		args = append(args, "--join", join)
 	}

@@ -1,0 +1,187 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/skeinlog/skein/kafka"
+	"github.com/skeinlog/skein/partition"
+	pb "github.com/skeinlog/skein/proto/skeinv1"
+)
+
+// validateKafka checks the Kafka listener settings.
+func (c *Config) validateKafka() error {
+	if c.KafkaAddr != "" {
+		if _, _, err := net.SplitHostPort(c.KafkaAddr); err != nil {
+			return fmt.Errorf("config: --kafka-addr %q: want host:port (\"\" turns the Kafka listener off): %v", c.KafkaAddr, err)
+		}
+	}
+	if c.KafkaAdvertiseAddr != "" {
+		if c.KafkaAddr == "" {
+			return errors.New("config: --kafka-advertise-addr needs --kafka-addr to listen on")
+		}
+		if _, _, err := net.SplitHostPort(c.KafkaAdvertiseAddr); err != nil {
+			return fmt.Errorf("config: --kafka-advertise-addr %q: want host:port: %v", c.KafkaAdvertiseAddr, err)
+		}
+		if len(c.KafkaAdvertiseAddr) > 256 {
+			return fmt.Errorf("config: --kafka-advertise-addr is %d bytes, at most 256", len(c.KafkaAdvertiseAddr))
+		}
+	}
+	return nil
+}
+
+// listenKafka binds the Kafka listener, if configured, and records its
+// advertised address in b.self (gossiped, so every broker's Metadata
+// lists it). clientAdv is the advertised gRPC address.
+func (b *Broker) listenKafka(clientAdv string) error {
+	if b.cfg.KafkaAddr == "" {
+		return nil
+	}
+	ks, err := kafka.Listen(kafka.Config{
+		Addr:          b.cfg.KafkaAddr,
+		MaxFrameBytes: b.cfg.MaxRequestBytes,
+		Logger:        b.log,
+	}, &kafkaBackend{s: &server{b: b}})
+	if err != nil {
+		return fmt.Errorf("listen on --kafka-addr %s: %w (choose another with --kafka-addr, or \"\" to turn it off)", b.cfg.KafkaAddr, err)
+	}
+	b.kafka = ks
+	adv := b.cfg.KafkaAdvertiseAddr
+	if adv == "" {
+		adv = ks.Addr()
+		host, port, _ := net.SplitHostPort(adv)
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			advHost, _, _ := net.SplitHostPort(clientAdv)
+			if ip := net.ParseIP(advHost); advHost == "" || ip != nil && ip.IsUnspecified() {
+				return fmt.Errorf("--kafka-addr %s is bound to all interfaces: set --kafka-advertise-addr to the host:port Kafka clients reach", b.cfg.KafkaAddr)
+			}
+			adv = net.JoinHostPort(advHost, port)
+		}
+	}
+	b.self.KafkaAddr = adv
+	return nil
+}
+
+// KafkaAddr is the bound Kafka listener address, or "".
+func (b *Broker) KafkaAddr() string {
+	if b.kafka == nil {
+		return ""
+	}
+	return b.kafka.Addr()
+}
+
+// kafkaBackend is the Kafka listener's view of the broker: the gRPC
+// handlers themselves for everything with a unary answer (topics,
+// producer ids, offsets, produce), so both APIs share one implementation
+// of each operation; and Read, the non-streaming form of Fetch's step.
+type kafkaBackend struct{ s *server }
+
+// check refuses requests before the broker is ready, as the gRPC
+// interceptor does.
+func (k *kafkaBackend) check() error {
+	if k.s.b.closing() {
+		return toStatus(errShuttingDown)
+	}
+	if !k.s.b.ready.Load() {
+		return toStatus(errStarting)
+	}
+	return nil
+}
+
+// Metadata lists the brokers with a Kafka listener, by their Kafka
+// address, and every topic.
+func (k *kafkaBackend) Metadata(ctx context.Context) (*pb.MetadataResponse, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	b := k.s.b
+	snap := b.snapshot()
+	resp := &pb.MetadataResponse{ClusterId: snap.ClusterID, ControllerId: b.ctrl.ControllerID()}
+	for _, bi := range snap.Brokers {
+		if bi.KafkaAddr != "" && !bi.Fenced {
+			resp.Brokers = append(resp.Brokers, &pb.BrokerInfo{Id: bi.ID, Addr: bi.KafkaAddr, Rack: bi.Rack})
+		}
+	}
+	for _, name := range snap.TopicNames() {
+		resp.Topics = append(resp.Topics, topicToPB(snap.Topics[name]))
+	}
+	return resp, nil
+}
+
+func (k *kafkaBackend) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*pb.CreateTopicResponse, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	return k.s.CreateTopic(ctx, req)
+}
+
+func (k *kafkaBackend) DeleteTopic(ctx context.Context, req *pb.DeleteTopicRequest) (*pb.DeleteTopicResponse, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	return k.s.DeleteTopic(ctx, req)
+}
+
+func (k *kafkaBackend) InitProducer(ctx context.Context, req *pb.InitProducerRequest) (*pb.InitProducerResponse, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	return k.s.InitProducer(ctx, req)
+}
+
+func (k *kafkaBackend) ListOffsets(ctx context.Context, req *pb.ListOffsetsRequest) (*pb.ListOffsetsResponse, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	return k.s.ListOffsets(ctx, req)
+}
+
+func (k *kafkaBackend) Produce(req *pb.ProduceRequest, done func(*pb.ProduceResponse)) {
+	if err := k.check(); err != nil {
+		done(&pb.ProduceResponse{CorrelationId: req.CorrelationId, BaseOffset: -1, LogStartOffset: -1, LeaderEpoch: -1, Error: errorDetail(errStarting)})
+		return
+	}
+	k.s.produce(false, req, done)
+}
+
+// Read is one step of Fetch: committed batches from an offset, with the
+// checks Fetch makes (leader, epoch, a high watermark the new leader has
+// caught up, the offset within [log start, HW]).
+func (k *kafkaBackend) Read(req *pb.FetchRequest) (kafka.ReadResult, error) {
+	if err := k.check(); err != nil {
+		return kafka.ReadResult{}, err
+	}
+	b := k.s.b
+	r, err := b.leaderReplica(req.Topic, req.Partition)
+	if err != nil {
+		return kafka.ReadResult{}, toStatus(err)
+	}
+	p := r.p
+	watch := p.Watch()
+	st := p.State()
+	if p.Role() != partition.RoleLeader {
+		return kafka.ReadResult{}, toStatus(&partition.NotLeaderError{LeaderID: st.LeaderID, LeaderEpoch: st.LeaderEpoch})
+	}
+	if req.LeaderEpoch >= 0 && req.LeaderEpoch != st.LeaderEpoch {
+		return kafka.ReadResult{}, toStatus(&partition.EpochError{Requested: req.LeaderEpoch, Current: st.LeaderEpoch})
+	}
+	if !p.HWReady() {
+		return kafka.ReadResult{}, toStatus(fmt.Errorf("%w: the leader is catching up its high watermark after an election; retry", errNotReady))
+	}
+	if req.Offset < 0 {
+		return kafka.ReadResult{}, toStatus(&partition.OutOfRangeError{Offset: req.Offset, LogStartOffset: st.LogStartOffset, HighWatermark: st.HighWatermark})
+	}
+	res, err := p.Read(nil, req.Offset, max(int(req.MaxBytes), 1), partition.ReadCommitted)
+	if err != nil {
+		return kafka.ReadResult{}, toStatus(err)
+	}
+	if req.Offset > res.HighWatermark {
+		return kafka.ReadResult{}, toStatus(&partition.OutOfRangeError{Offset: req.Offset, LogStartOffset: res.LogStartOffset, HighWatermark: res.HighWatermark})
+	}
+	if len(res.Batches) > 0 {
+		b.metrics.fetched(len(res.Batches))
+	}
+	return kafka.ReadResult{Batches: res.Batches, HighWatermark: res.HighWatermark, LogStartOffset: res.LogStartOffset, Watch: watch}, nil
+}

@@ -1,0 +1,41 @@
+package kafka
+
+import (
+	"context"
+
+	pb "github.com/skeinlog/skein/proto/skeinv1"
+)
+
+// Backend is what the listener needs from the broker: the operations of the
+// native gRPC API, in its own message types, so that a Kafka request and a
+// gRPC request run the same code. Errors are the gRPC status errors (with
+// an ErrorDetail) a native client would get; errorCode maps them.
+type Backend interface {
+	// Metadata is the cluster as a Kafka client must see it: every broker
+	// with a Kafka listener (BrokerInfo.Addr is its advertised Kafka
+	// address) and every topic with its partitions and configuration.
+	Metadata(ctx context.Context) (*pb.MetadataResponse, error)
+	CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*pb.CreateTopicResponse, error)
+	DeleteTopic(ctx context.Context, req *pb.DeleteTopicRequest) (*pb.DeleteTopicResponse, error)
+	InitProducer(ctx context.Context, req *pb.InitProducerRequest) (*pb.InitProducerResponse, error)
+	ListOffsets(ctx context.Context, req *pb.ListOffsetsRequest) (*pb.ListOffsetsResponse, error)
+	// Produce starts one append; done runs exactly once with the answer
+	// (its Error set on failure), possibly on another goroutine, and must
+	// not block. Requests started in order on one partition are applied in
+	// that order.
+	Produce(req *pb.ProduceRequest, done func(*pb.ProduceResponse))
+	// Read returns committed batches of one partition from an offset, about
+	// maxBytes of them, without waiting. Watch in the result is closed when
+	// the partition changes (new data, a new high watermark, a new role).
+	Read(req *pb.FetchRequest) (ReadResult, error)
+}
+
+// ReadResult is one Read.
+type ReadResult struct {
+	// Batches are whole Skein batches back to back; the first may start
+	// before the offset asked for.
+	Batches        []byte
+	HighWatermark  int64
+	LogStartOffset int64
+	Watch          <-chan struct{}
+}
