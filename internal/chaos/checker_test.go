@@ -769,3 +769,14 @@ func BenchmarkCheck(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(h)), "ops")
 }
+
+// Every fault a scenario can pick has an action that injects it.
+func TestEveryScenarioFaultHasAnAction(t *testing.T) {
+	for name, faults := range Scenarios {
+		for _, f := range faults {
+			if _, ok := faultActions[f]; !ok {
+				t.Errorf("scenario %s: fault %q has no action", name, f)
+			}
+		}
+	}
+}

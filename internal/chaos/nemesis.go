@@ -124,116 +124,178 @@ func (n *nemesis) inject(f string, deadline time.Time) (string, string, error) {
 
 func (n *nemesis) injectOne(fp *string, deadline time.Time) (string, error) {
 	f := *fp
-	c, lab := n.r.cluster, n.r.lab
 	id := n.pickTarget()
 	if f == FaultLongCut && time.Until(deadline) < 50*time.Second {
 		f = FaultIsolate // no time left for a long one
 		*fp = f
 	}
-	b := c.Brokers[id]
-	switch f {
-	case FaultKill:
-		b.Kill()
-		n.hold(time.Second, 8*time.Second, deadline)
-		return fmt.Sprintf("kill -9 broker %d", id), c.TryRestart(id)
-	case FaultTerm:
-		code := b.Term()
-		n.hold(500*time.Millisecond, 4*time.Second, deadline)
-		if code != 0 {
-			return "", fmt.Errorf("broker %d exited %d after SIGTERM", id, code)
-		}
-		return fmt.Sprintf("SIGTERM broker %d", id), c.TryRestart(id)
-	case FaultPause:
-		b.Pause()
-		n.hold(3*time.Second, 15*time.Second, deadline)
-		b.Resume()
-		return fmt.Sprintf("SIGSTOP broker %d", id), nil
-	case FaultKillAll:
-		for _, o := range c.IDs {
-			c.Brokers[o].Kill()
-		}
-		time.Sleep(time.Duration(n.rng.IntN(2000)) * time.Millisecond)
-		return "kill -9 every broker, restart all", c.TryRestartAll(c.IDs)
-	case FaultKillController:
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		desc, err := n.r.admin.DescribeCluster(ctx)
-		cancel()
-		if err == nil && desc.ControllerID > 0 && c.Brokers[desc.ControllerID] != nil {
-			id = desc.ControllerID
-		}
-		c.Brokers[id].Kill()
-		n.hold(time.Second, 5*time.Second, deadline)
-		return fmt.Sprintf("kill -9 controller broker %d", id), c.TryRestart(id)
-	case FaultLongCut:
-		lab.Isolate(id)
-		time.Sleep(time.Duration(35+n.rng.IntN(10)) * time.Second)
-		lab.Heal(id)
-		return fmt.Sprintf("isolate broker %d past the gossip dead time", id), nil
-	case FaultIsolate, FaultLeaderCut:
-		if f == FaultLeaderCut {
-			id = n.leaderOf(n.rng.IntN(n.r.cfg.Partitions))
-		}
-		lab.Isolate(id)
-		n.hold(3*time.Second, 15*time.Second, deadline)
-		lab.Heal(id)
-		return fmt.Sprintf("isolate broker %d", id), nil
-	case FaultBridge:
-		a := n.other(id)
-		var b2 int32
-		for _, o := range c.IDs {
-			if o != id && o != a {
-				b2 = o
-			}
-		}
-		lab.Cut(id, b2)
-		n.hold(3*time.Second, 15*time.Second, deadline)
-		lab.HealAll()
-		return fmt.Sprintf("bridge: %d–%d cut, %d bridges", id, b2, a), nil
-	case FaultOneWay:
-		to := n.other(id)
-		lab.Drop(id, to)
-		n.hold(3*time.Second, 15*time.Second, deadline)
-		lab.HealAll()
-		return fmt.Sprintf("drop %d→%d", id, to), nil
-	case FaultFlap:
-		flaps := 3 + n.rng.IntN(6)
-		for i := 0; i < flaps; i++ {
-			lab.Isolate(id)
-			time.Sleep(time.Duration(300+n.rng.IntN(1200)) * time.Millisecond)
-			lab.Heal(id)
-			time.Sleep(time.Duration(300+n.rng.IntN(1200)) * time.Millisecond)
-		}
-		return fmt.Sprintf("flap broker %d ×%d", id, flaps), nil
-	case FaultTornTail, FaultZeroTail, FaultGarbage, FaultBitFlip, FaultWipe:
-		damage := storageDamage[f]
-		if damage == nil {
-			return "", fmt.Errorf("fault %s is not available in this build", f)
-		}
-		if n.rng.IntN(2) == 0 {
-			b.Kill()
-		} else if code := b.Term(); code != 0 {
-			return "", fmt.Errorf("broker %d exited %d after SIGTERM", id, code)
-		}
-		what, err := damage(b.Dir, n.rng)
-		if err != nil {
-			return "", fmt.Errorf("%s on broker %d: %w", f, id, err)
-		}
-		return fmt.Sprintf("%s on broker %d: %s", f, id, what), c.TryRestart(id)
-	case FaultDiskFull:
-		id = n.diskBroker
-		fill := filepath.Join(c.Brokers[id].Dir, "chaos-fill")
-		written, err := fillDisk(fill)
-		if err != nil {
-			os.Remove(fill)
-			return "", err
-		}
-		n.hold(3*time.Second, 10*time.Second, deadline)
-		if err := os.Remove(fill); err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("disk of broker %d full (%d MiB filler)", id, written>>20), nil
+	act, ok := faultActions[f]
+	if !ok {
+		return "", fmt.Errorf("unknown fault %q", f)
 	}
-	return "", fmt.Errorf("unknown fault %q", f)
+	return act(n, f, id, deadline)
+}
+
+// faultAction injects fault f (aimed at broker id unless the fault picks its
+// own target), heals it before returning, and says what it did.
+type faultAction func(n *nemesis, f string, id int32, deadline time.Time) (string, error)
+
+var faultActions = map[string]faultAction{
+	FaultKill:           (*nemesis).kill,
+	FaultTerm:           (*nemesis).term,
+	FaultPause:          (*nemesis).pause,
+	FaultKillAll:        (*nemesis).killAll,
+	FaultKillController: (*nemesis).killController,
+	FaultLongCut:        (*nemesis).longCut,
+	FaultIsolate:        (*nemesis).isolate,
+	FaultLeaderCut:      (*nemesis).isolate,
+	FaultBridge:         (*nemesis).bridge,
+	FaultOneWay:         (*nemesis).oneWay,
+	FaultFlap:           (*nemesis).flap,
+	FaultTornTail:       (*nemesis).damage,
+	FaultZeroTail:       (*nemesis).damage,
+	FaultGarbage:        (*nemesis).damage,
+	FaultBitFlip:        (*nemesis).damage,
+	FaultWipe:           (*nemesis).damage,
+	FaultDiskFull:       (*nemesis).diskFull,
+}
+
+// ---- process faults -----------------------------------------------------------
+
+func (n *nemesis) kill(_ string, id int32, deadline time.Time) (string, error) {
+	n.r.cluster.Brokers[id].Kill()
+	n.hold(time.Second, 8*time.Second, deadline)
+	return fmt.Sprintf("kill -9 broker %d", id), n.r.cluster.TryRestart(id)
+}
+
+func (n *nemesis) term(_ string, id int32, deadline time.Time) (string, error) {
+	code := n.r.cluster.Brokers[id].Term()
+	n.hold(500*time.Millisecond, 4*time.Second, deadline)
+	if code != 0 {
+		return "", fmt.Errorf("broker %d exited %d after SIGTERM", id, code)
+	}
+	return fmt.Sprintf("SIGTERM broker %d", id), n.r.cluster.TryRestart(id)
+}
+
+func (n *nemesis) pause(_ string, id int32, deadline time.Time) (string, error) {
+	b := n.r.cluster.Brokers[id]
+	b.Pause()
+	n.hold(3*time.Second, 15*time.Second, deadline)
+	b.Resume()
+	return fmt.Sprintf("SIGSTOP broker %d", id), nil
+}
+
+func (n *nemesis) killAll(string, int32, time.Time) (string, error) {
+	c := n.r.cluster
+	for _, o := range c.IDs {
+		c.Brokers[o].Kill()
+	}
+	time.Sleep(time.Duration(n.rng.IntN(2000)) * time.Millisecond)
+	return "kill -9 every broker, restart all", c.TryRestartAll(c.IDs)
+}
+
+func (n *nemesis) killController(_ string, id int32, deadline time.Time) (string, error) {
+	c := n.r.cluster
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	desc, err := n.r.admin.DescribeCluster(ctx)
+	cancel()
+	if err == nil && desc.ControllerID > 0 && c.Brokers[desc.ControllerID] != nil {
+		id = desc.ControllerID
+	}
+	c.Brokers[id].Kill()
+	n.hold(time.Second, 5*time.Second, deadline)
+	return fmt.Sprintf("kill -9 controller broker %d", id), c.TryRestart(id)
+}
+
+// ---- network faults -----------------------------------------------------------
+
+func (n *nemesis) longCut(_ string, id int32, _ time.Time) (string, error) {
+	n.r.lab.Isolate(id)
+	time.Sleep(time.Duration(35+n.rng.IntN(10)) * time.Second)
+	n.r.lab.Heal(id)
+	return fmt.Sprintf("isolate broker %d past the gossip dead time", id), nil
+}
+
+// isolate cuts one broker off from the others (the leader of a random
+// partition for FaultLeaderCut) while clients still reach it.
+func (n *nemesis) isolate(f string, id int32, deadline time.Time) (string, error) {
+	if f == FaultLeaderCut {
+		id = n.leaderOf(n.rng.IntN(n.r.cfg.Partitions))
+	}
+	n.r.lab.Isolate(id)
+	n.hold(3*time.Second, 15*time.Second, deadline)
+	n.r.lab.Heal(id)
+	return fmt.Sprintf("isolate broker %d", id), nil
+}
+
+func (n *nemesis) bridge(_ string, id int32, deadline time.Time) (string, error) {
+	a := n.other(id)
+	var b2 int32
+	for _, o := range n.r.cluster.IDs {
+		if o != id && o != a {
+			b2 = o
+		}
+	}
+	n.r.lab.Cut(id, b2)
+	n.hold(3*time.Second, 15*time.Second, deadline)
+	n.r.lab.HealAll()
+	return fmt.Sprintf("bridge: %d–%d cut, %d bridges", id, b2, a), nil
+}
+
+func (n *nemesis) oneWay(_ string, id int32, deadline time.Time) (string, error) {
+	to := n.other(id)
+	n.r.lab.Drop(id, to)
+	n.hold(3*time.Second, 15*time.Second, deadline)
+	n.r.lab.HealAll()
+	return fmt.Sprintf("drop %d→%d", id, to), nil
+}
+
+func (n *nemesis) flap(_ string, id int32, _ time.Time) (string, error) {
+	flaps := 3 + n.rng.IntN(6)
+	for i := 0; i < flaps; i++ {
+		n.r.lab.Isolate(id)
+		time.Sleep(time.Duration(300+n.rng.IntN(1200)) * time.Millisecond)
+		n.r.lab.Heal(id)
+		time.Sleep(time.Duration(300+n.rng.IntN(1200)) * time.Millisecond)
+	}
+	return fmt.Sprintf("flap broker %d ×%d", id, flaps), nil
+}
+
+// ---- storage faults -----------------------------------------------------------
+
+// damage stops a broker (kill -9 or SIGTERM), damages its data as f says,
+// and restarts it.
+func (n *nemesis) damage(f string, id int32, _ time.Time) (string, error) {
+	damage := storageDamage[f]
+	if damage == nil {
+		return "", fmt.Errorf("fault %s is not available in this build", f)
+	}
+	b := n.r.cluster.Brokers[id]
+	if n.rng.IntN(2) == 0 {
+		b.Kill()
+	} else if code := b.Term(); code != 0 {
+		return "", fmt.Errorf("broker %d exited %d after SIGTERM", id, code)
+	}
+	what, err := damage(b.Dir, n.rng)
+	if err != nil {
+		return "", fmt.Errorf("%s on broker %d: %w", f, id, err)
+	}
+	return fmt.Sprintf("%s on broker %d: %s", f, id, what), n.r.cluster.TryRestart(id)
+}
+
+func (n *nemesis) diskFull(_ string, _ int32, deadline time.Time) (string, error) {
+	id := n.diskBroker
+	fill := filepath.Join(n.r.cluster.Brokers[id].Dir, "chaos-fill")
+	written, err := fillDisk(fill)
+	if err != nil {
+		os.Remove(fill)
+		return "", err
+	}
+	n.hold(3*time.Second, 10*time.Second, deadline)
+	if err := os.Remove(fill); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("disk of broker %d full (%d MiB filler)", id, written>>20), nil
 }
 
 func (n *nemesis) leaderOf(partition int) int32 {
