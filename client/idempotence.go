@@ -16,7 +16,7 @@ import (
 // InitProducer, shared by the producer's partitions. Each partition stamps
 // its batches with the pair it adopted and its own sequence numbers, and
 // adopts a newer pair only when it must reset its sequences (after an
-// OUT_OF_ORDER_SEQUENCE answer, see partProducer.resequence) and nothing is
+// OUT_OF_ORDER_SEQUENCE answer, see pstate) and nothing is
 // in flight, so the broker never sees two epochs of one partition mixed.
 //
 // A reset bumps the epoch locally, as Kafka's idempotent producer does

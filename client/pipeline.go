@@ -15,7 +15,10 @@ import (
 // to the open batch (under mu); the loop goroutine (run) owns everything
 // else: it seals batches when they are full, their linger has passed or a
 // flush asks, sends them in order with at most maxInFlight awaiting answers,
-// completes them in order, and retries.
+// completes them in order, and retries. Every decision about the batches in
+// flight, retries and sequences is the pure state machine's (pstate, which
+// is table-tested); the loop does the I/O around it: leader lookups,
+// streams, producer ids, metadata refreshes, timers and callbacks.
 //
 // Ordering: batches leave the queue in order and are sent in order on one
 // stream, which the broker applies in order. When an answer is retriable,
@@ -48,29 +51,13 @@ type partProducer struct {
 	results chan sendResult // answers of in-flight requests; cap maxInFlight
 
 	// Owned by the loop goroutine.
-	inflight []*pbatch
-	retrying bool            // a retriable failure: send nothing until retryAt and metaWait
-	retryAt  time.Time       // end of the backoff
-	metaWait <-chan struct{} // the metadata refresh to wait for, or nil
-	failures int             // consecutive retriable failures, for the backoff
-	// stream carries every request in flight: a partition switches streams
-	// (a new connection, another leader) only once nothing is in flight,
-	// so that a request can never overtake an earlier one that failed.
-	stream    *pstream
-	lookupGen uint64 // metadata generation of the last failed leader lookup
-	timer     *time.Timer
+	st       *pstate         // in flight, retries, sequences: the decisions
+	metaWait <-chan struct{} // the metadata refresh a retry waits for, or nil
+	timer    *time.Timer
 	// Completions are handed to the callback goroutine in batch order, even
 	// when a retried batch completes after a later one.
 	nextDone uint64                // seq of the next batch to hand over
 	held     map[uint64]completion // completions waiting for an earlier batch
-	// The idempotent producer's numbering of this partition: the
-	// producer id and epoch its batches carry (-1 until known), the
-	// sequence of the next batch sealed, and whether the batches not yet
-	// answered must be renumbered under a newer epoch before more is sent.
-	pid      int64
-	pepoch   int16
-	sequence int32
-	reset    bool
 
 	nextSeq uint64 // guarded by mu: seq of the next batch opened
 }
@@ -102,9 +89,9 @@ type pbatch struct {
 	uncertain bool
 
 	tries   int
-	lastErr error       // the last retriable error, for the delivery timeout's message
-	sentGen uint64      // metadata generation the last send was routed with
-	res     *sendResult // the answer, once it came
+	lastErr error   // the last retriable error, for the delivery timeout's message
+	sentGen uint64  // metadata generation the last send was routed with
+	ans     *answer // the answer to the last send, once it came
 }
 
 // sendResult is the answer to one produce request: a response (which may
@@ -115,22 +102,18 @@ type sendResult struct {
 	err  error
 }
 
-// base is the offset of the batch's first record, -1 when unknown (acks=none).
-func (r *sendResult) base() int64 {
-	if r.resp == nil {
-		return -1
-	}
-	return r.resp.GetBaseOffset()
-}
-
-func (r *sendResult) error() error {
+// answer converts the result for the state machine.
+func (r *sendResult) answer() answer {
 	if r.err != nil {
-		return r.err
+		return answer{base: -1, epoch: -1, err: r.err}
 	}
 	if d := r.resp.GetError(); d != nil {
-		return errorFromDetail(d)
+		return answer{base: -1, epoch: -1, err: errorFromDetail(d)}
 	}
-	return nil
+	if r.resp == nil { // acks=none
+		return answer{base: -1, epoch: -1}
+	}
+	return answer{base: r.resp.GetBaseOffset(), epoch: r.resp.GetLeaderEpoch()}
 }
 
 // condResult is the outcome of a ProduceIf batch.
@@ -148,7 +131,9 @@ func newPartProducer(p *Producer, topic string, partition int32) *partProducer {
 		partition: partition,
 		wake:      make(chan struct{}, 1),
 		results:   make(chan sendResult, p.cfg.maxInFlight),
-		pid:       noProducer,
+		st: newPState(fmt.Sprintf("%s/%d", topic, partition), &p.cfg, func(n int) time.Duration {
+			return backoff(p.cfg.retryBackoff, n)
+		}),
 	}
 }
 
@@ -235,115 +220,124 @@ func (pp *partProducer) run() {
 	}
 }
 
-// step does all the work possible now: expires old batches, ends a finished
-// backoff, seals and sends ready batches. It returns when the loop must be
-// woken next (zero: only by an event) and a metadata refresh or producer
-// id to wait for.
-func (pp *partProducer) step(now time.Time) (next time.Time, wait <-chan struct{}) {
-	at := func(t time.Time) {
-		if next.IsZero() || t.Before(next) {
-			next = t
-		}
+// wakeAt collects the earliest time the loop must wake.
+type wakeAt struct{ t time.Time }
+
+func (w *wakeAt) at(t time.Time) {
+	if !t.IsZero() && (w.t.IsZero() || t.Before(w.t)) {
+		w.t = t
 	}
+}
+
+// step does all the work possible now: expires old batches, ends a finished
+// backoff, seals and sends ready batches, as far as the state machine's gate
+// lets it. It returns when the loop must be woken next (zero: only by an
+// event) and a metadata refresh or producer id to wait for.
+func (pp *partProducer) step(now time.Time) (time.Time, <-chan struct{}) {
+	var w wakeAt
 	if err := pp.p.fatalErr(); err != nil {
 		// Answers in flight still complete their batches.
+		pp.st.fatal = err
 		pp.failQueued(err)
-		return next, nil
+		return w.t, nil
 	}
 	if exp, ok := pp.expire(now); ok {
-		at(exp)
+		w.at(exp)
 	}
-	if pp.retrying {
-		if len(pp.inflight) > 0 {
-			return next, nil
-		}
-		if now.Before(pp.retryAt) {
-			at(pp.retryAt)
-			return next, nil
-		}
-		if pp.metaWait != nil {
-			select {
-			case <-pp.metaWait:
-				pp.metaWait = nil
-			default:
-				return next, pp.metaWait
+	for {
+		g, until := pp.st.gate(now)
+		switch g {
+		case gateFull, gateDrain:
+			return w.t, nil
+		case gateBackoff:
+			w.at(until)
+			return w.t, nil
+		case gateResume:
+			if pp.metaWait != nil {
+				select {
+				case <-pp.metaWait:
+				default:
+					return w.t, pp.metaWait
+				}
 			}
+			pp.metaWait = nil
+			pp.st.resume()
 		}
-		pp.retrying = false
-	}
-	for len(pp.inflight) < pp.p.cfg.maxInFlight {
 		b, lingerUntil := pp.ready(now)
 		if b == nil {
-			if !lingerUntil.IsZero() {
-				at(lingerUntil)
-			}
-			break
+			w.at(lingerUntil)
+			return w.t, nil
 		}
-		if pp.p.cfg.idempotent && (pp.pid < 0 || pp.reset) {
-			if len(pp.inflight) > 0 {
-				break // a new epoch only once everything sent is answered
-			}
-			w, err := pp.adoptIdentity()
+		if wait, stop := pp.sendHead(now, b, &w); stop {
+			return w.t, wait
+		}
+	}
+}
+
+// sendHead sends the head batch b if it can go now: with the partition's
+// producer identity, to the leader, on the stream of the batches in flight.
+// It reports stop when the loop must wait (for wait, a time put in w, or an
+// event) rather than try the next batch.
+func (pp *partProducer) sendHead(now time.Time, b *pbatch, w *wakeAt) (wait <-chan struct{}, stop bool) {
+	if need, drain := pp.st.needsIdentity(); drain {
+		return nil, true // a new epoch only once everything sent is answered
+	} else if need {
+		if wait, err := pp.adoptIdentity(); err != nil || wait != nil {
 			if err != nil {
 				pp.failQueued(err)
-				return next, nil
+			} else if werr := pp.p.waitingErr(); werr != nil {
+				pp.noteWaiting(werr)
 			}
-			if w != nil {
-				if werr := pp.p.waitingErr(); werr != nil {
-					pp.noteWaiting(werr)
-				}
-				return next, w
-			}
+			return wait, true
 		}
-		l, lerr := pp.p.c.meta.leader(pp.topic, pp.partition)
-		if lerr != nil {
-			if lerr.permanent && pp.lookupGen != 0 && l.gen > pp.lookupGen {
-				// Still unknown after a refresh: the topic or partition is
-				// gone. Fail the head batch; the others follow in turn.
-				pp.pop(b)
-				pp.complete(b, -1, lerr.err)
-				continue
-			}
-			pp.lookupGen = l.gen
-			pp.noteWaiting(lerr.err)
-			pp.failures++
-			pp.retrying = true
-			pp.retryAt = now.Add(backoff(pp.p.cfg.retryBackoff, pp.failures))
-			pp.metaWait = pp.p.c.refreshAsync(l.gen)
-			at(pp.retryAt)
-			return next, nil
-		}
-		pp.lookupGen = 0
-		s := pp.p.sink(l.addr)
-		ps, err := s.stream()
-		if err != nil {
-			if len(pp.inflight) > 0 {
-				break // their answers come first
-			}
-			pp.noteWaiting(err)
-			pp.failures++
-			pp.retrying = true
-			pp.retryAt = now.Add(backoff(pp.p.cfg.retryBackoff, pp.failures))
-			if !isTransport(err) && !errors.Is(err, ErrClosed) {
-				pp.p.log.Warn("skein: cannot open produce stream", "addr", l.addr, "err", err)
-			}
-			// The leader may be gone: learn who leads now before retrying.
-			pp.metaWait = pp.p.c.refreshAsync(l.gen)
-			at(pp.retryAt)
-			return next, nil
-		}
-		if len(pp.inflight) > 0 && ps != pp.stream {
-			break // switch streams only when nothing is in flight
-		}
-		pp.pop(b)
-		if err := pp.seal(b); err != nil {
-			pp.complete(b, -1, fmt.Errorf("encode batch for %s/%d: %w", pp.topic, pp.partition, err))
-			continue
-		}
-		pp.stream = ps
-		pp.send(s, ps, b, l)
 	}
-	return next, nil
+	l, lerr := pp.p.c.meta.leader(pp.topic, pp.partition)
+	if lerr != nil {
+		failHead, retryAt := pp.st.noLeader(now, l.gen, lerr.permanent)
+		if failHead {
+			// Still unknown after a refresh: the topic or partition is
+			// gone. Fail the head batch; the others follow in turn.
+			pp.pop(b)
+			pp.complete(b, -1, lerr.err)
+			return nil, false
+		}
+		pp.noteWaiting(lerr.err)
+		pp.metaWait = pp.p.c.refreshAsync(l.gen)
+		w.at(retryAt)
+		return nil, true
+	}
+	pp.st.leaderFound()
+	s := pp.p.sink(l.addr)
+	ps, err := s.stream()
+	if err != nil {
+		pp.streamDown(now, l, err, w)
+		return nil, true
+	}
+	if !pp.st.canUse(ps) {
+		return nil, true // switch streams only when nothing is in flight
+	}
+	pp.pop(b)
+	if err := pp.seal(b); err != nil {
+		pp.complete(b, -1, fmt.Errorf("encode batch for %s/%d: %w", pp.topic, pp.partition, err))
+		return nil, false
+	}
+	pp.send(s, ps, b, l)
+	return nil, false
+}
+
+// streamDown handles a leader whose stream cannot be opened.
+func (pp *partProducer) streamDown(now time.Time, l leaderInfo, err error, w *wakeAt) {
+	wait, retryAt := pp.st.streamDown(now)
+	if wait {
+		return // the answers in flight come first
+	}
+	pp.noteWaiting(err)
+	if !isTransport(err) && !errors.Is(err, ErrClosed) {
+		pp.p.log.Warn("skein: cannot open produce stream", "addr", l.addr, "err", err)
+	}
+	// The leader may be gone: learn who leads now before retrying.
+	pp.metaWait = pp.p.c.refreshAsync(l.gen)
+	w.at(retryAt)
 }
 
 // noteWaiting records why the queued batches are waiting, for their
@@ -424,9 +418,9 @@ func (pp *partProducer) seal(b *pbatch) error {
 		return nil
 	}
 	b.count = b.b.Len()
-	numbered := pp.p.cfg.idempotent && pp.pid >= 0
+	numbered := pp.st.numbers()
 	if numbered {
-		pp.number(b)
+		pp.st.number(b)
 	}
 	b.b.SetProducer(b.producerID, b.producerEpoch, b.baseSequence)
 	w, err := b.b.Build(make([]byte, 0, b.b.Size()))
@@ -435,19 +429,12 @@ func (pp *partProducer) seal(b *pbatch) error {
 	b.b = nil
 	if err != nil {
 		if numbered {
-			pp.sequence = b.baseSequence // never sent: the numbers are free
+			pp.st.unnumber(b) // never sent: the numbers are free
 		}
 		return err
 	}
 	b.wire = w
 	return nil
-}
-
-// number gives b the partition's producer id and epoch and its next
-// sequences. Loop only.
-func (pp *partProducer) number(b *pbatch) {
-	b.producerID, b.producerEpoch, b.baseSequence = pp.pid, pp.pepoch, pp.sequence
-	pp.sequence = addSequence(pp.sequence, b.count)
 }
 
 // addSequence is seq advanced by n records; sequences wrap from MaxInt32
@@ -457,11 +444,10 @@ func addSequence(seq int32, n int) int32 {
 }
 
 // adoptIdentity gives the partition the producer's id and epoch (the first
-// time) or a newer pair (after a sequence gap), with sequences from 0, and
-// renumbers the batches that were sealed under the old pair: they are all
-// unappended, since the oldest of them was refused as out of order and
-// each must follow the one before. It returns a channel to wait on while
-// the producer id is being fetched. Loop only, with nothing in flight.
+// time) or a newer pair (after a sequence gap), and has the state machine
+// renumber the batches sealed under the old pair. It returns a channel to
+// wait on while the producer id is being fetched. Loop only, with nothing
+// in flight.
 func (pp *partProducer) adoptIdentity() (<-chan struct{}, error) {
 	var (
 		id    int64
@@ -469,27 +455,21 @@ func (pp *partProducer) adoptIdentity() (<-chan struct{}, error) {
 		wait  <-chan struct{}
 		err   error
 	)
-	if pp.pid < 0 {
+	if pp.st.pid < 0 {
 		id, epoch, wait, err = pp.p.identity()
 	} else {
-		id, epoch, wait, err = pp.p.bumpFrom(pp.pid, pp.pepoch)
+		id, epoch, wait, err = pp.p.bumpFrom(pp.st.pid, pp.st.pepoch)
 	}
 	if err != nil || wait != nil {
 		return wait, err
 	}
-	if pp.reset {
-		pp.p.log.Debug("skein: resetting sequences after a gap", "topic", pp.topic, "partition", pp.partition,
-			"producer_id", id, "epoch", epoch, "old_epoch", pp.pepoch)
-	}
-	pp.pid, pp.pepoch, pp.sequence, pp.reset = id, epoch, 0, false
+	old := pp.st.pepoch
 	pp.mu.Lock()
-	defer pp.mu.Unlock()
-	for _, b := range pp.queue {
-		if b.wire == nil {
-			break // sealed batches come first; the rest are numbered at seal
-		}
-		pp.number(b)
-		batch.SetProducerFields(batch.View(b.wire), b.producerID, b.producerEpoch, b.baseSequence)
+	reset := pp.st.adopt(id, epoch, pp.queue)
+	pp.mu.Unlock()
+	if reset {
+		pp.p.log.Debug("skein: resetting sequences after a gap", "topic", pp.topic, "partition", pp.partition,
+			"producer_id", id, "epoch", epoch, "old_epoch", old)
 	}
 	return nil, nil
 }
@@ -523,55 +503,11 @@ func (pp *partProducer) send(s *sink, ps *pstream, b *pbatch, l leaderInfo) {
 	if b.expected >= 0 {
 		req.ExpectedOffset = &b.expected
 	}
-	b.sentGen = l.gen
-	b.res = nil
-	b.tries++
-	pp.inflight = append(pp.inflight, b)
+	pp.st.sent(b, ps, l.gen)
 	results := pp.results
 	s.send(ps, req, acks == AcksNone, func(resp *skeinv1.ProduceResponse, err error) {
 		results <- sendResult{b: b, resp: resp, err: err}
 	})
-}
-
-// retriable is the producer's classification of a failed answer: may the
-// batch be sent again? Timeouts may, with idempotence (a batch that did
-// land is answered as a duplicate) and for a conditional append (one that
-// did land makes the retry fail with a mismatch); out-of-order sequences
-// may, after a reset (see adoptIdentity). Nothing may once the producer
-// hit a fatal error.
-func (pp *partProducer) retriable(b *pbatch, err error) bool {
-	switch {
-	case pp.p.fatalErr() != nil:
-		return false
-	case IsRetriable(err):
-		return true
-	case isTimeout(err):
-		return pp.p.cfg.idempotent || b.expected >= 0
-	case errors.Is(err, ErrOutOfOrderSequence):
-		return b.producerID >= 0
-	}
-	return false
-}
-
-// fail completes a batch that failed for good.
-func (pp *partProducer) fail(b *pbatch, err error) {
-	if errors.Is(err, ErrProducerFenced) {
-		pp.p.setFatal(fmt.Errorf("producer id %d epoch %d was fenced on %s/%d by a newer epoch of the same id (another instance of this producer?): %w",
-			b.producerID, b.producerEpoch, pp.topic, pp.partition, err))
-	}
-	if fatal := pp.p.fatalErr(); fatal != nil && !errors.Is(err, ErrProducerFenced) {
-		err = fmt.Errorf("%w (this batch's last answer: %v)", fatal, err)
-	}
-	if b.producerID >= 0 && b.producerID == pp.pid && b.producerEpoch == pp.pepoch && definite(err) &&
-		pp.sequence == addSequence(b.baseSequence, b.count) {
-		// The broker appended nothing and nothing after this batch was
-		// numbered: its sequences are free for the next batch.
-		pp.sequence = b.baseSequence
-	}
-	if b.notify == nil {
-		err = fmt.Errorf("produce to %s/%d: %w", pp.topic, pp.partition, err)
-	}
-	pp.complete(b, -1, err)
 }
 
 // definite reports whether err is the broker's word that it appended
@@ -584,100 +520,33 @@ func definite(err error) bool {
 	return e.reason != skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED && e.reason != skeinv1.ErrorReason_TIMED_OUT
 }
 
-// onResult records an answer and completes what can be completed in order.
+// onResult hands an answer to the state machine and carries out what it
+// decides: outcomes to the callbacks, retriable batches back to the head of
+// the queue, a metadata refresh, a fatal error.
 func (pp *partProducer) onResult(r sendResult) {
-	r.b.res = &r
-	for len(pp.inflight) > 0 {
-		b := pp.inflight[0]
-		if b.res == nil {
-			return
-		}
-		if pp.retrying {
-			break
-		}
-		err := b.res.error()
-		if err != nil && pp.retriable(b, err) {
-			pp.retrying = true
-			break
-		}
-		pp.inflight[0] = nil
-		pp.inflight = pp.inflight[1:]
-		if err != nil {
-			pp.fail(b, err)
-			continue
-		}
-		pp.failures = 0
-		pp.complete(b, b.res.base(), nil)
+	pp.st.fatal = pp.p.fatalErr()
+	ef := pp.st.answer(r.b, r.answer(), time.Now())
+	if ef.fatal != nil {
+		pp.p.setFatal(ef.fatal)
 	}
-	if pp.retrying {
-		for _, b := range pp.inflight {
-			if b.res == nil {
-				return
-			}
-		}
-		pp.requeue(time.Now())
+	for _, o := range ef.reordered {
+		pp.p.log.Warn("skein: a batch was appended after an earlier one of its partition failed; the retry will land after it",
+			"topic", pp.topic, "partition", pp.partition, "offset", o.base)
 	}
-}
-
-// requeue runs once every in-flight request of a retrying partition has its
-// answer: successes complete, non-retriable failures fail, and the retriable
-// ones go back to the head of the queue in their original order.
-func (pp *partProducer) requeue(now time.Time) {
-	var back []*pbatch
-	var cause error
-	var gen uint64
-	for _, b := range pp.inflight {
-		err := b.res.error()
-		switch {
-		case err == nil:
-			if len(back) > 0 && !pp.p.cfg.idempotent {
-				pp.p.log.Warn("skein: a batch was appended after an earlier one of its partition failed; the retry will land after it",
-					"topic", pp.topic, "partition", pp.partition, "offset", b.res.base())
-			}
-			pp.complete(b, b.res.base(), nil)
-		case pp.retriable(b, err):
-			if cause == nil {
-				cause, gen = err, b.sentGen
-				// The oldest unanswered batch was not appended, nor
-				// anything after it: renumber them under a new epoch.
-				pp.reset = pp.reset || errors.Is(err, ErrOutOfOrderSequence)
-			}
-			if isTimeout(err) || isTransport(err) {
-				b.uncertain = true
-			}
-			b.lastErr = err
-			b.res = nil
-			back = append(back, b)
-		default:
-			pp.fail(b, err)
-		}
+	for _, o := range ef.done {
+		pp.complete(o.b, o.base, o.err)
 	}
-	clear(pp.inflight)
-	pp.inflight = pp.inflight[:0]
-	if len(back) == 0 {
-		pp.retrying = false
+	if len(ef.requeue) == 0 {
 		return
 	}
-	switch {
-	case errors.Is(cause, ErrOutOfOrderSequence):
-		// Not a failure of the leader: an earlier batch failed for good
-		// (a conditional append lost its race, say). Renumber and resend
-		// at once; each reset lets the oldest batch through or fail for
-		// good, so this cannot loop.
-		pp.retryAt, pp.metaWait = now, nil
-	default:
-		pp.failures++
-		pp.retryAt = now.Add(backoff(pp.p.cfg.retryBackoff, pp.failures))
-		if pp.p.c.meta.applyHint(pp.topic, pp.partition, cause) {
-			pp.metaWait = nil
-		} else {
-			pp.metaWait = pp.p.c.refreshAsync(gen)
-		}
+	pp.metaWait = nil
+	if ef.refresh && !pp.p.c.meta.applyHint(pp.topic, pp.partition, ef.cause) {
+		pp.metaWait = pp.p.c.refreshAsync(ef.causeGen)
 	}
 	pp.p.log.Debug("skein: retrying batches", "topic", pp.topic, "partition", pp.partition,
-		"batches", len(back), "attempt", pp.failures, "err", cause)
+		"batches", len(ef.requeue), "attempt", pp.st.failures, "err", ef.cause)
 	pp.mu.Lock()
-	pp.queue = append(back, pp.queue...)
+	pp.queue = append(ef.requeue, pp.queue...)
 	pp.mu.Unlock()
 }
 
@@ -700,8 +569,8 @@ func (pp *partProducer) complete(b *pbatch, base int64, err error) {
 		err = fmt.Errorf("%w (%w: an attempt got no definite answer)", err, ErrMaybeAppended)
 	}
 	epoch := int32(-1)
-	if err == nil && b.res != nil && b.res.resp != nil {
-		epoch = b.res.resp.GetLeaderEpoch()
+	if err == nil && b.ans != nil {
+		epoch = b.ans.epoch
 	}
 	c := completion{recs: b.recs, base: base, epoch: epoch, partition: pp.partition, err: err, bytes: b.bytes}
 	b.recs = nil
@@ -734,10 +603,9 @@ func (pp *partProducer) complete(b *pbatch, base int64, err error) {
 
 // abort fails everything left when the producer stops.
 func (pp *partProducer) abort() {
-	for _, b := range pp.inflight {
+	for _, b := range pp.st.drop() {
 		pp.complete(b, -1, ErrClosed)
 	}
-	pp.inflight = nil
 	pp.mu.Lock()
 	q := pp.queue
 	pp.queue, pp.open = nil, nil

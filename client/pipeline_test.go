@@ -41,7 +41,7 @@ func TestAccumulatorCutsBatchesAtMaxBytes(t *testing.T) {
 	const maxBytes = 1024
 	p := newBareProducer(t, BatchMaxBytes(maxBytes))
 	pp := newPartProducer(p, "t", 0)
-	pp.pid, pp.pepoch, pp.sequence = 42, 3, math.MaxInt32-250 // sequences wrap to 0 on the way
+	pp.st.pid, pp.st.pepoch, pp.st.sequence = 42, 3, math.MaxInt32-250 // sequences wrap to 0 on the way
 	const n = 100
 	for i := 0; i < n; i++ {
 		addRecord(pp, &Record{Key: []byte(fmt.Sprint(i)), Value: make([]byte, 100), Timestamp: time.UnixMilli(int64(i))})
