@@ -21,6 +21,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -42,77 +43,32 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// options are chaos's flags.
+type options struct {
+	seed              uint64
+	runs, rate, parts int
+	duration          time.Duration
+	scenarios         []string
+	dir, bin          string
+	jsonOut, cleanup  bool
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	seed := fs.Uint64("seed", 1, "seed of the first run (run N uses seed+N)")
-	runs := fs.Int("runs", 1, "number of runs")
-	duration := fs.Duration("duration", time.Minute, "fault phase of each run (set-up, heal and drain add about 30 s)")
-	scenario := fs.String("scenario", "mix", "fault mix, or a comma-separated list that the runs cycle through: "+strings.Join(chaos.ScenarioNames(), ", "))
-	dir := fs.String("dir", "", "directory for the runs' data, logs and failed-run histories (default: a new temporary directory)")
-	bin := fs.String("bin", "", "directory with the broker binary (default: built from this module)")
-	rate := fs.Int("rate", 300, "records per second over the asynchronous producers")
-	partitions := fs.Int("partitions", 3, "partitions of the test topic (replication factor 3, min.insync 2)")
-	jsonOut := fs.Bool("json", false, "print each run's report as a JSON line on stdout instead of the table")
-	cleanup := fs.Bool("cleanup", false, "remove namespaces and bridges that killed runs left behind, and exit")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: chaos [flags]\n\nRuns Skein's fault-injection suite (needs root).\n\n")
-		fs.PrintDefaults()
+	o, code, ok := parseOptions(args, stderr)
+	if !ok {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "chaos: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	if *cleanup {
+	if o.cleanup {
 		for _, r := range proctest.CleanupStale() {
 			fmt.Fprintln(stdout, "removed", r)
 		}
 		return 0
 	}
-	scenarios := strings.Split(*scenario, ",")
-	for _, sc := range scenarios {
-		if _, ok := chaos.Scenarios[sc]; !ok {
-			fmt.Fprintf(stderr, "chaos: unknown scenario %q: one of %s\n", sc, strings.Join(chaos.ScenarioNames(), ", "))
-			return 2
-		}
-	}
-	if *runs < 1 || *duration < 10*time.Second || *rate < 1 || *partitions < 1 {
-		fmt.Fprintln(stderr, "chaos: -runs must be at least 1, -duration at least 10s, -rate and -partitions at least 1")
-		return 2
-	}
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(stderr, "chaos: needs root (network namespaces, iptables, tmpfs)")
+	if err := prepare(&o, stderr); err != nil {
+		fmt.Fprintln(stderr, "chaos:", err)
 		return 1
 	}
-	for _, tool := range []string{"ip", "iptables"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			fmt.Fprintf(stderr, "chaos: needs %s (Debian: apt-get install iproute2 iptables)\n", tool)
-			return 1
-		}
-	}
-	if *dir == "" {
-		d, err := os.MkdirTemp("", "skein-chaos-")
-		if err != nil {
-			fmt.Fprintln(stderr, "chaos:", err)
-			return 1
-		}
-		*dir = d
-	}
-	if *bin == "" {
-		d := filepath.Join(*dir, "bin")
-		fmt.Fprintf(stderr, "building the broker into %s\n", d)
-		cmd := exec.Command("go", "build", "-trimpath", "-o", d+"/", "github.com/skeinlog/skein/cmd/broker")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(stderr, "chaos: go build: %v\n%s", err, out)
-			return 1
-		}
-		*bin = d
-	}
-	proctest.SetBins(*bin)
+	proctest.SetBins(o.bin)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -122,35 +78,113 @@ func run(args []string, stdout, stderr io.Writer) int {
 		chaos.Abort()
 		os.Exit(130)
 	}()
+	return runAll(o, stdout, stderr)
+}
 
+// parseOptions parses and checks the flags; ok false means exit with code.
+func parseOptions(args []string, stderr io.Writer) (o options, code int, ok bool) {
+	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the first run (run N uses seed+N)")
+	fs.IntVar(&o.runs, "runs", 1, "number of runs")
+	fs.DurationVar(&o.duration, "duration", time.Minute, "fault phase of each run (set-up, heal and drain add about 30 s)")
+	scenario := fs.String("scenario", "mix", "fault mix, or a comma-separated list that the runs cycle through: "+strings.Join(chaos.ScenarioNames(), ", "))
+	fs.StringVar(&o.dir, "dir", "", "directory for the runs' data, logs and failed-run histories (default: a new temporary directory)")
+	fs.StringVar(&o.bin, "bin", "", "directory with the broker binary (default: built from this module)")
+	fs.IntVar(&o.rate, "rate", 300, "records per second over the asynchronous producers")
+	fs.IntVar(&o.parts, "partitions", 3, "partitions of the test topic (replication factor 3, min.insync 2)")
+	fs.BoolVar(&o.jsonOut, "json", false, "print each run's report as a JSON line on stdout instead of the table")
+	fs.BoolVar(&o.cleanup, "cleanup", false, "remove namespaces and bridges that killed runs left behind, and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: chaos [flags]\n\nRuns Skein's fault-injection suite (needs root).\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, 0, false
+		}
+		return o, 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "chaos: unexpected argument %q\n", fs.Arg(0))
+		return o, 2, false
+	}
+	o.scenarios = strings.Split(*scenario, ",")
+	for _, sc := range o.scenarios {
+		if _, ok := chaos.Scenarios[sc]; !ok {
+			fmt.Fprintf(stderr, "chaos: unknown scenario %q: one of %s\n", sc, strings.Join(chaos.ScenarioNames(), ", "))
+			return o, 2, false
+		}
+	}
+	if o.runs < 1 || o.duration < 10*time.Second || o.rate < 1 || o.parts < 1 {
+		fmt.Fprintln(stderr, "chaos: -runs must be at least 1, -duration at least 10s, -rate and -partitions at least 1")
+		return o, 2, false
+	}
+	return o, 0, true
+}
+
+// prepare checks the machine (root, ip, iptables) and makes the run
+// directory and the broker binary when they are not given.
+func prepare(o *options, stderr io.Writer) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces, iptables, tmpfs)")
+	}
+	for _, tool := range []string{"ip", "iptables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("needs %s (Debian: apt-get install iproute2 iptables)", tool)
+		}
+	}
+	if o.dir == "" {
+		d, err := os.MkdirTemp("", "skein-chaos-")
+		if err != nil {
+			return err
+		}
+		o.dir = d
+	}
+	if o.bin == "" {
+		d := filepath.Join(o.dir, "bin")
+		fmt.Fprintf(stderr, "building the broker into %s\n", d)
+		cmd := exec.Command("go", "build", "-trimpath", "-o", d+"/", "github.com/skeinlog/skein/cmd/broker")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build: %v\n%s", err, out)
+		}
+		o.bin = d
+	}
+	return nil
+}
+
+// runAll runs the seeded runs one after another and prints each report and
+// the summary; it returns 1 if any run failed.
+func runAll(o options, stdout, stderr io.Writer) int {
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
 	}
 	var reports []chaos.Report
 	failed := 0
-	for i := 0; i < *runs; i++ {
-		s, sc := *seed+uint64(i), scenarios[i%len(scenarios)]
-		runDir := filepath.Join(*dir, fmt.Sprintf("seed-%d-%s", s, sc))
+	for i := 0; i < o.runs; i++ {
+		s, sc := o.seed+uint64(i), o.scenarios[i%len(o.scenarios)]
+		runDir := filepath.Join(o.dir, fmt.Sprintf("seed-%d-%s", s, sc))
 		// A replay starts from nothing: drop what an earlier run kept.
 		os.RemoveAll(runDir)
 		if err := os.MkdirAll(runDir, 0o755); err != nil {
 			fmt.Fprintln(stderr, "chaos:", err)
 			return 1
 		}
-		rep := chaos.Run(chaos.Config{Seed: s, Duration: *duration, Scenario: sc, Dir: runDir,
-			Rate: *rate, Partitions: *partitions, Logf: logf})
+		rep := chaos.Run(chaos.Config{Seed: s, Duration: o.duration, Scenario: sc, Dir: runDir,
+			Rate: o.rate, Partitions: o.parts, Logf: logf})
 		reports = append(reports, rep)
 		if !rep.Pass {
 			failed++
 		}
-		if *jsonOut {
+		if o.jsonOut {
 			b, _ := json.Marshal(rep)
 			fmt.Fprintln(stdout, string(b))
 		} else {
 			printRun(stdout, rep, runDir)
 		}
 	}
-	if *runs > 1 && !*jsonOut {
+	if o.runs > 1 && !o.jsonOut {
 		printSummary(stdout, reports)
 	}
 	fmt.Fprintf(stdout, "%d passed, %d failed\n", len(reports)-failed, failed)

@@ -119,6 +119,51 @@ func (r *runner) run(rep *Report) {
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed*0x9E3779B97F4A7C15))
 	n := &nemesis{r: r, rng: rng, faults: faults}
+	r.startCluster(n)
+
+	// The workload's client knows every broker.
+	wcl, err := anyClient(r.cluster)
+	if err != nil {
+		r.t.Fatalf("%v", err)
+	}
+	r.t.Cleanup(func() { wcl.Close() })
+	r.h = NewHistory()
+	w := StartWorkload(wcl, r.h, cfg.Seed, WorkloadConfig{Topic: cfg.Topic, Partitions: cfg.Partitions, Rate: cfg.Rate})
+	sendingStopped := false
+	defer func() {
+		if !sendingStopped {
+			w.StopSending()
+			w.Drain(nil, 0)
+		}
+	}()
+	cfg.Logf("seed %d scenario %s: cluster up, workload running for %v", cfg.Seed, cfg.Scenario, cfg.Duration)
+
+	deadline := time.Now().Add(cfg.Duration)
+	healAt := r.injectFaults(n, rep, deadline)
+	time.Sleep(time.Until(deadline))
+	// Heal everything, then keep the load on for a while: every partition
+	// must take writes again (G12).
+	r.lab.HealAll()
+	r.restartExited(rep)
+	if err := r.cluster.TryWaitHealthy(60 * time.Second); err != nil {
+		r.t.Fatalf("no recovery after the final heal: %v", err)
+	}
+	time.Sleep(5 * time.Second)
+	w.StopSending()
+	sendingStopped = true
+
+	final, short := r.readBack(w)
+	rep.Problems = append(rep.Problems, short...)
+	ops := r.h.Ops()
+	rep.Result = Check(ops, final, CheckOptions{HealAt: healAt})
+	r.ops, r.final = ops, final
+}
+
+// startCluster starts the brokers in their network namespaces (one on a
+// small tmpfs when the scenario fills a disk), creates the topic, and waits
+// until every partition has a leader and a full ISR.
+func (r *runner) startCluster(n *nemesis) {
+	cfg := r.cfg
 	r.lab = proctest.NewNetLab(r.t, cfg.Brokers)
 	dirs, logs := make([]string, cfg.Brokers), make([]string, cfg.Brokers)
 	for i := range dirs {
@@ -128,9 +173,9 @@ func (r *runner) run(rep *Report) {
 			r.t.Fatalf("%v", err)
 		}
 	}
-	for _, f := range faults {
+	for _, f := range n.faults {
 		if f == FaultDiskFull && n.diskBroker == 0 {
-			n.diskBroker = int32(1 + rng.IntN(cfg.Brokers))
+			n.diskBroker = int32(1 + n.rng.IntN(cfg.Brokers))
 			unmount, err := mountTmpfs(dirs[n.diskBroker-1], 256<<20)
 			if err != nil {
 				r.t.Fatalf("%v", err)
@@ -154,32 +199,19 @@ func (r *runner) run(rep *Report) {
 	if err := r.cluster.TryWaitHealthy(60 * time.Second); err != nil {
 		r.t.Fatalf("%v", err)
 	}
+}
 
-	// The workload's client knows every broker.
-	wcl, err := anyClient(r.cluster)
-	if err != nil {
-		r.t.Fatalf("%v", err)
-	}
-	r.t.Cleanup(func() { wcl.Close() })
-	r.h = NewHistory()
-	w := StartWorkload(wcl, r.h, cfg.Seed, WorkloadConfig{Topic: cfg.Topic, Partitions: cfg.Partitions, Rate: cfg.Rate})
-	sendingStopped := false
-	defer func() {
-		if !sendingStopped {
-			w.StopSending()
-			w.Drain(nil, 0)
-		}
-	}()
-	cfg.Logf("seed %d scenario %s: cluster up, workload running for %v", cfg.Seed, cfg.Scenario, cfg.Duration)
-
-	deadline := time.Now().Add(cfg.Duration)
-	var healAt time.Duration
-	for len(faults) > 0 && time.Until(deadline) > 3*time.Second {
+// injectFaults injects the scenario's faults one after another, with quiet
+// gaps, until the deadline; after each it waits for the cluster to be
+// healthy again and logs what it did. It returns when the last fault was
+// healed, as the history counts time.
+func (r *runner) injectFaults(n *nemesis, rep *Report, deadline time.Time) (healAt time.Duration) {
+	for len(n.faults) > 0 && time.Until(deadline) > 3*time.Second {
 		n.hold(2*time.Second, 6*time.Second, deadline)
 		if time.Until(deadline) < 2*time.Second {
 			break
 		}
-		f := faults[rng.IntN(len(faults))]
+		f := n.faults[n.rng.IntN(len(n.faults))]
 		at := r.h.Since(time.Now())
 		f, what, err := n.inject(f, deadline)
 		if err != nil {
@@ -196,25 +228,9 @@ func (r *runner) run(rep *Report) {
 		rep.SlowestRecovery = max(rep.SlowestRecovery, rec)
 		line := fmt.Sprintf("%6.1fs %-10s %s; healthy %.1fs after heal", at.Seconds(), f, what, rec.Seconds())
 		rep.FaultLog = append(rep.FaultLog, line)
-		cfg.Logf("  %s", line)
+		r.cfg.Logf("  %s", line)
 	}
-	time.Sleep(time.Until(deadline))
-	// Heal everything, then keep the load on for a while: every partition
-	// must take writes again (G12).
-	r.lab.HealAll()
-	r.restartExited(rep)
-	if err := r.cluster.TryWaitHealthy(60 * time.Second); err != nil {
-		r.t.Fatalf("no recovery after the final heal: %v", err)
-	}
-	time.Sleep(5 * time.Second)
-	w.StopSending()
-	sendingStopped = true
-
-	final, short := r.readBack(w)
-	rep.Problems = append(rep.Problems, short...)
-	ops := r.h.Ops()
-	rep.Result = Check(ops, final, CheckOptions{HealAt: healAt})
-	r.ops, r.final = ops, final
+	return healAt
 }
 
 // restartExited restarts brokers that exited by themselves.
