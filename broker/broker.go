@@ -52,6 +52,8 @@ type Broker struct {
 	http    *http.Server
 	metrics *metrics
 
+	inflight *byteBudget // fetch and produce bytes in flight (budget.go)
+
 	reconcileMu sync.Mutex // serialises reconcile
 
 	mu       sync.RWMutex // guards replicas and snap
@@ -190,10 +192,12 @@ func New(cfg Config) (*Broker, error) {
 		Self: cfg.NodeID, LagTime: cfg.ReplicaLagTime, Transport: b.peers, Controller: b.peers,
 		Logger: cfg.Logger.With("node", cfg.NodeID),
 	}
+	b.inflight = newByteBudget(cfg.MaxInflightBytes, budgetWait)
 	b.metrics = newMetrics(b)
 	b.grpc = grpc.NewServer(
 		experimental.BufferPool(bufferPool),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ChainUnaryInterceptor(b.metrics.unaryInterceptor, b.readyUnary),

@@ -72,6 +72,14 @@ type Config struct {
 	// MaxRequestBytes bounds one gRPC request; larger ones fail with
 	// RESOURCE_EXHAUSTED before the broker reads them (default 16 MiB).
 	MaxRequestBytes int
+	// MaxInflightBytes bounds the fetch and produce data the broker holds
+	// at once, over all clients (default 256 MiB; at least MaxRequestBytes).
+	// Past it a request waits briefly, then fails with RESOURCE_EXHAUSTED
+	// and a retry hint.
+	MaxInflightBytes int64
+	// MaxStreamsPerConn bounds the concurrent gRPC streams (calls) of one
+	// client connection (default 1024); further calls wait for one to end.
+	MaxStreamsPerConn int
 	// SegmentBytes is the target size of log segment files (default 16 MiB).
 	SegmentBytes int
 	// UnsafeNoFsync acknowledges writes before they reach the disk: a crash
@@ -103,6 +111,8 @@ func DefaultConfig() Config {
 		HTTPAddr:               "127.0.0.1:9423",
 		KafkaAddr:              "127.0.0.1:9092",
 		MaxRequestBytes:        16 << 20,
+		MaxInflightBytes:       256 << 20,
+		MaxStreamsPerConn:      1024,
 		SegmentBytes:           16 << 20,
 		TopicDefaults:          cluster.DefaultDefaults(),
 		RetentionCheckInterval: 5 * time.Minute,
@@ -192,6 +202,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxRequestBytes < 64<<10 {
 		return fmt.Errorf("config: max request bytes %d: at least 64 KiB", c.MaxRequestBytes)
+	}
+	if err := c.validateBudgets(d); err != nil {
+		return err
 	}
 	if c.SegmentBytes == 0 {
 		c.SegmentBytes = d.SegmentBytes

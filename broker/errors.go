@@ -33,6 +33,7 @@ func errorDetail(err error) *pb.ErrorDetail {
 		om  *partition.OffsetMismatchError
 		oor *partition.OutOfRangeError
 		ee  *partition.EpochError
+		be  *budgetError
 	)
 	switch {
 	case errors.As(err, &om):
@@ -63,6 +64,10 @@ func errorDetail(err error) *pb.ErrorDetail {
 		set(codes.InvalidArgument, pb.ErrorReason_RECORD_TOO_LARGE)
 	case errors.Is(err, partition.ErrInvalidBatch):
 		set(codes.InvalidArgument, pb.ErrorReason_INVALID_RECORD)
+	case errors.As(err, &be):
+		// Reason UNAVAILABLE: every client retries it, after the hint.
+		set(codes.ResourceExhausted, pb.ErrorReason_UNAVAILABLE)
+		d.RetryAfterMs = max(1, be.retryAfter.Milliseconds())
 	case errors.Is(err, partition.ErrNotEnoughReplicas):
 		set(codes.Unavailable, pb.ErrorReason_NOT_ENOUGH_REPLICAS)
 	case errors.Is(err, partition.ErrStorage), errors.Is(err, partition.ErrClosed),

@@ -29,6 +29,7 @@ type metrics struct {
 	groupBytes      prometheus.Histogram
 	groupSeconds    prometheus.Histogram
 	duplicates      prometheus.Counter
+	refused         *prometheus.CounterVec
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -64,11 +65,15 @@ func newMetrics(b *Broker) *metrics {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "skein_produce_duplicates_total", Help: "Idempotent producers' retried batches that were already appended, answered with their original offsets.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "skein_refused_requests_total", Help: "Requests refused because a broker budget was used up or a limit was passed, by reason.",
+		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(m.rpcs, m.producedRecords, m.producedBytes, m.produceErrors, m.fetchedBytes,
 		m.groupBatches, m.groupBytes, m.groupSeconds, m.duplicates,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&partitionCollector{b: b})
+		&partitionCollector{b: b}, m.refused)
+	m.registerBudgets(b)
 	return m
 }
 

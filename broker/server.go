@@ -245,6 +245,13 @@ func (s *server) produce(external bool, req *pb.ProduceRequest, done func(*pb.Pr
 	}
 	timeout := min(time.Duration(req.TimeoutMs)*time.Millisecond, maxProduceTimeout)
 	n := len(req.Batch)
+	// The request is in memory already; waiting here holds back the next
+	// ones (a stream stops being read, so flow control slows the client).
+	if err := s.b.inflight.acquire(context.Background(), int64(n)); err != nil {
+		s.b.metrics.refusedRequest(err)
+		fail(err)
+		return
+	}
 	r.p.Enqueue(partition.AppendRequest{
 		Batch:          req.Batch,
 		LeaderEpoch:    req.LeaderEpoch,
@@ -252,6 +259,7 @@ func (s *server) produce(external bool, req *pb.ProduceRequest, done func(*pb.Pr
 		Acks:           acks,
 		Timeout:        timeout,
 	}, func(res partition.AppendResult, err error) {
+		s.b.inflight.release(int64(n))
 		if err != nil {
 			s.b.metrics.produceFailed(err)
 			fail(err)
@@ -363,100 +371,6 @@ func clampDuration(ms int32, def, lo, hi time.Duration) time.Duration {
 		return def
 	}
 	return max(lo, min(hi, time.Duration(ms)*time.Millisecond))
-}
-
-func (s *server) Fetch(req *pb.FetchRequest, stream pb.Skein_FetchServer) error {
-	ctx := stream.Context()
-	maxBytes := int(req.MaxBytes)
-	if maxBytes <= 0 {
-		maxBytes = defaultFetchMaxBytes
-	}
-	maxBytes = max(minFetchMaxBytes, min(maxFetchMaxBytes, maxBytes))
-	wait := clampDuration(req.MaxWaitMs, defaultFetchWait, minFetchWait, maxFetchWait)
-	if req.Offset < 0 {
-		return toStatus(invalid("offset %d: must not be negative (use ListOffsets to resolve earliest/latest)", req.Offset))
-	}
-	r, err := s.b.leaderReplica(req.Topic, req.Partition)
-	if err != nil {
-		return s.b.status(ctx, err)
-	}
-	p := r.p
-	if req.LeaderEpoch >= 0 {
-		if st := p.State(); req.LeaderEpoch != st.LeaderEpoch {
-			return toStatus(&partition.EpochError{Requested: req.LeaderEpoch, Current: st.LeaderEpoch})
-		}
-	}
-	offset := req.Offset
-	caughtUp := false
-	buf := make([]byte, 0, maxBytes)
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		watch := p.Watch()
-		if p.Role() != partition.RoleLeader {
-			st := p.State()
-			return s.b.status(ctx, &partition.NotLeaderError{LeaderID: st.LeaderID, LeaderEpoch: st.LeaderEpoch})
-		}
-		if !p.HWReady() {
-			// A new leader's HW may lag the one its predecessor showed:
-			// wait until it has caught up, never show a smaller HW.
-			select {
-			case <-watch:
-				continue
-			case <-ctx.Done():
-				return toStatus(ctx.Err())
-			case <-s.b.stopping:
-				return toStatus(errShuttingDown)
-			}
-		}
-		res, err := p.Read(buf[:0], offset, maxBytes, partition.ReadCommitted)
-		if err != nil {
-			return toStatus(err)
-		}
-		if offset > res.HighWatermark {
-			// Past the HW is uncommitted or unwritten: no consumer gets
-			// there by reading (the HW it sees never goes back), so it is
-			// out of range like an offset below the log start, whatever
-			// the leader's log end.
-			return toStatus(&partition.OutOfRangeError{Offset: offset, LogStartOffset: res.LogStartOffset, HighWatermark: res.HighWatermark})
-		}
-		if len(res.Batches) > 0 {
-			caughtUp = res.NextOffset >= res.HighWatermark
-			if err := stream.Send(&pb.FetchResponse{
-				Batches: res.Batches, NextOffset: res.NextOffset, HighWatermark: res.HighWatermark,
-				LogStartOffset: res.LogStartOffset, CaughtUp: caughtUp,
-			}); err != nil {
-				return err
-			}
-			s.b.metrics.fetched(len(res.Batches))
-			offset = res.NextOffset
-			continue
-		}
-		if !caughtUp {
-			caughtUp = true
-			if err := stream.Send(&pb.FetchResponse{NextOffset: offset, HighWatermark: res.HighWatermark, LogStartOffset: res.LogStartOffset, CaughtUp: true}); err != nil {
-				return err
-			}
-		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(wait)
-		select {
-		case <-watch:
-		case <-timer.C:
-			if err := stream.Send(&pb.FetchResponse{NextOffset: offset, HighWatermark: res.HighWatermark, LogStartOffset: res.LogStartOffset, CaughtUp: true}); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return toStatus(ctx.Err())
-		case <-s.b.stopping:
-			return toStatus(errShuttingDown)
-		}
-	}
 }
 
 // ---- offsets ----------------------------------------------------------------

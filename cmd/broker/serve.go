@@ -85,6 +85,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ef.str(&cfg.Rack, "rack", "", "rack label for rack-aware replica placement")
 	ef.str(&lagTime, "replica-lag-time", "10s", "replica.lag.time.max: a follower behind for this long leaves the ISR")
 	ef.int(&maxRequest, "max-request-bytes", cfg.MaxRequestBytes, "largest request the broker reads")
+	var maxInflight, maxStreams int
+	ef.int(&maxInflight, "max-inflight-bytes", int(cfg.MaxInflightBytes), "budget of fetch and produce bytes held at once; past it requests wait briefly, then get RESOURCE_EXHAUSTED with a retry hint")
+	ef.int(&maxStreams, "max-streams-per-connection", cfg.MaxStreamsPerConn, "concurrent gRPC calls (streams) one client connection may have open")
 	ef.int(&segment, "segment-bytes", cfg.SegmentBytes, "target size of log segment files")
 	ef.str(&producerExpiry, "producer-id-expiry", "168h", "forget an idempotent producer id idle this long (Go duration; -1s: never)")
 	ef.bool(&unsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they reach the disk: a machine crash LOSES acknowledged records; benchmarks only")
@@ -131,6 +134,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfg.ReplicaLagTime = d
 	cfg.MaxRequestBytes = maxRequest
 	cfg.SegmentBytes = segment
+	cfg.MaxInflightBytes, cfg.MaxStreamsPerConn = int64(maxInflight), maxStreams
 	cfg.UnsafeNoFsync = unsafeNoFsync
 	if cfg.ProducerExpiry, err = time.ParseDuration(producerExpiry); err != nil || cfg.ProducerExpiry == 0 {
 		fmt.Fprintf(stderr, "broker: --producer-id-expiry %q: want a duration such as 168h (negative: never)\n", producerExpiry)
@@ -147,6 +151,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if unsafeNoFsync {
 		logger.Warn("--unsafe-no-fsync: writes are acknowledged before they are on disk; a machine crash loses acknowledged records")
 	}
+	broker.ApplyProcessLimits(cfg, logger)
 	b, err := broker.New(cfg)
 	if err != nil {
 		logger.Error("cannot start", "err", err)

@@ -107,7 +107,8 @@ const (
 	ErrorReason_INVALID_TOPIC       ErrorReason = 11
 	ErrorReason_TOPIC_EXISTS        ErrorReason = 12
 	// The broker cannot take the request now (shutting down, disk full, log
-	// recovering). Retriable.
+	// recovering, or a budget is used up: code RESOURCE_EXHAUSTED with
+	// retry_after_ms set). Retriable.
 	ErrorReason_UNAVAILABLE ErrorReason = 13
 	// The write may or may not have been appended (timed out waiting for
 	// replication). Retriable only with an idempotent producer.
@@ -2127,8 +2128,11 @@ type ErrorDetail struct {
 	// OFFSET_OUT_OF_RANGE: the valid range.
 	LogStartOffset int64 `protobuf:"varint,8,opt,name=log_start_offset,json=logStartOffset,proto3" json:"log_start_offset,omitempty"`
 	HighWatermark  int64 `protobuf:"varint,9,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Code RESOURCE_EXHAUSTED (a broker budget is used up): wait at least
+	// this long before sending the request again. 0 when not given.
+	RetryAfterMs  int64 `protobuf:"varint,10,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ErrorDetail) Reset() {
@@ -2220,6 +2224,13 @@ func (x *ErrorDetail) GetLogStartOffset() int64 {
 func (x *ErrorDetail) GetHighWatermark() int64 {
 	if x != nil {
 		return x.HighWatermark
+	}
+	return 0
+}
+
+func (x *ErrorDetail) GetRetryAfterMs() int64 {
+	if x != nil {
+		return x.RetryAfterMs
 	}
 	return 0
 }
@@ -2390,7 +2401,7 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x06topics\x18\x06 \x01(\x05R\x06topics\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\a \x01(\x05R\n" +
-	"partitions\"\xbd\x02\n" +
+	"partitions\"\xe3\x02\n" +
 	"\vErrorDetail\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12-\n" +
@@ -2402,7 +2413,9 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\vnext_offset\x18\a \x01(\x03R\n" +
 	"nextOffset\x12(\n" +
 	"\x10log_start_offset\x18\b \x01(\x03R\x0elogStartOffset\x12%\n" +
-	"\x0ehigh_watermark\x18\t \x01(\x03R\rhighWatermark*4\n" +
+	"\x0ehigh_watermark\x18\t \x01(\x03R\rhighWatermark\x12$\n" +
+	"\x0eretry_after_ms\x18\n" +
+	" \x01(\x03R\fretryAfterMs*4\n" +
 	"\x04Acks\x12\f\n" +
 	"\bACKS_ALL\x10\x00\x12\x0f\n" +
 	"\vACKS_LEADER\x10\x01\x12\r\n" +

@@ -1,0 +1,91 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestFits(t *testing.T) {
+	for _, c := range []struct {
+		used, n, total int64
+		want           bool
+	}{
+		{0, 10, 100, true},
+		{90, 10, 100, true},
+		{91, 10, 100, false},
+		{0, 500, 100, true}, // larger than the budget: alone
+		{1, 500, 100, false},
+		{100, 0, 100, true},
+	} {
+		if got := fits(c.used, c.n, c.total); got != c.want {
+			t.Errorf("fits(%d, %d, %d) = %v, want %v", c.used, c.n, c.total, got, c.want)
+		}
+	}
+}
+
+func TestByteBudgetWaitsThenRefuses(t *testing.T) {
+	b := newByteBudget(100, 50*time.Millisecond)
+	ctx := context.Background()
+	if err := b.acquire(ctx, 80); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err := b.acquire(ctx, 30)
+	var be *budgetError
+	if !errors.As(err, &be) || !errors.Is(err, errBudget) || be.retryAfter != 50*time.Millisecond || be.reason != "inflight_bytes" {
+		t.Fatalf("over the budget: %v", err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("refused after %v, before the wait", d)
+	}
+	if got := b.inUse(); got != 80 {
+		t.Fatalf("in use after a refusal: %d, want 80", got)
+	}
+	// A waiter gets in when room is released.
+	done := make(chan error, 1)
+	b.wait = 5 * time.Second
+	go func() { done <- b.acquire(ctx, 30) }()
+	time.Sleep(20 * time.Millisecond)
+	b.release(80)
+	if err := <-done; err != nil {
+		t.Fatalf("waiter after release: %v", err)
+	}
+	if got := b.inUse(); got != 30 {
+		t.Fatalf("in use: %d, want 30", got)
+	}
+	// A cancelled caller stops waiting with its context's error.
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := b.acquire(cctx, 90); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled waiter: %v", err)
+	}
+	b.release(30)
+	if got := b.inUse(); got != 0 {
+		t.Fatalf("in use at the end: %d", got)
+	}
+}
+
+func TestParseCgroupLimit(t *testing.T) {
+	for in, want := range map[string]int64{
+		"max\n":                 0,
+		"536870912\n":           512 << 20,
+		"9223372036854771712\n": 0, // cgroup v1 "unlimited"
+		"":                      0,
+		"-1":                    0,
+	} {
+		if got := parseCgroupLimit(in); got != want {
+			t.Errorf("parseCgroupLimit(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	if got, _ := memoryLimit(1<<30, 256<<20); got != (1<<30)/10*9 {
+		t.Errorf("with a cgroup limit of 1 GiB: %d", got)
+	}
+	if got, _ := memoryLimit(0, 256<<20); got != 1<<30 {
+		t.Errorf("no cgroup, 256 MiB budget: %d, want 1 GiB", got)
+	}
+}

@@ -1,0 +1,139 @@
+package broker_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/skeinlog/skein/broker"
+	"github.com/skeinlog/skein/broker/brokertest"
+	"github.com/skeinlog/skein/cluster"
+	pb "github.com/skeinlog/skein/proto/skeinv1"
+)
+
+// metric returns the text of one metric line from /metrics.
+func metric(t testing.TB, httpAddr, prefix string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+// A consumer that stops reading keeps what was sent to it in the broker's
+// memory; that counts against the in-flight budget, and once the budget is
+// used up a produce waits briefly, then is refused with RESOURCE_EXHAUSTED,
+// reason UNAVAILABLE (so clients retry) and a retry hint. When the reader
+// goes away the budget is free again.
+func TestInflightBudgetRefusesThenRecovers(t *testing.T) {
+	const budget = 256 << 10
+	b := brokertest.Start(t, brokertest.WithConfig(func(c *broker.Config) {
+		c.MaxRequestBytes, c.MaxInflightBytes = budget, budget
+		c.TopicDefaults = cluster.DefaultDefaults()
+		c.TopicDefaults.MaxRecordBytes = 128 << 10
+	}))
+	c := dial(t, b.Addr())
+	createTopic(t, c, "held", 1)
+	for range 4 {
+		if _, err := c.Produce(context.Background(), &pb.ProduceRequest{Topic: "held", LeaderEpoch: -1, Batch: mkBatchSized(t, 60<<10)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A fixed 64 KiB window: the client takes no more than that unread.
+	slow, err := grpc.NewClient(b.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := pb.NewSkeinClient(slow).Fetch(ctx, &pb.FetchRequest{Topic: "held", LeaderEpoch: -1, MaxBytes: budget}); err != nil {
+		t.Fatal(err)
+	}
+	inflight := func() string { return metric(t, b.HTTPAddr(), "skein_inflight_bytes ") }
+	deadline := time.Now().Add(10 * time.Second)
+	for inflight() == "skein_inflight_bytes 0" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	_, err = c.Produce(context.Background(), &pb.ProduceRequest{Topic: "held", LeaderEpoch: -1, Batch: mkBatchSized(t, 60<<10)})
+	code, d := detail(t, err)
+	if code != codes.ResourceExhausted || d == nil || d.Reason != pb.ErrorReason_UNAVAILABLE || d.RetryAfterMs <= 0 ||
+		!strings.Contains(d.Message, "--max-inflight-bytes") {
+		t.Fatalf("produce over the budget (%s): %v, detail %v", inflight(), err, d)
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Fatalf("refused after %v without waiting", waited)
+	}
+	if got := metric(t, b.HTTPAddr(), `skein_refused_requests_total{reason="inflight_bytes"}`); !strings.HasSuffix(got, " 1") {
+		t.Fatalf("refused metric: %q", got)
+	}
+	if got := metric(t, b.HTTPAddr(), "skein_inflight_bytes_limit "); got != "skein_inflight_bytes_limit 262144" {
+		t.Fatalf("limit metric: %q", got)
+	}
+	cancel()
+	deadline = time.Now().Add(10 * time.Second)
+	for inflight() != "skein_inflight_bytes 0" {
+		if time.Now().After(deadline) {
+			t.Fatalf("budget not given back after the reader left: %s", inflight())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := c.Produce(context.Background(), &pb.ProduceRequest{Topic: "held", LeaderEpoch: -1, Batch: mkBatchSized(t, 60<<10)}); err != nil {
+		t.Fatalf("produce after the reader left: %v", err)
+	}
+	if got := len(fetchAll(t, c, "held", 0, 0)); got != 5 {
+		t.Fatalf("read %d records, want 5", got)
+	}
+}
+
+// One connection gets at most MaxStreamsPerConn calls at once; a further
+// one waits until one ends.
+func TestStreamsPerConnectionLimit(t *testing.T) {
+	b := brokertest.Start(t, brokertest.WithConfig(func(c *broker.Config) { c.MaxStreamsPerConn = 2 }))
+	c := dial(t, b.Addr())
+	createTopic(t, c, "s", 1)
+	open := func(ctx context.Context) (pb.Skein_FetchClient, error) {
+		st, err := c.Fetch(ctx, &pb.FetchRequest{Topic: "s", LeaderEpoch: -1, MaxWaitMs: 30000})
+		if err != nil {
+			return nil, err
+		}
+		_, err = st.Recv() // the first answer: caught up
+		return st, err
+	}
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	defer cancel1()
+	for range 2 {
+		if _, err := open(ctx1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := open(short); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("third stream on a connection limited to 2: %v", err)
+	}
+	cancel1()
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel3()
+	if _, err := open(ctx3); err != nil {
+		t.Fatalf("after the others ended: %v", err)
+	}
+}
