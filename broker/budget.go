@@ -120,11 +120,6 @@ func (b *byteBudget) inUse() int64 {
 	return b.used
 }
 
-// exhausted reports whether less than frac of the budget is free.
-func (b *byteBudget) exhausted(frac float64) bool {
-	return float64(b.total-b.inUse()) < frac*float64(b.total)
-}
-
 // validateBudgets fills the budgets' zero values from d and checks them.
 func (c *Config) validateBudgets(d Config) error {
 	if c.MaxInflightBytes == 0 {
