@@ -79,6 +79,9 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []<-
 			if err == nil && len(rr.Batches) > 0 {
 				p.RecordBatches, err = appendKafka(nil, rr.Batches)
 			}
+			if p.RecordBatches == nil {
+				p.RecordBatches = []byte{} // null is not an empty set to librdkafka
+			}
 			if err != nil {
 				p.ErrorCode = errorCode(err)
 				failed = true
