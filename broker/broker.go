@@ -190,7 +190,7 @@ func New(cfg Config) (*Broker, error) {
 	b.peers = newPeers(b)
 	b.repl = replication.Config{
 		Self: cfg.NodeID, LagTime: cfg.ReplicaLagTime, Transport: b.peers, Controller: b.peers,
-		Logger: cfg.Logger.With("node", cfg.NodeID),
+		Logger: cfg.Logger.With("node", cfg.NodeID), Trace: cfg.Trace,
 	}
 	b.inflight = newByteBudget(cfg.MaxInflightBytes, budgetWait)
 	b.metrics = newMetrics(b)
@@ -795,6 +795,7 @@ func (b *Broker) openReplica(t cluster.Topic, part int32) (*partition.Partition,
 		OnFatal:        b.onFatal,
 		OnDamage:       func(err error) { b.replicaDamaged(tp{t.Name, part}, err) },
 		Observer:       b.metrics,
+		Trace:          b.cfg.Trace,
 		Logger:         b.cfg.Logger,
 		ProducerExpiry: b.cfg.ProducerExpiry,
 	})

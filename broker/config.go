@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skeinlog/skein/cluster"
+	"github.com/skeinlog/skein/partition"
 )
 
 // Config configures one broker. Start from DefaultConfig.
@@ -68,6 +69,10 @@ type Config struct {
 	// controller): an error fails the request as if the link were down, a
 	// delay holds it first. Tests use it to cut, slow and drop links.
 	PeerFault func(from, to int32) (delay time.Duration, err error)
+	// Trace, when set, is told as appends pass the steps of replication
+	// (partition.Step) on this broker: benchmarks use it to break an
+	// acknowledgement's latency down. nil in service.
+	Trace partition.Tracer
 
 	// MaxRequestBytes bounds one gRPC request; larger ones fail with
 	// RESOURCE_EXHAUSTED before the broker reads them (default 16 MiB).

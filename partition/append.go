@@ -284,10 +284,12 @@ func (p *Partition) writeGroup(plan *groupPlan) bool {
 	p.written = plan.next
 	p.broadcastLocked()
 	p.mu.Unlock()
+	p.trace(StepWritten, -1, plan.next)
 	if err := p.log.Sync(); err != nil {
 		p.writeFailed(err, append(plan.accepted, plan.dups...), entries[0].BaseOffset)
 		return false
 	}
+	p.trace(StepSynced, -1, plan.next)
 	if p.cfg.Observer != nil {
 		p.cfg.Observer.GroupCommitted(len(entries), records, bytes, time.Since(began))
 	}

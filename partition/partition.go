@@ -65,7 +65,10 @@ type Config struct {
 	OnDamage func(error)
 	// Observer receives figures for metrics; optional.
 	Observer Observer
-	Logger   *slog.Logger
+	// Trace, when set, is told as appends pass the leader's steps (see
+	// Step); for latency breakdowns in benchmarks.
+	Trace  Tracer
+	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// ProducerExpiry: an idempotent producer id not seen for this long is
@@ -709,6 +712,7 @@ func (p *Partition) setHWLocked(hw int64) []*op {
 	}
 	p.hw = hw
 	p.broadcastLocked()
+	p.trace(StepHighWatermark, -1, hw)
 	if p.role != RoleLeader {
 		// A follower's HW is its leader's: it says nothing of batches this
 		// replica appended as a leader (none wait: see BecomeFollower and

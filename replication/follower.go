@@ -152,9 +152,11 @@ func (f *Follower) fetchLoop(ctx context.Context) error {
 			return fmt.Errorf("leader %d: %s (%s)", f.leader, e.Message, e.Reason)
 		}
 		if len(resp.Batches) > 0 {
+			f.cfg.trace(partition.StepFetched, f.cfg.Self, func() int64 { return batchesEnd(resp.Batches, leo) })
 			if leo, err = f.p.AppendReplicated(resp.Batches); err != nil {
 				return err
 			}
+			f.cfg.trace(partition.StepReplicated, f.cfg.Self, func() int64 { return leo })
 		}
 		f.p.SetHighWatermark(min(resp.HighWatermark, leo))
 	}

@@ -43,6 +43,9 @@ type Config struct {
 	Controller   ISRChanger
 	Logger       *slog.Logger
 	Now          func() time.Time
+	// Trace, when set, is told as appends pass the replication steps (see
+	// partition.Step); for latency breakdowns in benchmarks.
+	Trace partition.Tracer
 }
 
 func (c *Config) fill() {
@@ -218,6 +221,7 @@ func (l *Leader) HandleFetch(ctx context.Context, req *pb.ReplicaFetchRequest) (
 			"follower", req.ReplicaId, "fetch_offset", req.FetchOffset, "hw", hw)
 		l.shrinkLocked(true)
 	}
+	l.cfg.trace(partition.StepReported, req.ReplicaId, func() int64 { return req.FetchOffset })
 	observeFetch(f, req.FetchOffset, leo, l.cfg.Now())
 	l.advanceLocked()
 	l.maybeExpandLocked()
@@ -245,6 +249,7 @@ func (l *Leader) HandleFetch(ctx context.Context, req *pb.ReplicaFetchRequest) (
 			return nil, err
 		}
 		if len(res.Batches) > 0 || l.p.Role() != partition.RoleLeader {
+			l.cfg.trace(partition.StepServed, req.ReplicaId, func() int64 { return batchesEnd(res.Batches, req.FetchOffset) })
 			return &pb.ReplicaFetchResponse{Batches: res.Batches, HighWatermark: res.HighWatermark,
 				LogStartOffset: res.LogStartOffset, LogEndOffset: res.LogEndOffset}, nil
 		}
