@@ -64,3 +64,46 @@ func FuzzRequest(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkConvert measures the edge conversion per produced and fetched
+// batch: 100 records of 1 KiB (key, value, one header), uncompressed and
+// with each codec. Bytes are the records' uncompressed size.
+func BenchmarkConvert(b *testing.B) {
+	for _, codec := range []batch.Compression{batch.None, batch.Snappy, batch.LZ4, batch.Zstd, batch.Gzip} {
+		bb := batch.NewBuilder(codec)
+		value := make([]byte, 1000)
+		for i := range value {
+			value[i] = byte('a' + i%7*i%13)
+		}
+		for i := 0; i < 100; i++ {
+			bb.Add(&batch.Record{Timestamp: 1700000000000 + int64(i), Key: []byte("key-0001"), Value: value, Headers: []batch.Header{{Key: "h", Value: []byte("v")}}})
+		}
+		sk, err := bb.Build(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		kb, err := appendKafka(nil, sk)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size := int64(100 * 1024)
+		b.Run("kafka-to-skein/"+codec.String(), func(b *testing.B) {
+			cv := newConverter(64 << 20)
+			b.SetBytes(size)
+			for b.Loop() {
+				if _, err := cv.toSkein(kb); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("skein-to-kafka/"+codec.String(), func(b *testing.B) {
+			b.SetBytes(size)
+			var dst []byte
+			for b.Loop() {
+				if dst, err = appendKafka(dst[:0], sk); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
