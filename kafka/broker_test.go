@@ -12,10 +12,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/skeinlog/skein/broker/brokertest"
+	"github.com/skeinlog/skein/kafka"
 	"github.com/skeinlog/skein/proto/batch"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
@@ -240,5 +242,62 @@ func TestKafkaCrossAPI(t *testing.T) {
 			len(g.Headers) != 2 || string(g.Headers[0].Value) != string(w.Headers[0].Value) || g.Headers[1].Value != nil {
 			t.Fatalf("grpc read %d: %+v, want %+v", i, g, w)
 		}
+	}
+}
+
+// A retried idempotent batch (same producer id, epoch and sequence) is
+// answered with its first offsets and not written again; a sequence gap is
+// OUT_OF_ORDER_SEQUENCE_NUMBER; the producer state is the partition's, as
+// for the gRPC path.
+func TestKafkaIdempotentRetry(t *testing.T) {
+	b := brokertest.Start(t)
+	ctx := ctxFor(t, 30*time.Second)
+	cl := kafkaClient(t, b.KafkaAddr())
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "r"); err != nil {
+		t.Fatal(err)
+	}
+	ip := kmsg.NewPtrInitProducerIDRequest()
+	ipr, err := ip.RequestWith(ctx, cl)
+	if err != nil || ipr.ErrorCode != 0 {
+		t.Fatalf("InitProducerId: %v %+v", err, ipr)
+	}
+	produce := func(seq int32) kmsg.ProduceResponseTopicPartition {
+		bb := batch.NewBuilder(batch.None)
+		bb.SetProducer(ipr.ProducerID, ipr.ProducerEpoch, seq)
+		bb.Add(&batch.Record{Timestamp: 1, Value: []byte("v")})
+		bb.Add(&batch.Record{Timestamp: 2, Value: []byte("w")})
+		sk, _ := bb.Build(nil)
+		kb, err := kafka.AppendKafkaForTest(sk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks, req.TimeoutMillis = -1, 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "r"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = kb
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0]
+	}
+	first := produce(0)
+	again := produce(0)
+	if first.ErrorCode != 0 || again.ErrorCode != 0 || again.BaseOffset != first.BaseOffset {
+		t.Fatalf("first %+v, retry %+v", first, again)
+	}
+	if gap := produce(5); gap.ErrorCode != kerr.OutOfOrderSequenceNumber.Code {
+		t.Fatalf("sequence gap: %+v", gap)
+	}
+	next := produce(2)
+	if next.ErrorCode != 0 || next.BaseOffset != 2 {
+		t.Fatalf("next batch: %+v", next)
+	}
+	if st := b.Partition("r", 0).State(); st.LogEndOffset != 4 {
+		t.Fatalf("log end %d: a retry was written twice", st.LogEndOffset)
 	}
 }

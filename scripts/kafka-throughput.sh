@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# One broker (fsync before ack), topics g and k of one partition; three
+# alternating runs of `produce --count N --size 1024` over gRPC and of
+# scripts/kafkabench (franz-go) over the Kafka listener. N defaults to 100000.
+# Build first: CGO_ENABLED=0 go build -o DIR/ ./cmd/... && go build -o DIR/kafkabench ./scripts/kafkabench
+set -u
+bin=${1:?usage: kafka-throughput.sh DIR-WITH-broker-produce-kafkabench}
+d=$(mktemp -d /tmp/kafka-tput.XXXX)
+$bin/broker --data-dir $d/data --addr 127.0.0.1:0 --http-addr "" --gossip-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 --kafka-addr 127.0.0.1:0 --log-format json > $d/log 2>&1 &
+bpid=$!
+for i in $(seq 1 100); do grep -q 'broker ready' $d/log && break; sleep 0.1; done
+addr=$(grep 'broker ready' $d/log | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["addr"])')
+kaddr=$(grep 'broker ready' $d/log | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["kafka"])')
+$bin/broker topic create g -b $addr >/dev/null; $bin/broker topic create k -b $addr >/dev/null
+for run in 1 2 3; do
+  echo "grpc run $run: $($bin/produce -t g -b $addr --count ${N:-100000} --size 1024 --stats json)"
+  echo "kafka run $run: $($bin/kafkabench -t k -b $kaddr --count ${N:-100000} --size 1024)"
+done
+kill $bpid; wait $bpid; rm -rf $d
