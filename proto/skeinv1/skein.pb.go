@@ -124,6 +124,23 @@ const (
 	// for its producer id: a newer instance of the producer exists. Nothing
 	// was appended. Code FAILED_PRECONDITION. Fatal for the producer.
 	ErrorReason_PRODUCER_FENCED ErrorReason = 17
+	// This broker is not the coordinator of the group (code
+	// FAILED_PRECONDITION); leader_id and leader_addr name the broker that
+	// leads the group's offsets partition when known. Retriable after
+	// FindCoordinator.
+	ErrorReason_NOT_COORDINATOR ErrorReason = 18
+	// The group has no committed offsets and no members (code NOT_FOUND).
+	ErrorReason_UNKNOWN_GROUP ErrorReason = 19
+	// The member was removed from the group (its session expired, it left)
+	// or the request carries an older member epoch (code
+	// FAILED_PRECONDITION). Nothing was written. The member rejoins with
+	// epoch 0.
+	ErrorReason_FENCED_MEMBER_EPOCH ErrorReason = 20
+	// The operation needs a group without members (code
+	// FAILED_PRECONDITION); the message lists them.
+	ErrorReason_GROUP_NOT_EMPTY ErrorReason = 21
+	// The group name is invalid (code INVALID_ARGUMENT).
+	ErrorReason_INVALID_GROUP ErrorReason = 22
 )
 
 // Enum value maps for ErrorReason.
@@ -147,6 +164,11 @@ var (
 		15: "INVALID_REQUEST",
 		16: "OUT_OF_ORDER_SEQUENCE",
 		17: "PRODUCER_FENCED",
+		18: "NOT_COORDINATOR",
+		19: "UNKNOWN_GROUP",
+		20: "FENCED_MEMBER_EPOCH",
+		21: "GROUP_NOT_EMPTY",
+		22: "INVALID_GROUP",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -167,6 +189,11 @@ var (
 		"INVALID_REQUEST":          15,
 		"OUT_OF_ORDER_SEQUENCE":    16,
 		"PRODUCER_FENCED":          17,
+		"NOT_COORDINATOR":          18,
+		"UNKNOWN_GROUP":            19,
+		"FENCED_MEMBER_EPOCH":      20,
+		"GROUP_NOT_EMPTY":          21,
+		"INVALID_GROUP":            22,
 	}
 )
 
@@ -507,7 +534,10 @@ func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
 }
 
 type ListTopicsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also list internal topics (names starting with "__", such as
+	// __consumer_offsets).
+	Internal      bool `protobuf:"varint,1,opt,name=internal,proto3" json:"internal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -540,6 +570,13 @@ func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
 	return file_skein_v1_skein_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListTopicsRequest) GetInternal() bool {
+	if x != nil {
+		return x.Internal
+	}
+	return false
 }
 
 type ListTopicsResponse struct {
@@ -2267,8 +2304,9 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x05topic\x18\x01 \x01(\v2\x17.skein.v1.TopicMetadataR\x05topic\"(\n" +
 	"\x12DeleteTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
-	"\x13DeleteTopicResponse\"\x13\n" +
-	"\x11ListTopicsRequest\"E\n" +
+	"\x13DeleteTopicResponse\"/\n" +
+	"\x11ListTopicsRequest\x12\x1a\n" +
+	"\binternal\x18\x01 \x01(\bR\binternal\"E\n" +
 	"\x12ListTopicsResponse\x12/\n" +
 	"\x06topics\x18\x01 \x03(\v2\x17.skein.v1.TopicMetadataR\x06topics\"*\n" +
 	"\x14DescribeTopicRequest\x12\x12\n" +
@@ -2419,7 +2457,7 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x04Acks\x12\f\n" +
 	"\bACKS_ALL\x10\x00\x12\x0f\n" +
 	"\vACKS_LEADER\x10\x01\x12\r\n" +
-	"\tACKS_NONE\x10\x02*\x93\x03\n" +
+	"\tACKS_NONE\x10\x02*\xfc\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2440,7 +2478,12 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\tTIMED_OUT\x10\x0e\x12\x13\n" +
 	"\x0fINVALID_REQUEST\x10\x0f\x12\x19\n" +
 	"\x15OUT_OF_ORDER_SEQUENCE\x10\x10\x12\x13\n" +
-	"\x0fPRODUCER_FENCED\x10\x112\xb6\x06\n" +
+	"\x0fPRODUCER_FENCED\x10\x11\x12\x13\n" +
+	"\x0fNOT_COORDINATOR\x10\x12\x12\x11\n" +
+	"\rUNKNOWN_GROUP\x10\x13\x12\x17\n" +
+	"\x13FENCED_MEMBER_EPOCH\x10\x14\x12\x13\n" +
+	"\x0fGROUP_NOT_EMPTY\x10\x15\x12\x11\n" +
+	"\rINVALID_GROUP\x10\x162\xb6\x06\n" +
 	"\x05Skein\x12J\n" +
 	"\vCreateTopic\x12\x1c.skein.v1.CreateTopicRequest\x1a\x1d.skein.v1.CreateTopicResponse\x12J\n" +
 	"\vDeleteTopic\x12\x1c.skein.v1.DeleteTopicRequest\x1a\x1d.skein.v1.DeleteTopicResponse\x12G\n" +
