@@ -71,6 +71,8 @@ type Broker struct {
 
 	pids producerIDs // InitProducer's block of ids
 
+	groups *coordinator // consumer groups of the offsets partitions led here
+
 	storageMu sync.Mutex // guards storageID
 	storageID string     // this data directory's storage identity (node.json)
 }
@@ -205,6 +207,8 @@ func New(cfg Config) (*Broker, error) {
 	)
 	pb.RegisterSkeinServer(b.grpc, &server{b: b})
 	pb.RegisterInternalServer(b.grpc, &internalServer{b: b})
+	b.groups = newCoordinator(b)
+	pb.RegisterGroupsServer(b.grpc, &groupsServer{b: b})
 	b.health = health.NewServer()
 	b.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(b.grpc, b.health)
@@ -473,7 +477,8 @@ func (b *Broker) Run(ctx context.Context) error {
 			break
 		}
 	}
-	b.bg.Add(3)
+	b.bg.Add(4)
+	go b.groups.run()
 	go b.retentionLoop()
 	go b.watchMetadata()
 	go b.tickLeaders()

@@ -101,6 +101,8 @@ type Config struct {
 	// ProducerExpiry: partitions forget an idempotent producer id not seen
 	// for this long (default 7 days; negative: never).
 	ProducerExpiry time.Duration
+	// Groups configures consumer groups and the offsets topic.
+	Groups GroupsConfig
 
 	Logger *slog.Logger
 }
@@ -236,6 +238,9 @@ func (c *Config) validate() error {
 	}
 	if c.OpenConcurrency <= 0 {
 		c.OpenConcurrency = d.OpenConcurrency
+	}
+	if err := c.Groups.validate(); err != nil {
+		return err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -35,6 +35,9 @@ func errorDetail(err error) *pb.ErrorDetail {
 		ee  *partition.EpochError
 		be  *budgetError
 	)
+	if groupErrorDetail(err, d) {
+		return d
+	}
 	switch {
 	case errors.As(err, &om):
 		set(codes.Aborted, pb.ErrorReason_OFFSET_MISMATCH)

@@ -106,6 +106,9 @@ func (s *server) ListTopics(ctx context.Context, req *pb.ListTopicsRequest) (*pb
 	snap := s.b.snapshot()
 	resp := &pb.ListTopicsResponse{}
 	for _, name := range snap.TopicNames() {
+		if isInternalTopic(name) && !req.Internal {
+			continue
+		}
 		resp.Topics = append(resp.Topics, topicToPB(snap.Topics[name]))
 	}
 	return resp, nil
@@ -237,6 +240,10 @@ func (s *server) produce(external bool, req *pb.ProduceRequest, done func(*pb.Pr
 			return
 		}
 		expected = *req.ExpectedOffset
+	}
+	if isInternalTopic(req.Topic) {
+		fail(fmt.Errorf("%w: %q is an internal topic: clients cannot produce to it (commit offsets with a group consumer)", cluster.ErrInvalidTopic, req.Topic))
+		return
 	}
 	r, err := s.b.leaderReplica(req.Topic, req.Partition)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/skeinlog/skein/internal/topicname"
 )
@@ -137,6 +138,9 @@ type TopicSpec struct {
 	RetentionMs       *int64 // nil: default
 	RetentionBytes    *int64 // nil: default
 	MaxRecordBytes    *int32 // nil: default
+	// Internal allows a reserved "__" name (the broker's own topics, such
+	// as __consumer_offsets); never set from a client request.
+	Internal bool
 }
 
 // Defaults for topic configuration.
@@ -188,7 +192,11 @@ func ValidateTopicName(name string) error {
 // ResolveConfig applies defaults to spec and checks it against the number of
 // brokers available. Pure.
 func ResolveConfig(spec TopicSpec, d Defaults, brokers int) (TopicConfig, error) {
-	if err := ValidateTopicName(spec.Name); err != nil {
+	if spec.Internal {
+		if !strings.HasPrefix(spec.Name, "__") || topicname.Check(spec.Name[2:]) != nil {
+			return TopicConfig{}, fmt.Errorf("%w: internal topic %q: want \"__\" and a valid name", ErrInvalidTopic, spec.Name)
+		}
+	} else if err := ValidateTopicName(spec.Name); err != nil {
 		return TopicConfig{}, err
 	}
 	c := TopicConfig{

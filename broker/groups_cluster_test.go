@@ -1,0 +1,79 @@
+package broker_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/skeinlog/skein/broker"
+	"github.com/skeinlog/skein/broker/brokertest"
+	pb "github.com/skeinlog/skein/proto/skeinv1"
+)
+
+// The coordinator is the leader of the group's offsets partition; killing
+// it moves the group, with its committed offsets, to the new leader.
+func TestGroupCoordinatorFailover(t *testing.T) {
+	cl := brokertest.NewCluster(t, 3, brokertest.WithConfig(func(c *broker.Config) { c.Groups.OffsetsPartitions = 3 }))
+	ctx := cl.Context(60 * time.Second)
+	// Ask the last broker (not the controller: the first bootstrapped).
+	c3 := dialConn(t, cl.Broker(3).Addr())
+	createTopic(t, pb.NewSkeinClient(c3), "orders", 3)
+	for p := range int32(3) {
+		cl.WaitLeader("orders", p, 10*time.Second)
+		produce(t, dial(t, cl.Broker(cl.WaitLeader("orders", p, 10*time.Second)).Addr()), "orders", p, "a", "b", "c", "d")
+	}
+	fc, err := pb.NewGroupsClient(c3).FindCoordinator(ctx, &pb.FindCoordinatorRequest{Group: "billing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := pb.NewSkeinClient(c3).DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: "__consumer_offsets"})
+	if err != nil || md.Topic.Config.ReplicationFactor != 3 || md.Topic.Config.MinInsyncReplicas != 2 || len(md.Partitions) != 3 {
+		t.Fatalf("offsets topic: %v %v", md, err)
+	}
+	coord := fc.BrokerId
+	other := coord%3 + 1
+	og := pb.NewGroupsClient(dialConn(t, cl.Broker(other).Addr()))
+	_, err = og.CommitOffsets(ctx, commitReq("billing", "", 0, "orders", 0, 1))
+	wantReason(t, "commit at another broker", err, codes.FailedPrecondition, pb.ErrorReason_NOT_COORDINATOR, fmt.Sprintf("broker %d", coord))
+	if _, d := detail(t, err); d.LeaderId != coord {
+		t.Fatalf("coordinator hint %d, want %d", d.LeaderId, coord)
+	}
+	g := pb.NewGroupsClient(dialConn(t, fc.Addr))
+	hb, err := g.Heartbeat(ctx, &pb.GroupHeartbeatRequest{Group: "billing", Topics: []string{"orders"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range int32(3) {
+		if _, err := g.CommitOffsets(ctx, commitReq("billing", hb.MemberId, hb.MemberEpoch, "orders", p, int64(p+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Kill(coord)
+	cl.WaitLeader("__consumer_offsets", fc.Partition, 30*time.Second)
+	fc2, err := og.FindCoordinator(ctx, &pb.FindCoordinatorRequest{Group: "billing"})
+	if err != nil || fc2.BrokerId == coord {
+		t.Fatalf("after kill: %v %v", fc2, err)
+	}
+	g2 := pb.NewGroupsClient(dialConn(t, fc2.Addr))
+	var got map[string]int64
+	cl.WaitFor("offsets at the new coordinator", 20*time.Second, func() bool {
+		r, err := g2.FetchOffsets(ctx, &pb.FetchOffsetsRequest{Group: "billing"})
+		if err != nil {
+			return false
+		}
+		got = map[string]int64{}
+		for _, o := range r.Offsets {
+			got[fmt.Sprintf("%s-%d", o.Topic, o.Partition)] = o.Offset
+		}
+		return true
+	})
+	if fmt.Sprint(got) != "map[orders-0:1 orders-1:2 orders-2:3]" {
+		t.Fatalf("after failover: %v", got)
+	}
+	// The member is unknown to the new coordinator: its commits are fenced
+	// until it rejoins.
+	_, err = g2.CommitOffsets(ctx, commitReq("billing", hb.MemberId, hb.MemberEpoch, "orders", 0, 4))
+	wantReason(t, "commit after failover", err, codes.FailedPrecondition, pb.ErrorReason_FENCED_MEMBER_EPOCH, hb.MemberId)
+}
