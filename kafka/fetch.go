@@ -25,8 +25,8 @@ func (c *conn) fetch(req *kmsg.FetchRequest) kmsg.Response {
 	deadline := time.Now().Add(wait)
 	var timer *time.Timer
 	for {
-		resp, total, watches := c.fetchOnce(req)
-		if total >= int(req.MinBytes) || watches == nil || !time.Now().Before(deadline) {
+		resp, total, watches, failed := c.fetchOnce(req)
+		if total >= int(req.MinBytes) || failed || !time.Now().Before(deadline) {
 			return resp
 		}
 		if timer == nil {
@@ -41,15 +41,16 @@ func (c *conn) fetch(req *kmsg.FetchRequest) kmsg.Response {
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
 		}
 		if i, _, _ := reflect.Select(cases); i < 2 {
-			resp, _, _ = c.fetchOnce(req)
+			resp, _, _, _ = c.fetchOnce(req)
 			return resp
 		}
 	}
 }
 
-// fetchOnce reads every partition once. watches is nil when a partition
-// failed: the client has to act on the error before waiting makes sense.
-func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []<-chan struct{}) {
+// fetchOnce reads every partition once: the response, its record bytes,
+// the partitions' change channels, and whether a partition failed (the
+// client has to act on the error before waiting makes sense).
+func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []<-chan struct{}, bool) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	budget := int(req.MaxBytes)
 	if budget <= 0 {
@@ -94,8 +95,5 @@ func (c *conn) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []<-
 		}
 		resp.Topics = append(resp.Topics, t)
 	}
-	if failed {
-		watches = nil
-	}
-	return resp, total, watches
+	return resp, total, watches, failed
 }

@@ -58,9 +58,6 @@ func (c *conn) produce(p *pending, req *kmsg.ProduceRequest) {
 	}
 	fail := func(rp *kmsg.ProduceResponseTopicPartition, err error) {
 		rp.ErrorCode, rp.ErrorMessage = errorCode(err), errorMessage(err)
-		if req.Acks == 0 {
-			c.s.log.Warn("kafka: produce with acks=0 failed", "remote", c.remote, "partition", rp.Partition, "err", err)
-		}
 		finish()
 	}
 	k := 0
@@ -88,6 +85,9 @@ func (c *conn) produce(p *pending, req *kmsg.ProduceRequest) {
 				LeaderEpoch: -1, Batch: b,
 			}, func(r *pb.ProduceResponse) {
 				if r.Error != nil {
+					if req.Acks == 0 { // no answer tells the client
+						c.s.log.Warn("kafka: produce with acks=0 failed", "remote", c.remote, "topic", rt.Topic, "partition", rp.Partition, "err", r.Error.GetMessage())
+					}
 					fail(rp, &detailError{r.Error})
 					return
 				}

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -262,14 +263,17 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 	if n < 0 || int64(n) > int64(max) {
 		return nil, fmt.Errorf("request frame of %d bytes: the limit is %d (socket.request.max.bytes)", n, max)
 	}
-	frame := make([]byte, n)
-	if _, err := io.ReadFull(r, frame); err != nil {
+	// Grow the buffer as bytes arrive rather than trusting the announced
+	// size: a client announcing big frames and sending nothing holds no
+	// memory.
+	buf := bytes.NewBuffer(make([]byte, 0, min(int(n), 64<<10)))
+	if _, err := io.CopyN(buf, r, int64(n)); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, fmt.Errorf("truncated request frame: %w", err)
 	}
-	return frame, nil
+	return buf.Bytes(), nil
 }
 
 // encodeResponse frames p's answer: size, correlation id, the response
