@@ -1,0 +1,303 @@
+package journal
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/skeinlog/skein/segment"
+)
+
+// ReplayReport says what Replay did.
+type ReplayReport struct {
+	Records    int // records applied or found already in the segments
+	Partitions int // partitions touched
+	// Damaged names the partitions whose segments lost records that the
+	// checkpoint said were durable, or whose records did not follow their
+	// log, with why. Their logs hold a valid prefix; they must not lead
+	// and should re-fetch from peers.
+	Damaged map[string]string
+	// Dropped names the partitions whose last record deletes them: the
+	// caller removes their files if a crash left them.
+	Dropped []string
+	// Cut describes journal damage below the tail (a record failing its
+	// checksum): the journal was cut there, and the records after it were
+	// dropped. Lost names the partitions those records belonged to, as far
+	// as they could be decoded; they are in Damaged too.
+	Cut  string
+	Lost []string
+}
+
+// Opener opens a partition's segment log for Replay, which closes it when
+// done.
+type Opener func(name string) (*segment.Log, error)
+
+// Replay applies the records after the checkpoint to the partitions'
+// segment logs: for each partition it first cuts the log back to the
+// offset the checkpoint says is durable (dropping anything a crash may have
+// torn past it), then applies the records in order (appends, truncations,
+// resets, start moves), skipping the records of a partition before its
+// last drop. Then it flushes and closes those logs and checkpoints. It runs
+// once, after Open and before Attach. A clean shutdown leaves nothing to
+// replay: then it opens no partition and reads nothing.
+func (j *Journal) Replay(open Opener) (*ReplayReport, error) {
+	rep := &ReplayReport{Damaged: map[string]string{}}
+	first, err := j.tw.FirstIndex()
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	cp, err := readCheckpoint(j.dir)
+	if err != nil {
+		return nil, err
+	}
+	from, last := max(cp.ReplayFrom, first), j.next-1
+	if cp.ReplayFrom > j.next {
+		return nil, fmt.Errorf("journal: %s: the checkpoint replays from record %d but the journal ends at %d: records are missing", j.dir, cp.ReplayFrom, last)
+	}
+	plans, good, err := j.scanNames(from, last, rep)
+	if err != nil {
+		return nil, err
+	}
+	r := &replayer{j: j, open: open, cp: cp, rep: rep, plans: plans, logs: map[string]*segment.Log{}}
+	defer r.closeAll()
+	for i := from; i <= good; i++ {
+		b, err := j.tw.Read(i)
+		if err != nil {
+			return nil, fmt.Errorf("journal: read record %d: %w", i, err)
+		}
+		rec, err := decodeRecord(b)
+		if err != nil {
+			return nil, fmt.Errorf("journal: record %d changed while replaying: %w", i, err)
+		}
+		rep.Records++
+		if i < plans[rec.name].from {
+			continue
+		}
+		if pl := plans[rec.name]; rec.kind == KindAppend && i < pl.cutAt && rec.entry.LastOffset >= pl.minCut {
+			continue // cut by the lowest truncation, further on
+		}
+		if err := r.apply(rec); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range rep.Lost { // their records before the damage are applied
+		if _, ok := rep.Damaged[name]; !ok {
+			rep.Damaged[name] = "records after a damaged journal record were dropped"
+		}
+	}
+	for name, pl := range plans {
+		if _, again := r.logs[name]; !again && pl.dropped {
+			rep.Dropped = append(rep.Dropped, name)
+			delete(j.durable, name)
+		}
+	}
+	slices.Sort(rep.Dropped)
+	rep.Partitions = len(r.logs)
+	if err := r.closeAll(); err != nil {
+		return nil, err
+	}
+	j.mu.Lock()
+	j.replayed = true
+	j.mu.Unlock()
+	if rep.Records > 0 || len(rep.Dropped) > 0 {
+		j.log.Warn("journal: replayed records after the last checkpoint", "records", rep.Records,
+			"partitions", rep.Partitions, "damaged", len(rep.Damaged), "dropped", len(rep.Dropped))
+		if err := j.Checkpoint(); err != nil {
+			return nil, err
+		}
+	}
+	if j.opts.CheckpointInterval > 0 {
+		j.done.Add(1)
+		go j.checkpointLoop()
+	}
+	return rep, nil
+}
+
+// plan is what replay does with one partition, from a first pass over the
+// records' headers.
+type plan struct {
+	// from is the first record to apply: after the last drop, or at the
+	// last reset (which empties the log: what came before does not
+	// matter).
+	from    uint64
+	reset   bool // records[from] is a reset
+	dropped bool // the last drop comes after every other record
+	// minCut is the lowest truncation offset among the records applied
+	// (-1 if none), and cutAt the first record that truncates there.
+	// Appends before cutAt that reach minCut are skipped: it cuts them.
+	minCut int64
+	cutAt  uint64
+}
+
+// scanNames reads the records' headers and plans each partition's replay
+// (see plan). At the first record that fails its checksum it cuts the
+// journal (the records after it cannot be trusted) and reports which
+// partitions lost records; good is the last record kept.
+func (j *Journal) scanNames(from, last uint64, rep *ReplayReport) (plans map[string]*plan, good uint64, err error) {
+	plans = map[string]*plan{}
+	for i := from; i <= last; i++ {
+		b, err := j.tw.Read(i)
+		if err != nil {
+			return nil, 0, fmt.Errorf("journal: read record %d: %w", i, err)
+		}
+		rec, derr := decodeRecord(b)
+		if derr != nil {
+			return plans, i - 1, j.cutAt(i, last, derr, rep)
+		}
+		pl := plans[rec.name]
+		if pl == nil {
+			pl = &plan{from: from, minCut: -1}
+			plans[rec.name] = pl
+		}
+		pl.dropped = false
+		switch rec.kind {
+		case KindDrop:
+			*pl = plan{from: i + 1, minCut: -1, dropped: true}
+		case KindReset:
+			*pl = plan{from: i, reset: true, minCut: -1}
+		case KindTruncate:
+			if pl.minCut < 0 || rec.offset < pl.minCut {
+				pl.minCut, pl.cutAt = rec.offset, i
+			}
+		}
+	}
+	return plans, last, nil
+}
+
+// cutAt drops records [i, last] after record i failed to decode.
+func (j *Journal) cutAt(i, last uint64, why error, rep *ReplayReport) error {
+	lost := map[string]bool{}
+	for k := i + 1; k <= last; k++ {
+		if b, err := j.tw.Read(k); err == nil {
+			if rec, err := decodeRecord(b); err == nil && rec.kind != KindDrop {
+				lost[rec.name] = true
+			}
+		}
+	}
+	rep.Cut = fmt.Sprintf("record %d of %d: %v; %d records dropped", i, last, why, last-i+1)
+	rep.Lost = slices.Sorted(maps.Keys(lost))
+	j.log.Error("journal: damaged record: journal cut before it", "cut", rep.Cut, "partitions", rep.Lost)
+	if err := j.tw.TruncateBack(i - 1); err != nil {
+		return fmt.Errorf("journal: cut at record %d: %w", i, err)
+	}
+	if err := j.tw.Sync(); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	j.next = i
+	return nil
+}
+
+// replayer applies records to the partitions' logs.
+type replayer struct {
+	j     *Journal
+	open  Opener
+	cp    checkpoint
+	rep   *ReplayReport
+	plans map[string]*plan
+	logs  map[string]*segment.Log // opened and cut back to the checkpoint
+}
+
+func (r *replayer) apply(rec record) error {
+	if _, bad := r.rep.Damaged[rec.name]; bad {
+		return nil
+	}
+	if rec.kind == KindDrop {
+		return nil // a drop before a re-creation: nothing to apply
+	}
+	l, err := r.log(rec)
+	if err != nil || l == nil {
+		return err
+	}
+	switch rec.kind {
+	case KindAppend:
+		e := rec.entry
+		switch next := l.NextOffset(); {
+		case e.LastOffset < next:
+			return nil // already in the segments
+		case e.BaseOffset != next:
+			r.damaged(rec.name, fmt.Sprintf("journal entry [%d, %d] does not follow the log end %d", e.BaseOffset, e.LastOffset, next))
+			return nil
+		}
+		err = l.Write(e)
+	case KindTruncate:
+		_, err = l.TruncateTo(rec.offset)
+	case KindReset:
+		err = l.Reset(rec.offset)
+	case KindStart:
+		if rec.offset > l.NextOffset() {
+			err = l.Reset(rec.offset)
+		} else {
+			_, err = l.DeleteSegmentsBefore(rec.offset)
+		}
+	}
+	if err != nil {
+		r.damaged(rec.name, fmt.Sprintf("replaying a %s record: %v", rec.kind, err))
+	}
+	return nil
+}
+
+// log opens rec's partition on first use and brings it back to a state
+// the records can be applied to. Its segments hold the checkpoint's state
+// up to its durable offset, plus some of the later operations (a process
+// crash keeps them all, a power loss any part of them). The prefix below
+// c = min(durable offset, lowest truncation among the records) is the
+// checkpoint's and no later record changes it, so the log is cut to c and
+// every record applied after it. A reset needs no cut: it empties the log.
+// For a partition the checkpoint does not know, c is where its first
+// append starts.
+func (r *replayer) log(rec record) (*segment.Log, error) {
+	if l, ok := r.logs[rec.name]; ok {
+		return l, nil
+	}
+	l, err := r.open(rec.name)
+	if err != nil {
+		return nil, fmt.Errorf("journal: replay: open partition %q: %w", rec.name, err)
+	}
+	r.logs[rec.name] = l
+	pl := r.plans[rec.name]
+	if pl.reset {
+		return l, nil
+	}
+	c, known := r.cp.Partitions[rec.name]
+	switch {
+	case !known && rec.kind == KindAppend:
+		c = rec.entry.BaseOffset
+	case !known && pl.minCut < 0:
+		return l, nil // the first record sets the log's shape
+	case !known || pl.minCut >= 0 && pl.minCut < c:
+		c = pl.minCut
+	}
+	if l.NextOffset() > c {
+		if _, err := l.TruncateTo(c); err != nil {
+			r.damaged(rec.name, fmt.Sprintf("cutting back to offset %d: %v", c, err))
+			return nil, nil
+		}
+	}
+	if next := l.NextOffset(); next < c {
+		r.damaged(rec.name, fmt.Sprintf("segments end at %d but offsets below %d were durable", next, c))
+		return nil, nil
+	}
+	return l, nil
+}
+
+func (r *replayer) damaged(name, why string) {
+	r.rep.Damaged[name] = why
+	r.j.log.Error("journal: partition damaged in replay", "partition", name, "reason", why)
+}
+
+// closeAll flushes and closes the logs Replay opened.
+func (r *replayer) closeAll() error {
+	var first error
+	for name, l := range r.logs {
+		if err := l.Close(); err != nil && first == nil {
+			first = fmt.Errorf("journal: replay: close %q: %w", name, err)
+		}
+		if d := l.NextOffset(); first == nil {
+			r.j.mu.Lock()
+			r.j.durable[name] = d
+			r.j.mu.Unlock()
+		}
+		delete(r.logs, name)
+	}
+	return first
+}
