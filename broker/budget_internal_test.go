@@ -89,3 +89,20 @@ func TestMemoryLimit(t *testing.T) {
 		t.Errorf("no cgroup, 256 MiB budget: %d, want 1 GiB", got)
 	}
 }
+
+func TestInflationLimit(t *testing.T) {
+	for _, c := range []struct {
+		count, maxRecord int32
+		maxRequest       int
+		want             int64
+	}{
+		{1, 1 << 20, 16 << 20, 1<<20 + recordFraming},
+		{3, 1000, 16 << 20, 3 * (1000 + recordFraming)},
+		{100, 1 << 20, 16 << 20, 16 << 20}, // capped by the request size
+		{0, 1000, 16 << 20, 1000 + recordFraming},
+	} {
+		if got := inflationLimit(c.count, c.maxRecord, c.maxRequest); got != c.want {
+			t.Errorf("inflationLimit(%d, %d, %d) = %d, want %d", c.count, c.maxRecord, c.maxRequest, got, c.want)
+		}
+	}
+}

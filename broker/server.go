@@ -252,10 +252,8 @@ func (s *server) produce(external bool, req *pb.ProduceRequest, done func(*pb.Pr
 	}
 	timeout := min(time.Duration(req.TimeoutMs)*time.Millisecond, maxProduceTimeout)
 	n := len(req.Batch)
-	// The request is in memory already; waiting here holds back the next
-	// ones (a stream stops being read, so flow control slows the client).
-	if err := s.b.inflight.acquire(context.Background(), int64(n)); err != nil {
-		s.b.metrics.refusedRequest(err)
+	inflated, err := s.b.admitProduce(r, req.Batch)
+	if err != nil {
 		fail(err)
 		return
 	}
@@ -277,6 +275,8 @@ func (s *server) produce(external bool, req *pb.ProduceRequest, done func(*pb.Pr
 		}
 		done(&pb.ProduceResponse{CorrelationId: req.CorrelationId, BaseOffset: res.BaseOffset, LogStartOffset: res.LogStartOffset, LeaderEpoch: res.LeaderEpoch})
 	})
+	// Enqueue validated (inflated) the batch before it returned.
+	s.b.inflight.release(inflated)
 }
 
 func (s *server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.ProduceResponse, error) {

@@ -68,7 +68,11 @@ func zstdEncoder() *zstd.Encoder {
 
 func zstdDecoder() *zstd.Decoder {
 	zstdDecOnce.Do(func() {
-		zstdDec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxBatchBytes))
+		// DecodeAll stops at the capacity of its destination, which
+		// decompress sizes to the declared length: a frame that inflates
+		// past what its batch declares fails there.
+		zstdDec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxBatchBytes),
+			zstd.WithDecodeAllCapLimit(true))
 	})
 	return zstdDec
 }
@@ -132,9 +136,7 @@ func decompress(codec Compression, sec []byte, max int) ([]byte, error) {
 		var r *gzip.Reader
 		r, err = gzip.NewReader(bytes.NewReader(body))
 		if err == nil {
-			buf := bytes.NewBuffer(out)
-			_, err = io.Copy(buf, io.LimitReader(r, int64(n)+1))
-			out = buf.Bytes()
+			out, err = readExactly(r, out, int(n))
 		}
 	case Snappy:
 		var dl int
@@ -156,12 +158,44 @@ func decompress(codec Compression, sec []byte, max int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: unknown compression codec %d", ErrInvalid, codec)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s decompression failed: %v", ErrInvalid, codec, err)
+		return nil, fmt.Errorf("%w: %s decompression failed (the batch declared %d bytes uncompressed; inflating stops there): %v", ErrInvalid, codec, n, err)
 	}
 	if uint64(len(out)) != n {
 		return nil, fmt.Errorf("%w: %s section decompressed to %d bytes, header says %d", ErrInvalid, codec, len(out), n)
 	}
 	return out, nil
+}
+
+// readExactly reads r into dst (of capacity n) and fails when r holds more
+// than n bytes, without ever reading past n+1 or growing dst.
+func readExactly(r io.Reader, dst []byte, n int) ([]byte, error) {
+	dst = dst[:n]
+	m, err := io.ReadFull(r, dst)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		return dst[:m], nil // shorter than declared: the caller reports it
+	}
+	if err != nil {
+		return dst[:m], err
+	}
+	var one [1]byte
+	switch k, err := io.ReadFull(r, one[:]); {
+	case k > 0:
+		return dst, fmt.Errorf("inflates past the declared %d bytes", n)
+	case err != io.EOF:
+		return dst, err // a damaged stream (gzip checks its CRC at the end)
+	}
+	return dst, nil
+}
+
+// DeclaredUncompressedLen is what a batch's compressed records section
+// says it inflates to, read without inflating anything; ok is false for an
+// uncompressed batch or one too short to say.
+func DeclaredUncompressedLen(v View) (n uint64, ok bool) {
+	if len(v) <= HeaderSize || v.Compression() == None {
+		return 0, false
+	}
+	n, k := binary.Uvarint(v[HeaderSize:])
+	return n, k > 0
 }
 
 func max0(n int) int {
