@@ -86,6 +86,7 @@ type controller interface {
 	ControllerID() int32
 	CreateTopic(ctx context.Context, spec cluster.TopicSpec) (cluster.Topic, error)
 	DeleteTopic(ctx context.Context, name string) error
+	AlterTopic(ctx context.Context, name string, a cluster.TopicAlter) (cluster.Topic, error)
 	AlterPartition(ctx context.Context, req cluster.AlterRequest) (cluster.PartitionMeta, error)
 	ControlledShutdown(ctx context.Context, id int32) (int, error)
 	AllocateProducerIDs(ctx context.Context, n int64) (int64, error)

@@ -56,7 +56,7 @@ func (c *coordinator) ensureOffsetsTopic(ctx context.Context, name string) error
 		if err := c.b.reconcile(); err != nil {
 			return err
 		}
-		c.b.awaitTopicEverywhere(ctx, t)
+		c.b.awaitTopicEverywhere(ctx, t, nil)
 	case errors.Is(err, cluster.ErrTopicExists):
 	case errors.Is(err, cluster.ErrNotController):
 		err = c.b.peers.toController(ctx, func(ctx context.Context, local bool, _ pb.InternalClient) error {

@@ -84,7 +84,7 @@ func errorDetail(err error) *pb.ErrorDetail {
 		set(codes.AlreadyExists, pb.ErrorReason_TOPIC_EXISTS)
 	case errors.Is(err, cluster.ErrUnknownTopic):
 		set(codes.NotFound, pb.ErrorReason_UNKNOWN_TOPIC)
-	case errors.Is(err, cluster.ErrNotController):
+	case errors.Is(err, cluster.ErrNotController), errors.Is(err, cluster.ErrConcurrentChange):
 		set(codes.Unavailable, pb.ErrorReason_UNAVAILABLE)
 	case errors.Is(err, cluster.ErrStaleLeader), errors.Is(err, cluster.ErrStaleEpoch), errors.Is(err, cluster.ErrInvalidISR):
 		set(codes.FailedPrecondition, pb.ErrorReason_INVALID_REQUEST)

@@ -290,9 +290,10 @@ func (b *Broker) status(ctx context.Context, err error) error {
 }
 
 // awaitTopicEverywhere waits, for up to 10 s, until every broker holding a
-// replica of t answers Metadata for it: the metadata reaches them through
-// Raft a moment after the controller commits it.
-func (b *Broker) awaitTopicEverywhere(ctx context.Context, t cluster.Topic) {
+// replica of t answers Metadata for it (with applied(answer) true, when
+// applied is given): the metadata reaches them through Raft a moment after
+// the controller commits it.
+func (b *Broker) awaitTopicEverywhere(ctx context.Context, t cluster.Topic, applied func(*pb.TopicMetadata) bool) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	hosts := map[int32]bool{}
@@ -308,8 +309,12 @@ func (b *Broker) awaitTopicEverywhere(ctx context.Context, t cluster.Topic) {
 			c, err := b.peers.public(id)
 			if err == nil {
 				cctx, ccancel := context.WithTimeout(ctx, time.Second)
-				_, err = c.Metadata(cctx, &pb.MetadataRequest{Topics: []string{t.Name}})
+				var resp *pb.MetadataResponse
+				resp, err = c.Metadata(cctx, &pb.MetadataRequest{Topics: []string{t.Name}})
 				ccancel()
+				if err == nil && applied != nil && (len(resp.GetTopics()) != 1 || !applied(resp.GetTopics()[0])) {
+					err = errNotReady
+				}
 			}
 			if err == nil {
 				break

@@ -108,6 +108,7 @@ func (b *Broker) reconcile() error {
 			continue
 		}
 		r.cfg = w.topic.Config
+		r.p.SetMaxRecordBytes(int(w.topic.Config.MaxRecordBytes))
 		if err := b.applyRole(r, w.topic, w.meta); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", k, err))
 		}

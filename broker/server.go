@@ -72,7 +72,7 @@ func (s *server) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*
 	if err := s.b.reconcile(); err != nil {
 		return nil, toStatus(err)
 	}
-	s.b.awaitTopicEverywhere(ctx, t)
+	s.b.awaitTopicEverywhere(ctx, t, nil)
 	s.b.log.Info("topic created", "topic", t.Name, "partitions", t.Config.Partitions, "replication_factor", t.Config.ReplicationFactor)
 	return &pb.CreateTopicResponse{Topic: topicToPB(t)}, nil
 }

@@ -138,6 +138,38 @@ func (c *Client) CreateTopic(ctx context.Context, name string, cfg TopicConfig) 
 	return topicInfoFromProto(resp.GetTopic()), nil
 }
 
+// TopicAlter names the settings AlterTopic changes; nil fields keep their
+// value. Partitions may only grow, and records with a key may map to
+// another partition once the count has grown.
+type TopicAlter struct {
+	Partitions        *int32
+	MinInsyncReplicas *int32
+	RetentionMs       *int64 // -1: keep forever
+	RetentionBytes    *int64 // -1: no size limit
+	MaxRecordBytes    *int32
+}
+
+// AlterTopic changes a topic's settings (applied live on every replica)
+// and adds partitions. It fails with ErrUnknownTopic, or ErrInvalidRequest
+// naming a setting the broker refused.
+func (c *Client) AlterTopic(ctx context.Context, name string, a TopicAlter) (TopicInfo, error) {
+	req := &skeinv1.AlterTopicRequest{
+		Name: name, Partitions: a.Partitions, MinInsyncReplicas: a.MinInsyncReplicas,
+		RetentionMs: a.RetentionMs, RetentionBytes: a.RetentionBytes, MaxRecordBytes: a.MaxRecordBytes,
+	}
+	var resp *skeinv1.AlterTopicResponse
+	err := c.callAny(ctx, "alter topic", func(ctx context.Context, cl skeinv1.SkeinClient) error {
+		var err error
+		resp, err = cl.AlterTopic(ctx, req)
+		return err
+	})
+	if err != nil {
+		return TopicInfo{}, fmt.Errorf("alter topic %q: %w", name, err)
+	}
+	c.refreshAsync(c.meta.snap.Load().gen)
+	return topicInfoFromProto(resp.GetTopic()), nil
+}
+
 // DeleteTopic deletes a topic and all of its data.
 func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 	err := c.callAny(ctx, "delete topic", func(ctx context.Context, cl skeinv1.SkeinClient) error {

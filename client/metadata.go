@@ -197,11 +197,21 @@ func mergeMetadata(a, b *skeinv1.MetadataResponse) *skeinv1.MetadataResponse {
 			op[p.GetPartition()] = p
 		}
 		mt := &skeinv1.TopicMetadata{Name: t.GetName(), TopicId: t.GetTopicId(), Config: t.GetConfig()}
+		if len(o.GetPartitions()) > len(t.GetPartitions()) {
+			// Partitions only grow: the answer with more is the newer one.
+			mt.Config = o.GetConfig()
+		}
 		for _, p := range t.GetPartitions() {
 			if q := op[p.GetPartition()]; q != nil && q.GetLeaderEpoch() > p.GetLeaderEpoch() {
 				p = q
 			}
+			delete(op, p.GetPartition())
 			mt.Partitions = append(mt.Partitions, p)
+		}
+		for _, q := range o.GetPartitions() {
+			if op[q.GetPartition()] != nil {
+				mt.Partitions = append(mt.Partitions, q) // only the other broker knows it yet
+			}
 		}
 		out.Topics = append(out.Topics, mt)
 	}

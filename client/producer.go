@@ -210,6 +210,10 @@ func (p *Producer) Produce(ctx context.Context, r *Record, cb func(*Record, erro
 // producer's life) when the cache does not have it.
 func (p *Producer) topicMeta(ctx context.Context, topic string) (*topicMeta, error) {
 	if tm, _ := p.c.meta.topic(topic); tm != nil && len(tm.parts) > 0 {
+		// A steady producer may never meet an error that refreshes the
+		// metadata: refresh it in the background once it is MetadataMaxAge
+		// old, so partitions added to a topic start to receive records.
+		p.c.maybeRefreshStale()
 		return tm, nil
 	}
 	if topic == "" {

@@ -505,6 +505,51 @@ func (c *Controller) CreateTopic(ctx context.Context, spec TopicSpec) (Topic, er
 	return t, nil
 }
 
+// AlterTopic changes a topic's configuration and adds partitions (placed
+// on the unfenced brokers, continuing the topic's round-robin), and commits
+// the change. Brokers apply it live.
+func (c *Controller) AlterTopic(ctx context.Context, name string, a TopicAlter) (Topic, error) {
+	if !c.IsController() {
+		return Topic{}, &NotControllerError{LeaderID: c.ControllerID()}
+	}
+	s := c.Snapshot()
+	t, ok := s.Topics[name]
+	if !ok {
+		return Topic{}, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
+	}
+	cfg, err := AlterConfig(name, t.Config, a, c.cfg.Defaults)
+	if err != nil {
+		return Topic{}, err
+	}
+	added, err := addedPartitions(s.Alive(), t, cfg.Partitions)
+	if err != nil {
+		return Topic{}, err
+	}
+	cmd := &command{Op: opAlterTopic, Topic: &Topic{Name: name, ID: t.ID, Config: cfg, Partitions: added}, Count: int64(len(t.Partitions))}
+	if _, err := c.propose(ctx, cmd); err != nil {
+		return Topic{}, err
+	}
+	return c.Snapshot().Topics[name], nil
+}
+
+// addedPartitions places the partitions a topic grows by (from its count
+// to n) on the alive brokers. Pure.
+func addedPartitions(alive []BrokerInfo, t Topic, n int32) ([]PartitionMeta, error) {
+	have := int32(len(t.Partitions))
+	if n <= have {
+		return nil, nil
+	}
+	if int(t.Config.ReplicationFactor) > len(alive) {
+		return nil, fmt.Errorf("%w: the new partitions need %d brokers (replication factor) and %d are available",
+			ErrInvalidConfig, t.Config.ReplicationFactor, len(alive))
+	}
+	var added []PartitionMeta
+	for i, reps := range AssignReplicas(alive, n, t.Config.ReplicationFactor, 0)[have:] {
+		added = append(added, PartitionMeta{Partition: have + int32(i), Replicas: reps, Leader: reps[0], ISR: slices.Clone(reps)})
+	}
+	return added, nil
+}
+
 // DeleteTopic removes a topic.
 func (c *Controller) DeleteTopic(ctx context.Context, name string) error {
 	if _, ok := c.Snapshot().Topics[name]; !ok {

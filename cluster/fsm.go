@@ -15,6 +15,7 @@ import (
 const (
 	opCreateTopic    = "create_topic"
 	opDeleteTopic    = "delete_topic"
+	opAlterTopic     = "alter_topic"
 	opRegisterBroker = "register_broker"
 	opSetFenced      = "set_fenced"
 	opChange         = "change_partitions"
@@ -123,6 +124,8 @@ func apply(s *Snapshot, c *command) applyResult {
 			return applyResult{err: fmt.Errorf("%w: %q", ErrTopicExists, c.Topic.Name)}
 		}
 		s.Topics[c.Topic.Name] = *c.Topic
+	case opAlterTopic:
+		return applyResult{err: alterTopic(s, c)}
 	case opDeleteTopic:
 		if _, ok := s.Topics[c.Name]; !ok {
 			return applyResult{err: fmt.Errorf("%w: %q", ErrUnknownTopic, c.Name)}
@@ -211,3 +214,25 @@ func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (fsmSnapshot) Release() {}
+
+// alterTopic applies an alter_topic command: c.Topic carries the new
+// configuration and only the partitions added, c.Count the partition count
+// they were computed from. A topic that changed incarnation or count since
+// is not touched (the request is retried against the new state); leaders
+// and ISRs of existing partitions are never overwritten.
+func alterTopic(s *Snapshot, c *command) error {
+	if c.Topic == nil {
+		return errors.New("alter_topic without a topic")
+	}
+	t, ok := s.Topics[c.Topic.Name]
+	if !ok || t.ID != c.Topic.ID {
+		return fmt.Errorf("%w: %q", ErrUnknownTopic, c.Topic.Name)
+	}
+	if int64(len(t.Partitions)) != c.Count {
+		return fmt.Errorf("%w: topic %q has %d partitions now, not %d: try again", ErrConcurrentChange, t.Name, len(t.Partitions), c.Count)
+	}
+	t.Config = c.Topic.Config
+	t.Partitions = append(slices.Clone(t.Partitions), c.Topic.Partitions...)
+	s.Topics[t.Name] = t
+	return nil
+}

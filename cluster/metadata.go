@@ -176,6 +176,9 @@ var (
 	ErrInvalidConfig = errors.New("invalid topic configuration")
 	ErrTopicExists   = errors.New("topic already exists")
 	ErrUnknownTopic  = errors.New("unknown topic")
+	// ErrConcurrentChange: the metadata changed while a request was
+	// computed from it; retrying computes it anew.
+	ErrConcurrentChange = errors.New("the metadata changed concurrently")
 )
 
 // ValidateTopicName enforces the topic name rule of package topicname:
@@ -247,6 +250,55 @@ func ResolveConfig(spec TopicSpec, d Defaults, brokers int) (TopicConfig, error)
 		return c, fmt.Errorf("%w: max.record.bytes %d: must be between 1 and %d (the broker's request size limit)", ErrInvalidConfig, c.MaxRecordBytes, d.MaxRecordBytesLimit)
 	}
 	return c, nil
+}
+
+// TopicAlter changes a topic's configuration; nil fields keep their value.
+// Partitions may only grow: the key → partition mapping of keyed records
+// changes with the count, so shrinking would scatter a key's history.
+type TopicAlter struct {
+	Partitions        *int32
+	MinInsyncReplicas *int32
+	RetentionMs       *int64
+	RetentionBytes    *int64
+	MaxRecordBytes    *int32
+}
+
+// Empty reports whether a changes nothing.
+func (a TopicAlter) Empty() bool { return a == TopicAlter{} }
+
+// AlterConfig returns cfg of topic name changed by a, checked by the rules
+// of ResolveConfig (the replication factor stays as it is). Pure.
+func AlterConfig(name string, cfg TopicConfig, a TopicAlter, d Defaults) (TopicConfig, error) {
+	if a.Empty() {
+		return cfg, fmt.Errorf("%w: nothing to change: give at least one setting", ErrInvalidConfig)
+	}
+	spec := TopicSpec{
+		Name: name, Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor,
+		MinInsyncReplicas: &cfg.MinInsyncReplicas, RetentionMs: &cfg.RetentionMs,
+		RetentionBytes: &cfg.RetentionBytes, MaxRecordBytes: &cfg.MaxRecordBytes,
+	}
+	if a.Partitions != nil {
+		if *a.Partitions < cfg.Partitions {
+			return cfg, fmt.Errorf("%w: partitions %d: a topic's partitions can only grow (it has %d)", ErrInvalidConfig, *a.Partitions, cfg.Partitions)
+		}
+		spec.Partitions = *a.Partitions
+	}
+	if a.MinInsyncReplicas != nil {
+		spec.MinInsyncReplicas = a.MinInsyncReplicas
+	}
+	if a.RetentionMs != nil {
+		spec.RetentionMs = a.RetentionMs
+	}
+	if a.RetentionBytes != nil {
+		spec.RetentionBytes = a.RetentionBytes
+	}
+	if a.MaxRecordBytes != nil {
+		spec.MaxRecordBytes = a.MaxRecordBytes
+	}
+	if spec.Partitions == 0 {
+		return cfg, fmt.Errorf("%w: partitions 0: must be at least 1", ErrInvalidConfig)
+	}
+	return ResolveConfig(spec, d, int(cfg.ReplicationFactor))
 }
 
 // AssignReplicas places partitions on brokers: leaders round-robin from a

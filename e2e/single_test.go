@@ -35,6 +35,15 @@ func TestQuickStart(t *testing.T) {
 		t.Fatalf("format output %q", r.Stdout)
 	}
 
+	r = proctest.MustCLI(t, "broker", "", append([]string{"topic", "alter", "demo", "--partitions", "4", "--retention", "3d"}, bk...)...)
+	if !strings.Contains(r.Stdout, `altered topic "demo": 4 partition(s)`) || !strings.Contains(r.Stdout, "retention 3d") ||
+		!strings.Contains(r.Stderr, "keys may now map to other partitions") {
+		t.Fatalf("alter said %q / %q", r.Stdout, r.Stderr)
+	}
+	r = proctest.CLI(t, "broker", "", append([]string{"topic", "alter", "demo", "--partitions", "2"}, bk...)...)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "can only grow (it has 4)") {
+		t.Fatalf("shrink: exit %d, %q", r.Code, r.Stderr)
+	}
 	r = proctest.MustCLI(t, "broker", "", append([]string{"topic", "list"}, bk...)...)
 	if !strings.Contains(r.Stdout, "demo") {
 		t.Fatalf("list: %q", r.Stdout)

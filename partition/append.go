@@ -99,7 +99,7 @@ func (o *op) finish(r AppendResult, err error) {
 func (p *Partition) Enqueue(req AppendRequest, done func(AppendResult, error)) {
 	o := &op{kind: opAppend, req: req, done: done}
 	info, err := batch.Validate(req.Batch, batch.Limits{
-		MaxRecordBytes:       p.cfg.MaxRecordBytes,
+		MaxRecordBytes:       int(p.maxRecordBytes.Load()),
 		MaxUncompressedBytes: batch.MaxBatchBytes,
 	})
 	if err != nil {

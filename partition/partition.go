@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/skeinlog/skein/proto/batch"
@@ -169,11 +170,23 @@ type LeaderState struct {
 	Solo bool
 }
 
+// SetMaxRecordBytes changes the largest record the partition accepts from
+// producers, for appends validated from now on (a topic's setting changed
+// live). n <= 0 is ignored.
+func (p *Partition) SetMaxRecordBytes(n int) {
+	if n > 0 {
+		p.maxRecordBytes.Store(int64(n))
+	}
+}
+
 // Partition is one replica of a topic partition. See the package doc.
 type Partition struct {
 	cfg  Config
 	log  Log
 	log2 *slog.Logger
+	// maxRecordBytes is cfg.MaxRecordBytes as the topic's setting changes
+	// live (SetMaxRecordBytes).
+	maxRecordBytes atomic.Int64
 
 	mu       sync.Mutex // guards the fields below
 	cond     *sync.Cond // signals the loop: queue non-empty or closing
@@ -239,6 +252,7 @@ func Open(cfg Config) (*Partition, error) {
 		done:     make(chan struct{}),
 	}
 	p.cond = sync.NewCond(&p.mu)
+	p.maxRecordBytes.Store(int64(cfg.MaxRecordBytes))
 	var lg Log
 	cp, written := readCheckpoint(cfg.Dir)
 	trusted := cp != nil

@@ -72,7 +72,7 @@ func TestAdminCallGivesUpAfterTheTimeout(t *testing.T) {
 func TestHelpAtEveryLevel(t *testing.T) {
 	for _, args := range [][]string{
 		{"help"}, {"topic", "-h"}, {"topic", "help"}, {"topic", "create", "-h"}, {"topic", "list", "--help"},
-		{"topic", "describe", "-h"}, {"topic", "delete", "-h"}, {"cluster", "-h"}, {"healthcheck", "-h"},
+		{"topic", "describe", "-h"}, {"topic", "alter", "-h"}, {"topic", "delete", "-h"}, {"cluster", "-h"}, {"healthcheck", "-h"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(context.Background(), args, &out, &errb); code != 0 {
@@ -96,6 +96,11 @@ func TestUnknownCommandsAndArguments(t *testing.T) {
 		{[]string{"topic", "list", "extra"}, "takes no arguments (got extra)"},
 		{[]string{"cluster", "extra"}, "takes no arguments (got extra)"},
 		{[]string{"topic", "create", "x", "--partitions", "0"}, "--partitions 0: must be at least 1"},
+		{[]string{"topic", "alter", "x"}, "nothing to change: give --partitions"},
+		{[]string{"topic", "alter", "x", "--partitions", "0"}, "--partitions 0: must be at least 1"},
+		{[]string{"topic", "alter", "x", "--retention", "soon"}, `--retention "soon": want a duration`},
+		{[]string{"topic", "alter", "x", "--max-record-bytes", "lots"}, `--max-record-bytes "lots": want a size`},
+		{[]string{"topic", "alter"}, "give the topic name"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), c.args, &out, &errb)

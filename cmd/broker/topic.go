@@ -22,6 +22,8 @@ import (
 const topicUsage = `Usage:
   broker topic create NAME [--partitions N] [--replication-factor N] [--min-insync N]
                            [--retention DURATION] [--retention-bytes SIZE] [--max-record-bytes SIZE]
+  broker topic alter NAME [--partitions N] [--min-insync N] [--retention DURATION]
+                          [--retention-bytes SIZE] [--max-record-bytes SIZE]
   broker topic list
   broker topic describe NAME
   broker topic delete NAME
@@ -33,11 +35,19 @@ Run "broker topic COMMAND -h" for a command's flags.
 // topicCommand is one "broker topic" subcommand.
 type topicCommand struct {
 	withName bool // takes exactly one topic name
-	run      func(ctx context.Context, cl *client.Client, name string, cfg client.TopicConfig, stdout io.Writer) error
+	run      func(ctx context.Context, cl *client.Client, a topicArgs, stdout io.Writer) error
+}
+
+// topicArgs are what a topic subcommand was given.
+type topicArgs struct {
+	name string
+	cfg  client.TopicConfig // create
+	alt  client.TopicAlter  // alter
 }
 
 var topicCommands = map[string]topicCommand{
 	"create":   {withName: true, run: topicCreate},
+	"alter":    {withName: true, run: topicAlter},
 	"delete":   {withName: true, run: topicDelete},
 	"describe": {withName: true, run: topicDescribe},
 	"list":     {run: topicList},
@@ -81,8 +91,12 @@ func runTopic(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var admin adminFlags
 	admin.register(fs)
 	var cf createFlags
-	if sub == "create" {
+	var af alterFlags
+	switch sub {
+	case "create":
 		cf.register(fs)
+	case "alter":
+		af.register(fs)
 	}
 	positional, code, done := parseArgs(fs, args)
 	if done {
@@ -92,25 +106,31 @@ func runTopic(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "%s: %v\n", what, err)
 		return 2
 	}
-	var cfg client.TopicConfig
-	if sub == "create" {
-		var err error
-		if cfg, err = topicConfig(cf.partitions, cf.rf, cf.minInsync, cf.retention, cf.retBytes, cf.maxRec); err != nil {
-			fmt.Fprintf(stderr, "%s: %v\n", what, err)
-			return 2
-		}
-	}
-	var name string
+	var ta topicArgs
 	if cmd.withName {
-		name = positional[0]
+		ta.name = positional[0]
+	}
+	var err error
+	switch sub {
+	case "create":
+		ta.cfg, err = topicConfig(cf.partitions, cf.rf, cf.minInsync, cf.retention, cf.retBytes, cf.maxRec)
+	case "alter":
+		ta.alt, err = af.alter(fs)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", what, err)
+		return 2
+	}
+	if ta.alt.Partitions != nil {
+		fmt.Fprintf(stderr, "%s: note: records with a key go to partition hash(key) mod the partition count, so keys may now map to other partitions than their earlier records\n", what)
 	}
 	attempts := 0
 	return withClient(ctx, stderr, what, admin, func(ctx context.Context, cl *client.Client) error {
 		attempts++
-		err := cmd.run(ctx, cl, name, cfg, stdout)
+		err := cmd.run(ctx, cl, ta, stdout)
 		if attempts > 1 && sub == "create" && errors.Is(err, client.ErrTopicExists) {
 			// An earlier attempt may have created it before its answer was lost.
-			return fmt.Errorf("%w (an earlier attempt that got no answer may have created it: see broker topic describe %s)", err, name)
+			return fmt.Errorf("%w (an earlier attempt that got no answer may have created it: see broker topic describe %s)", err, ta.name)
 		}
 		return err
 	})
@@ -128,8 +148,8 @@ func checkArgs(withName bool, positional []string) error {
 	return nil
 }
 
-func topicCreate(ctx context.Context, cl *client.Client, name string, cfg client.TopicConfig, stdout io.Writer) error {
-	t, err := cl.CreateTopic(ctx, name, cfg)
+func topicCreate(ctx context.Context, cl *client.Client, a topicArgs, stdout io.Writer) error {
+	t, err := cl.CreateTopic(ctx, a.name, a.cfg)
 	if err != nil {
 		return err
 	}
@@ -139,15 +159,88 @@ func topicCreate(ctx context.Context, cl *client.Client, name string, cfg client
 	return nil
 }
 
-func topicDelete(ctx context.Context, cl *client.Client, name string, _ client.TopicConfig, stdout io.Writer) error {
-	if err := cl.DeleteTopic(ctx, name); err != nil {
+func topicAlter(ctx context.Context, cl *client.Client, a topicArgs, stdout io.Writer) error {
+	t, err := cl.AlterTopic(ctx, a.name, a.alt)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "deleted topic %q\n", name)
+	fmt.Fprintf(stdout, "altered topic %q: %d partition(s), replication factor %d, min.insync.replicas %d, retention %s / %s, max record %s\n",
+		t.Name, t.Config.Partitions, t.Config.ReplicationFactor, t.Config.MinInsyncReplicas,
+		fmtRetention(t.Config.RetentionMs), fmtBytesLimit(t.Config.RetentionBytes), fmtBytes(int64(t.Config.MaxRecordBytes)))
 	return nil
 }
 
-func topicList(ctx context.Context, cl *client.Client, _ string, _ client.TopicConfig, stdout io.Writer) error {
+// alterFlags are "topic alter"'s flags: only those given change anything.
+type alterFlags struct {
+	partitions, minInsync       int
+	retention, retBytes, maxRec string
+}
+
+func (c *alterFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&c.partitions, "partitions", 0, "grow the topic to this many partitions (partitions never shrink)")
+	fs.IntVar(&c.partitions, "p", 0, "shorthand for --partitions")
+	fs.IntVar(&c.minInsync, "min-insync", 0, "min.insync.replicas for acks=all")
+	fs.StringVar(&c.retention, "retention", "", "delete records older than this: 36h, 7d, or -1 to keep forever")
+	fs.StringVar(&c.retBytes, "retention-bytes", "", "keep each partition under this size: 512MiB, 10GiB, or -1 for no limit")
+	fs.StringVar(&c.maxRec, "max-record-bytes", "", "largest record accepted, like 2MiB")
+}
+
+// alter builds the change from the flags that were set on fs.
+func (c *alterFlags) alter(fs *flag.FlagSet) (client.TopicAlter, error) {
+	var a client.TopicAlter
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if err != nil {
+			return
+		}
+		switch f.Name {
+		case "partitions", "p":
+			if c.partitions < 1 || c.partitions > 1<<31-1 {
+				err = fmt.Errorf("--partitions %d: must be at least 1", c.partitions)
+			}
+			a.Partitions = ptr(int32(c.partitions))
+		case "min-insync":
+			if c.minInsync < 1 || c.minInsync > 1<<31-1 {
+				err = fmt.Errorf("--min-insync %d: must be at least 1", c.minInsync)
+			}
+			a.MinInsyncReplicas = ptr(int32(c.minInsync))
+		case "retention":
+			var ms int64
+			if ms, err = parseRetention(c.retention); err != nil {
+				err = fmt.Errorf("--retention %q: %v", c.retention, err)
+			}
+			a.RetentionMs = &ms
+		case "retention-bytes":
+			n, perr := parseSize(c.retBytes)
+			if perr != nil || n == 0 {
+				err = fmt.Errorf("--retention-bytes %q: want a size like 512MiB or 10GiB, or -1 for no limit", c.retBytes)
+			}
+			a.RetentionBytes = &n
+		case "max-record-bytes":
+			n, perr := parseSize(c.maxRec)
+			if perr != nil || n < 1 || n > 1<<31-1 {
+				err = fmt.Errorf("--max-record-bytes %q: want a size like 1MiB", c.maxRec)
+			}
+			a.MaxRecordBytes = ptr(int32(n))
+		}
+	})
+	if err == nil && a == (client.TopicAlter{}) {
+		err = errors.New("nothing to change: give --partitions, --min-insync, --retention, --retention-bytes or --max-record-bytes")
+	}
+	return a, err
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func topicDelete(ctx context.Context, cl *client.Client, a topicArgs, stdout io.Writer) error {
+	if err := cl.DeleteTopic(ctx, a.name); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "deleted topic %q\n", a.name)
+	return nil
+}
+
+func topicList(ctx context.Context, cl *client.Client, _ topicArgs, stdout io.Writer) error {
 	ts, err := cl.ListTopics(ctx)
 	if err != nil {
 		return err
@@ -161,8 +254,8 @@ func topicList(ctx context.Context, cl *client.Client, _ string, _ client.TopicC
 	return tw.Flush()
 }
 
-func topicDescribe(ctx context.Context, cl *client.Client, name string, _ client.TopicConfig, stdout io.Writer) error {
-	d, err := cl.DescribeTopic(ctx, name)
+func topicDescribe(ctx context.Context, cl *client.Client, a topicArgs, stdout io.Writer) error {
+	d, err := cl.DescribeTopic(ctx, a.name)
 	if err != nil {
 		return err
 	}

@@ -453,6 +453,135 @@ func (x *CreateTopicResponse) GetTopic() *TopicMetadata {
 	return nil
 }
 
+type AlterTopicRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Unset fields keep their value; at least one must be set.
+	Partitions        *int32 `protobuf:"varint,2,opt,name=partitions,proto3,oneof" json:"partitions,omitempty"`
+	MinInsyncReplicas *int32 `protobuf:"varint,3,opt,name=min_insync_replicas,json=minInsyncReplicas,proto3,oneof" json:"min_insync_replicas,omitempty"`
+	RetentionMs       *int64 `protobuf:"varint,4,opt,name=retention_ms,json=retentionMs,proto3,oneof" json:"retention_ms,omitempty"`
+	RetentionBytes    *int64 `protobuf:"varint,5,opt,name=retention_bytes,json=retentionBytes,proto3,oneof" json:"retention_bytes,omitempty"`
+	MaxRecordBytes    *int32 `protobuf:"varint,6,opt,name=max_record_bytes,json=maxRecordBytes,proto3,oneof" json:"max_record_bytes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *AlterTopicRequest) Reset() {
+	*x = AlterTopicRequest{}
+	mi := &file_skein_v1_skein_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterTopicRequest) ProtoMessage() {}
+
+func (x *AlterTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterTopicRequest.ProtoReflect.Descriptor instead.
+func (*AlterTopicRequest) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AlterTopicRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlterTopicRequest) GetPartitions() int32 {
+	if x != nil && x.Partitions != nil {
+		return *x.Partitions
+	}
+	return 0
+}
+
+func (x *AlterTopicRequest) GetMinInsyncReplicas() int32 {
+	if x != nil && x.MinInsyncReplicas != nil {
+		return *x.MinInsyncReplicas
+	}
+	return 0
+}
+
+func (x *AlterTopicRequest) GetRetentionMs() int64 {
+	if x != nil && x.RetentionMs != nil {
+		return *x.RetentionMs
+	}
+	return 0
+}
+
+func (x *AlterTopicRequest) GetRetentionBytes() int64 {
+	if x != nil && x.RetentionBytes != nil {
+		return *x.RetentionBytes
+	}
+	return 0
+}
+
+func (x *AlterTopicRequest) GetMaxRecordBytes() int32 {
+	if x != nil && x.MaxRecordBytes != nil {
+		return *x.MaxRecordBytes
+	}
+	return 0
+}
+
+type AlterTopicResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         *TopicMetadata         `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlterTopicResponse) Reset() {
+	*x = AlterTopicResponse{}
+	mi := &file_skein_v1_skein_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterTopicResponse) ProtoMessage() {}
+
+func (x *AlterTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterTopicResponse.ProtoReflect.Descriptor instead.
+func (*AlterTopicResponse) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AlterTopicResponse) GetTopic() *TopicMetadata {
+	if x != nil {
+		return x.Topic
+	}
+	return nil
+}
+
 type DeleteTopicRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -462,7 +591,7 @@ type DeleteTopicRequest struct {
 
 func (x *DeleteTopicRequest) Reset() {
 	*x = DeleteTopicRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[3]
+	mi := &file_skein_v1_skein_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +603,7 @@ func (x *DeleteTopicRequest) String() string {
 func (*DeleteTopicRequest) ProtoMessage() {}
 
 func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[3]
+	mi := &file_skein_v1_skein_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +616,7 @@ func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{3}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeleteTopicRequest) GetName() string {
@@ -505,7 +634,7 @@ type DeleteTopicResponse struct {
 
 func (x *DeleteTopicResponse) Reset() {
 	*x = DeleteTopicResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[4]
+	mi := &file_skein_v1_skein_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +646,7 @@ func (x *DeleteTopicResponse) String() string {
 func (*DeleteTopicResponse) ProtoMessage() {}
 
 func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[4]
+	mi := &file_skein_v1_skein_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +659,7 @@ func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{4}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{6}
 }
 
 type ListTopicsRequest struct {
@@ -544,7 +673,7 @@ type ListTopicsRequest struct {
 
 func (x *ListTopicsRequest) Reset() {
 	*x = ListTopicsRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[5]
+	mi := &file_skein_v1_skein_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +685,7 @@ func (x *ListTopicsRequest) String() string {
 func (*ListTopicsRequest) ProtoMessage() {}
 
 func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[5]
+	mi := &file_skein_v1_skein_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +698,7 @@ func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{5}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListTopicsRequest) GetInternal() bool {
@@ -588,7 +717,7 @@ type ListTopicsResponse struct {
 
 func (x *ListTopicsResponse) Reset() {
 	*x = ListTopicsResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[6]
+	mi := &file_skein_v1_skein_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +729,7 @@ func (x *ListTopicsResponse) String() string {
 func (*ListTopicsResponse) ProtoMessage() {}
 
 func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[6]
+	mi := &file_skein_v1_skein_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +742,7 @@ func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{6}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListTopicsResponse) GetTopics() []*TopicMetadata {
@@ -632,7 +761,7 @@ type DescribeTopicRequest struct {
 
 func (x *DescribeTopicRequest) Reset() {
 	*x = DescribeTopicRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[7]
+	mi := &file_skein_v1_skein_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +773,7 @@ func (x *DescribeTopicRequest) String() string {
 func (*DescribeTopicRequest) ProtoMessage() {}
 
 func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[7]
+	mi := &file_skein_v1_skein_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +786,7 @@ func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicRequest.ProtoReflect.Descriptor instead.
 func (*DescribeTopicRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{7}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DescribeTopicRequest) GetName() string {
@@ -677,7 +806,7 @@ type DescribeTopicResponse struct {
 
 func (x *DescribeTopicResponse) Reset() {
 	*x = DescribeTopicResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[8]
+	mi := &file_skein_v1_skein_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +818,7 @@ func (x *DescribeTopicResponse) String() string {
 func (*DescribeTopicResponse) ProtoMessage() {}
 
 func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[8]
+	mi := &file_skein_v1_skein_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +831,7 @@ func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicResponse.ProtoReflect.Descriptor instead.
 func (*DescribeTopicResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{8}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DescribeTopicResponse) GetTopic() *TopicMetadata {
@@ -731,7 +860,7 @@ type BrokerInfo struct {
 
 func (x *BrokerInfo) Reset() {
 	*x = BrokerInfo{}
-	mi := &file_skein_v1_skein_proto_msgTypes[9]
+	mi := &file_skein_v1_skein_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +872,7 @@ func (x *BrokerInfo) String() string {
 func (*BrokerInfo) ProtoMessage() {}
 
 func (x *BrokerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[9]
+	mi := &file_skein_v1_skein_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +885,7 @@ func (x *BrokerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerInfo.ProtoReflect.Descriptor instead.
 func (*BrokerInfo) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{9}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BrokerInfo) GetId() int32 {
@@ -796,7 +925,7 @@ type PartitionMetadata struct {
 
 func (x *PartitionMetadata) Reset() {
 	*x = PartitionMetadata{}
-	mi := &file_skein_v1_skein_proto_msgTypes[10]
+	mi := &file_skein_v1_skein_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +937,7 @@ func (x *PartitionMetadata) String() string {
 func (*PartitionMetadata) ProtoMessage() {}
 
 func (x *PartitionMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[10]
+	mi := &file_skein_v1_skein_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +950,7 @@ func (x *PartitionMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionMetadata.ProtoReflect.Descriptor instead.
 func (*PartitionMetadata) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{10}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PartitionMetadata) GetPartition() int32 {
@@ -879,7 +1008,7 @@ type TopicMetadata struct {
 
 func (x *TopicMetadata) Reset() {
 	*x = TopicMetadata{}
-	mi := &file_skein_v1_skein_proto_msgTypes[11]
+	mi := &file_skein_v1_skein_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +1020,7 @@ func (x *TopicMetadata) String() string {
 func (*TopicMetadata) ProtoMessage() {}
 
 func (x *TopicMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[11]
+	mi := &file_skein_v1_skein_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +1033,7 @@ func (x *TopicMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicMetadata.ProtoReflect.Descriptor instead.
 func (*TopicMetadata) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{11}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TopicMetadata) GetName() string {
@@ -955,7 +1084,7 @@ type PartitionStatus struct {
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_skein_v1_skein_proto_msgTypes[12]
+	mi := &file_skein_v1_skein_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1096,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[12]
+	mi := &file_skein_v1_skein_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1109,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{12}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PartitionStatus) GetPartition() int32 {
@@ -1063,7 +1192,7 @@ type MetadataRequest struct {
 
 func (x *MetadataRequest) Reset() {
 	*x = MetadataRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[13]
+	mi := &file_skein_v1_skein_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1204,7 @@ func (x *MetadataRequest) String() string {
 func (*MetadataRequest) ProtoMessage() {}
 
 func (x *MetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[13]
+	mi := &file_skein_v1_skein_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1217,7 @@ func (x *MetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataRequest.ProtoReflect.Descriptor instead.
 func (*MetadataRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{13}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MetadataRequest) GetTopics() []string {
@@ -1110,7 +1239,7 @@ type MetadataResponse struct {
 
 func (x *MetadataResponse) Reset() {
 	*x = MetadataResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[14]
+	mi := &file_skein_v1_skein_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1251,7 @@ func (x *MetadataResponse) String() string {
 func (*MetadataResponse) ProtoMessage() {}
 
 func (x *MetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[14]
+	mi := &file_skein_v1_skein_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1264,7 @@ func (x *MetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataResponse.ProtoReflect.Descriptor instead.
 func (*MetadataResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{14}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MetadataResponse) GetClusterId() string {
@@ -1178,7 +1307,7 @@ type InitProducerRequest struct {
 
 func (x *InitProducerRequest) Reset() {
 	*x = InitProducerRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[15]
+	mi := &file_skein_v1_skein_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1319,7 @@ func (x *InitProducerRequest) String() string {
 func (*InitProducerRequest) ProtoMessage() {}
 
 func (x *InitProducerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[15]
+	mi := &file_skein_v1_skein_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1332,7 @@ func (x *InitProducerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitProducerRequest.ProtoReflect.Descriptor instead.
 func (*InitProducerRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{15}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *InitProducerRequest) GetProducerId() int64 {
@@ -1231,7 +1360,7 @@ type InitProducerResponse struct {
 
 func (x *InitProducerResponse) Reset() {
 	*x = InitProducerResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[16]
+	mi := &file_skein_v1_skein_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1372,7 @@ func (x *InitProducerResponse) String() string {
 func (*InitProducerResponse) ProtoMessage() {}
 
 func (x *InitProducerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[16]
+	mi := &file_skein_v1_skein_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1385,7 @@ func (x *InitProducerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitProducerResponse.ProtoReflect.Descriptor instead.
 func (*InitProducerResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{16}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InitProducerResponse) GetProducerId() int64 {
@@ -1310,7 +1439,7 @@ type ProduceRequest struct {
 
 func (x *ProduceRequest) Reset() {
 	*x = ProduceRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[17]
+	mi := &file_skein_v1_skein_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1451,7 @@ func (x *ProduceRequest) String() string {
 func (*ProduceRequest) ProtoMessage() {}
 
 func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[17]
+	mi := &file_skein_v1_skein_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1464,7 @@ func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceRequest.ProtoReflect.Descriptor instead.
 func (*ProduceRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{17}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ProduceRequest) GetCorrelationId() uint64 {
@@ -1413,7 +1542,7 @@ type ProduceResponse struct {
 
 func (x *ProduceResponse) Reset() {
 	*x = ProduceResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[18]
+	mi := &file_skein_v1_skein_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1554,7 @@ func (x *ProduceResponse) String() string {
 func (*ProduceResponse) ProtoMessage() {}
 
 func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[18]
+	mi := &file_skein_v1_skein_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1567,7 @@ func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceResponse.ProtoReflect.Descriptor instead.
 func (*ProduceResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{18}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ProduceResponse) GetCorrelationId() uint64 {
@@ -1497,7 +1626,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[19]
+	mi := &file_skein_v1_skein_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1638,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[19]
+	mi := &file_skein_v1_skein_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1651,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{19}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -1584,7 +1713,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[20]
+	mi := &file_skein_v1_skein_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1725,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[20]
+	mi := &file_skein_v1_skein_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1738,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{20}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FetchResponse) GetBatches() []byte {
@@ -1663,7 +1792,7 @@ type ListOffsetsRequest struct {
 
 func (x *ListOffsetsRequest) Reset() {
 	*x = ListOffsetsRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[21]
+	mi := &file_skein_v1_skein_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1804,7 @@ func (x *ListOffsetsRequest) String() string {
 func (*ListOffsetsRequest) ProtoMessage() {}
 
 func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[21]
+	mi := &file_skein_v1_skein_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1817,7 @@ func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*ListOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{21}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListOffsetsRequest) GetTopic() string {
@@ -1776,7 +1905,7 @@ type ListOffsetsResponse struct {
 
 func (x *ListOffsetsResponse) Reset() {
 	*x = ListOffsetsResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[22]
+	mi := &file_skein_v1_skein_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1917,7 @@ func (x *ListOffsetsResponse) String() string {
 func (*ListOffsetsResponse) ProtoMessage() {}
 
 func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[22]
+	mi := &file_skein_v1_skein_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1930,7 @@ func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*ListOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{22}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListOffsetsResponse) GetOffset() int64 {
@@ -1840,7 +1969,7 @@ type DescribeClusterRequest struct {
 
 func (x *DescribeClusterRequest) Reset() {
 	*x = DescribeClusterRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[23]
+	mi := &file_skein_v1_skein_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +1981,7 @@ func (x *DescribeClusterRequest) String() string {
 func (*DescribeClusterRequest) ProtoMessage() {}
 
 func (x *DescribeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[23]
+	mi := &file_skein_v1_skein_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +1994,7 @@ func (x *DescribeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeClusterRequest.ProtoReflect.Descriptor instead.
 func (*DescribeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{23}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{25}
 }
 
 type ClusterMember struct {
@@ -1889,7 +2018,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_skein_v1_skein_proto_msgTypes[24]
+	mi := &file_skein_v1_skein_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2030,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[24]
+	mi := &file_skein_v1_skein_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2043,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{24}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ClusterMember) GetId() int32 {
@@ -1989,7 +2118,7 @@ type PartitionProblem struct {
 
 func (x *PartitionProblem) Reset() {
 	*x = PartitionProblem{}
-	mi := &file_skein_v1_skein_proto_msgTypes[25]
+	mi := &file_skein_v1_skein_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2130,7 @@ func (x *PartitionProblem) String() string {
 func (*PartitionProblem) ProtoMessage() {}
 
 func (x *PartitionProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[25]
+	mi := &file_skein_v1_skein_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2143,7 @@ func (x *PartitionProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionProblem.ProtoReflect.Descriptor instead.
 func (*PartitionProblem) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{25}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PartitionProblem) GetTopic() string {
@@ -2074,7 +2203,7 @@ type DescribeClusterResponse struct {
 
 func (x *DescribeClusterResponse) Reset() {
 	*x = DescribeClusterResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[26]
+	mi := &file_skein_v1_skein_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2086,7 +2215,7 @@ func (x *DescribeClusterResponse) String() string {
 func (*DescribeClusterResponse) ProtoMessage() {}
 
 func (x *DescribeClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[26]
+	mi := &file_skein_v1_skein_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2099,7 +2228,7 @@ func (x *DescribeClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeClusterResponse.ProtoReflect.Descriptor instead.
 func (*DescribeClusterResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{26}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DescribeClusterResponse) GetClusterId() string {
@@ -2174,7 +2303,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_skein_v1_skein_proto_msgTypes[27]
+	mi := &file_skein_v1_skein_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2186,7 +2315,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[27]
+	mi := &file_skein_v1_skein_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2199,7 +2328,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{27}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ErrorDetail) GetCode() uint32 {
@@ -2301,6 +2430,22 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x10_retention_bytesB\x13\n" +
 	"\x11_max_record_bytes\"D\n" +
 	"\x13CreateTopicResponse\x12-\n" +
+	"\x05topic\x18\x01 \x01(\v2\x17.skein.v1.TopicMetadataR\x05topic\"\xe7\x02\n" +
+	"\x11AlterTopicRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
+	"\n" +
+	"partitions\x18\x02 \x01(\x05H\x00R\n" +
+	"partitions\x88\x01\x01\x123\n" +
+	"\x13min_insync_replicas\x18\x03 \x01(\x05H\x01R\x11minInsyncReplicas\x88\x01\x01\x12&\n" +
+	"\fretention_ms\x18\x04 \x01(\x03H\x02R\vretentionMs\x88\x01\x01\x12,\n" +
+	"\x0fretention_bytes\x18\x05 \x01(\x03H\x03R\x0eretentionBytes\x88\x01\x01\x12-\n" +
+	"\x10max_record_bytes\x18\x06 \x01(\x05H\x04R\x0emaxRecordBytes\x88\x01\x01B\r\n" +
+	"\v_partitionsB\x16\n" +
+	"\x14_min_insync_replicasB\x0f\n" +
+	"\r_retention_msB\x12\n" +
+	"\x10_retention_bytesB\x13\n" +
+	"\x11_max_record_bytes\"C\n" +
+	"\x12AlterTopicResponse\x12-\n" +
 	"\x05topic\x18\x01 \x01(\v2\x17.skein.v1.TopicMetadataR\x05topic\"(\n" +
 	"\x12DeleteTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
@@ -2483,10 +2628,12 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\rUNKNOWN_GROUP\x10\x13\x12\x17\n" +
 	"\x13FENCED_MEMBER_EPOCH\x10\x14\x12\x13\n" +
 	"\x0fGROUP_NOT_EMPTY\x10\x15\x12\x11\n" +
-	"\rINVALID_GROUP\x10\x162\xb6\x06\n" +
+	"\rINVALID_GROUP\x10\x162\xff\x06\n" +
 	"\x05Skein\x12J\n" +
 	"\vCreateTopic\x12\x1c.skein.v1.CreateTopicRequest\x1a\x1d.skein.v1.CreateTopicResponse\x12J\n" +
 	"\vDeleteTopic\x12\x1c.skein.v1.DeleteTopicRequest\x1a\x1d.skein.v1.DeleteTopicResponse\x12G\n" +
+	"\n" +
+	"AlterTopic\x12\x1b.skein.v1.AlterTopicRequest\x1a\x1c.skein.v1.AlterTopicResponse\x12G\n" +
 	"\n" +
 	"ListTopics\x12\x1b.skein.v1.ListTopicsRequest\x1a\x1c.skein.v1.ListTopicsResponse\x12P\n" +
 	"\rDescribeTopic\x12\x1e.skein.v1.DescribeTopicRequest\x1a\x1f.skein.v1.DescribeTopicResponse\x12A\n" +
@@ -2511,80 +2658,85 @@ func file_skein_v1_skein_proto_rawDescGZIP() []byte {
 }
 
 var file_skein_v1_skein_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_skein_v1_skein_proto_goTypes = []any{
 	(Acks)(0),                       // 0: skein.v1.Acks
 	(ErrorReason)(0),                // 1: skein.v1.ErrorReason
 	(*TopicConfig)(nil),             // 2: skein.v1.TopicConfig
 	(*CreateTopicRequest)(nil),      // 3: skein.v1.CreateTopicRequest
 	(*CreateTopicResponse)(nil),     // 4: skein.v1.CreateTopicResponse
-	(*DeleteTopicRequest)(nil),      // 5: skein.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),     // 6: skein.v1.DeleteTopicResponse
-	(*ListTopicsRequest)(nil),       // 7: skein.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),      // 8: skein.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),    // 9: skein.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil),   // 10: skein.v1.DescribeTopicResponse
-	(*BrokerInfo)(nil),              // 11: skein.v1.BrokerInfo
-	(*PartitionMetadata)(nil),       // 12: skein.v1.PartitionMetadata
-	(*TopicMetadata)(nil),           // 13: skein.v1.TopicMetadata
-	(*PartitionStatus)(nil),         // 14: skein.v1.PartitionStatus
-	(*MetadataRequest)(nil),         // 15: skein.v1.MetadataRequest
-	(*MetadataResponse)(nil),        // 16: skein.v1.MetadataResponse
-	(*InitProducerRequest)(nil),     // 17: skein.v1.InitProducerRequest
-	(*InitProducerResponse)(nil),    // 18: skein.v1.InitProducerResponse
-	(*ProduceRequest)(nil),          // 19: skein.v1.ProduceRequest
-	(*ProduceResponse)(nil),         // 20: skein.v1.ProduceResponse
-	(*FetchRequest)(nil),            // 21: skein.v1.FetchRequest
-	(*FetchResponse)(nil),           // 22: skein.v1.FetchResponse
-	(*ListOffsetsRequest)(nil),      // 23: skein.v1.ListOffsetsRequest
-	(*ListOffsetsResponse)(nil),     // 24: skein.v1.ListOffsetsResponse
-	(*DescribeClusterRequest)(nil),  // 25: skein.v1.DescribeClusterRequest
-	(*ClusterMember)(nil),           // 26: skein.v1.ClusterMember
-	(*PartitionProblem)(nil),        // 27: skein.v1.PartitionProblem
-	(*DescribeClusterResponse)(nil), // 28: skein.v1.DescribeClusterResponse
-	(*ErrorDetail)(nil),             // 29: skein.v1.ErrorDetail
+	(*AlterTopicRequest)(nil),       // 5: skein.v1.AlterTopicRequest
+	(*AlterTopicResponse)(nil),      // 6: skein.v1.AlterTopicResponse
+	(*DeleteTopicRequest)(nil),      // 7: skein.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),     // 8: skein.v1.DeleteTopicResponse
+	(*ListTopicsRequest)(nil),       // 9: skein.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),      // 10: skein.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),    // 11: skein.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),   // 12: skein.v1.DescribeTopicResponse
+	(*BrokerInfo)(nil),              // 13: skein.v1.BrokerInfo
+	(*PartitionMetadata)(nil),       // 14: skein.v1.PartitionMetadata
+	(*TopicMetadata)(nil),           // 15: skein.v1.TopicMetadata
+	(*PartitionStatus)(nil),         // 16: skein.v1.PartitionStatus
+	(*MetadataRequest)(nil),         // 17: skein.v1.MetadataRequest
+	(*MetadataResponse)(nil),        // 18: skein.v1.MetadataResponse
+	(*InitProducerRequest)(nil),     // 19: skein.v1.InitProducerRequest
+	(*InitProducerResponse)(nil),    // 20: skein.v1.InitProducerResponse
+	(*ProduceRequest)(nil),          // 21: skein.v1.ProduceRequest
+	(*ProduceResponse)(nil),         // 22: skein.v1.ProduceResponse
+	(*FetchRequest)(nil),            // 23: skein.v1.FetchRequest
+	(*FetchResponse)(nil),           // 24: skein.v1.FetchResponse
+	(*ListOffsetsRequest)(nil),      // 25: skein.v1.ListOffsetsRequest
+	(*ListOffsetsResponse)(nil),     // 26: skein.v1.ListOffsetsResponse
+	(*DescribeClusterRequest)(nil),  // 27: skein.v1.DescribeClusterRequest
+	(*ClusterMember)(nil),           // 28: skein.v1.ClusterMember
+	(*PartitionProblem)(nil),        // 29: skein.v1.PartitionProblem
+	(*DescribeClusterResponse)(nil), // 30: skein.v1.DescribeClusterResponse
+	(*ErrorDetail)(nil),             // 31: skein.v1.ErrorDetail
 }
 var file_skein_v1_skein_proto_depIdxs = []int32{
-	13, // 0: skein.v1.CreateTopicResponse.topic:type_name -> skein.v1.TopicMetadata
-	13, // 1: skein.v1.ListTopicsResponse.topics:type_name -> skein.v1.TopicMetadata
-	13, // 2: skein.v1.DescribeTopicResponse.topic:type_name -> skein.v1.TopicMetadata
-	14, // 3: skein.v1.DescribeTopicResponse.partitions:type_name -> skein.v1.PartitionStatus
-	2,  // 4: skein.v1.TopicMetadata.config:type_name -> skein.v1.TopicConfig
-	12, // 5: skein.v1.TopicMetadata.partitions:type_name -> skein.v1.PartitionMetadata
-	11, // 6: skein.v1.MetadataResponse.brokers:type_name -> skein.v1.BrokerInfo
-	13, // 7: skein.v1.MetadataResponse.topics:type_name -> skein.v1.TopicMetadata
-	0,  // 8: skein.v1.ProduceRequest.acks:type_name -> skein.v1.Acks
-	29, // 9: skein.v1.ProduceResponse.error:type_name -> skein.v1.ErrorDetail
-	26, // 10: skein.v1.DescribeClusterResponse.members:type_name -> skein.v1.ClusterMember
-	27, // 11: skein.v1.DescribeClusterResponse.problems:type_name -> skein.v1.PartitionProblem
-	1,  // 12: skein.v1.ErrorDetail.reason:type_name -> skein.v1.ErrorReason
-	3,  // 13: skein.v1.Skein.CreateTopic:input_type -> skein.v1.CreateTopicRequest
-	5,  // 14: skein.v1.Skein.DeleteTopic:input_type -> skein.v1.DeleteTopicRequest
-	7,  // 15: skein.v1.Skein.ListTopics:input_type -> skein.v1.ListTopicsRequest
-	9,  // 16: skein.v1.Skein.DescribeTopic:input_type -> skein.v1.DescribeTopicRequest
-	15, // 17: skein.v1.Skein.Metadata:input_type -> skein.v1.MetadataRequest
-	17, // 18: skein.v1.Skein.InitProducer:input_type -> skein.v1.InitProducerRequest
-	19, // 19: skein.v1.Skein.Produce:input_type -> skein.v1.ProduceRequest
-	19, // 20: skein.v1.Skein.ProduceStream:input_type -> skein.v1.ProduceRequest
-	21, // 21: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
-	23, // 22: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
-	25, // 23: skein.v1.Skein.DescribeCluster:input_type -> skein.v1.DescribeClusterRequest
-	4,  // 24: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
-	6,  // 25: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
-	8,  // 26: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
-	10, // 27: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
-	16, // 28: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
-	18, // 29: skein.v1.Skein.InitProducer:output_type -> skein.v1.InitProducerResponse
-	20, // 30: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
-	20, // 31: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
-	22, // 32: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
-	24, // 33: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
-	28, // 34: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
-	24, // [24:35] is the sub-list for method output_type
-	13, // [13:24] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	15, // 0: skein.v1.CreateTopicResponse.topic:type_name -> skein.v1.TopicMetadata
+	15, // 1: skein.v1.AlterTopicResponse.topic:type_name -> skein.v1.TopicMetadata
+	15, // 2: skein.v1.ListTopicsResponse.topics:type_name -> skein.v1.TopicMetadata
+	15, // 3: skein.v1.DescribeTopicResponse.topic:type_name -> skein.v1.TopicMetadata
+	16, // 4: skein.v1.DescribeTopicResponse.partitions:type_name -> skein.v1.PartitionStatus
+	2,  // 5: skein.v1.TopicMetadata.config:type_name -> skein.v1.TopicConfig
+	14, // 6: skein.v1.TopicMetadata.partitions:type_name -> skein.v1.PartitionMetadata
+	13, // 7: skein.v1.MetadataResponse.brokers:type_name -> skein.v1.BrokerInfo
+	15, // 8: skein.v1.MetadataResponse.topics:type_name -> skein.v1.TopicMetadata
+	0,  // 9: skein.v1.ProduceRequest.acks:type_name -> skein.v1.Acks
+	31, // 10: skein.v1.ProduceResponse.error:type_name -> skein.v1.ErrorDetail
+	28, // 11: skein.v1.DescribeClusterResponse.members:type_name -> skein.v1.ClusterMember
+	29, // 12: skein.v1.DescribeClusterResponse.problems:type_name -> skein.v1.PartitionProblem
+	1,  // 13: skein.v1.ErrorDetail.reason:type_name -> skein.v1.ErrorReason
+	3,  // 14: skein.v1.Skein.CreateTopic:input_type -> skein.v1.CreateTopicRequest
+	7,  // 15: skein.v1.Skein.DeleteTopic:input_type -> skein.v1.DeleteTopicRequest
+	5,  // 16: skein.v1.Skein.AlterTopic:input_type -> skein.v1.AlterTopicRequest
+	9,  // 17: skein.v1.Skein.ListTopics:input_type -> skein.v1.ListTopicsRequest
+	11, // 18: skein.v1.Skein.DescribeTopic:input_type -> skein.v1.DescribeTopicRequest
+	17, // 19: skein.v1.Skein.Metadata:input_type -> skein.v1.MetadataRequest
+	19, // 20: skein.v1.Skein.InitProducer:input_type -> skein.v1.InitProducerRequest
+	21, // 21: skein.v1.Skein.Produce:input_type -> skein.v1.ProduceRequest
+	21, // 22: skein.v1.Skein.ProduceStream:input_type -> skein.v1.ProduceRequest
+	23, // 23: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
+	25, // 24: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
+	27, // 25: skein.v1.Skein.DescribeCluster:input_type -> skein.v1.DescribeClusterRequest
+	4,  // 26: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
+	8,  // 27: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
+	6,  // 28: skein.v1.Skein.AlterTopic:output_type -> skein.v1.AlterTopicResponse
+	10, // 29: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
+	12, // 30: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
+	18, // 31: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
+	20, // 32: skein.v1.Skein.InitProducer:output_type -> skein.v1.InitProducerResponse
+	22, // 33: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
+	22, // 34: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
+	24, // 35: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
+	26, // 36: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
+	30, // 37: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
+	26, // [26:38] is the sub-list for method output_type
+	14, // [14:26] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_skein_v1_skein_proto_init() }
@@ -2593,9 +2745,10 @@ func file_skein_v1_skein_proto_init() {
 		return
 	}
 	file_skein_v1_skein_proto_msgTypes[1].OneofWrappers = []any{}
-	file_skein_v1_skein_proto_msgTypes[15].OneofWrappers = []any{}
+	file_skein_v1_skein_proto_msgTypes[3].OneofWrappers = []any{}
 	file_skein_v1_skein_proto_msgTypes[17].OneofWrappers = []any{}
-	file_skein_v1_skein_proto_msgTypes[21].OneofWrappers = []any{
+	file_skein_v1_skein_proto_msgTypes[19].OneofWrappers = []any{}
+	file_skein_v1_skein_proto_msgTypes[23].OneofWrappers = []any{
 		(*ListOffsetsRequest_Earliest)(nil),
 		(*ListOffsetsRequest_Latest)(nil),
 		(*ListOffsetsRequest_TimestampMs)(nil),
@@ -2606,7 +2759,7 @@ func file_skein_v1_skein_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_skein_v1_skein_proto_rawDesc), len(file_skein_v1_skein_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Skein_CreateTopic_FullMethodName     = "/skein.v1.Skein/CreateTopic"
 	Skein_DeleteTopic_FullMethodName     = "/skein.v1.Skein/DeleteTopic"
+	Skein_AlterTopic_FullMethodName      = "/skein.v1.Skein/AlterTopic"
 	Skein_ListTopics_FullMethodName      = "/skein.v1.Skein/ListTopics"
 	Skein_DescribeTopic_FullMethodName   = "/skein.v1.Skein/DescribeTopic"
 	Skein_Metadata_FullMethodName        = "/skein.v1.Skein/Metadata"
@@ -46,6 +47,11 @@ type SkeinClient interface {
 	CreateTopic(ctx context.Context, in *CreateTopicRequest, opts ...grpc.CallOption) (*CreateTopicResponse, error)
 	// DeleteTopic deletes a topic and all of its data. NOT_FOUND if absent.
 	DeleteTopic(ctx context.Context, in *DeleteTopicRequest, opts ...grpc.CallOption) (*DeleteTopicResponse, error)
+	// AlterTopic changes a topic's settings, applied live on every replica,
+	// and adds partitions (a topic's partitions only grow). NOT_FOUND if
+	// absent, INVALID_ARGUMENT naming a bad setting, UNAVAILABLE (retriable)
+	// while the controller is elected or the topic changed meanwhile.
+	AlterTopic(ctx context.Context, in *AlterTopicRequest, opts ...grpc.CallOption) (*AlterTopicResponse, error)
 	// ListTopics lists every topic with its configuration.
 	ListTopics(ctx context.Context, in *ListTopicsRequest, opts ...grpc.CallOption) (*ListTopicsResponse, error)
 	// DescribeTopic returns a topic's configuration and the live state of
@@ -108,6 +114,16 @@ func (c *skeinClient) DeleteTopic(ctx context.Context, in *DeleteTopicRequest, o
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeleteTopicResponse)
 	err := c.cc.Invoke(ctx, Skein_DeleteTopic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *skeinClient) AlterTopic(ctx context.Context, in *AlterTopicRequest, opts ...grpc.CallOption) (*AlterTopicResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AlterTopicResponse)
+	err := c.cc.Invoke(ctx, Skein_AlterTopic_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +241,11 @@ type SkeinServer interface {
 	CreateTopic(context.Context, *CreateTopicRequest) (*CreateTopicResponse, error)
 	// DeleteTopic deletes a topic and all of its data. NOT_FOUND if absent.
 	DeleteTopic(context.Context, *DeleteTopicRequest) (*DeleteTopicResponse, error)
+	// AlterTopic changes a topic's settings, applied live on every replica,
+	// and adds partitions (a topic's partitions only grow). NOT_FOUND if
+	// absent, INVALID_ARGUMENT naming a bad setting, UNAVAILABLE (retriable)
+	// while the controller is elected or the topic changed meanwhile.
+	AlterTopic(context.Context, *AlterTopicRequest) (*AlterTopicResponse, error)
 	// ListTopics lists every topic with its configuration.
 	ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error)
 	// DescribeTopic returns a topic's configuration and the live state of
@@ -278,6 +299,9 @@ func (UnimplementedSkeinServer) CreateTopic(context.Context, *CreateTopicRequest
 }
 func (UnimplementedSkeinServer) DeleteTopic(context.Context, *DeleteTopicRequest) (*DeleteTopicResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteTopic not implemented")
+}
+func (UnimplementedSkeinServer) AlterTopic(context.Context, *AlterTopicRequest) (*AlterTopicResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AlterTopic not implemented")
 }
 func (UnimplementedSkeinServer) ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTopics not implemented")
@@ -359,6 +383,24 @@ func _Skein_DeleteTopic_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SkeinServer).DeleteTopic(ctx, req.(*DeleteTopicRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Skein_AlterTopic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AlterTopicRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).AlterTopic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_AlterTopic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).AlterTopic(ctx, req.(*AlterTopicRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -521,6 +563,10 @@ var Skein_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteTopic",
 			Handler:    _Skein_DeleteTopic_Handler,
+		},
+		{
+			MethodName: "AlterTopic",
+			Handler:    _Skein_AlterTopic_Handler,
 		},
 		{
 			MethodName: "ListTopics",
