@@ -6,7 +6,6 @@ import (
 	"testing"
 )
 
-
 func TestAlterConfig(t *testing.T) {
 	d := DefaultDefaults()
 	base := TopicConfig{Partitions: 3, ReplicationFactor: 3, MinInsyncReplicas: 2, RetentionMs: 1000, RetentionBytes: -1, MaxRecordBytes: 1 << 20}
