@@ -16,42 +16,61 @@ import (
 // and unlimited bytes, max record bytes 1 MiB). Retention fields use -1 for
 // "never" / "unlimited".
 type TopicConfig struct {
-	Partitions        int32
+	// Partitions is the number of partitions.
+	Partitions int32
+	// ReplicationFactor is how many brokers hold each partition.
 	ReplicationFactor int32
+	// MinInsyncReplicas is how many in-sync replicas an acks=all write
+	// needs; fewer make it fail with ErrNotEnoughReplicas.
 	MinInsyncReplicas int32
-	RetentionMs       int64
-	RetentionBytes    int64
-	MaxRecordBytes    int32
+	// RetentionMs is how long records are kept (-1: for ever).
+	RetentionMs int64
+	// RetentionBytes caps each partition's size (-1: unlimited).
+	RetentionBytes int64
+	// MaxRecordBytes caps a record's key, value and headers.
+	MaxRecordBytes int32
 }
 
 // TopicInfo is a topic's metadata: its configuration and where its
 // partitions are led.
 type TopicInfo struct {
+	// Name is the topic's name.
 	Name string
 	// ID is unique per creation: a topic deleted and created again has a
 	// new one.
-	ID         string
-	Config     TopicConfig
+	ID string
+	// Config is the topic's configuration, defaults filled in.
+	Config TopicConfig
+	// Partitions are the topic's partitions, in order.
 	Partitions []PartitionInfo
 }
 
 // PartitionInfo is one partition's placement.
 type PartitionInfo struct {
+	// Partition is the partition's number.
 	Partition int32
 	// Leader is the leading broker's id, -1 when the partition has none.
-	Leader      int32
+	Leader int32
+	// LeaderEpoch counts the partition's leadership changes.
 	LeaderEpoch int32
-	Replicas    []int32
-	ISR         []int32
+	// Replicas are the brokers assigned the partition, preferred leader
+	// first.
+	Replicas []int32
+	// ISR are the in-sync replicas: those an acks=all write waits for.
+	ISR []int32
 }
 
 // PartitionStatus is one partition's live state, from DescribeTopic.
 type PartitionStatus struct {
 	PartitionInfo
+	// LogStartOffset, HighWatermark and LogEndOffset are the oldest
+	// record kept, the end of the committed records, and the end of the
+	// leader's log.
 	LogStartOffset int64
 	HighWatermark  int64
 	LogEndOffset   int64
-	SizeBytes      int64
+	// SizeBytes is the size of the leader's log.
+	SizeBytes int64
 	// Error is set when the broker could not reach the leader for the
 	// offsets; the placement fields are still valid.
 	Error string
@@ -60,22 +79,30 @@ type PartitionStatus struct {
 // TopicDescription is a topic with the live state of each partition.
 type TopicDescription struct {
 	TopicInfo
+	// Status is each partition's live state, in order.
 	Status []PartitionStatus
 }
 
 // BrokerInfo is one broker of the cluster.
 type BrokerInfo struct {
-	ID   int32
+	// ID is the broker's id.
+	ID int32
+	// Addr is the broker's client address, host:port.
 	Addr string
+	// Rack is the broker's rack, or "".
 	Rack string
 }
 
 // ClusterMetadata is the answer of Metadata.
 type ClusterMetadata struct {
-	ClusterID    string
+	// ClusterID identifies the cluster.
+	ClusterID string
+	// ControllerID is the controller's broker id, -1 when none is elected.
 	ControllerID int32
-	Brokers      []BrokerInfo
-	Topics       []TopicInfo
+	// Brokers are the live brokers.
+	Brokers []BrokerInfo
+	// Topics are the topics asked for (all of them when none was named).
+	Topics []TopicInfo
 }
 
 func topicInfoFromProto(t *skeinv1.TopicMetadata) TopicInfo {
@@ -268,7 +295,7 @@ type ListedOffset struct {
 	// LogStartOffset and HighWatermark are the partition's readable range
 	// when the leader answered.
 	LogStartOffset int64
-	HighWatermark  int64
+	HighWatermark  int64 // see LogStartOffset
 }
 
 // ListOffsets resolves an Offset of a partition at its leader: Beginning()
@@ -317,6 +344,7 @@ func (c *Client) ListOffsets(ctx context.Context, topic string, partition int32,
 
 // ClusterMember is one broker in DescribeCluster.
 type ClusterMember struct {
+	// ID, Addr and Rack are as in BrokerInfo.
 	ID   int32
 	Addr string
 	Rack string
@@ -327,12 +355,14 @@ type ClusterMember struct {
 	Fenced bool
 	// QuorumRole is voter, nonvoter or "" (not in the controller quorum).
 	QuorumRole string
+	// GossipAddr and RaftAddr are the broker's peer addresses.
 	GossipAddr string
 	RaftAddr   string
 }
 
 // PartitionProblem is a partition that needs attention.
 type PartitionProblem struct {
+	// Topic, Partition, Leader, Replicas and ISR are as in PartitionInfo.
 	Topic     string
 	Partition int32
 	Leader    int32
@@ -344,13 +374,19 @@ type PartitionProblem struct {
 
 // ClusterDescription is the answer of DescribeCluster.
 type ClusterDescription struct {
-	ClusterID    string
+	// ClusterID identifies the cluster.
+	ClusterID string
+	// ControllerID is the controller's broker id, -1 when none is elected.
 	ControllerID int32
-	AnsweredBy   int32
-	Members      []ClusterMember
-	Problems     []PartitionProblem
-	Topics       int32
-	Partitions   int32
+	// AnsweredBy is the id of the broker that answered.
+	AnsweredBy int32
+	// Members are the brokers the answering broker knows of.
+	Members []ClusterMember
+	// Problems are the partitions that need attention.
+	Problems []PartitionProblem
+	// Topics and Partitions count the cluster's topics and partitions.
+	Topics     int32
+	Partitions int32
 }
 
 // DescribeCluster returns the brokers with their gossip, fence and quorum

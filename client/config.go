@@ -189,6 +189,7 @@ const (
 	AcksNone
 )
 
+// String is all, leader or none, as ParseAcks accepts.
 func (a Acks) String() string {
 	switch a {
 	case AcksAll:

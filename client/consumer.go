@@ -178,6 +178,7 @@ func (k *Consumer) resolve(ctx context.Context, topic string, p int32, o Offset)
 
 // PartitionPosition is where a consumer stands in one partition.
 type PartitionPosition struct {
+	// Topic and Partition name the assigned partition.
 	Topic     string
 	Partition int32
 	// Offset is the next offset Next will return.

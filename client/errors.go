@@ -158,6 +158,8 @@ type Error struct {
 	reason skeinv1.ErrorReason // unspecified for failures on the way
 }
 
+// Error renders the class, the message and the class's details, e.g.
+// "offset mismatch: ... (next offset is 7)".
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.reason != skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED {

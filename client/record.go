@@ -12,7 +12,9 @@ const AnyPartition int32 = -1
 
 // Header is one record header. Keys may repeat.
 type Header struct {
-	Key   string
+	// Key names the header; it need not be unique.
+	Key string
+	// Value is the header's value; nil (null) and empty are distinct.
 	Value []byte
 }
 
@@ -26,17 +28,24 @@ type Header struct {
 // Produce and its callback. Consumed records alias the fetched buffer: copy
 // Key, Value and header values to keep them after you drop the record.
 type Record struct {
+	// Topic is the record's topic; required when producing.
 	Topic string
 	// Partition: when producing, see Partitioner (the default partitioner
 	// ignores it; ManualPartitioner and ExplicitPartitioner use it).
 	Partition int32
 	// Offset: set by the producer on success (-1 with acks=none or on
 	// failure), or the consumed record's offset.
-	Offset    int64
+	Offset int64
+	// Timestamp is the record's time, kept to the millisecond; when
+	// producing, zero means the time of the Produce call.
 	Timestamp time.Time
-	Key       []byte
-	Value     []byte
-	Headers   []Header
+	// Key is the record's key (nil: null), which the default partitioner
+	// hashes to choose the partition.
+	Key []byte
+	// Value is the record's payload (nil: null).
+	Value []byte
+	// Headers are the record's headers, in order.
+	Headers []Header
 	// LeaderEpoch is the epoch of the leader that appended the record: on
 	// consumed records, and on produced ones once acknowledged (-1 for an
 	// idempotent producer's retry answered as a duplicate, or with

@@ -32,3 +32,8 @@ func New(t testing.TB, opts Options) *Cluster {
 	t.Cleanup(c.Close)
 	return c
 }
+
+// Start starts a fake cluster outside a test (in examples, or a program
+// that demonstrates the client); Close it when done. Connect with
+// client.Brokers(c.Addrs()...) and client.Dialer(c.Dialer()).
+func Start(opts Options) (*Cluster, error) { return fakebroker.New(opts) }

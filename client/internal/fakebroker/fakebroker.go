@@ -30,6 +30,7 @@ package fakebroker
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -42,6 +43,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
@@ -60,6 +62,8 @@ type Options struct {
 	// MaxRecordBytes is the default max record bytes of new topics.
 	// Default 1 MiB.
 	MaxRecordBytes int32
+	// TLS, when set, makes the nodes serve TLS with this configuration.
+	TLS *tls.Config
 }
 
 // Action is what a produce hook asks the fake to do with one request.
@@ -168,7 +172,11 @@ func New(opts Options) (*Cluster, error) {
 			n.buf = bufconn.Listen(1 << 20)
 			n.lis, n.addr = n.buf, fmt.Sprintf("fake-%d:9420", i)
 		}
-		n.srv = grpc.NewServer(grpc.MaxRecvMsgSize(batch.MaxBatchBytes + 1<<20))
+		sopts := []grpc.ServerOption{grpc.MaxRecvMsgSize(batch.MaxBatchBytes + 1<<20)}
+		if opts.TLS != nil {
+			sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+		}
+		n.srv = grpc.NewServer(sopts...)
 		skeinv1.RegisterSkeinServer(n.srv, n)
 		go n.srv.Serve(n.lis)
 		c.nodes = append(c.nodes, n)
