@@ -310,3 +310,32 @@ func TestReplayRepairsTornSegments(t *testing.T) {
 	}
 	s.close(t)
 }
+
+// TestReplayOpenFailure: a partition whose log cannot be opened is reported
+// damaged; the others are replayed and the broker can start.
+func TestReplayOpenFailure(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	s.open(t, "ok", "bad")
+	for i := range 10 {
+		must(t, s.parts["ok"].Append(entry("ok", int64(i), 0)))
+		must(t, s.parts["bad"].Append(entry("bad", int64(i), 0)))
+	}
+	s.crash()
+	j, _, err := Open(filepath.Join(dir, "journal"), s.jopts)
+	must(t, err)
+	rep, err := j.Replay(func(name string) (*segment.Log, error) {
+		if name == "bad" {
+			return nil, errors.New("disk gone")
+		}
+		return segment.Open(s.segDir(name), s.sopts)
+	})
+	must(t, err)
+	if rep.Damaged["bad"] == "" || rep.Damaged["ok"] != "" || rep.Partitions != 1 {
+		t.Fatalf("replay: %+v", rep)
+	}
+	must(t, j.Close())
+	if _, _, next := readGens(t, s.segDir("ok"), "ok", s.sopts); next != 10 {
+		t.Fatalf("ok ends at %d, want 10", next)
+	}
+}

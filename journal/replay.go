@@ -13,9 +13,10 @@ type ReplayReport struct {
 	Records    int // records applied or found already in the segments
 	Partitions int // partitions touched
 	// Damaged names the partitions whose segments lost records that the
-	// checkpoint said were durable, or whose records did not follow their
-	// log, with why. Their logs hold a valid prefix; they must not lead
-	// and should re-fetch from peers.
+	// checkpoint said were durable, whose records did not follow their
+	// log, or whose log could not be opened, with why. Their logs hold a
+	// valid prefix; they must not lead and should re-fetch from peers: the
+	// next checkpoint drops their records from the journal.
 	Damaged map[string]string
 	// Dropped names the partitions whose last record deletes them: the
 	// caller removes their files if a crash left them.
@@ -251,7 +252,8 @@ func (r *replayer) log(rec record) (*segment.Log, error) {
 	}
 	l, err := r.open(rec.name)
 	if err != nil {
-		return nil, fmt.Errorf("journal: replay: open partition %q: %w", rec.name, err)
+		r.damaged(rec.name, fmt.Sprintf("cannot open its log: %v", err))
+		return nil, nil
 	}
 	r.logs[rec.name] = l
 	pl := r.plans[rec.name]
