@@ -73,6 +73,8 @@ type Broker struct {
 
 	groups *coordinator // consumer groups of the offsets partitions led here
 
+	console consoleClient // the web console's admin client
+
 	storageMu sync.Mutex // guards storageID
 	storageID string     // this data directory's storage identity (node.json)
 }
@@ -614,6 +616,7 @@ func (b *Broker) Close() error {
 			b.http.Shutdown(ctx)
 			cancel()
 		}
+		b.closeConsole()
 		b.bg.Wait()
 		b.mu.Lock()
 		reps := b.replicas
@@ -736,6 +739,7 @@ func (b *Broker) release() {
 	if b.httpLis != nil {
 		b.httpLis.Close()
 	}
+	b.closeConsole()
 	if b.lock != nil {
 		syscall.Flock(int(b.lock.Fd()), syscall.LOCK_UN)
 		b.lock.Close()

@@ -161,6 +161,7 @@ func (b *Broker) httpHandler() http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
+	b.consoleHandler(mux)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
