@@ -43,7 +43,7 @@ func (b *Broker) listenKafka(clientAdv string) error {
 		Addr:          b.cfg.KafkaAddr,
 		MaxFrameBytes: b.cfg.MaxRequestBytes,
 		Logger:        b.log,
-	}, &kafkaBackend{s: &server{b: b}})
+	}, &kafkaBackend{s: &server{b: b}, g: &groupsServer{b: b}})
 	if err != nil {
 		return fmt.Errorf("listen on --kafka-addr %s: %w (choose another with --kafka-addr, or \"\" to turn it off)", b.cfg.KafkaAddr, err)
 	}
@@ -76,7 +76,10 @@ func (b *Broker) KafkaAddr() string {
 // handlers themselves for everything with a unary answer (topics,
 // producer ids, offsets, produce), so both APIs share one implementation
 // of each operation; and Read, the non-streaming form of Fetch's step.
-type kafkaBackend struct{ s *server }
+type kafkaBackend struct {
+	s *server
+	g *groupsServer
+}
 
 // check refuses requests before the broker is ready, as the gRPC
 // interceptor does.
@@ -184,4 +187,46 @@ func (k *kafkaBackend) Read(req *pb.FetchRequest) (kafka.ReadResult, error) {
 		b.metrics.fetched(len(res.Batches))
 	}
 	return kafka.ReadResult{Batches: res.Batches, HighWatermark: res.HighWatermark, LogStartOffset: res.LogStartOffset, Watch: watch}, nil
+}
+
+func (k *kafkaBackend) FindCoordinator(ctx context.Context, req *pb.FindCoordinatorRequest) (*pb.FindCoordinatorResponse, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	return k.g.FindCoordinator(ctx, req)
+}
+
+func (k *kafkaBackend) GroupHeartbeat(ctx context.Context, req *pb.GroupHeartbeatRequest) (*pb.GroupHeartbeatResponse, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	return k.g.Heartbeat(ctx, req)
+}
+
+func (k *kafkaBackend) CommitOffsets(ctx context.Context, req *pb.CommitOffsetsRequest) (*pb.CommitOffsetsResponse, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	return k.g.CommitOffsets(ctx, req)
+}
+
+func (k *kafkaBackend) FetchOffsets(ctx context.Context, req *pb.FetchOffsetsRequest) (*pb.FetchOffsetsResponse, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	return k.g.FetchOffsets(ctx, req)
+}
+
+func (k *kafkaBackend) ListGroups(ctx context.Context, req *pb.ListGroupsRequest) (*pb.ListGroupsResponse, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	return k.g.ListGroups(ctx, req)
+}
+
+func (k *kafkaBackend) DeleteGroup(ctx context.Context, req *pb.DeleteGroupRequest) (*pb.DeleteGroupResponse, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	return k.g.DeleteGroup(ctx, req)
 }

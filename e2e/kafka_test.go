@@ -335,3 +335,107 @@ func sameRec(a, b jsonRec) bool {
 	return a.Offset == b.Offset && a.Timestamp == b.Timestamp && a.Key != nil && b.Key != nil && *a.Key == *b.Key &&
 		a.Value == b.Value && slices.Equal(a.Headers, b.Headers)
 }
+
+// Three franz-go consumers in one group (the broker assigns, KIP-848) read
+// a six-partition topic on a three-broker cluster while records are
+// produced; one consumer is stopped midway. Nothing is lost (every record
+// is consumed), and the group's committed offsets, polled all along, never
+// go backwards.
+func TestKafkaConsumerGroupMemberLost(t *testing.T) {
+	c := proctest.StartCluster(t, 3)
+	var seeds []string
+	for _, id := range c.IDs {
+		seeds = append(seeds, c.Brokers[id].KafkaAddr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	adm := kadm.NewClient(kgoClient(t, seeds))
+	if _, err := adm.CreateTopic(ctx, 6, 3, nil, "grp"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	seen := make(chan string, 4*n)
+	var members []*kgo.Client
+	for i := 0; i < 3; i++ {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup("g1"), kgo.ConsumeTopics("grp"), kgo.ServerSideBalancer(),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, cl)
+		done := make(chan struct{})
+		t.Cleanup(func() { cl.Close(); <-done })
+		go func() {
+			defer close(done)
+			for ctx.Err() == nil {
+				fs := cl.PollFetches(ctx)
+				if fs.IsClientClosed() {
+					return
+				}
+				fs.EachRecord(func(r *kgo.Record) { seen <- string(r.Value) })
+				cl.CommitUncommittedOffsets(ctx) // a failed commit is retried with the next one
+			}
+		}()
+	}
+	// Committed offsets, polled: never lower than seen before.
+	backwards := make(chan string, 1)
+	pollDone := make(chan struct{})
+	stopPoll := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		high := map[int32]int64{}
+		for {
+			select {
+			case <-stopPoll:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			offs, err := adm.FetchOffsets(ctx, "g1")
+			if err != nil {
+				continue
+			}
+			offs.Each(func(o kadm.OffsetResponse) {
+				if o.Err == nil && o.At < high[o.Partition] {
+					select {
+					case backwards <- fmt.Sprintf("partition %d: committed %d after %d", o.Partition, o.At, high[o.Partition]):
+					default:
+					}
+				}
+				high[o.Partition] = max(high[o.Partition], o.At)
+			})
+		}
+	}()
+	prod := kgoClient(t, seeds, kgo.DefaultProduceTopic("grp"))
+	got := map[string]bool{}
+	for i := 0; i < n; i++ {
+		prod.Produce(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i))}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				t.Errorf("produce: %v", err)
+			}
+		})
+		if i == n/2 {
+			members[0].Close() // leaves the group; its partitions move
+		}
+		if i%100 == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := prod.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for len(got) < n {
+		select {
+		case v := <-seen:
+			got[v] = true
+		case <-ctx.Done():
+			t.Fatalf("consumed %d distinct records of %d", len(got), n)
+		}
+	}
+	close(stopPoll)
+	<-pollDone
+	select {
+	case msg := <-backwards:
+		t.Fatalf("a committed offset went backwards: %s", msg)
+	default:
+	}
+}

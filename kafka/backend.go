@@ -28,6 +28,15 @@ type Backend interface {
 	// maxBytes of them, without waiting. Watch in the result is closed when
 	// the partition changes (new data, a new high watermark, a new role).
 	Read(req *pb.FetchRequest) (ReadResult, error)
+
+	// The native Groups API: consumer groups whose coordinator assigns
+	// the partitions, and their committed offsets.
+	FindCoordinator(ctx context.Context, req *pb.FindCoordinatorRequest) (*pb.FindCoordinatorResponse, error)
+	GroupHeartbeat(ctx context.Context, req *pb.GroupHeartbeatRequest) (*pb.GroupHeartbeatResponse, error)
+	CommitOffsets(ctx context.Context, req *pb.CommitOffsetsRequest) (*pb.CommitOffsetsResponse, error)
+	FetchOffsets(ctx context.Context, req *pb.FetchOffsetsRequest) (*pb.FetchOffsetsResponse, error)
+	ListGroups(ctx context.Context, req *pb.ListGroupsRequest) (*pb.ListGroupsResponse, error)
+	DeleteGroup(ctx context.Context, req *pb.DeleteGroupRequest) (*pb.DeleteGroupResponse, error)
 }
 
 // ReadResult is one Read.

@@ -54,6 +54,24 @@ func (m *memBackend) Produce(req *pb.ProduceRequest, done func(*pb.ProduceRespon
 func (m *memBackend) Read(*pb.FetchRequest) (ReadResult, error) {
 	return ReadResult{Watch: make(chan struct{})}, nil
 }
+func (m *memBackend) FindCoordinator(context.Context, *pb.FindCoordinatorRequest) (*pb.FindCoordinatorResponse, error) {
+	return &pb.FindCoordinatorResponse{BrokerId: 1}, nil
+}
+func (m *memBackend) GroupHeartbeat(context.Context, *pb.GroupHeartbeatRequest) (*pb.GroupHeartbeatResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "no")
+}
+func (m *memBackend) CommitOffsets(context.Context, *pb.CommitOffsetsRequest) (*pb.CommitOffsetsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "no")
+}
+func (m *memBackend) FetchOffsets(context.Context, *pb.FetchOffsetsRequest) (*pb.FetchOffsetsResponse, error) {
+	return &pb.FetchOffsetsResponse{}, nil
+}
+func (m *memBackend) ListGroups(context.Context, *pb.ListGroupsRequest) (*pb.ListGroupsResponse, error) {
+	return &pb.ListGroupsResponse{}, nil
+}
+func (m *memBackend) DeleteGroup(context.Context, *pb.DeleteGroupRequest) (*pb.DeleteGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "no")
+}
 func (m *memBackend) appended() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -219,7 +237,7 @@ func TestBadInput(t *testing.T) {
 	t.Run("unknown API key", func(t *testing.T) {
 		s, _, logs := startMem(t)
 		c := dial(t, s)
-		f := frame(kmsg.NewPtrJoinGroupRequest(), 42) // no group coordinator
+		f := frame(kmsg.NewPtrJoinGroupRequest(), 42) // the classic group protocol is not offered
 		c.Write(f)
 		expectClosed(t, c)
 		c = dial(t, s)

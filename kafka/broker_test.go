@@ -301,3 +301,96 @@ func TestKafkaIdempotentRetry(t *testing.T) {
 		t.Fatalf("log end %d: a retry was written twice", st.LogEndOffset)
 	}
 }
+
+// Two franz-go group consumers (KIP-848, the broker assigns) share a
+// topic's partitions: every record is consumed once, and the offsets they
+// commit are the group's offsets seen through the native Groups API.
+func TestKafkaConsumerGroup(t *testing.T) {
+	b := brokertest.Start(t)
+	ctx := ctxFor(t, 60*time.Second)
+	admCl := kafkaClient(t, b.KafkaAddr())
+	adm := kadm.NewClient(admCl)
+	if _, err := adm.CreateTopic(ctx, 4, 1, nil, "g"); err != nil {
+		t.Fatal(err)
+	}
+	prod := kafkaClient(t, b.KafkaAddr(), kgo.DefaultProduceTopic("g"))
+	const n = 400
+	for i := 0; i < n; i++ {
+		prod.Produce(ctx, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))}, nil)
+	}
+	if err := prod.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 2*n)
+	var consumers []*kgo.Client
+	for c := 0; c < 2; c++ {
+		cl := kafkaClient(t, b.KafkaAddr(), kgo.ConsumerGroup("grp"), kgo.ConsumeTopics("g"), kgo.ServerSideBalancer(),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
+		consumers = append(consumers, cl)
+		go func() {
+			for ctx.Err() == nil {
+				fs := cl.PollFetches(ctx)
+				if fs.IsClientClosed() {
+					return
+				}
+				fs.EachRecord(func(r *kgo.Record) { seen <- string(r.Value) })
+				if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
+					t.Logf("commit: %v", err)
+				}
+			}
+		}()
+	}
+	got := map[string]int{}
+	for len(got) < n {
+		select {
+		case v := <-seen:
+			got[v]++
+		case <-ctx.Done():
+			t.Fatalf("consumed %d distinct records of %d", len(got), n)
+		}
+	}
+	// Committed offsets reach the ends of all four partitions.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		offs, err := adm.FetchOffsets(ctx, "grp")
+		total := int64(0)
+		if err == nil {
+			offs.Each(func(o kadm.OffsetResponse) { total += o.At })
+		}
+		if total == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed offsets sum to %d, want %d (%v)", total, n, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	conn, err := grpc.NewClient(b.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	gr, err := pb.NewGroupsClient(conn).FetchOffsets(ctx, &pb.FetchOffsetsRequest{Group: "grp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := int64(0)
+	for _, o := range gr.Offsets {
+		total += o.Offset
+	}
+	if len(gr.Offsets) != 4 || total != n {
+		t.Fatalf("native FetchOffsets: %+v", gr.Offsets)
+	}
+	for v, c := range got {
+		if c != 1 {
+			t.Errorf("record %s consumed %d times", v, c)
+		}
+	}
+	lg, err := adm.ListGroups(ctx)
+	if err != nil || len(lg.Groups()) != 1 {
+		t.Fatalf("list groups: %v %v", lg, err)
+	}
+	for _, cl := range consumers {
+		cl.Close()
+	}
+}

@@ -52,7 +52,8 @@
 // acks 0, 1 and -1 map to Skein's none, leader and all; a produce is
 // acknowledged only after fsync. A retried batch of an idempotent producer
 // is answered with its original offsets, not written twice. Transactions,
-// consumer groups and fetch sessions are not implemented: a transactional
-// InitProducerId fails with INVALID_REQUEST, and every fetch is a full fetch
-// (session id 0).
+// the classic consumer group protocol and fetch sessions are not implemented:
+// a transactional InitProducerId fails with INVALID_REQUEST, groups are
+// served with KIP-848's ConsumerGroupHeartbeat over the broker's
+// coordinator (groups.go), and every fetch is a full fetch (session id 0).
 package kafka

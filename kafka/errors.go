@@ -105,6 +105,16 @@ func reasonCode(r pb.ErrorReason) int16 {
 	case pb.ErrorReason_PRODUCER_FENCED:
 		// What Kafka answers a non-transactional produce of an old epoch.
 		return kerr.InvalidProducerEpoch.Code
+	case pb.ErrorReason_NOT_COORDINATOR:
+		return kerr.NotCoordinator.Code
+	case pb.ErrorReason_UNKNOWN_GROUP:
+		return kerr.GroupIDNotFound.Code
+	case pb.ErrorReason_FENCED_MEMBER_EPOCH:
+		return kerr.FencedMemberEpoch.Code
+	case pb.ErrorReason_GROUP_NOT_EMPTY:
+		return kerr.NonEmptyGroup.Code
+	case pb.ErrorReason_INVALID_GROUP:
+		return kerr.InvalidGroupID.Code
 	case pb.ErrorReason_INVALID_REQUEST, pb.ErrorReason_OFFSET_MISMATCH:
 		return kerr.InvalidRequest.Code
 	}

@@ -23,7 +23,9 @@ func FuzzRequest(f *testing.F) {
 	}
 	for _, r := range []kmsg.Request{kmsg.NewPtrApiVersionsRequest(), kmsg.NewPtrMetadataRequest(), kmsg.NewPtrFetchRequest(),
 		kmsg.NewPtrListOffsetsRequest(), kmsg.NewPtrCreateTopicsRequest(), kmsg.NewPtrDeleteTopicsRequest(),
-		kmsg.NewPtrInitProducerIDRequest(), kmsg.NewPtrDescribeConfigsRequest()} {
+		kmsg.NewPtrInitProducerIDRequest(), kmsg.NewPtrDescribeConfigsRequest(), kmsg.NewPtrOffsetCommitRequest(),
+		kmsg.NewPtrOffsetFetchRequest(), kmsg.NewPtrFindCoordinatorRequest(), kmsg.NewPtrListGroupsRequest(),
+		kmsg.NewPtrDeleteGroupsRequest(), kmsg.NewPtrConsumerGroupHeartbeatRequest()} {
 		vr := supported[r.Key()]
 		r.SetVersion(vr.max)
 		seed(r)

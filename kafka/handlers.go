@@ -22,6 +22,7 @@ type conn struct {
 	remote   string
 	handlers *sync.WaitGroup // handler goroutines of this connection
 	conv     *converter      // used by the reading goroutine only
+	owned    ownedMemo       // group members' owned partitions
 }
 
 // dispatch starts work on one decoded request. Produce is started here, on
@@ -62,6 +63,18 @@ func (c *conn) handle(req kmsg.Request) kmsg.Response {
 		return c.initProducerID(r)
 	case *kmsg.DescribeConfigsRequest:
 		return c.describeConfigs(r)
+	case *kmsg.FindCoordinatorRequest:
+		return c.findCoordinator(r)
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		return c.consumerGroupHeartbeat(r)
+	case *kmsg.OffsetCommitRequest:
+		return c.offsetCommit(r)
+	case *kmsg.OffsetFetchRequest:
+		return c.offsetFetch(r)
+	case *kmsg.ListGroupsRequest:
+		return c.listGroups(r)
+	case *kmsg.DeleteGroupsRequest:
+		return c.deleteGroups(r)
 	}
 	// decodeRequest only passes the keys in supported.
 	panic("kafka: no handler for " + kmsg.NameForKey(req.Key()))

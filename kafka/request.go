@@ -26,6 +26,12 @@ var supported = map[int16]versionRange{
 	20: {0, 6},  // DeleteTopics
 	22: {0, 4},  // InitProducerId
 	32: {0, 4},  // DescribeConfigs
+	8:  {2, 8},  // OffsetCommit
+	9:  {1, 8},  // OffsetFetch
+	10: {0, 4},  // FindCoordinator
+	16: {0, 4},  // ListGroups
+	42: {0, 2},  // DeleteGroups
+	68: {1, 1},  // ConsumerGroupHeartbeat (KIP-848)
 }
 
 // Request decoding errors: each closes the connection, as Kafka does.
@@ -117,7 +123,7 @@ func skipTags(b []byte) ([]byte, error) {
 // apiVersionsResponse lists the supported APIs.
 func apiVersionsResponse() *kmsg.ApiVersionsResponse {
 	resp := kmsg.NewPtrApiVersionsResponse()
-	for _, key := range []int16{0, 1, 2, 3, 18, 19, 20, 22, 32} {
+	for _, key := range []int16{0, 1, 2, 3, 8, 9, 10, 16, 18, 19, 20, 22, 32, 42, 68} {
 		vr := supported[key]
 		k := kmsg.NewApiVersionsResponseApiKey()
 		k.ApiKey, k.MinVersion, k.MaxVersion = key, vr.min, vr.max
