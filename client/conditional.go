@@ -64,40 +64,17 @@ func (p *Producer) ProduceIf(ctx context.Context, topic string, partition int32,
 	if n := len(tm.parts); partition < 0 || int(partition) >= n {
 		return -1, fmt.Errorf("conditional append: %w", unknownPartition(topic, partition, n))
 	}
-	b := p.builders.Get().(*batch.Builder)
-	var br batch.Record
-	now := time.Now()
-	for _, r := range recs {
-		if r.Timestamp.IsZero() {
-			r.Timestamp = now
-		}
-		r.toBatch(&br)
-		b.Add(&br)
-	}
-	if b.Size() > batch.MaxBatchBytes {
-		size := b.Size()
-		b.Reset()
-		p.builders.Put(b)
-		return -1, &Error{code: codes.InvalidArgument, reason: skeinv1.ErrorReason_RECORD_TOO_LARGE, LeaderID: -1,
-			Message: fmt.Sprintf("conditional append of %d records is %d bytes, over the %d-byte batch limit", len(recs), size, batch.MaxBatchBytes)}
-	}
-	done := make(chan condResult, 1)
-	pb := &pbatch{
-		b:            b,
-		full:         true,
-		created:      now,
-		producerID:   batch.NoProducerID,
-		baseSequence: batch.NoSequence,
-		expected:     expectedOffset,
-		notify:       done,
+	pb, done, err := p.condBatch(recs, expectedOffset)
+	if err != nil {
+		return -1, err
 	}
 	p.begin()
 	p.life.RLock()
 	if p.closing {
 		p.life.RUnlock()
 		p.release(0, 1)
-		b.Reset()
-		p.builders.Put(b)
+		pb.b.Reset()
+		p.builders.Put(pb.b)
 		return -1, ErrClosed
 	}
 	t := p.topic(topic)
@@ -115,7 +92,43 @@ func (p *Producer) ProduceIf(ctx context.Context, topic string, partition int32,
 		}
 		return -1, fmt.Errorf("conditional append to %s/%d: %w; the records may still be appended at offset %d", topic, partition, ctx.Err(), expectedOffset)
 	}
-	err = res.err
+	return condOutcome(topic, partition, expectedOffset, res, recs)
+}
+
+// condBatch builds the batch of a conditional append, and the channel its
+// outcome comes on.
+func (p *Producer) condBatch(recs []*Record, expectedOffset int64) (*pbatch, chan condResult, error) {
+	b := p.builders.Get().(*batch.Builder)
+	var br batch.Record
+	now := time.Now()
+	for _, r := range recs {
+		if r.Timestamp.IsZero() {
+			r.Timestamp = now
+		}
+		r.toBatch(&br)
+		b.Add(&br)
+	}
+	if size := b.Size(); size > batch.MaxBatchBytes {
+		b.Reset()
+		p.builders.Put(b)
+		return nil, nil, &Error{code: codes.InvalidArgument, reason: skeinv1.ErrorReason_RECORD_TOO_LARGE, LeaderID: -1,
+			Message: fmt.Sprintf("conditional append of %d records is %d bytes, over the %d-byte batch limit", len(recs), size, batch.MaxBatchBytes)}
+	}
+	done := make(chan condResult, 1)
+	return &pbatch{
+		b:            b,
+		full:         true,
+		created:      now,
+		producerID:   batch.NoProducerID,
+		baseSequence: batch.NoSequence,
+		expected:     expectedOffset,
+		notify:       done,
+	}, done, nil
+}
+
+// condOutcome is ProduceIf's answer from the batch's outcome.
+func condOutcome(topic string, partition int32, expectedOffset int64, res condResult, recs []*Record) (int64, error) {
+	err := res.err
 	switch {
 	case err == nil:
 		for i, r := range recs {

@@ -155,6 +155,24 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		return exitUsage
 	}
 	defer c.Close()
+	k, code := startConsumer(ctx, c, cfg, logf)
+	if k == nil {
+		return code
+	}
+	defer k.Close()
+
+	start := time.Now()
+	records, bytes, code := copyRecords(ctx, k, cfg, stdout, logf)
+	if code == exitFailed && records < 0 {
+		return exitFailed // a write failed: no summary
+	}
+	printSummary(cfg, k, records, bytes, time.Since(start), stdout, stderr)
+	return code
+}
+
+// startConsumer makes the consumer and assigns it the partitions; on
+// failure it has said why, and returns nil and the exit status.
+func startConsumer(ctx context.Context, c *client.Client, cfg *config, logf func(string, ...any)) (*client.Consumer, int) {
 	var opts []client.ConsumerOpt
 	if cfg.exitAtEnd {
 		opts = append(opts, client.StopAtEnd())
@@ -162,12 +180,12 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	k, err := c.NewConsumer(opts...)
 	if err != nil {
 		logf("%v", err)
-		return exitUsage
+		return nil, exitUsage
 	}
-	defer k.Close()
 	if err := k.Assign(ctx, cfg.topic, cfg.partitions, cfg.offset); err != nil {
+		k.Close()
 		if ctx.Err() != nil {
-			return exitOK
+			return nil, exitOK
 		}
 		switch {
 		case errors.Is(err, client.ErrUnknownTopic):
@@ -177,14 +195,18 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		default:
 			logf("cannot start reading %q at %v: %v", cfg.topic, cfg.offset, err)
 		}
-		return exitFailed
+		return nil, exitFailed
 	}
+	return k, exitOK
+}
 
-	start := time.Now()
+// copyRecords writes the records to stdout until the end (StopAtEnd), the
+// count, an error or ctx's end. It returns the records and payload bytes
+// written and the exit status; records is -1 when writing failed.
+func copyRecords(ctx context.Context, k *client.Consumer, cfg *config, stdout io.Writer, logf func(string, ...any)) (records, bytes int64, code int) {
 	out := bufio.NewWriterSize(stdout, 64<<10)
-	var records, bytes int64
 	var buf []byte
-	code := exitOK
+	code = exitOK
 loop:
 	for {
 		recs, err := k.Poll(ctx)
@@ -205,7 +227,7 @@ loop:
 			}
 			if _, err := out.Write(buf); err != nil {
 				logf("write: %v", err)
-				return exitFailed
+				return -1, 0, exitFailed
 			}
 			records++
 			bytes += int64(len(r.Key) + len(r.Value))
@@ -218,15 +240,20 @@ loop:
 		}
 		if err := out.Flush(); err != nil {
 			logf("write: %v", err)
-			return exitFailed
+			return -1, 0, exitFailed
 		}
 	}
 	if err := out.Flush(); err != nil {
 		logf("write: %v", err)
-		return exitFailed
+		return -1, 0, exitFailed
 	}
+	return records, bytes, code
+}
 
-	secs := time.Since(start).Seconds()
+// printSummary prints the JSON summary (--stats json) on stdout and the
+// human one (-v) on stderr.
+func printSummary(cfg *config, k *client.Consumer, records, bytes int64, took time.Duration, stdout, stderr io.Writer) {
+	secs := took.Seconds()
 	sum := summary{Topic: cfg.topic, Records: records, Bytes: bytes, Seconds: secs, Partitions: []partEntry{}}
 	if secs > 0 {
 		sum.RecordsPerSec = float64(records) / secs
@@ -246,5 +273,4 @@ loop:
 			fmt.Fprintf(stderr, "partition %d: next offset %d, high watermark %d\n", p.Partition, p.NextOffset, p.HighWatermark)
 		}
 	}
-	return code
 }

@@ -96,6 +96,9 @@ acknowledged, 1 some failed or an error, 2 bad usage, 3 --expect-offset
 mismatch, 130 interrupted.
 `
 
+// rawFlags are the flags parsed further after flag.Parse.
+type rawFlags struct{ delim, keySep, key, acks, compression, expect string }
+
 // parseFlags parses the command line; on error it has printed the reason
 // and the usage to stderr.
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -103,28 +106,41 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	var raw rawFlags
+	registerFlags(fs, cfg, &raw)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := cfg.check(fs, &raw); err != nil {
+		fmt.Fprintf(stderr, "produce: %v\n", err)
+		fs.Usage()
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// registerFlags defines every flag on fs, into cfg and raw.
+func registerFlags(fs *flag.FlagSet, cfg *config, raw *rawFlags) {
 	defBrokers := os.Getenv("SKEIN_BROKERS")
 	if defBrokers == "" {
 		defBrokers = client.DefaultBroker
 	}
-	var delim, keySep, key, acks, compression string
-	var expect string
 	for _, n := range []string{"b", "brokers"} {
 		fs.StringVar(&cfg.brokers, n, defBrokers, "brokers, a comma-separated list (env SKEIN_BROKERS)")
 	}
 	for _, n := range []string{"t", "topic"} {
 		fs.StringVar(&cfg.topic, n, "", "topic to produce to (required)")
 	}
-	fs.StringVar(&delim, "D", `\n`, "record delimiter of the input")
-	fs.StringVar(&keySep, "K", "", "key separator: the text before the first SEP of a line is the key")
-	fs.StringVar(&key, "k", "", "fixed key for every record")
+	fs.StringVar(&raw.delim, "D", `\n`, "record delimiter of the input")
+	fs.StringVar(&raw.keySep, "K", "", "key separator: the text before the first SEP of a line is the key")
+	fs.StringVar(&raw.key, "k", "", "fixed key for every record")
 	fs.Var(headerFlags{&cfg.headers}, "H", "header key=value for every record (repeatable)")
 	fs.IntVar(&cfg.partition, "p", -1, "partition (default: murmur2 of the key, sticky when there is none)")
-	fs.StringVar(&acks, "acks", "all", "acknowledgement: all, leader (1) or none (0)")
+	fs.StringVar(&raw.acks, "acks", "all", "acknowledgement: all, leader (1) or none (0)")
 	fs.BoolVar(&cfg.idempotent, "idempotent", true, "idempotent producer: retries never write a record twice (off with --acks none)")
 	fs.BoolVar(&cfg.json, "json", false, "each input line is a JSON record (as consume --json writes)")
-	fs.StringVar(&expect, "expect-offset", "", "append all input as one batch only if the partition's next offset is N")
-	fs.StringVar(&compression, "compression", "none", "batch codec: none, gzip, snappy, lz4, zstd")
+	fs.StringVar(&raw.expect, "expect-offset", "", "append all input as one batch only if the partition's next offset is N")
+	fs.StringVar(&raw.compression, "compression", "none", "batch codec: none, gzip, snappy, lz4, zstd")
 	fs.DurationVar(&cfg.linger, "linger", 5*time.Millisecond, "how long a batch waits for more records")
 	fs.IntVar(&cfg.batchBytes, "batch-bytes", 1<<20, "maximum batch size in bytes")
 	fs.IntVar(&cfg.maxRecordBytes, "max-record-bytes", 0, "longest accepted record (default: the topic's max record bytes, else 1 MiB)")
@@ -137,83 +153,95 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		fs.BoolVar(&cfg.report, n, false, `print "partition offset input" for every acknowledged record`)
 	}
 	fs.DurationVar(&cfg.timeout, "delivery-timeout", 2*time.Minute, "give up on a record after this long")
+}
 
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	bad := func(format string, a ...any) (*config, error) {
-		err := fmt.Errorf(format, a...)
-		fmt.Fprintf(stderr, "produce: %v\n", err)
-		fs.Usage()
-		return nil, err
-	}
+// check validates the parsed flags and fills in the fields parsed from raw.
+func (cfg *config) check(fs *flag.FlagSet, raw *rawFlags) error {
 	if fs.NArg() > 0 {
-		return bad("unexpected argument %q", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if cfg.topic == "" {
-		return bad("-t TOPIC is required")
+		return errors.New("-t TOPIC is required")
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := cfg.checkInput(raw, set); err != nil {
+		return err
+	}
+	if err := cfg.checkProducer(raw, set); err != nil {
+		return err
+	}
+	return cfg.checkBench(set)
+}
+
+// checkInput checks how input becomes records: delimiter, keys, partition.
+func (cfg *config) checkInput(raw *rawFlags, set map[string]bool) error {
 	var err error
-	if cfg.delim, err = unescape(delim); err != nil || len(cfg.delim) == 0 {
-		return bad("-D %q: %v", delim, nonEmpty(err))
+	if cfg.delim, err = unescape(raw.delim); err != nil || len(cfg.delim) == 0 {
+		return fmt.Errorf("-D %q: %v", raw.delim, nonEmpty(err))
 	}
 	if set["K"] {
-		if cfg.keySep, err = unescape(keySep); err != nil || len(cfg.keySep) == 0 {
-			return bad("-K %q: %v", keySep, nonEmpty(err))
+		if cfg.keySep, err = unescape(raw.keySep); err != nil || len(cfg.keySep) == 0 {
+			return fmt.Errorf("-K %q: %v", raw.keySep, nonEmpty(err))
 		}
 	}
 	if set["k"] {
-		if cfg.key, err = unescape(key); err != nil {
-			return bad("-k %q: %v", key, err)
+		if cfg.key, err = unescape(raw.key); err != nil {
+			return fmt.Errorf("-k %q: %v", raw.key, err)
 		}
 	}
-	if set["K"] && set["k"] {
-		return bad("-K and -k are exclusive")
+	switch {
+	case set["K"] && set["k"]:
+		return errors.New("-K and -k are exclusive")
+	case cfg.json && (set["K"] || set["k"]):
+		return errors.New("--json takes keys from the JSON records: drop -K/-k")
+	case cfg.partition < -1 || (set["p"] && cfg.partition < 0):
+		return fmt.Errorf("-p %d: a partition is 0 or more", cfg.partition)
 	}
-	if cfg.json && (set["K"] || set["k"]) {
-		return bad("--json takes keys from the JSON records: drop -K/-k")
-	}
-	if cfg.partition < -1 || (set["p"] && cfg.partition < 0) {
-		return bad("-p %d: a partition is 0 or more", cfg.partition)
-	}
-	if cfg.acks, err = client.ParseAcks(acks); err != nil {
-		return bad("--acks: %v", err)
+	return nil
+}
+
+// checkProducer checks the producer's settings.
+func (cfg *config) checkProducer(raw *rawFlags, set map[string]bool) error {
+	var err error
+	if cfg.acks, err = client.ParseAcks(raw.acks); err != nil {
+		return fmt.Errorf("--acks: %v", err)
 	}
 	if cfg.acks == client.AcksNone && cfg.idempotent {
 		if set["idempotent"] {
-			return bad("--idempotent needs answers: use --acks leader or all")
+			return errors.New("--idempotent needs answers: use --acks leader or all")
 		}
 		cfg.idempotent = false
 	}
-	if cfg.compression, err = client.ParseCompression(compression); err != nil {
-		return bad("--compression: %v", err)
+	if cfg.compression, err = client.ParseCompression(raw.compression); err != nil {
+		return fmt.Errorf("--compression: %v", err)
 	}
-	if expect != "" {
-		if cfg.expectOffset, err = strconv.ParseInt(expect, 10, 64); err != nil || cfg.expectOffset < 0 {
-			return bad("--expect-offset %q: want an offset, 0 or more", expect)
+	if raw.expect != "" {
+		if cfg.expectOffset, err = strconv.ParseInt(raw.expect, 10, 64); err != nil || cfg.expectOffset < 0 {
+			return fmt.Errorf("--expect-offset %q: want an offset, 0 or more", raw.expect)
 		}
 	}
 	if cfg.linger < 0 || cfg.batchBytes <= 0 || cfg.maxRecordBytes < 0 || cfg.timeout <= 0 {
-		return bad("--linger, --batch-bytes, --max-record-bytes and --delivery-timeout must be positive")
+		return errors.New("--linger, --batch-bytes, --max-record-bytes and --delivery-timeout must be positive")
 	}
-	if cfg.count < 0 || cfg.size < 0 || cfg.rate < 0 {
-		return bad("--count, --size and --rate must be positive")
+	return nil
+}
+
+// checkBench checks the bench mode's flags and the output format.
+func (cfg *config) checkBench(set map[string]bool) error {
+	switch {
+	case cfg.count < 0 || cfg.size < 0 || cfg.rate < 0:
+		return errors.New("--count, --size and --rate must be positive")
+	case cfg.count == 0 && (set["size"] || set["rate"] || set["payload"]):
+		return errors.New("--size, --rate and --payload need --count")
+	case cfg.count > 0 && (cfg.json || set["D"] || set["K"]):
+		return errors.New("--count generates records: --json, -D and -K read standard input")
+	case cfg.payload != "random" && cfg.payload != "json":
+		return fmt.Errorf("--payload %q: want random or json", cfg.payload)
+	case cfg.stats != "" && cfg.stats != "json":
+		return fmt.Errorf(`--stats %q: the only format is "json"`, cfg.stats)
 	}
-	if cfg.count == 0 && (set["size"] || set["rate"] || set["payload"]) {
-		return bad("--size, --rate and --payload need --count")
-	}
-	if cfg.count > 0 && (cfg.json || set["D"] || set["K"]) {
-		return bad("--count generates records: --json, -D and -K read standard input")
-	}
-	if cfg.payload != "random" && cfg.payload != "json" {
-		return bad("--payload %q: want random or json", cfg.payload)
-	}
-	if cfg.stats != "" && cfg.stats != "json" {
-		return bad(`--stats %q: the only format is "json"`, cfg.stats)
-	}
-	return cfg, nil
+	return nil
 }
 
 func nonEmpty(err error) error {

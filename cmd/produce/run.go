@@ -36,32 +36,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	defer c.Close()
 
-	// Learn the topic first, so that a typo or a dead broker is one clear
-	// message rather than one failure per record.
-	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	md, err := c.Metadata(mctx, cfg.topic)
-	cancel()
-	var topic *client.TopicInfo
-	for i := range md.Topics {
-		if md.Topics[i].Name == cfg.topic {
-			topic = &md.Topics[i]
-		}
-	}
-	switch {
-	case errors.Is(err, client.ErrUnknownTopic) || (err == nil && topic == nil):
-		logf("topic %q does not exist (create it with: broker topic create %s)", cfg.topic, cfg.topic)
-		return exitFailed
-	case ctx.Err() != nil:
-		return exitInterrupted
-	case err != nil:
-		logf("cannot get the metadata of %q from %s: %v", cfg.topic, cfg.brokers, err)
-		return exitFailed
+	topic, code := learnTopic(ctx, c, cfg, logf)
+	if topic == nil {
+		return code
 	}
 	nparts := len(topic.Partitions)
-	if cfg.partition >= nparts {
-		logf("partition %d does not exist: topic %q has %d partitions (0 to %d)", cfg.partition, cfg.topic, nparts, nparts-1)
-		return exitFailed
-	}
 	maxBytes := cfg.maxRecordBytes
 	if maxBytes == 0 {
 		maxBytes = int(topic.Config.MaxRecordBytes)
@@ -99,6 +78,43 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return conditional(ctx, cfg, p, rd, nparts, stdin, out, stderr, st)
 	}
 
+	return produceAll(ctx, cfg, p, rd, stdin, out, &outMu, stderr, st)
+}
+
+// learnTopic gets the topic's metadata first, so that a typo or a dead
+// broker is one clear message rather than one failure per record. On
+// failure it has said why, and returns nil and the exit status.
+func learnTopic(ctx context.Context, c *client.Client, cfg *config, logf func(string, ...any)) (*client.TopicInfo, int) {
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	md, err := c.Metadata(mctx, cfg.topic)
+	cancel()
+	var topic *client.TopicInfo
+	for i := range md.Topics {
+		if md.Topics[i].Name == cfg.topic {
+			topic = &md.Topics[i]
+		}
+	}
+	switch {
+	case errors.Is(err, client.ErrUnknownTopic) || (err == nil && topic == nil):
+		logf("topic %q does not exist (create it with: broker topic create %s)", cfg.topic, cfg.topic)
+		return nil, exitFailed
+	case ctx.Err() != nil:
+		return nil, exitInterrupted
+	case err != nil:
+		logf("cannot get the metadata of %q from %s: %v", cfg.topic, cfg.brokers, err)
+		return nil, exitFailed
+	}
+	if nparts := len(topic.Partitions); cfg.partition >= nparts {
+		logf("partition %d does not exist: topic %q has %d partitions (0 to %d)", cfg.partition, cfg.topic, nparts, nparts-1)
+		return nil, exitFailed
+	}
+	return topic, exitOK
+}
+
+// produceAll produces the whole input (or the generated records), waits
+// for every answer and prints the summary; it returns the exit status.
+func produceAll(ctx context.Context, cfg *config, p *client.Producer, rd *reader, stdin io.Reader, out *bufio.Writer, outMu *sync.Mutex, stderr io.Writer, st *stats) int {
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "produce: "+format+"\n", a...) }
 	stopProgress := progress(stderr, st)
 	interrupted, inputErr := feed(ctx, cfg, p, rd, stdin, st)
 	if err := p.Flush(context.Background()); err != nil {

@@ -855,6 +855,39 @@ func (n *node) ProduceStream(st skeinv1.Skein_ProduceStreamServer) error {
 
 // ---- fetch --------------------------------------------------------------------
 
+// fetchLimits are a fetch's byte cap and long-poll wait, clamped as the
+// broker clamps them.
+func fetchLimits(req *skeinv1.FetchRequest) (maxBytes int, wait time.Duration) {
+	maxBytes = int(req.GetMaxBytes())
+	if maxBytes <= 0 {
+		maxBytes = 1 << 20
+	}
+	maxBytes = min(max(maxBytes, 1<<10), 16<<20)
+	wait = time.Duration(req.GetMaxWaitMs()) * time.Millisecond
+	if wait <= 0 {
+		wait = 500 * time.Millisecond
+	}
+	return maxBytes, min(max(wait, 10*time.Millisecond), 30*time.Second)
+}
+
+// read returns the whole batches from offset off, up to maxBytes (at least
+// one batch), and the offset after them; the cluster's mu must be held.
+func (p *partition) read(off int64, maxBytes int) ([]byte, int64) {
+	var out []byte
+	next := off
+	for _, b := range p.batches {
+		if b.next <= next {
+			continue
+		}
+		if len(out) > 0 && len(out)+len(b.data) > maxBytes {
+			break
+		}
+		out = append(out, b.data...)
+		next = b.next
+	}
+	return out, next
+}
+
 func (n *node) Fetch(req *skeinv1.FetchRequest, st skeinv1.Skein_FetchServer) error {
 	c := n.c
 	ctx, done := c.track(st.Context())
@@ -867,16 +900,7 @@ func (n *node) Fetch(req *skeinv1.FetchRequest, st skeinv1.Skein_FetchServer) er
 			return statusOf(d)
 		}
 	}
-	maxBytes := int(req.GetMaxBytes())
-	if maxBytes <= 0 {
-		maxBytes = 1 << 20
-	}
-	maxBytes = min(max(maxBytes, 1<<10), 16<<20)
-	wait := time.Duration(req.GetMaxWaitMs()) * time.Millisecond
-	if wait <= 0 {
-		wait = 500 * time.Millisecond
-	}
-	wait = min(max(wait, 10*time.Millisecond), 30*time.Second)
+	maxBytes, wait := fetchLimits(req)
 	off := req.GetOffset()
 
 	c.mu.Lock()
@@ -897,18 +921,7 @@ func (n *node) Fetch(req *skeinv1.FetchRequest, st skeinv1.Skein_FetchServer) er
 			c.mu.Unlock()
 			return statusOf(d)
 		}
-		var out []byte
-		next := off
-		for _, b := range p.batches {
-			if b.next <= next {
-				continue
-			}
-			if len(out) > 0 && len(out)+len(b.data) > maxBytes {
-				break
-			}
-			out = append(out, b.data...)
-			next = b.next
-		}
+		out, next := p.read(off, maxBytes)
 		hw, ls, changed := p.leo, p.logStart, p.changed
 		c.mu.Unlock()
 		resp := &skeinv1.FetchResponse{Batches: out, NextOffset: next, HighWatermark: hw, LogStartOffset: ls, CaughtUp: next >= hw}
