@@ -31,6 +31,7 @@ var logKinds = []struct {
 			return wal.Open(dir, wal.Options{SegmentBytes: 4096, UnsafeNoFsync: true})
 		}
 	}},
+	{"journal", openJournalKind},
 }
 
 func forEachLog(t *testing.T, fn func(t *testing.T, open func(string) (Log, error))) {
