@@ -43,10 +43,10 @@ type Config struct {
 	// high watermark move alone this long after it (default 2 ms), unless
 	// data comes first and carries it.
 	HWNotifyDelay time.Duration
-	Transport    Transport
-	Controller   ISRChanger
-	Logger       *slog.Logger
-	Now          func() time.Time
+	Transport     Transport
+	Controller    ISRChanger
+	Logger        *slog.Logger
+	Now           func() time.Time
 	// Trace, when set, is told as appends pass the replication steps (see
 	// partition.Step); for latency breakdowns in benchmarks.
 	Trace partition.Tracer
