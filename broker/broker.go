@@ -96,6 +96,7 @@ type controller interface {
 	Voters() map[int32]bool
 	GossipAddr() string
 	RaftAddr() string
+	RaftState() cluster.RaftState
 	Conflict() error
 	SetStorageID(id string) error
 	CaughtUp() bool

@@ -15,6 +15,7 @@ import (
 
 	"github.com/skeinlog/skein/broker"
 	"github.com/skeinlog/skein/broker/brokertest"
+	"github.com/skeinlog/skein/client"
 	"github.com/skeinlog/skein/cluster"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
@@ -135,5 +136,40 @@ func TestStreamsPerConnectionLimit(t *testing.T) {
 	defer cancel3()
 	if _, err := open(ctx3); err != nil {
 		t.Fatalf("after the others ended: %v", err)
+	}
+}
+
+// The figures operators alert on are on /metrics: the controller's state,
+// partitions led and their health, disk space, and request latency per API.
+func TestOperatorMetrics(t *testing.T) {
+	b := brokertest.Start(t)
+	c := newClient(t, []string{b.Addr()})
+	ctx := context.Background()
+	if _, err := c.CreateTopic(ctx, "ops", client.TopicConfig{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(ctx, &client.Record{Topic: "ops", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	for prefix, want := range map[string]string{
+		"skein_controller_active ":                       "skein_controller_active 1",
+		"skein_leader_partitions ":                       "skein_leader_partitions 2",
+		"skein_under_replicated_partitions":              "skein_under_replicated_partitions 0",
+		"skein_offline_partitions":                       "skein_offline_partitions 0",
+		`skein_request_seconds_count{api="produce"}`:     `skein_request_seconds_count{api="produce"} 1`,
+		`skein_request_seconds_count{api="CreateTopic"}`: `skein_request_seconds_count{api="CreateTopic"} 1`,
+	} {
+		if got := metric(t, b.HTTPAddr(), prefix); got != want {
+			t.Errorf("metric %q: got %q, want %q", prefix, got, want)
+		}
+	}
+	for _, prefix := range []string{"skein_disk_free_bytes ", "skein_controller_raft_term ", "skein_controller_applied_index "} {
+		if got := metric(t, b.HTTPAddr(), prefix); got == "" || strings.HasSuffix(got, " 0") {
+			t.Errorf("metric %q: got %q, want a positive value", prefix, got)
+		}
 	}
 }

@@ -30,6 +30,7 @@ type metrics struct {
 	groupSeconds    prometheus.Histogram
 	duplicates      prometheus.Counter
 	refused         *prometheus.CounterVec
+	requestSeconds  *prometheus.HistogramVec
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -65,6 +66,10 @@ func newMetrics(b *Broker) *metrics {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "skein_produce_duplicates_total", Help: "Idempotent producers' retried batches that were already appended, answered with their original offsets.",
 		}),
+		requestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "skein_request_seconds", Help: "Time from a request's arrival to its answer, by API (produce covers unary and streamed produces; long-polls include their wait).",
+			Buckets: requestBuckets,
+		}, []string{"api"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "skein_refused_requests_total", Help: "Requests refused because a broker budget was used up or a limit was passed, by reason.",
 		}, []string{"reason"}),
@@ -72,7 +77,7 @@ func newMetrics(b *Broker) *metrics {
 	m.reg.MustRegister(m.rpcs, m.producedRecords, m.producedBytes, m.produceErrors, m.fetchedBytes,
 		m.groupBatches, m.groupBytes, m.groupSeconds, m.duplicates,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&partitionCollector{b: b}, m.refused)
+		&partitionCollector{b: b}, m.refused, m.requestSeconds, &clusterCollector{b: b})
 	m.registerBudgets(b)
 	return m
 }
@@ -96,7 +101,11 @@ func (m *metrics) produceFailed(err error) {
 func (m *metrics) fetched(bytes int) { m.fetchedBytes.Add(float64(bytes)) }
 
 func (m *metrics) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	began := time.Now()
 	resp, err := handler(ctx, req)
+	if api := apiName(info.FullMethod); api != "Produce" { // produce is timed per request in server.produce
+		m.observeRequest(api, began)
+	}
 	m.rpcs.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
 	return resp, err
 }

@@ -205,7 +205,12 @@ func topicToPB(t cluster.Topic) *pb.TopicMetadata {
 
 // produce starts one produce request; done runs exactly once with the
 // response (error inside), possibly on another goroutine, and must not block.
-func (s *server) produce(external bool, req *pb.ProduceRequest, done func(*pb.ProduceResponse)) {
+func (s *server) produce(external bool, req *pb.ProduceRequest, answer func(*pb.ProduceResponse)) {
+	began := time.Now()
+	done := func(resp *pb.ProduceResponse) {
+		s.b.metrics.observeRequest("produce", began)
+		answer(resp)
+	}
 	fail := func(err error) {
 		done(&pb.ProduceResponse{CorrelationId: req.CorrelationId, BaseOffset: -1, LogStartOffset: -1, LeaderEpoch: -1, Error: s.b.detail(external, err)})
 	}

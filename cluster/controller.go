@@ -424,6 +424,18 @@ func (c *Controller) Members() []Member { return c.members.Members() }
 func (c *Controller) GossipAddr() string { return c.members.LocalAddr() }
 func (c *Controller) RaftAddr() string   { return string(c.trans.LocalAddr()) }
 
+// RaftState is this broker's view of the controller quorum, for metrics.
+type RaftState struct {
+	Leader       bool   // this broker is the controller
+	Term         uint64 // the current Raft term
+	AppliedIndex uint64 // the last controller log entry applied here
+}
+
+// RaftState reports this broker's Raft term and applied index.
+func (c *Controller) RaftState() RaftState {
+	return RaftState{Leader: c.IsController(), Term: c.raft.CurrentTerm(), AppliedIndex: c.raft.AppliedIndex()}
+}
+
 // Conflict reports another broker gossiping with this broker's id.
 func (c *Controller) Conflict() error { return c.members.Conflict() }
 
