@@ -305,6 +305,9 @@ type ListedOffset struct {
 // partition's range: outside it, the error matches ErrOffsetOutOfRange and
 // names the range.
 func (c *Client) ListOffsets(ctx context.Context, topic string, partition int32, o Offset) (ListedOffset, error) {
+	if o.kind == offsetFromEnd && o.n < 0 {
+		return ListedOffset{}, fmt.Errorf("list offsets of %s/%d: FromEnd(%d): count back 0 or more records", topic, partition, o.n)
+	}
 	req := &skeinv1.ListOffsetsRequest{Topic: topic, Partition: partition}
 	switch o.kind {
 	case offsetBeginning:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,6 +78,25 @@ func TestAdmin(t *testing.T) {
 	lo, err = c.ListOffsets(ctx, "orders", part, client.AtTime(base.Add(time.Hour)))
 	if err != nil || lo.Offset != 5 || !lo.Timestamp.IsZero() {
 		t.Fatalf("by time after the end: %+v %v", lo, err)
+	}
+	// Every Offset resolves: counted back from the end (clamped at the log
+	// start), or an absolute offset checked against the log's range.
+	if lo, err = c.ListOffsets(ctx, "orders", part, client.FromEnd(2)); err != nil || lo.Offset != 3 {
+		t.Fatalf("FromEnd(2): %+v %v", lo, err)
+	}
+	if lo, err = c.ListOffsets(ctx, "orders", part, client.FromEnd(50)); err != nil || lo.Offset != 0 {
+		t.Fatalf("FromEnd(50): %+v %v", lo, err)
+	}
+	if lo, err = c.ListOffsets(ctx, "orders", part, client.At(4)); err != nil || lo.Offset != 4 {
+		t.Fatalf("At(4): %+v %v", lo, err)
+	}
+	var oor *client.Error
+	if _, err := c.ListOffsets(ctx, "orders", part, client.At(6)); !errors.Is(err, client.ErrOffsetOutOfRange) ||
+		!errors.As(err, &oor) || oor.LogStartOffset != 0 || oor.HighWatermark != 5 {
+		t.Fatalf("At(6): %v", err)
+	}
+	if _, err := c.ListOffsets(ctx, "orders", part, client.FromEnd(-1)); err == nil || !strings.Contains(err.Error(), "0 or more") {
+		t.Fatalf("FromEnd(-1): %v", err)
 	}
 	// ListOffsets follows the leader when it moves.
 	fc.MoveLeader("orders", part, 3-func() int32 { l, _ := fc.Leader("orders", part); return l }())

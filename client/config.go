@@ -225,20 +225,26 @@ func ParseAcks(s string) (Acks, error) {
 	return AcksAll, fmt.Errorf("unknown acks %q (want all, leader, 1, none or 0)", s)
 }
 
-// Compression is a batch codec; see proto/batch.
-type Compression = batch.Compression
+// Compression is the codec of produced batches, numbered as in Kafka.
+type Compression uint8
 
 // The codecs.
 const (
-	CompressionNone   = batch.None
-	CompressionGzip   = batch.Gzip
-	CompressionSnappy = batch.Snappy
-	CompressionLZ4    = batch.LZ4
-	CompressionZstd   = batch.Zstd
+	CompressionNone   Compression = Compression(batch.None)
+	CompressionGzip   Compression = Compression(batch.Gzip)
+	CompressionSnappy Compression = Compression(batch.Snappy)
+	CompressionLZ4    Compression = Compression(batch.LZ4)
+	CompressionZstd   Compression = Compression(batch.Zstd)
 )
 
+// String is the codec's name: none, gzip, snappy, lz4 or zstd.
+func (c Compression) String() string { return batch.Compression(c).String() }
+
 // ParseCompression accepts none, gzip, snappy, lz4 and zstd.
-func ParseCompression(s string) (Compression, error) { return batch.ParseCompression(s) }
+func ParseCompression(s string) (Compression, error) {
+	c, err := batch.ParseCompression(s)
+	return Compression(c), err
+}
 
 // ProducerOpt configures a Producer; pass them to Client.NewProducer. Each
 // option documents its default.

@@ -1,7 +1,8 @@
 // Package client is the embeddable Go client of Skein: topic administration,
 // an asynchronous batching producer, a consumer, and conditional appends for
 // optimistic concurrency. It talks to brokers only through the public gRPC
-// API (proto/skeinv1) and the record batch format (proto/batch).
+// API (proto/skeinv1) and the record batch format (proto/batch), neither of
+// which appears in its exported API.
 //
 // # Client
 //

@@ -25,7 +25,7 @@ func newBareProducer(t testing.TB, opts ...ProducerOpt) *Producer {
 		t.Fatal(err)
 	}
 	p := &Producer{cfg: cfg, bufFreed: make(chan struct{})}
-	p.builders.New = func() any { return batch.NewBuilder(cfg.compression) }
+	p.builders.New = func() any { return batch.NewBuilder(batch.Compression(cfg.compression)) }
 	p.cbs.init()
 	return p
 }

@@ -113,7 +113,7 @@ func (c *Client) NewProducer(opts ...ProducerOpt) (*Producer, error) {
 		pid:      noProducer,
 		bumpID:   noProducer,
 	}
-	p.builders.New = func() any { return batch.NewBuilder(cfg.compression) }
+	p.builders.New = func() any { return batch.NewBuilder(batch.Compression(cfg.compression)) }
 	p.cbs.init()
 	if err := c.register(p); err != nil {
 		return nil, err
