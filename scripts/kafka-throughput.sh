@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One broker (fsync before ack), topics g and k of one partition; three
 # alternating runs of `produce --count N --size 1024` over gRPC and of
-# scripts/kafkabench (franz-go) over the Kafka listener. N defaults to 100000.
+# scripts/kafkabench (franz-go) over the Kafka listener, then three of each
+# consuming N records from the start. N defaults to 100000.
 # Build first: CGO_ENABLED=0 go build -o DIR/ ./cmd/... && go build -o DIR/kafkabench ./scripts/kafkabench
 set -u
 bin=${1:?usage: kafka-throughput.sh DIR-WITH-broker-produce-kafkabench}
@@ -15,5 +16,10 @@ $bin/broker topic create g -b $addr >/dev/null; $bin/broker topic create k -b $a
 for run in 1 2 3; do
   echo "grpc run $run: $($bin/produce -t g -b $addr --count ${N:-100000} --size 1024 --stats json)"
   echo "kafka run $run: $($bin/kafkabench -t k -b $kaddr --count ${N:-100000} --size 1024)"
+done
+# Consume: each topic now holds 3N records; read N from the start, thrice.
+for run in 1 2 3; do
+  echo "grpc consume run $run: $($bin/consume -t g -b $addr -p 0 -o beginning -c ${N:-100000} -f '' --stats json)"
+  echo "kafka consume run $run: $($bin/kafkabench -t k -b $kaddr --count ${N:-100000} --consume)"
 done
 kill $bpid; wait $bpid; rm -rf $d
