@@ -68,39 +68,13 @@ var (
 
 func BenchmarkSpreadWrites(b *testing.B) {
 	const parts, total = 1000, 512 << 20
-	b.Run("engine=journal", func(b *testing.B) {
-		for b.Loop() {
-			dir := b.TempDir()
-			before := heapInUse()
-			j, _, err := Open(filepath.Join(dir, "journal"), Options{CheckpointInterval: checkpointEvery})
-			must(b, err)
-			_, err = j.Replay(func(string) (*segment.Log, error) { return nil, fmt.Errorf("nothing to replay") })
-			must(b, err)
-			logs := make([]appender, parts)
-			var ps []*Partition
-			for i := range logs {
-				l, err := segment.Open(filepath.Join(dir, "p", strconv.Itoa(i)), segment.Options{})
-				must(b, err)
-				p, err := j.Attach(strconv.Itoa(i), l)
-				must(b, err)
-				ps = append(ps, p)
-				logs[i] = func(base int64, data []byte) error {
-					return p.Append(segment.Entry{BaseOffset: base, LastOffset: base, Data: data})
-				}
+	for _, journals := range []int{1, 8} {
+		b.Run(fmt.Sprintf("engine=journal/journals=%d", journals), func(b *testing.B) {
+			for b.Loop() {
+				benchJournals(b, parts, total, journals)
 			}
-			took := spread(b, logs, total, benchWriters)
-			st := j.Stats()
-			b.ReportMetric(float64(total)/took.Seconds()/1e6, "MB/s")
-			b.ReportMetric(float64(st.Fsyncs)/took.Seconds(), "fsyncs/s")
-			b.ReportMetric(float64(st.Records)/float64(st.Fsyncs), "records/fsync")
-			b.ReportMetric(float64(heapInUse()-before)/(1<<20), "heap-MiB")
-			must(b, j.Close())
-			for _, p := range ps {
-				must(b, p.Detach())
-				must(b, p.Log().Close())
-			}
-		}
-	})
+		})
+	}
 	b.Run("engine=wal-per-partition", func(b *testing.B) {
 		for b.Loop() {
 			dir := b.TempDir()
@@ -185,4 +159,48 @@ func rssBytes() int64 {
 		}
 	}
 	return 0
+}
+
+// benchJournals runs spread over parts partitions split over n journals
+// (partition i in journal i mod n), each with its own committer and fsync.
+func benchJournals(b *testing.B, parts, total, n int) {
+	dir := b.TempDir()
+	before := heapInUse()
+	js := make([]*Journal, n)
+	for k := range js {
+		j, _, err := Open(filepath.Join(dir, "journal", strconv.Itoa(k)), Options{CheckpointInterval: checkpointEvery})
+		must(b, err)
+		_, err = j.Replay(func(string) (*segment.Log, error) { return nil, fmt.Errorf("nothing to replay") })
+		must(b, err)
+		js[k] = j
+	}
+	logs := make([]appender, parts)
+	var ps []*Partition
+	for i := range logs {
+		l, err := segment.Open(filepath.Join(dir, "p", strconv.Itoa(i)), segment.Options{})
+		must(b, err)
+		p, err := js[i%n].Attach(strconv.Itoa(i), l)
+		must(b, err)
+		ps = append(ps, p)
+		logs[i] = func(base int64, data []byte) error {
+			return p.Append(segment.Entry{BaseOffset: base, LastOffset: base, Data: data})
+		}
+	}
+	took := spread(b, logs, total, benchWriters)
+	var fsyncs, records int64
+	for _, j := range js {
+		st := j.Stats()
+		fsyncs, records = fsyncs+st.Fsyncs, records+st.Records
+	}
+	b.ReportMetric(float64(total)/took.Seconds()/1e6, "MB/s")
+	b.ReportMetric(float64(fsyncs)/took.Seconds(), "fsyncs/s")
+	b.ReportMetric(float64(records)/float64(fsyncs), "records/fsync")
+	b.ReportMetric(float64(heapInUse()-before)/(1<<20), "heap-MiB")
+	for _, j := range js {
+		must(b, j.Close())
+	}
+	for _, p := range ps {
+		must(b, p.Detach())
+		must(b, p.Log().Close())
+	}
 }
