@@ -420,6 +420,7 @@ type consumerConfig struct {
 	fetchMaxWait    time.Duration
 	bufferedBatches int
 	retryBackoff    time.Duration // 0: the client's
+	group           *groupConfig  // group consumer options (group_config.go); nil: defaults
 }
 
 func defaultConsumerConfig() consumerConfig {

@@ -294,7 +294,8 @@ func IsRetriable(err error) bool {
 		skeinv1.ErrorReason_FENCED_LEADER_EPOCH,
 		skeinv1.ErrorReason_UNKNOWN_LEADER_EPOCH,
 		skeinv1.ErrorReason_NOT_ENOUGH_REPLICAS,
-		skeinv1.ErrorReason_UNAVAILABLE:
+		skeinv1.ErrorReason_UNAVAILABLE,
+		skeinv1.ErrorReason_NOT_COORDINATOR:
 		return true
 	case skeinv1.ErrorReason_ERROR_REASON_UNSPECIFIED:
 		return e.code == codes.Unavailable
