@@ -37,6 +37,16 @@ following the log until Ctrl-C (or -e / -c). -x and --x are the same flag.
                        %k key, %v value, %h headers (k=v,k=v), %T timestamp (ms), %%;
                        escapes \n \t \r \0 \\
       --json           one JSON object per record (the format produce --json reads)
+  -G, --group GROUP    read as a member of a consumer group: the brokers assign
+                       this process a share of the partitions; -t takes a list
+                       (a,b) or, starting with ^, a regular expression
+      --reset WHERE    with -G: where a partition without a committed offset
+                       starts: beginning, end, @TIME (default end)
+      --commit-interval D  with -G: automatic commit interval (default 5s);
+                       positions are also committed on exit and when a
+                       partition moves to another member
+      --no-commit      with -G: never commit
+      --session-timeout D  with -G: the member's session timeout (default 10s)
       --stats json     print records, bytes, seconds, records/s, MB/s as JSON on
                        stdout at exit
   -v                   print that summary on stderr at exit
@@ -55,6 +65,7 @@ type config struct {
 	json       bool
 	stats      string
 	verbose    bool
+	group      groupFlags
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -81,6 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&cfg.json, "json", false, "JSON output")
 	fs.StringVar(&cfg.stats, "stats", "", "stats format")
 	fs.BoolVar(&cfg.verbose, "v", false, "summary on stderr")
+	cfg.group.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -104,6 +116,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if cfg.offset, err = parseOffset(offset); err != nil {
 		return bad("-o: %v", err)
+	}
+	if err := cfg.group.check(set); err != nil {
+		return bad("%v", err)
 	}
 	if cfg.count < 0 {
 		return bad("-c %d: want a count, 0 or more", cfg.count)
@@ -155,6 +170,9 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		return exitUsage
 	}
 	defer c.Close()
+	if cfg.group.name != "" {
+		return runGroup(ctx, c, cfg, stdout, stderr, logf)
+	}
 	k, code := startConsumer(ctx, c, cfg, logf)
 	if k == nil {
 		return code
@@ -203,13 +221,13 @@ func startConsumer(ctx context.Context, c *client.Client, cfg *config, logf func
 // copyRecords writes the records to stdout until the end (StopAtEnd), the
 // count, an error or ctx's end. It returns the records and payload bytes
 // written and the exit status; records is -1 when writing failed.
-func copyRecords(ctx context.Context, k *client.Consumer, cfg *config, stdout io.Writer, logf func(string, ...any)) (records, bytes int64, code int) {
+func copyRecords(ctx context.Context, k source, cfg *config, stdout io.Writer, logf func(string, ...any)) (records, bytes int64, code int) {
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	var buf []byte
 	code = exitOK
 loop:
 	for {
-		recs, err := k.Poll(ctx)
+		recs, err := poll(ctx, k, cfg.count > 0)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
 				logf("%v", err)
@@ -252,15 +270,17 @@ loop:
 
 // printSummary prints the JSON summary (--stats json) on stdout and the
 // human one (-v) on stderr.
-func printSummary(cfg *config, k *client.Consumer, records, bytes int64, took time.Duration, stdout, stderr io.Writer) {
+func printSummary(cfg *config, k source, records, bytes int64, took time.Duration, stdout, stderr io.Writer) {
 	secs := took.Seconds()
 	sum := summary{Topic: cfg.topic, Records: records, Bytes: bytes, Seconds: secs, Partitions: []partEntry{}}
 	if secs > 0 {
 		sum.RecordsPerSec = float64(records) / secs
 		sum.MBPerSec = float64(bytes) / 1e6 / secs
 	}
-	for _, p := range k.Positions() {
-		sum.Partitions = append(sum.Partitions, partEntry{Partition: p.Partition, NextOffset: p.Offset, HighWatermark: p.HighWatermark})
+	if pk, ok := k.(*client.Consumer); ok {
+		for _, p := range pk.Positions() {
+			sum.Partitions = append(sum.Partitions, partEntry{Partition: p.Partition, NextOffset: p.Offset, HighWatermark: p.HighWatermark})
+		}
 	}
 	if cfg.stats == "json" {
 		b, _ := json.Marshal(sum)
