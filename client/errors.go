@@ -279,7 +279,8 @@ func fromRPC(err error) error {
 
 // IsRetriable reports whether a request that failed with err can be sent
 // again unchanged, after a metadata refresh and a backoff: NotLeader,
-// FencedLeaderEpoch, UnknownLeaderEpoch, NotEnoughReplicas, Unavailable, and
+// FencedLeaderEpoch, UnknownLeaderEpoch, NotEnoughReplicas, Unavailable,
+// NotCoordinator, and
 // transport failures (code Unavailable, a broken stream). TimedOut is not: the
 // write may have been appended, so only an idempotent producer may resend it
 // (and does). OutOfOrderSequence is not either: the idempotent producer

@@ -105,6 +105,7 @@ func TestIsRetriable(t *testing.T) {
 		skeinv1.ErrorReason_UNKNOWN_LEADER_EPOCH: true,
 		skeinv1.ErrorReason_NOT_ENOUGH_REPLICAS:  true,
 		skeinv1.ErrorReason_UNAVAILABLE:          true,
+		skeinv1.ErrorReason_NOT_COORDINATOR:      true,
 	}
 	for r := range skeinv1.ErrorReason_name {
 		reason := skeinv1.ErrorReason(r)

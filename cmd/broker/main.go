@@ -5,6 +5,7 @@
 //	broker topic list                    list topics
 //	broker topic describe NAME           show partitions: leader, ISR, offsets, size
 //	broker topic delete NAME             delete a topic and its data
+//	broker group list|describe G|reset-offsets G|delete G   consumer groups
 //	broker cluster                       members, controller, partitions needing attention
 //	broker healthcheck                   exit 0 if the broker at --addr serves
 //
@@ -33,6 +34,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "topic", "topics":
 			return runTopic(ctx, args[1:], stdout, stderr)
+		case "group", "groups":
+			return runGroup(ctx, args[1:], stdout, stderr)
 		case "cluster":
 			return runCluster(ctx, args[1:], stdout, stderr)
 		case "healthcheck":
@@ -58,6 +61,7 @@ const usage = `Usage:
   broker topic list                   list topics
   broker topic describe NAME          show each partition's leader, ISR, offsets, size
   broker topic delete NAME            delete a topic and all of its data
+  broker group list|describe|reset-offsets|delete   consumer groups (broker group -h)
   broker cluster                      show brokers, the controller, and partitions needing attention
   broker healthcheck [--addr A]       exit 0 if the broker at A is serving
 
