@@ -110,7 +110,7 @@ func TestGroupConsumerHandOver(t *testing.T) {
 				return
 			}
 			seen[string(r.Value)]++
-			if err := g.CommitRecords(ctx, r); err != nil {
+			if err := g.CommitRecords(ctxT(t), r); err != nil {
 				t.Errorf("commit: %v", err)
 			}
 		}

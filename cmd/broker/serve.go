@@ -89,6 +89,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ef.int(&maxInflight, "max-inflight-bytes", int(cfg.MaxInflightBytes), "budget of fetch and produce bytes held at once; past it requests wait briefly, then get RESOURCE_EXHAUSTED with a retry hint")
 	ef.int(&maxStreams, "max-streams-per-connection", cfg.MaxStreamsPerConn, "concurrent gRPC calls (streams) one client connection may have open")
 	ef.int(&segment, "segment-bytes", cfg.SegmentBytes, "target size of log segment files")
+	var offsetsParts int
+	ef.int(&offsetsParts, "offsets-topic-partitions", 50, "partitions of __consumer_offsets, the consumer groups' internal topic, fixed when the first group is used")
 	ef.str(&producerExpiry, "producer-id-expiry", "168h", "forget an idempotent producer id idle this long (Go duration; -1s: never)")
 	ef.bool(&unsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they reach the disk: a machine crash LOSES acknowledged records; benchmarks only")
 	ef.str(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -136,6 +138,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfg.SegmentBytes = segment
 	cfg.MaxInflightBytes, cfg.MaxStreamsPerConn = int64(maxInflight), maxStreams
 	cfg.UnsafeNoFsync = unsafeNoFsync
+	if offsetsParts < 1 || offsetsParts > 1000 {
+		fmt.Fprintf(stderr, "broker: --offsets-topic-partitions %d: between 1 and 1000\n", offsetsParts)
+		return 2
+	}
+	cfg.Groups.OffsetsPartitions = int32(offsetsParts)
 	if cfg.ProducerExpiry, err = time.ParseDuration(producerExpiry); err != nil || cfg.ProducerExpiry == 0 {
 		fmt.Fprintf(stderr, "broker: --producer-id-expiry %q: want a duration such as 168h (negative: never)\n", producerExpiry)
 		return 2
