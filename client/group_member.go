@@ -335,10 +335,12 @@ func (g *GroupConsumer) coordAttempt(ctx context.Context, fn func(context.Contex
 	return fromRPC(fn(ctx, gc))
 }
 
-// Close leaves the group: it stops fetching, commits the positions of every
-// record returned (with automatic commits; so call it only once they are
-// processed), tells the coordinator the member leaves — its partitions go
-// to the other members at once — and waits for its goroutines. Idempotent.
+// Close leaves the group: it stops fetching, commits (with automatic
+// commits) the positions of the records the caller has finished with —
+// those returned before its latest Poll or Next call; call Commit first to
+// include the records of that call too —, tells the coordinator the member
+// leaves, so its partitions go to the other members at once, and waits for
+// its goroutines. Idempotent.
 func (g *GroupConsumer) Close() error {
 	g.mu.Lock()
 	if g.closed {
@@ -361,7 +363,7 @@ func (g *GroupConsumer) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), g.c.cfg.requestTimeout)
 	defer cancel()
 	if !g.gcfg.noAutoCommit {
-		err = g.commitParts(ctx, gps, func(gp *groupPart) int64 { return gp.ret })
+		err = g.commitParts(ctx, gps, func(gp *groupPart) int64 { return gp.proc })
 	}
 	g.mu.Lock()
 	id := g.memberID

@@ -119,6 +119,16 @@ func runGroup(ctx context.Context, c *client.Client, cfg *config, stdout, stderr
 	}
 	start := time.Now()
 	records, bytes, code := copyRecords(ctx, g, cfg, stdout, logf)
+	if records >= 0 && !cfg.group.noCommit {
+		// Everything returned was written: commit it all before leaving
+		// (Close alone commits only what came before the last call).
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := g.Commit(cctx); err != nil {
+			logf("committing before leaving group %q: %v", cfg.group.name, err)
+			code = exitFailed
+		}
+		cancel()
+	}
 	if err := g.Close(); err != nil {
 		logf("leaving group %q: %v", cfg.group.name, err)
 		code = exitFailed
