@@ -838,13 +838,13 @@ func TestBadInputClusterPeersAndUncommitted(t *testing.T) {
 	pm := leader.Metadata().Topics["u"].Partitions[0]
 	epoch := pm.LeaderEpoch
 	metaBefore := meta()
-	internal := pb.NewInternalClient(dialConn(t, leader.Addr()))
+	internal := pb.NewInternalClient(dialConn(t, leader.PeerAddr()))
 	// The controller answers AlterPartition.
 	resp, err := lc.Metadata(context.Background(), &pb.MetadataRequest{})
 	if err != nil || resp.ControllerId < 1 {
 		t.Fatalf("no controller: %v %v", resp, err)
 	}
-	ctrl := pb.NewInternalClient(dialConn(t, c.Broker(resp.ControllerId).Addr()))
+	ctrl := pb.NewInternalClient(dialConn(t, c.Broker(resp.ControllerId).PeerAddr()))
 	if _, err := ctrl.LocalLog(context.Background(), &pb.LocalLogRequest{Topic: "u"}); err != nil { // connect before the snapshot
 		t.Fatal(err)
 	}
@@ -1000,7 +1000,7 @@ func TestBadInputBrokerConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := broker.DefaultConfig()
 			cfg.DataDir = t.TempDir()
-			cfg.Addr, cfg.HTTPAddr, cfg.GossipAddr, cfg.RaftAddr = "127.0.0.1:0", "", "127.0.0.1:0", "127.0.0.1:0"
+			cfg.Addr, cfg.HTTPAddr, cfg.GossipAddr, cfg.RaftAddr, cfg.PeerAddr = "127.0.0.1:0", "", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 			cfg.KafkaAddr = "127.0.0.1:0"
 			tc.f(&cfg)
 			b, err := broker.New(cfg)

@@ -18,11 +18,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 
 	"github.com/skeinlog/skein/cluster"
 	"github.com/skeinlog/skein/internal/fsutil"
@@ -46,8 +43,10 @@ type Broker struct {
 	lis     net.Listener
 	extLis  net.Listener  // the optional external client listener
 	kafka   *kafka.Server // the optional Kafka protocol listener
+	peerLis net.Listener  // the inter-broker listener
 	httpLis net.Listener
-	grpc    *grpc.Server
+	grpc    *grpc.Server // client listeners: the Skein service only
+	peer    *grpc.Server // inter-broker listener: the Internal service
 	health  *health.Server
 	http    *http.Server
 	metrics *metrics
@@ -164,6 +163,9 @@ func New(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("listen on --external-addr %s: %w", cfg.ExternalAddr, err)
 		}
 	}
+	if b.peerLis, err = net.Listen("tcp", cfg.PeerAddr); err != nil {
+		return nil, fmt.Errorf("listen on --peer-addr %s: %w (choose another with --peer-addr)", cfg.PeerAddr, err)
+	}
 	if cfg.HTTPAddr != "" {
 		if b.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return nil, fmt.Errorf("listen on --http-addr %s: %w (choose another with --http-addr)", cfg.HTTPAddr, err)
@@ -173,12 +175,16 @@ func New(cfg Config) (*Broker, error) {
 	if adv == "" {
 		adv = lis.Addr().String()
 	}
-	b.self = cluster.BrokerInfo{ID: cfg.NodeID, Addr: adv, ExternalAddr: cfg.ExternalAdvertiseAddr, Rack: cfg.Rack, StorageID: b.storageID}
-	if err := b.listenKafka(adv); err != nil {
-		return nil, err
-	}
 	gossipAdv, raftAdv, err := advertised(cfg, adv)
 	if err != nil {
+		return nil, err
+	}
+	peerAdv, err := peerAdvertised(cfg, adv, b.peerLis.Addr().String())
+	if err != nil {
+		return nil, err
+	}
+	b.self = cluster.BrokerInfo{ID: cfg.NodeID, Addr: adv, ExternalAddr: cfg.ExternalAdvertiseAddr, PeerAddr: peerAdv, Rack: cfg.Rack, StorageID: b.storageID}
+	if err := b.listenKafka(adv); err != nil {
 		return nil, err
 	}
 	ctrl, err := cluster.Open(cluster.Config{
@@ -200,23 +206,10 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b.inflight = newByteBudget(cfg.MaxInflightBytes, budgetWait)
 	b.metrics = newMetrics(b)
-	b.grpc = grpc.NewServer(
-		experimental.BufferPool(bufferPool),
-		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
-		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(b.metrics.unaryInterceptor, b.readyUnary),
-		grpc.ChainStreamInterceptor(b.metrics.streamInterceptor, b.readyStream),
-	)
-	pb.RegisterSkeinServer(b.grpc, &server{b: b})
-	pb.RegisterInternalServer(b.grpc, &internalServer{b: b})
 	b.groups = newCoordinator(b)
-	pb.RegisterGroupsServer(b.grpc, &groupsServer{b: b})
 	b.health = health.NewServer()
 	b.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	healthpb.RegisterHealthServer(b.grpc, b.health)
-	reflection.Register(b.grpc)
+	b.grpc, b.peer = b.newClientServer(), b.newPeerServer()
 	if b.httpLis != nil {
 		b.http = &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
@@ -435,7 +428,7 @@ func (b *Broker) Ready() bool { return b.ready.Load() }
 // finish (up to ShutdownTimeout), fsyncs and closes every log. It returns
 // nil after a requested stop, or the fatal error.
 func (b *Broker) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 5)
 	if b.http != nil {
 		go func() {
 			if err := b.http.Serve(b.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -464,6 +457,11 @@ func (b *Broker) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	go func() {
+		if err := b.peer.Serve(b.peerLis); err != nil {
+			errc <- fmt.Errorf("grpc server (peer): %w", err)
+		}
+	}()
 	started := time.Now()
 	// Register and take up the roles; if a replica was found damaged on
 	// open (a new storage id), once more: serve only after the controller
@@ -491,7 +489,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	b.mu.RLock()
 	n := len(b.replicas)
 	b.mu.RUnlock()
-	b.log.Info("broker ready", "addr", b.Addr(), "http", b.HTTPAddr(), "kafka", b.KafkaAddr(), "gossip", b.ctrl.GossipAddr(), "raft", b.ctrl.RaftAddr(),
+	b.log.Info("broker ready", "addr", b.Addr(), "peer", b.PeerAddr(), "http", b.HTTPAddr(), "kafka", b.KafkaAddr(), "gossip", b.ctrl.GossipAddr(), "raft", b.ctrl.RaftAddr(),
 		"data_dir", b.cfg.DataDir, "partitions", n, "controller", b.ctrl.ControllerID(), "startup", time.Since(started).Round(time.Millisecond))
 
 	var cause error
@@ -599,19 +597,7 @@ func (b *Broker) Close() error {
 		if b.health != nil {
 			b.health.Shutdown()
 		}
-		if b.grpc != nil && b.abrupt.Load() {
-			b.grpc.Stop()
-		} else if b.grpc != nil {
-			done := make(chan struct{})
-			go func() { b.grpc.GracefulStop(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(b.cfg.ShutdownTimeout):
-				b.log.Warn("graceful stop timed out; closing connections", "timeout", b.cfg.ShutdownTimeout)
-				b.grpc.Stop()
-				<-done
-			}
-		}
+		b.stopServers()
 		if b.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			b.http.Shutdown(ctx)
@@ -736,6 +722,9 @@ func (b *Broker) release() {
 	}
 	if b.kafka != nil {
 		b.kafka.Close()
+	}
+	if b.peerLis != nil {
+		b.peerLis.Close()
 	}
 	if b.httpLis != nil {
 		b.httpLis.Close()

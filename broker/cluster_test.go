@@ -29,7 +29,8 @@ func newClient(t testing.TB, addrs []string) *client.Client {
 	return c
 }
 
-// replicaBytes returns a replica's log bytes below upTo, from LocalLog.
+// replicaBytes returns a replica's log bytes below upTo, from LocalLog on
+// its inter-broker address.
 func replicaBytes(t testing.TB, addr, topic string, part int32, upTo int64) []byte {
 	t.Helper()
 	conn := dialConn(t, addr)
@@ -162,12 +163,12 @@ func TestClusterFailover(t *testing.T) {
 		return true
 	})
 	hw := cl.Broker(newLeader).Partition("orders", 0).State().HighWatermark
-	want := replicaBytes(t, cl.Broker(newLeader).Addr(), "orders", 0, hw)
+	want := replicaBytes(t, cl.Broker(newLeader).PeerAddr(), "orders", 0, hw)
 	for id := int32(1); id <= 3; id++ {
 		cl.WaitFor("replica caught up", 10*time.Second, func() bool {
 			return cl.Broker(id).Partition("orders", 0).State().LogEndOffset >= hw
 		})
-		if got := replicaBytes(t, cl.Broker(id).Addr(), "orders", 0, hw); !bytes.Equal(got, want) {
+		if got := replicaBytes(t, cl.Broker(id).PeerAddr(), "orders", 0, hw); !bytes.Equal(got, want) {
 			t.Fatalf("replica %d differs from the leader below the HW %d", id, hw)
 		}
 	}
@@ -298,10 +299,10 @@ func TestClusterFollowerCutAndLossyLinks(t *testing.T) {
 	}
 	cl.Heal()
 	hw := cl.Broker(leader).Partition("cut", 0).State().HighWatermark
-	want := replicaBytes(t, cl.Broker(leader).Addr(), "cut", 0, hw)
+	want := replicaBytes(t, cl.Broker(leader).PeerAddr(), "cut", 0, hw)
 	for id := int32(1); id <= 3; id++ {
 		cl.WaitFor("caught up", 20*time.Second, func() bool { return cl.Broker(id).Partition("cut", 0).State().LogEndOffset >= hw })
-		if got := replicaBytes(t, cl.Broker(id).Addr(), "cut", 0, hw); !bytes.Equal(got, want) {
+		if got := replicaBytes(t, cl.Broker(id).PeerAddr(), "cut", 0, hw); !bytes.Equal(got, want) {
 			t.Fatalf("replica %d differs below the HW %d", id, hw)
 		}
 	}

@@ -36,6 +36,14 @@ type Config struct {
 	// its port on the advertised client host when bound to all interfaces.
 	KafkaAddr          string
 	KafkaAdvertiseAddr string
+	// PeerAddr is the inter-broker gRPC listener: replication, epoch
+	// queries and requests to the controller travel only here, never on a
+	// client listener. It belongs on the brokers' private network.
+	// PeerAdvertiseAddr is what the other brokers dial; default: the bound
+	// PeerAddr (or, bound to every interface, the advertised client host
+	// with the peer port).
+	PeerAddr          string
+	PeerAdvertiseAddr string
 	// HTTPAddr serves /metrics, /healthz, /readyz and /debug/pprof; "" off.
 	HTTPAddr string
 	// GossipAddr and RaftAddr are the cluster ports: memberlist gossip (TCP
@@ -117,6 +125,7 @@ func DefaultConfig() Config {
 		RaftAddr:               "127.0.0.1:9422",
 		HTTPAddr:               "127.0.0.1:9423",
 		KafkaAddr:              "127.0.0.1:9092",
+		PeerAddr:               "127.0.0.1:9424",
 		MaxRequestBytes:        16 << 20,
 		MaxInflightBytes:       256 << 20,
 		MaxStreamsPerConn:      1024,
@@ -172,7 +181,8 @@ func (c *Config) validate() error {
 			return fmt.Errorf("config: --http-addr %q: want host:port: %v", c.HTTPAddr, err)
 		}
 	}
-	for _, a := range []struct{ flag, v string }{{"--gossip-addr", c.GossipAddr}, {"--raft-addr", c.RaftAddr}} {
+	for _, a := range []struct{ flag, v string }{{"--gossip-addr", c.GossipAddr}, {"--raft-addr", c.RaftAddr},
+		{"--peer-addr", c.PeerAddr}, {"--peer-advertise-addr", c.PeerAdvertiseAddr}} {
 		if a.v == "" {
 			continue
 		}
@@ -192,8 +202,8 @@ func (c *Config) validate() error {
 	if k := len(c.GossipKey); k != 0 && k != 16 && k != 24 && k != 32 {
 		return fmt.Errorf("config: gossip key is %d bytes: want 16, 24 or 32 (base64 of random bytes)", k)
 	}
-	if c.GossipAddr == "" || c.RaftAddr == "" {
-		return errors.New("config: --gossip-addr and --raft-addr are required (port 0 picks a free one)")
+	if c.GossipAddr == "" || c.RaftAddr == "" || c.PeerAddr == "" {
+		return errors.New("config: --gossip-addr, --raft-addr and --peer-addr are required (port 0 picks a free one)")
 	}
 	if c.ReplicaLagTime == 0 {
 		c.ReplicaLagTime = 10 * time.Second

@@ -51,31 +51,47 @@ func (p *peers) conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-// brokerAddr is a broker's advertised address from the metadata.
-func (p *peers) brokerAddr(id int32) (string, error) {
-	if bi, ok := p.b.ctrl.Snapshot().Broker(id); ok && bi.Addr != "" {
+// brokerAddr is a broker's advertised client address (peer false) or
+// inter-broker address (peer true) from the metadata.
+func (p *peers) brokerAddr(id int32, peer bool) (string, error) {
+	bi, ok := p.b.ctrl.Snapshot().Broker(id)
+	if !ok || bi.Addr == "" {
+		return "", fmt.Errorf("%w: broker %d is not in the cluster metadata", errNotReady, id)
+	}
+	if !peer {
 		return bi.Addr, nil
 	}
-	return "", fmt.Errorf("%w: broker %d is not in the cluster metadata", errNotReady, id)
+	if bi.PeerAddr == "" {
+		return "", fmt.Errorf("%w: broker %d has registered no inter-broker address (it runs an older version without --peer-addr; upgrade it)", errNotReady, id)
+	}
+	return bi.PeerAddr, nil
 }
 
-// connTo is the connection to broker id.
-func (p *peers) connTo(id int32) (*grpc.ClientConn, error) {
-	addr, err := p.brokerAddr(id)
+// internal is the Internal service of broker id, on its inter-broker
+// listener.
+func (p *peers) internal(id int32) (pb.InternalClient, error) {
+	addr, err := p.brokerAddr(id, true)
 	if err != nil {
 		return nil, err
 	}
-	return p.conn(addr)
-}
-
-func (p *peers) internal(id int32) (pb.InternalClient, error) {
-	c, err := p.connTo(id)
+	c, err := p.conn(addr)
 	if err != nil {
 		return nil, err
 	}
 	return pb.NewInternalClient(c), nil
 }
 
+// connTo is the connection to broker id's client listener (the public
+// services).
+func (p *peers) connTo(id int32) (*grpc.ClientConn, error) {
+	addr, err := p.brokerAddr(id, false)
+	if err != nil {
+		return nil, err
+	}
+	return p.conn(addr)
+}
+
+// public is the Skein service of broker id, on its client listener.
 func (p *peers) public(id int32) (pb.SkeinClient, error) {
 	c, err := p.connTo(id)
 	if err != nil {

@@ -126,12 +126,12 @@ func storageScenario(t *testing.T, parts int32, damage func(dir string) string, 
 		}
 		leader := cl.WaitLeader("st", part, 20*time.Second)
 		hw := cl.Broker(leader).Partition("st", part).State().HighWatermark
-		want := replicaBytes(t, cl.Broker(leader).Addr(), "st", part, hw)
+		want := replicaBytes(t, cl.Broker(leader).PeerAddr(), "st", part, hw)
 		for id := int32(1); id <= 3; id++ {
 			cl.WaitFor("replica caught up", 20*time.Second, func() bool {
 				return cl.Broker(id).Partition("st", part).State().LogEndOffset >= hw
 			})
-			if got := replicaBytes(t, cl.Broker(id).Addr(), "st", part, hw); !bytes.Equal(got, want) {
+			if got := replicaBytes(t, cl.Broker(id).PeerAddr(), "st", part, hw); !bytes.Equal(got, want) {
 				t.Fatalf("st-%d: replica %d differs from the leader below the HW %d", part, id, hw)
 			}
 		}

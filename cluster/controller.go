@@ -131,7 +131,7 @@ func Open(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	meta := MemberMeta{
-		ID: cfg.Self.ID, Addr: cfg.Self.Addr, External: cfg.Self.ExternalAddr, Kafka: cfg.Self.KafkaAddr, Rack: cfg.Self.Rack,
+		ID: cfg.Self.ID, Addr: cfg.Self.Addr, External: cfg.Self.ExternalAddr, Kafka: cfg.Self.KafkaAddr, PeerAddr: cfg.Self.PeerAddr, Rack: cfg.Self.Rack,
 		RaftAddr: string(c.trans.LocalAddr()), Incarnation: time.Now().UnixNano(),
 		BootstrapExpect: cfg.BootstrapExpect, HasQuorum: c.bootstrapped, StorageID: cfg.Self.StorageID,
 	}
@@ -710,9 +710,9 @@ func (c *Controller) act() {
 // whose registration is missing or stale.
 func (c *Controller) registerBrokers(ctx context.Context, s *Snapshot, alive map[int32]Member) {
 	for id, m := range alive {
-		info := BrokerInfo{ID: id, Addr: m.Meta.Addr, ExternalAddr: m.Meta.External, KafkaAddr: m.Meta.Kafka, Rack: m.Meta.Rack, GossipAddr: m.GossipAddr, StorageID: m.Meta.StorageID}
+		info := BrokerInfo{ID: id, Addr: m.Meta.Addr, ExternalAddr: m.Meta.External, KafkaAddr: m.Meta.Kafka, PeerAddr: m.Meta.PeerAddr, Rack: m.Meta.Rack, GossipAddr: m.GossipAddr, StorageID: m.Meta.StorageID}
 		b, ok := s.Broker(id)
-		if ok && b.Addr == info.Addr && b.ExternalAddr == info.ExternalAddr && b.KafkaAddr == info.KafkaAddr && b.Rack == info.Rack && b.GossipAddr == info.GossipAddr && b.StorageID == info.StorageID {
+		if ok && b.Addr == info.Addr && b.ExternalAddr == info.ExternalAddr && b.KafkaAddr == info.KafkaAddr && b.PeerAddr == info.PeerAddr && b.Rack == info.Rack && b.GossipAddr == info.GossipAddr && b.StorageID == info.StorageID {
 			continue
 		}
 		var changes []PartitionChange

@@ -20,6 +20,7 @@ type MemberMeta struct {
 	ID       int32  `json:"i"`
 	Addr     string `json:"a"`           // advertised client gRPC address
 	External string `json:"x,omitempty"` // advertised external client address
+	PeerAddr string `json:"p,omitempty"` // advertised inter-broker address
 	RaftAddr string `json:"r"`           // advertised Raft address
 	Rack     string `json:"k,omitempty"`
 	// Incarnation tells restarts apart: the process start time.

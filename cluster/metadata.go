@@ -22,7 +22,10 @@ type BrokerInfo struct {
 	// KafkaAddr is the advertised address of its Kafka protocol listener;
 	// empty when it has none.
 	KafkaAddr string `json:"kafka_addr,omitempty"`
-	Rack      string `json:"rack,omitempty"`
+	// PeerAddr is the advertised inter-broker address: the other brokers
+	// replicate from it and send it controller requests.
+	PeerAddr string `json:"peer_addr,omitempty"`
+	Rack     string `json:"rack,omitempty"`
 	// GossipAddr is where its gossip listens: a restarted broker re-joins
 	// the cluster through the brokers the metadata lists.
 	GossipAddr string `json:"gossip_addr,omitempty"`

@@ -534,7 +534,7 @@ func TestImage(t *testing.T) {
 	if _, ok := cfg.Config.Volumes["/data"]; !ok {
 		t.Errorf("no /data volume: %v", cfg.Config.Volumes)
 	}
-	for _, p := range []string{"9420/tcp", "9421/tcp", "9421/udp", "9422/tcp", "9423/tcp"} {
+	for _, p := range []string{"9420/tcp", "9421/tcp", "9421/udp", "9422/tcp", "9423/tcp", "9424/tcp"} {
 		if _, ok := cfg.Config.ExposedPorts[p]; !ok {
 			t.Errorf("port %s not exposed: %v", p, cfg.Config.ExposedPorts)
 		}

@@ -53,8 +53,8 @@ func TestClusterKillLeaderChased(t *testing.T) {
 	recs := proctest.ReadAll(t, cl, "chase", 0)
 	n := checkLog(t, recs, l.acked)
 	for _, id := range c.IDs {
-		want := proctest.ReplicaLog(t, c.Brokers[leader].Addr, "chase", 0, n)
-		got := proctest.ReplicaLog(t, c.Brokers[id].Addr, "chase", 0, n)
+		want := proctest.ReplicaLog(t, c.Brokers[leader].PeerAddr, "chase", 0, n)
+		got := proctest.ReplicaLog(t, c.Brokers[id].PeerAddr, "chase", 0, n)
 		if !slices.Equal(got, want) {
 			t.Fatalf("replica %d differs from the leader below offset %d", id, n)
 		}

@@ -81,8 +81,8 @@ func TestNetnsIsolatedLeader(t *testing.T) {
 	recs := proctest.ReadAll(t, cl, "iso", 0)
 	n := checkLogNoDupCheck(t, recs, ld.acked)
 	for _, id := range c.IDs {
-		want := proctest.ReplicaLog(t, c.Brokers[newLeader].Addr, "iso", 0, n)
-		if got := proctest.ReplicaLog(t, c.Brokers[id].Addr, "iso", 0, n); string(got) != string(want) {
+		want := proctest.ReplicaLog(t, c.Brokers[newLeader].PeerAddr, "iso", 0, n)
+		if got := proctest.ReplicaLog(t, c.Brokers[id].PeerAddr, "iso", 0, n); string(got) != string(want) {
 			t.Fatalf("replica %d differs below offset %d after the heal", id, n)
 		}
 	}

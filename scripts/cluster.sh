@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A three-broker cluster on this machine, for trying Skein out.
-#   scripts/cluster.sh up      build, start brokers 1-3 (ports 9420-9443), wait until ready
+#   scripts/cluster.sh up      build, start brokers 1-3 (ports 9420-9444), wait until ready
 #   scripts/cluster.sh status  broker cluster
 #   scripts/cluster.sh down    stop them (SIGTERM: leaderships are handed off first)
 #   scripts/cluster.sh wipe    down, then delete their data
@@ -19,11 +19,11 @@ up() {
     fi
     base=$((9410 + id * 10))
     args=(--node-id "$id" --data-dir "$dir/d$id" --addr "127.0.0.1:$base" --gossip-addr "127.0.0.1:$((base + 1))"
-      --raft-addr "127.0.0.1:$((base + 2))" --http-addr "127.0.0.1:$((base + 3))" --kafka-addr "127.0.0.1:$((base + 4))")
+      --raft-addr "127.0.0.1:$((base + 2))" --http-addr "127.0.0.1:$((base + 3))" --kafka-addr "127.0.0.1:$((base + 4))" --peer-addr "127.0.0.1:$((base + 5))")
     [ "$id" != 1 ] && args+=(--join 127.0.0.1:9421)
     "$bin/broker" "${args[@]}" >>"$dir/broker$id.log" 2>&1 &
     echo $! >"$dir/broker$id.pid"
-    echo "broker $id: client 127.0.0.1:$base, gossip :$((base + 1)), raft :$((base + 2)), http :$((base + 3)), kafka :$((base + 4)), log $dir/broker$id.log"
+    echo "broker $id: client 127.0.0.1:$base, gossip :$((base + 1)), raft :$((base + 2)), http :$((base + 3)), kafka :$((base + 4)), peer :$((base + 5)), log $dir/broker$id.log"
   done
   for id in 1 2 3; do
     base=$((9410 + id * 10))

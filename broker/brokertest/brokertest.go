@@ -44,7 +44,7 @@ func Start(t testing.TB, opts ...Option) *Broker {
 	cfg.DataDir = t.TempDir()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.GossipAddr, cfg.RaftAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.GossipAddr, cfg.RaftAddr, cfg.PeerAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.KafkaAddr = "127.0.0.1:0"
 	cfg.LoopbackTimings = true
 	cfg.ShutdownTimeout = 5 * time.Second
@@ -88,7 +88,7 @@ func (b *Broker) start() {
 	}
 	// Keep the bound ports across restarts.
 	b.cfg.Addr = br.Addr()
-	b.cfg.GossipAddr, b.cfg.RaftAddr = br.GossipAddr(), br.RaftAddr()
+	b.cfg.GossipAddr, b.cfg.RaftAddr, b.cfg.PeerAddr = br.GossipAddr(), br.RaftAddr(), br.PeerAddr()
 	if br.KafkaAddr() != "" {
 		b.cfg.KafkaAddr = br.KafkaAddr()
 	}

@@ -31,7 +31,7 @@ func TestBadInputServeFlags(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.args, " ")[:min(40, len(strings.Join(tc.args, " ")))], func(t *testing.T) {
 			dir := t.TempDir()
-			args := append([]string{"--data-dir", dir, "--addr", "127.0.0.1:0", "--http-addr", "", "--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0"}, tc.args...)
+			args := append([]string{"--data-dir", dir, "--addr", "127.0.0.1:0", "--http-addr", "", "--gossip-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0"}, tc.args...)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var out, errb bytes.Buffer

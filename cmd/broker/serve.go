@@ -74,6 +74,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ef.str(&cfg.ExternalAdvertiseAddr, "external-advertise-addr", "", "the address clients on --external-addr are told (e.g. localhost:19420)")
 	ef.str(&cfg.KafkaAddr, "kafka-addr", cfg.KafkaAddr, "Kafka wire-protocol listen address (\"\" turns it off; see docs/kafka.md)")
 	ef.str(&cfg.KafkaAdvertiseAddr, "kafka-advertise-addr", "", "address Kafka clients are told to use (default: the bound --kafka-addr)")
+	ef.str(&cfg.PeerAddr, "peer-addr", cfg.PeerAddr, "inter-broker gRPC listen address (replication, controller requests): keep it on the brokers' private network, never expose it to clients")
+	ef.str(&cfg.PeerAdvertiseAddr, "peer-advertise-addr", "", "address the other brokers dial for --peer-addr (default: the bound --peer-addr, or the --advertise-addr host with its port)")
 	ef.str(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP address for /metrics, /healthz, /readyz, /debug/pprof (\"\" turns it off)")
 	ef.str(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "gossip address (memberlist, TCP and UDP)")
 	ef.str(&cfg.RaftAddr, "raft-addr", cfg.RaftAddr, "controller quorum address (Raft)")

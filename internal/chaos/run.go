@@ -265,7 +265,7 @@ func (r *runner) readBack(w *Workload) (Final, []string) {
 	for p := int32(0); p < int32(r.cfg.Partitions); p++ {
 		f.Reads[p] = r.readPartition(p, f.HW[p])
 		for _, id := range r.cluster.IDs {
-			raw, recs, err := localLog(r.cluster.Brokers[id].Addr, r.cfg.Topic, p, f.HW[p])
+			raw, recs, err := localLog(r.cluster.Brokers[id].PeerAddr, r.cfg.Topic, p, f.HW[p])
 			if err != nil {
 				short = append(short, fmt.Sprintf("replica %d of partition %d: %v", id, p, err))
 				continue
@@ -310,7 +310,8 @@ func decodeRec(off int64, epoch int32, value []byte) Rec {
 }
 
 // localLog reads a broker's own copy of a partition below upTo (the
-// test-only LocalLog RPC), as stored bytes and decoded records.
+// test-only LocalLog RPC on its inter-broker address), as stored bytes and
+// decoded records.
 func localLog(addr, topic string, p int32, upTo int64) ([]byte, []Rec, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))

@@ -167,7 +167,8 @@ func (c *Cluster) Leader(cl *client.Client, topic string, part int32, notThis in
 	return -1
 }
 
-// ReplicaLog returns a broker's local copy of a partition below upTo.
+// ReplicaLog returns a broker's local copy of a partition below upTo; addr
+// is the broker's inter-broker address (Broker.PeerAddr).
 func ReplicaLog(t TB, addr, topic string, part int32, upTo int64) []byte {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -182,7 +182,7 @@ func StartNetnsClusterIn(t TB, l *NetLab, dirs, logs []string, extra ...string) 
 			args = append(args, "--join", l.IP(1)+":9421")
 		}
 		b := &Broker{t: t, ID: id, Dir: dirs[i-1], args: args, wrap: l.Wrap(id),
-			GossipAddr: ip + ":9421", RaftAddr: ip + ":9422"}
+			GossipAddr: ip + ":9421", RaftAddr: ip + ":9422", PeerAddr: ip + ":9424"}
 		if logs != nil {
 			b.LogPath = logs[i-1]
 		}

@@ -102,6 +102,8 @@ type Broker struct {
 	RaftAddr   string
 	// KafkaAddr is the bound Kafka listener address ("" when off).
 	KafkaAddr string
+	// PeerAddr is the inter-broker listener (the Internal service).
+	PeerAddr string
 	// ID is the broker's node id when a Cluster started it.
 	ID int32
 	// LogPath, when set before a start, receives the broker's log lines
@@ -156,12 +158,15 @@ func (b *Broker) start(addr string) {
 
 // tryStart starts the process and waits until it logs "broker ready".
 func (b *Broker) tryStart(addr string) error {
-	gossip, raft := b.GossipAddr, b.RaftAddr
+	gossip, raft, peer := b.GossipAddr, b.RaftAddr, b.PeerAddr
 	if gossip == "" {
 		gossip, raft = "127.0.0.1:0", "127.0.0.1:0"
 	}
+	if peer == "" {
+		peer = "127.0.0.1:0"
+	}
 	args := append([]string{"--data-dir", b.Dir, "--addr", addr, "--http-addr", "127.0.0.1:0", "--log-format", "json",
-		"--gossip-addr", gossip, "--raft-addr", raft, "--kafka-addr", "127.0.0.1:0"}, b.args...)
+		"--gossip-addr", gossip, "--raft-addr", raft, "--kafka-addr", "127.0.0.1:0", "--peer-addr", peer}, b.args...)
 	bin := filepath.Join(Bins(b.t), "broker")
 	var cmd *exec.Cmd
 	if len(b.wrap) > 0 {
@@ -186,7 +191,7 @@ func (b *Broker) tryStart(addr string) error {
 		return err
 	}
 	b.cmd, b.logs, b.done = cmd, &SyncBuffer{}, make(chan error, 1)
-	ready := make(chan [5]string, 1)
+	ready := make(chan [6]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -197,10 +202,10 @@ func (b *Broker) tryStart(addr string) error {
 			if logFile != nil {
 				logFile.Write(withNL)
 			}
-			var m struct{ Msg, Addr, HTTP, Gossip, Raft, Kafka string }
+			var m struct{ Msg, Addr, HTTP, Gossip, Raft, Kafka, Peer string }
 			if json.Unmarshal(line, &m) == nil && m.Msg == "broker ready" {
 				select {
-				case ready <- [5]string{m.Addr, m.HTTP, m.Gossip, m.Raft, m.Kafka}:
+				case ready <- [6]string{m.Addr, m.HTTP, m.Gossip, m.Raft, m.Kafka, m.Peer}:
 				default:
 				}
 			}
@@ -214,7 +219,7 @@ func (b *Broker) tryStart(addr string) error {
 	}()
 	select {
 	case a := <-ready:
-		b.Addr, b.HTTPAddr, b.GossipAddr, b.RaftAddr, b.KafkaAddr = a[0], a[1], a[2], a[3], a[4]
+		b.Addr, b.HTTPAddr, b.GossipAddr, b.RaftAddr, b.KafkaAddr, b.PeerAddr = a[0], a[1], a[2], a[3], a[4], a[5]
 		return nil
 	case err := <-b.done:
 		b.cmd = nil

@@ -121,13 +121,14 @@ type broker struct {
 func (b *broker) addr() string { return fmt.Sprintf("127.0.0.1:%d", b.port) }
 func (b *broker) http() string { return fmt.Sprintf("127.0.0.1:%d", b.port+3) }
 
-// startBroker runs broker id with ports base..base+3; join is a gossip
+// startBroker runs broker id with ports base..base+4; join is a gossip
 // address or "".
 func startBroker(id, base int, dir, join string) *broker {
 	b := &broker{id: id, dir: dir, port: base, done: make(chan error, 1)}
 	args := []string{"--node-id", strconv.Itoa(id), "--data-dir", dir,
 		"--addr", b.addr(), "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", base+1),
-		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", base+2), "--http-addr", b.http(), "--log-level", "warn", "--kafka-addr", ""}
+		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", base+2), "--http-addr", b.http(),
+		"--peer-addr", fmt.Sprintf("127.0.0.1:%d", base+4), "--log-level", "warn", "--kafka-addr", ""}
 	if join != "" {
 		args = append(args, "--join", join)
 	}

@@ -43,6 +43,7 @@ const (
 	clientPort = 9420
 	gossipPort = 9421
 	raftPort   = 9422
+	peerPort   = 9424
 	httpPort   = 9423
 	imageUID   = 10001
 )
@@ -218,7 +219,7 @@ func TestStatefulSet(t *testing.T) {
 	if got, want := e["SKEIN_JOIN"].Value, fmt.Sprintf("%s.$(POD_NAMESPACE).svc:%d", headless.Name, gossipPort); got != want {
 		t.Errorf("SKEIN_JOIN %q, want %q (the headless Service)", got, want)
 	}
-	for name, port := range map[string]int{"SKEIN_GOSSIP_ADDR": gossipPort, "SKEIN_RAFT_ADDR": raftPort} {
+	for name, port := range map[string]int{"SKEIN_GOSSIP_ADDR": gossipPort, "SKEIN_RAFT_ADDR": raftPort, "SKEIN_PEER_ADDR": peerPort} {
 		if got, want := e[name].Value, fmt.Sprintf("$(POD_IP):%d", port); got != want {
 			t.Errorf("%s %q, want %q", name, got, want)
 		}
@@ -256,6 +257,7 @@ func TestStatefulSet(t *testing.T) {
 		"gossip":     {ContainerPort: gossipPort, Protocol: corev1.ProtocolTCP},
 		"gossip-udp": {ContainerPort: gossipPort, Protocol: corev1.ProtocolUDP},
 		"raft":       {ContainerPort: raftPort, Protocol: corev1.ProtocolTCP},
+		"peer":       {ContainerPort: peerPort, Protocol: corev1.ProtocolTCP},
 		"http":       {ContainerPort: httpPort, Protocol: corev1.ProtocolTCP},
 	} {
 		if p, ok := ports[name]; !ok || p.ContainerPort != want.ContainerPort || p.Protocol != want.Protocol {
@@ -399,7 +401,7 @@ func TestServices(t *testing.T) {
 	for _, p := range headless.Spec.Ports {
 		have[fmt.Sprintf("%d/%s", p.Port, p.Protocol)] = true
 	}
-	for _, want := range []string{"9420/TCP", "9421/TCP", "9421/UDP", "9422/TCP"} {
+	for _, want := range []string{"9420/TCP", "9421/TCP", "9421/UDP", "9422/TCP", "9424/TCP"} {
 		if !have[want] {
 			t.Errorf("headless Service lacks %s", want)
 		}
