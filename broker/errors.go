@@ -17,8 +17,11 @@ import (
 var (
 	errUnknownPartition = errors.New("unknown partition")
 	errInvalidRequest   = errors.New("invalid request")
-	errShuttingDown     = errors.New("broker is shutting down")
-	errNotReady         = errors.New("partition is not open on this broker yet")
+	// errUnknownProducerID: a batch names a producer id the controller
+	// never allocated (FAILED_PRECONDITION, nothing appended).
+	errUnknownProducerID = errors.New("unknown producer id")
+	errShuttingDown      = errors.New("broker is shutting down")
+	errNotReady          = errors.New("partition is not open on this broker yet")
 )
 
 // errorDetail maps any error a handler meets to the ErrorDetail the client
@@ -86,7 +89,8 @@ func errorDetail(err error) *pb.ErrorDetail {
 		set(codes.NotFound, pb.ErrorReason_UNKNOWN_TOPIC)
 	case errors.Is(err, cluster.ErrNotController), errors.Is(err, cluster.ErrConcurrentChange):
 		set(codes.Unavailable, pb.ErrorReason_UNAVAILABLE)
-	case errors.Is(err, cluster.ErrStaleLeader), errors.Is(err, cluster.ErrStaleEpoch), errors.Is(err, cluster.ErrInvalidISR):
+	case errors.Is(err, cluster.ErrStaleLeader), errors.Is(err, cluster.ErrStaleEpoch), errors.Is(err, cluster.ErrInvalidISR),
+		errors.Is(err, errUnknownProducerID):
 		set(codes.FailedPrecondition, pb.ErrorReason_INVALID_REQUEST)
 	case errors.Is(err, errUnknownPartition):
 		set(codes.NotFound, pb.ErrorReason_UNKNOWN_PARTITION)

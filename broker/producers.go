@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/status"
 
 	"github.com/skeinlog/skein/cluster"
+	"github.com/skeinlog/skein/proto/batch"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
 
@@ -69,6 +71,9 @@ func (s *server) InitProducer(ctx context.Context, req *pb.InitProducerRequest) 
 		if epoch < 0 || epoch > math.MaxInt16 {
 			return nil, toStatus(invalid("producer_epoch %d: epochs are 0 to %d", epoch, math.MaxInt16))
 		}
+		if err := s.b.knownProducerID(id, int16(epoch)); err != nil {
+			return nil, toStatus(err)
+		}
 		if epoch < math.MaxInt16 {
 			return &pb.InitProducerResponse{ProducerId: id, ProducerEpoch: epoch + 1}, nil
 		}
@@ -93,6 +98,51 @@ func (s *server) InitProducer(ctx context.Context, req *pb.InitProducerRequest) 
 		return nil, toStatus(err)
 	}
 	return &pb.InitProducerResponse{ProducerId: id, ProducerEpoch: 0}, nil
+}
+
+// producerIDWait bounds how long a produce naming a producer id this
+// broker's metadata does not know yet waits for the allocation to arrive:
+// InitProducer answers once the controller has committed it, a moment
+// before the other brokers have applied it.
+const producerIDWait = 2 * time.Second
+
+// producerIDAllocated reports whether the controller has handed out id:
+// ids are allocated in ascending blocks from 0, so every id below
+// NextProducerID has been, and no other.
+func producerIDAllocated(s *cluster.Snapshot, id int64) bool {
+	return id >= 0 && id < s.NextProducerID
+}
+
+// checkProducerID refuses a batch whose producer id the controller never
+// allocated: a client may not claim an id of its choosing, which could
+// collide with or fence a real producer. Batches without a producer id
+// (-1) pass, and so do malformed ones: the partition reports those.
+func (b *Broker) checkProducerID(buf []byte) error {
+	v, _, err := batch.Next(buf)
+	if err != nil || v == nil {
+		return nil
+	}
+	if id := v.ProducerID(); id >= 0 {
+		return b.knownProducerID(id, v.ProducerEpoch())
+	}
+	return nil
+}
+
+// knownProducerID returns nil if the controller has allocated id, waiting
+// up to producerIDWait for an allocation on its way, else the error.
+func (b *Broker) knownProducerID(id int64, epoch int16) error {
+	if producerIDAllocated(b.ctrl.Snapshot(), id) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), producerIDWait)
+	defer cancel()
+	b.awaitMetadata(ctx, func(s *cluster.Snapshot) bool { return producerIDAllocated(s, id) })
+	s := b.ctrl.Snapshot()
+	if producerIDAllocated(s, id) {
+		return nil
+	}
+	return fmt.Errorf("%w: producer id %d (epoch %d) was never allocated by this cluster (%d ids are): call InitProducer without a producer id for a new one, and use only the id and epoch it returns",
+		errUnknownProducerID, id, epoch, s.NextProducerID)
 }
 
 // DuplicatesAnswered implements partition.DuplicateObserver.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,5 +194,50 @@ func TestClusterIdempotentFailover(t *testing.T) {
 	}
 	if st := cl.Broker(next).Partition("idem", 0).State(); st.LogEndOffset != 12 {
 		t.Fatalf("log ends at %d, want 12", st.LogEndOffset)
+	}
+}
+
+// A producer id the controller never allocated is refused, for a produce
+// and for an epoch bump, and nothing is appended; the ids InitProducer
+// hands out keep working, also after a restart.
+func TestUnallocatedProducerIDRefused(t *testing.T) {
+	b := brokertest.Start(t)
+	c := dial(t, b.Addr())
+	createTopic(t, c, "pid", 1)
+	ctx := context.Background()
+	produce := func(pid int64, epoch int16, seq int32, v string) (*pb.ProduceResponse, error) {
+		return c.Produce(ctx, &pb.ProduceRequest{Topic: "pid", LeaderEpoch: -1, Batch: idemBatch(t, pid, epoch, seq, v)})
+	}
+	real := initProducer(t, c, &pb.InitProducerRequest{})
+	for _, forged := range []struct {
+		pid   int64
+		epoch int16
+	}{{1 << 40, 0}, {real.ProducerId + 5000, 3}, {math.MaxInt64, 0}} {
+		start := time.Now()
+		_, err := produce(forged.pid, forged.epoch, 0, "forged")
+		code, d := detail(t, err)
+		if code != codes.FailedPrecondition || d.GetReason() != pb.ErrorReason_INVALID_REQUEST ||
+			!strings.Contains(d.GetMessage(), "InitProducer") || !strings.Contains(d.GetMessage(), fmt.Sprint(forged.pid)) {
+			t.Fatalf("produce with never-allocated producer id %d: %v", forged.pid, err)
+		}
+		if el := time.Since(start); el > 5*time.Second {
+			t.Fatalf("refusal took %v", el)
+		}
+		_, err = c.InitProducer(ctx, &pb.InitProducerRequest{ProducerId: proto.Int64(forged.pid), ProducerEpoch: int32(forged.epoch)})
+		if code, _ := detail(t, err); code != codes.FailedPrecondition {
+			t.Fatalf("epoch bump of never-allocated producer id %d: %v", forged.pid, err)
+		}
+	}
+	if r, err := produce(real.ProducerId, int16(real.ProducerEpoch), 0, "real"); err != nil || r.BaseOffset != 0 {
+		t.Fatalf("the allocated producer id after refused forgeries: %v %v (offset 0 expected: nothing else appended)", r, err)
+	}
+	b.Restart()
+	c = dial(t, b.Addr())
+	if r, err := produce(real.ProducerId, int16(real.ProducerEpoch), 1, "after restart"); err != nil || r.BaseOffset != 1 {
+		t.Fatalf("the allocated producer id after a restart: %v %v", r, err)
+	}
+	bumped := initProducer(t, c, &pb.InitProducerRequest{ProducerId: proto.Int64(real.ProducerId), ProducerEpoch: real.ProducerEpoch})
+	if r, err := produce(bumped.ProducerId, int16(bumped.ProducerEpoch), 0, "bumped"); err != nil || r.BaseOffset != 2 {
+		t.Fatalf("the bumped epoch: %v %v", r, err)
 	}
 }

@@ -255,6 +255,10 @@ func (s *server) produce(external bool, req *pb.ProduceRequest, answer func(*pb.
 		fail(err)
 		return
 	}
+	if err := s.b.checkProducerID(req.Batch); err != nil {
+		fail(err)
+		return
+	}
 	timeout := min(time.Duration(req.TimeoutMs)*time.Millisecond, maxProduceTimeout)
 	n := len(req.Batch)
 	inflated, err := s.b.admitProduce(r, req.Batch)
