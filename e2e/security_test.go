@@ -75,7 +75,7 @@ func TestForgedFollowerFetchOnClientPort(t *testing.T) {
 	if follower == leader {
 		follower = pi.Replicas[1]
 	}
-	p, err := cl.NewProducer(client.DeliveryTimeout(30*time.Second), client.WithPartitioner(client.ManualPartitioner()))
+	p, err := cl.NewProducer(client.DeliveryTimeout(30*time.Second), client.RecordPartitioner(client.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestForgedControllerRequestsOnClientPort(t *testing.T) {
 			t.Errorf("fc-%d changed: leader %d epoch %d ISR %v, was %d %d %v", i, pi.Leader, pi.LeaderEpoch, pi.ISR, b.Leader, b.LeaderEpoch, b.ISR)
 		}
 	}
-	p, err := cl.NewProducer(client.DeliveryTimeout(10*time.Second), client.WithPartitioner(client.ManualPartitioner()))
+	p, err := cl.NewProducer(client.DeliveryTimeout(10*time.Second), client.RecordPartitioner(client.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestForgedProducerID(t *testing.T) {
 	if _, err := cl.CreateTopic(ctx, "fp", client.TopicConfig{Partitions: 1, ReplicationFactor: 3, MinInsyncReplicas: 2}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := cl.NewProducer(client.Idempotent(true), client.DeliveryTimeout(60*time.Second), client.WithPartitioner(client.ManualPartitioner()))
+	p, err := cl.NewProducer(client.Idempotent(true), client.DeliveryTimeout(60*time.Second), client.RecordPartitioner(client.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
