@@ -44,8 +44,13 @@ type Config struct {
 	// with the peer port).
 	PeerAddr          string
 	PeerAdvertiseAddr string
-	// HTTPAddr serves /metrics, /healthz, /readyz and /debug/pprof; "" off.
+	// HTTPAddr serves /metrics, /healthz and /readyz (and /debug/pprof
+	// with Pprof); "" off.
 	HTTPAddr string
+	// Pprof serves the Go profiler on HTTPAddr under /debug/pprof. Off by
+	// default: profiles, and the command line (which may hold secrets),
+	// are for the operator, not for whoever reaches the HTTP port.
+	Pprof bool
 	// GossipAddr and RaftAddr are the cluster ports: memberlist gossip (TCP
 	// and UDP) and the Raft controller quorum. Port 0 picks a free port.
 	GossipAddr string

@@ -156,7 +156,8 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // httpHandler serves /metrics, /healthz (the process is up), /readyz (it
-// has opened its partitions and serves requests) and /debug/pprof.
+// has opened its partitions and serves requests) and, with Config.Pprof,
+// /debug/pprof.
 func (b *Broker) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
@@ -171,6 +172,9 @@ func (b *Broker) httpHandler() http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	b.consoleHandler(mux)
+	if !b.cfg.Pprof {
+		return mux
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

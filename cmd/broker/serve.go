@@ -63,7 +63,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var (
 		nodeID, maxRequest, segment, bootstrapExpect, voters int
 		join, logLevel, logFormat, gossipKey, lagTime        string
-		producerExpiry                                       string
+		producerExpiry, gossipKeyFile                        string
 		unsafeNoFsync                                        bool
 	)
 	ef.int(&nodeID, "node-id", int(cfg.NodeID), "this broker's id, stored in the data directory")
@@ -76,13 +76,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ef.str(&cfg.KafkaAdvertiseAddr, "kafka-advertise-addr", "", "address Kafka clients are told to use (default: the bound --kafka-addr)")
 	ef.str(&cfg.PeerAddr, "peer-addr", cfg.PeerAddr, "inter-broker gRPC listen address (replication, controller requests): keep it on the brokers' private network, never expose it to clients")
 	ef.str(&cfg.PeerAdvertiseAddr, "peer-advertise-addr", "", "address the other brokers dial for --peer-addr (default: the bound --peer-addr, or the --advertise-addr host with its port)")
-	ef.str(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP address for /metrics, /healthz, /readyz, /debug/pprof (\"\" turns it off)")
+	ef.str(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP address for /metrics, /healthz, /readyz and, with --pprof, /debug/pprof (\"\" turns it off)")
 	ef.str(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "gossip address (memberlist, TCP and UDP)")
 	ef.str(&cfg.RaftAddr, "raft-addr", cfg.RaftAddr, "controller quorum address (Raft)")
 	ef.str(&join, "join", "", "comma-separated gossip addresses (host:port) of brokers to join; retried until one answers")
 	ef.int(&bootstrapExpect, "bootstrap-expect", 0, "brokers started together: wait for this many (each with the same setting), then the lowest id bootstraps the controller quorum")
 	ef.int(&voters, "controller-voters", 3, "size of the Raft controller quorum: 3 or 5; further brokers follow it as non-voters")
-	ef.str(&gossipKey, "gossip-key", "", "base64 of 16, 24 or 32 random bytes: encrypts gossip (every broker needs the same key)")
+	ef.str(&gossipKey, "gossip-key", "", "base64 of 16, 24 or 32 random bytes: encrypts gossip (every broker needs the same key); on the command line it is visible in the process list: prefer the variable or --gossip-key-file")
+	ef.str(&gossipKeyFile, "gossip-key-file", "", "file holding the gossip key (base64, as for --gossip-key)")
+	ef.bool(&cfg.Pprof, "pprof", false, "serve the Go profiler under /debug/pprof on --http-addr (off by default)")
 	ef.str(&cfg.GossipLabel, "gossip-label", "", "label on every gossip packet, so clusters sharing a network ignore each other")
 	ef.str(&cfg.Rack, "rack", "", "rack label for rack-aware replica placement")
 	ef.str(&lagTime, "replica-lag-time", "10s", "replica.lag.time.max: a follower behind for this long leaves the ISR")
@@ -122,13 +124,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	cfg.NodeID = int32(nodeID)
 	cfg.BootstrapExpect, cfg.ControllerVoters = bootstrapExpect, voters
-	if gossipKey != "" {
-		k, err := base64.StdEncoding.DecodeString(gossipKey)
-		if err != nil {
-			fmt.Fprintf(stderr, "broker: --gossip-key: not base64: %v (make one with: head -c 32 /dev/urandom | base64)\n", err)
-			return 2
-		}
-		cfg.GossipKey = k
+	onCmdline := false
+	fs.Visit(func(f *flag.Flag) { onCmdline = onCmdline || f.Name == "gossip-key" })
+	if cfg.GossipKey, err = readGossipKey(gossipKey, gossipKeyFile); err != nil {
+		fmt.Fprintf(stderr, "broker: %v\n", err)
+		return 2
 	}
 	d, err := time.ParseDuration(lagTime)
 	if err != nil {
@@ -157,6 +157,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	cfg.Logger = logger
+	if onCmdline && gossipKey != "" {
+		logger.Warn("--gossip-key on the command line is visible to every user of this machine in the process list: use SKEIN_GOSSIP_KEY or --gossip-key-file instead")
+	}
 	if unsafeNoFsync {
 		logger.Warn("--unsafe-no-fsync: writes are acknowledged before they are on disk; a machine crash loses acknowledged records")
 	}
@@ -171,6 +174,36 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	return 0
+}
+
+// readGossipKey decodes the gossip key from --gossip-key (or its variable)
+// or from the file --gossip-key-file names; neither: no key.
+func readGossipKey(key, file string) ([]byte, error) {
+	const how = "make one with: head -c 32 /dev/urandom | base64"
+	what := "--gossip-key"
+	switch {
+	case key != "" && file != "":
+		return nil, errors.New("--gossip-key and --gossip-key-file both given: give one")
+	case file != "":
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--gossip-key-file: %w", err)
+		}
+		if key = strings.TrimSpace(string(data)); key == "" {
+			return nil, fmt.Errorf("--gossip-key-file %s is empty: it holds the key in base64 (%s)", file, how)
+		}
+		what = "--gossip-key-file " + file
+	case key == "":
+		return nil, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not base64: %v (%s)", what, err, how)
+	}
+	if n := len(k); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("%s: the key is %d bytes, want 16, 24 or 32 (%s)", what, n, how)
+	}
+	return k, nil
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
