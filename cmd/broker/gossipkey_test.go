@@ -21,7 +21,7 @@ func TestReadGossipKey(t *testing.T) {
 	good := write("good", key+"\n")
 	for _, tc := range []struct {
 		key, file, err string
-		want       []byte
+		want           []byte
 	}{
 		{"", "", "", nil},
 		{key, "", "", []byte("0123456789abcdef0123456789abcdef")},
