@@ -390,6 +390,14 @@ func TestKafkaConsumerGroup(t *testing.T) {
 	if err != nil || len(lg.Groups()) != 1 {
 		t.Fatalf("list groups: %v %v", lg, err)
 	}
+	// The offsets topic is listed as internal, and only on request.
+	all, err := adm.ListTopicsWithInternal(ctx)
+	if err != nil || !all.Has("__consumer_offsets") || !all["__consumer_offsets"].IsInternal {
+		t.Fatalf("internal topics: %v %v", all.Names(), err)
+	}
+	if td, _ := adm.ListTopics(ctx); td.Has("__consumer_offsets") {
+		t.Fatal("the offsets topic is listed with the user's topics")
+	}
 	for _, cl := range consumers {
 		cl.Close()
 	}

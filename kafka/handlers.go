@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -148,6 +149,7 @@ func metadataTopic(name string, t *pb.TopicMetadata, err error) kmsg.MetadataRes
 		return rt
 	}
 	rt.TopicID = topicID(t.TopicId)
+	rt.IsInternal = strings.HasPrefix(name, "__") // the broker's own, such as __consumer_offsets
 	for _, pm := range t.Partitions {
 		p := kmsg.NewMetadataResponseTopicPartition()
 		p.Partition, p.Leader, p.LeaderEpoch = pm.Partition, pm.Leader, pm.LeaderEpoch

@@ -92,23 +92,33 @@ func Listen(cfg Config, be Backend) (*Server, error) {
 // Addr is the bound address.
 func (s *Server) Addr() string { return s.lis.Addr().String() }
 
-// Serve accepts connections until Close. It returns nil after Close.
+// Serve accepts connections until Close. It returns nil after Close, and
+// an error only if the listener itself is gone; failed accepts (out of file
+// descriptors, say) are logged and retried with a growing pause, so that
+// running out of connections never stops the broker.
 func (s *Server) Serve() error {
 	s.wg.Add(1)
 	defer s.wg.Done()
+	pause := time.Duration(0)
 	for {
 		nc, err := s.lis.Accept()
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("kafka listener: %w", err)
 			}
-			return fmt.Errorf("kafka listener: %w", err)
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			s.log.Warn("kafka: accept failed; retrying", "err", err, "pause", pause)
+			select {
+			case <-time.After(pause):
+			case <-s.ctx.Done():
+				return nil
+			}
+			continue
 		}
+		pause = 0
 		if !s.track(nc) {
 			nc.Close()
 			continue
