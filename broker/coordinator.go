@@ -48,8 +48,9 @@ type coordinator struct {
 	mu     sync.Mutex // guards shards
 	shards map[int32]*shard
 
-	hwMu    sync.Mutex // guards knownHW
-	knownHW map[group.TopicPartition]int64
+	hwMu      sync.Mutex // guards knownHW and hwRefresh
+	knownHW   map[group.TopicPartition]int64
+	hwRefresh time.Time // when the lag metrics' high watermarks were last refreshed
 
 	metrics *groupMetrics
 }
@@ -272,6 +273,7 @@ func (c *coordinator) run() {
 }
 
 func (c *coordinator) tick(now time.Time) {
+	c.maybeRefreshHW(now)
 	c.mu.Lock()
 	shards := make([]*shard, 0, len(c.shards))
 	for _, sh := range c.shards {
@@ -313,6 +315,60 @@ func (c *coordinator) tick(now time.Time) {
 			c.b.bg.Add(1)
 			go c.writeSnapshot(sh, rec)
 		}
+	}
+}
+
+// maybeRefreshHW re-reads, every 5 s and in the background, the high
+// watermarks of the partitions the loaded groups committed, so the lag
+// metric follows producers.
+func (c *coordinator) maybeRefreshHW(now time.Time) {
+	c.hwMu.Lock()
+	due := now.Sub(c.hwRefresh) >= 5*time.Second
+	if due {
+		c.hwRefresh = now
+	}
+	c.hwMu.Unlock()
+	if !due {
+		return
+	}
+	tps := map[group.TopicPartition]bool{}
+	c.mu.Lock()
+	for _, sh := range c.shards {
+		if sh.loaded() {
+			sh.mu.Lock()
+			for _, g := range sh.store.Groups() {
+				for tp := range sh.store.Offsets(g) {
+					tps[tp] = true
+				}
+			}
+			sh.mu.Unlock()
+		}
+	}
+	c.mu.Unlock()
+	if len(tps) == 0 {
+		return
+	}
+	c.b.bg.Add(1)
+	go func() {
+		defer c.b.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		defer cancel()
+		for tp := range tps {
+			if ctx.Err() != nil {
+				return
+			}
+			c.logEnd(ctx, tp, 1<<62) // forces a fresh read
+		}
+	}()
+}
+
+// loaded reports whether the shard finished loading successfully.
+func (sh *shard) loaded() bool {
+	select {
+	case <-sh.ready:
+		return sh.loadErr == nil
+	default:
+		return false
 	}
 }
 

@@ -113,6 +113,26 @@ func TestGroupOffsetsSurviveRestart(t *testing.T) {
 		d.Partitions[0].CommittedOffset != 3 || d.Partitions[0].LogEndOffset != 3 || d.Partitions[0].Lag != 0 || d.Partitions[1].CommittedOffset != -1 {
 		t.Fatalf("describe: %v %v", d, err)
 	}
+	for metricName, want := range map[string]string{
+		`skein_group_committed_offset{group="billing",partition="0",topic="orders"}`: " 3",
+		`skein_group_lag{group="billing",partition="0",topic="orders"}`:              " 0",
+		`skein_group_members{group="billing"}`:                                       " 1",
+	} {
+		if got := metric(t, b.HTTPAddr(), metricName); !strings.HasSuffix(got, want) {
+			t.Errorf("metric %s: %q, want value%s", metricName, got, want)
+		}
+	}
+	if got := metric(t, b.HTTPAddr(), `skein_group_rebalances_total{group="billing"}`); got == "" {
+		t.Error("no rebalance counter")
+	}
+	produce(t, c, "orders", 0, "d", "e")
+	// The lag metric's high watermarks are refreshed every 5 s.
+	lag := `skein_group_lag{group="billing",partition="0",topic="orders"}`
+	for deadline := time.Now().Add(10 * time.Second); !strings.HasSuffix(metric(t, b.HTTPAddr(), lag), " 2"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("lag after producing 2: %q", metric(t, b.HTTPAddr(), lag))
+		}
+	}
 	if _, err := g.Heartbeat(ctx, &pb.GroupHeartbeatRequest{Group: "billing", MemberId: hb.MemberId, MemberEpoch: -1}); err != nil {
 		t.Fatal(err)
 	}
