@@ -25,7 +25,7 @@ var (
 const (
 	// HeartbeatInterval is the interval for a member whose assignment is
 	// settled.
-	HeartbeatInterval = 2 * time.Second
+	HeartbeatInterval = time.Second
 	// ReconcileInterval is the interval while partitions are moving to or
 	// from the member, so hand-overs take a fraction of a second.
 	ReconcileInterval = 200 * time.Millisecond
