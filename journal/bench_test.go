@@ -77,7 +77,7 @@ func BenchmarkSpreadWrites(b *testing.B) {
 	if !benchFull() {
 		parts, total = 16, 4<<20
 	}
-	for _, journals := range []int{1, 8} {
+	for _, journals := range []int{1, 4, 8} {
 		b.Run(fmt.Sprintf("engine=journal/journals=%d", journals), func(b *testing.B) {
 			for b.Loop() {
 				benchJournals(b, parts, total, journals)
@@ -173,25 +173,21 @@ func rssBytes() int64 {
 	return 0
 }
 
-// benchJournals runs spread over parts partitions split over n journals
-// (partition i in journal i mod n), each with its own committer and fsync.
+// benchJournals runs spread over parts partitions through a Set of n
+// journals (each with its own committer and fsync).
 func benchJournals(b *testing.B, parts, total, n int) {
 	dir := b.TempDir()
 	before := heapInUse()
-	js := make([]*Journal, n)
-	for k := range js {
-		j, _, err := Open(filepath.Join(dir, "journal", strconv.Itoa(k)), Options{CheckpointInterval: checkpointEvery})
-		must(b, err)
-		_, err = j.Replay(func(string) (*segment.Log, error) { return nil, fmt.Errorf("nothing to replay") })
-		must(b, err)
-		js[k] = j
-	}
+	set, _, err := OpenSet(filepath.Join(dir, "journal"), n, Options{CheckpointInterval: checkpointEvery})
+	must(b, err)
+	_, err = set.Replay(func(string) (*segment.Log, error) { return nil, fmt.Errorf("nothing to replay") })
+	must(b, err)
 	logs := make([]appender, parts)
 	var ps []*Partition
 	for i := range logs {
 		l, err := segment.Open(filepath.Join(dir, "p", strconv.Itoa(i)), segment.Options{})
 		must(b, err)
-		p, err := js[i%n].Attach(strconv.Itoa(i), l)
+		p, err := set.Attach(strconv.Itoa(i), l)
 		must(b, err)
 		ps = append(ps, p)
 		logs[i] = func(base int64, data []byte) error {
@@ -199,18 +195,12 @@ func benchJournals(b *testing.B, parts, total, n int) {
 		}
 	}
 	took := spread(b, logs, total, benchWriters)
-	var fsyncs, records int64
-	for _, j := range js {
-		st := j.Stats()
-		fsyncs, records = fsyncs+st.Fsyncs, records+st.Records
-	}
+	st := set.Stats()
 	b.ReportMetric(float64(total)/took.Seconds()/1e6, "MB/s")
-	b.ReportMetric(float64(fsyncs)/took.Seconds(), "fsyncs/s")
-	b.ReportMetric(float64(records)/float64(fsyncs), "records/fsync")
+	b.ReportMetric(float64(st.Fsyncs)/took.Seconds(), "fsyncs/s")
+	b.ReportMetric(float64(st.Records)/float64(st.Fsyncs), "records/fsync")
 	b.ReportMetric(float64(heapInUse()-before)/(1<<20), "heap-MiB")
-	for _, j := range js {
-		must(b, j.Close())
-	}
+	must(b, set.Close())
 	for _, p := range ps {
 		must(b, p.Detach())
 		must(b, p.Log().Close())
