@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
@@ -91,7 +92,7 @@ func benchOneInFlight(b *testing.B, mode string) {
 	b.ReportMetric(msAt(totals, 0.99), "p99-ms")
 	b.ReportMetric(msAt(totals, 1), "max-ms")
 	b.ReportMetric(float64(ms1.NumGC-ms0.NumGC)/float64(b.N), "gc/op")
-	steps := rec.breakdown()
+	steps, outliers := rec.breakdown()
 	var tbl strings.Builder
 	fmt.Fprintf(&tbl, "%d records, %d GCs (%.1f ms paused in all)\n%-34s %8s %8s %8s\n", b.N, ms1.NumGC-ms0.NumGC,
 		float64(ms1.PauseTotalNs-ms0.PauseTotalNs)/1e6, "step (ms)", "p50", "p90", "p99")
@@ -102,8 +103,13 @@ func benchOneInFlight(b *testing.B, mode string) {
 			b.ReportMetric(msAt(s.d, 0.5), s.metric+"-p50-ms")
 		}
 	}
+	fmt.Fprintf(&tbl, "slowest 1%%: %d records, %d of them with an fsync (leader's or follower's) over half their time\n", outliers.slow, outliers.fsyncBound)
 	b.Log("\n" + tbl.String())
 }
+
+// outlierCount says how many of the slowest 1% of records spent most of
+// their time in an fsync: the disk's stalls, not the broker's code.
+type outlierCount struct{ slow, fsyncBound int }
 
 // sender returns a function that produces one 1 KiB record with acks=all,
 // waits for it and returns its end offset.
@@ -198,7 +204,7 @@ type stepDurations struct {
 
 // breakdown returns, for each step of the way, its duration per record:
 // the follower whose report came last is the one the ack waited for.
-func (r *stepRecorder) breakdown() []stepDurations {
+func (r *stepRecorder) breakdown() ([]stepDurations, outlierCount) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	leader := r.leader.Load()
@@ -213,6 +219,7 @@ func (r *stepRecorder) breakdown() []stepDurations {
 		{name: "HW -> client has ack", metric: "ack"},
 		{name: "total (client)"},
 	}
+	var perRecord [][2]time.Duration // total, longest fsync
 	for end, rs := range r.recs {
 		at := func(s partition.Step, replica int32) (time.Time, bool) {
 			t, ok := r.early[stepKey{s, replica, end}]
@@ -247,6 +254,15 @@ func (r *stepRecorder) breakdown() []stepDurations {
 		} {
 			steps[i].d = append(steps[i].d, d)
 		}
+		perRecord = append(perRecord, [2]time.Duration{rs.acked.Sub(rs.start), max(synced.Sub(written), replicated.Sub(fetched))})
 	}
-	return steps
+	slices.SortFunc(perRecord, func(a, b [2]time.Duration) int { return cmp.Compare(b[0], a[0]) })
+	var oc outlierCount
+	for _, pr := range perRecord[:len(perRecord)/100] {
+		oc.slow++
+		if 2*pr[1] > pr[0] {
+			oc.fsyncBound++
+		}
+	}
+	return steps, oc
 }
