@@ -39,14 +39,10 @@ type Config struct {
 	// RetryBackoff is a follower's pause after an error (default 100 ms,
 	// doubling to 2 s).
 	RetryBackoff time.Duration
-	// HWNotifyDelay: a follower whose fetch waits for data hears of a
-	// high watermark move alone this long after it (default 2 ms), unless
-	// data comes first and carries it.
-	HWNotifyDelay time.Duration
-	Transport     Transport
-	Controller    ISRChanger
-	Logger        *slog.Logger
-	Now           func() time.Time
+	Transport    Transport
+	Controller   ISRChanger
+	Logger       *slog.Logger
+	Now          func() time.Time
 	// Trace, when set, is told as appends pass the replication steps (see
 	// partition.Step); for latency breakdowns in benchmarks.
 	Trace partition.Tracer
@@ -64,9 +60,6 @@ func (c *Config) fill() {
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = 100 * time.Millisecond
-	}
-	if c.HWNotifyDelay <= 0 {
-		c.HWNotifyDelay = 2 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -249,8 +242,6 @@ func (l *Leader) HandleFetch(ctx context.Context, req *pb.ReplicaFetchRequest) (
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	var hwTold <-chan time.Time // set once the HW moved with no data to send
-	startHW := int64(-1)
 	for {
 		watch := l.p.Watch()
 		res, err := l.p.Read(nil, req.FetchOffset, maxBytes, partition.ReadUncommitted)
@@ -262,9 +253,6 @@ func (l *Leader) HandleFetch(ctx context.Context, req *pb.ReplicaFetchRequest) (
 			return &pb.ReplicaFetchResponse{Batches: res.Batches, HighWatermark: res.HighWatermark,
 				LogStartOffset: res.LogStartOffset, LogEndOffset: res.LogEndOffset}, nil
 		}
-		if startHW < 0 {
-			startHW = res.HighWatermark
-		}
 		select {
 		case <-watch:
 			// The leader's own fsync may be what the HW waited for: the
@@ -273,18 +261,10 @@ func (l *Leader) HandleFetch(ctx context.Context, req *pb.ReplicaFetchRequest) (
 			l.mu.Lock()
 			l.advanceLocked()
 			l.mu.Unlock()
-			// An HW move alone is worth telling the follower about too,
-			// but not at once: the move is an ack on its way to a producer,
-			// whose next record may come right after it and then carries
-			// the HW along.
-			if _, hw, _ := l.p.Offsets(); hw != startHW && hwTold == nil {
-				t := time.NewTimer(l.cfg.HWNotifyDelay)
-				defer t.Stop()
-				hwTold = t.C
+			// An HW move alone is worth telling the follower about too.
+			if _, hw, _ := l.p.Offsets(); hw != res.HighWatermark {
+				return &pb.ReplicaFetchResponse{HighWatermark: hw, LogStartOffset: res.LogStartOffset, LogEndOffset: res.LogEndOffset}, nil
 			}
-		case <-hwTold:
-			start, hw, leo := l.p.Offsets()
-			return &pb.ReplicaFetchResponse{HighWatermark: hw, LogStartOffset: start, LogEndOffset: leo}, nil
 		case <-timer.C:
 			return &pb.ReplicaFetchResponse{HighWatermark: res.HighWatermark, LogStartOffset: res.LogStartOffset, LogEndOffset: res.LogEndOffset}, nil
 		case <-ctx.Done():
