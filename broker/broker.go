@@ -73,6 +73,7 @@ type Broker struct {
 	groups *coordinator // consumer groups of the offsets partitions led here
 
 	console consoleClient // the web console's admin client
+	dyn     dynamicState  // run-time broker settings applied
 
 	storageMu sync.Mutex // guards storageID
 	storageID string     // this data directory's storage identity (node.json)
@@ -88,6 +89,7 @@ type controller interface {
 	CreateTopic(ctx context.Context, spec cluster.TopicSpec) (cluster.Topic, error)
 	DeleteTopic(ctx context.Context, name string) error
 	AlterTopic(ctx context.Context, name string, a cluster.TopicAlter) (cluster.Topic, error)
+	SetBrokerConfig(ctx context.Context, name, value string) error
 	AlterPartition(ctx context.Context, req cluster.AlterRequest) (cluster.PartitionMeta, error)
 	ControlledShutdown(ctx context.Context, id int32) (int, error)
 	AllocateProducerIDs(ctx context.Context, n int64) (int64, error)
@@ -144,6 +146,7 @@ func New(cfg Config) (*Broker, error) {
 		stopping: make(chan struct{}),
 		fatal:    make(chan error, 1),
 	}
+	b.initDynamic()
 	ok := false
 	defer func() {
 		if !ok {
@@ -825,14 +828,17 @@ func (b *Broker) removeTopicDir(name, id string) {
 // retentionLoop applies each topic's retention to every local replica.
 func (b *Broker) retentionLoop() {
 	defer b.bg.Done()
-	t := time.NewTicker(b.cfg.RetentionCheckInterval)
+	t := time.NewTimer(b.dyn.retentionInterval())
 	defer t.Stop()
 	for {
 		select {
 		case <-b.stopping:
 			return
+		case <-b.dyn.retentionReset: // the interval changed at run time
+			t.Reset(b.dyn.retentionInterval())
 		case <-t.C:
 			b.applyRetention()
+			t.Reset(b.dyn.retentionInterval())
 		}
 	}
 }

@@ -118,6 +118,9 @@ type Config struct {
 	Groups GroupsConfig
 
 	Logger *slog.Logger
+	// LogLevel, when set, is the level Logger's handler uses: the log.level
+	// run-time setting changes it. Without it, log.level cannot change.
+	LogLevel *slog.LevelVar
 }
 
 // DefaultConfig is a single broker on 127.0.0.1 with data under ./data.

@@ -114,6 +114,7 @@ func (b *Broker) reconcile() error {
 		}
 	}
 	b.snap = snap
+	b.applyDynamicConfig(snap)
 	return errors.Join(errs...)
 }
 

@@ -197,6 +197,50 @@ func (c *Client) AlterTopic(ctx context.Context, name string, a TopicAlter) (Top
 	return topicInfoFromProto(resp.GetTopic()), nil
 }
 
+// BrokerSetting is one broker setting that may change at run time.
+type BrokerSetting struct {
+	Name  string
+	Value string
+	// Source is "run-time" (set with SetBrokerConfig) or "start-up" (the
+	// broker's flag, environment or default).
+	Source string
+	Doc    string
+}
+
+// SetBrokerConfig changes a run-time broker setting on every broker (kept
+// across restarts); an empty value goes back to each broker's start-up
+// value. An unknown name or a bad value fails with ErrInvalidRequest, whose
+// message lists the settings.
+func (c *Client) SetBrokerConfig(ctx context.Context, name, value string) error {
+	err := c.callAny(ctx, "set broker config", func(ctx context.Context, cl skeinv1.SkeinClient) error {
+		_, err := cl.SetBrokerConfig(ctx, &skeinv1.SetBrokerConfigRequest{Name: name, Value: value})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set broker config %s: %w", name, err)
+	}
+	return nil
+}
+
+// BrokerConfig lists the run-time settings of the broker that answers, and
+// its id.
+func (c *Client) BrokerConfig(ctx context.Context) (int32, []BrokerSetting, error) {
+	var resp *skeinv1.GetBrokerConfigResponse
+	err := c.callAny(ctx, "get broker config", func(ctx context.Context, cl skeinv1.SkeinClient) error {
+		var err error
+		resp, err = cl.GetBrokerConfig(ctx, &skeinv1.GetBrokerConfigRequest{})
+		return err
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("get broker config: %w", err)
+	}
+	var out []BrokerSetting
+	for _, e := range resp.GetEntries() {
+		out = append(out, BrokerSetting{Name: e.GetName(), Value: e.GetValue(), Source: e.GetSource(), Doc: e.GetDoc()})
+	}
+	return resp.GetBrokerId(), out, nil
+}
+
 // DeleteTopic deletes a topic and all of its data.
 func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 	err := c.callAny(ctx, "delete topic", func(ctx context.Context, cl skeinv1.SkeinClient) error {

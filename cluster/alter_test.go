@@ -104,3 +104,18 @@ func TestAddedPartitionsPlacement(t *testing.T) {
 		t.Fatalf("no growth: %v %v", none, err)
 	}
 }
+
+func TestBrokerConfigCommand(t *testing.T) {
+	s := &Snapshot{Topics: map[string]Topic{}}
+	if res := apply(s, &command{Op: opBrokerConfig, Name: "log.level", Value: "debug"}); res.err != nil || s.BrokerConfig["log.level"] != "debug" {
+		t.Fatalf("set: %v %v", res.err, s.BrokerConfig)
+	}
+	c := s.Clone()
+	c.BrokerConfig["log.level"] = "warn"
+	if s.BrokerConfig["log.level"] != "debug" {
+		t.Fatal("Clone shares the broker settings map")
+	}
+	if res := apply(s, &command{Op: opBrokerConfig, Name: "log.level"}); res.err != nil || len(s.BrokerConfig) != 0 {
+		t.Fatalf("unset: %v %v", res.err, s.BrokerConfig)
+	}
+}

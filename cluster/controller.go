@@ -562,6 +562,13 @@ func addedPartitions(alive []BrokerInfo, t Topic, n int32) ([]PartitionMeta, err
 	return added, nil
 }
 
+// SetBrokerConfig commits a run-time broker setting for every broker; an
+// empty value removes it. The caller validates name and value.
+func (c *Controller) SetBrokerConfig(ctx context.Context, name, value string) error {
+	_, err := c.propose(ctx, &command{Op: opBrokerConfig, Name: name, Value: value})
+	return err
+}
+
 // DeleteTopic removes a topic.
 func (c *Controller) DeleteTopic(ctx context.Context, name string) error {
 	if _, ok := c.Snapshot().Topics[name]; !ok {

@@ -16,6 +16,7 @@ const (
 	opCreateTopic    = "create_topic"
 	opDeleteTopic    = "delete_topic"
 	opAlterTopic     = "alter_topic"
+	opBrokerConfig   = "broker_config"
 	opRegisterBroker = "register_broker"
 	opSetFenced      = "set_fenced"
 	opChange         = "change_partitions"
@@ -36,6 +37,7 @@ type command struct {
 	Changes   []PartitionChange `json:"changes,omitempty"`
 	Count     int64             `json:"count,omitempty"`
 	ClusterID string            `json:"cluster_id,omitempty"`
+	Value     string            `json:"value,omitempty"`
 }
 
 // PartitionChange moves a partition's leader or ISR. It applies only if the
@@ -124,6 +126,17 @@ func apply(s *Snapshot, c *command) applyResult {
 			return applyResult{err: fmt.Errorf("%w: %q", ErrTopicExists, c.Topic.Name)}
 		}
 		s.Topics[c.Topic.Name] = *c.Topic
+	case opBrokerConfig:
+		// Name is the setting; an empty Value removes it (back to each
+		// broker's start-up value).
+		if c.Value == "" {
+			delete(s.BrokerConfig, c.Name)
+			break
+		}
+		if s.BrokerConfig == nil {
+			s.BrokerConfig = map[string]string{}
+		}
+		s.BrokerConfig[c.Name] = c.Value
 	case opAlterTopic:
 		return applyResult{err: alterTopic(s, c)}
 	case opDeleteTopic:

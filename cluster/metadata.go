@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -82,12 +83,16 @@ type Snapshot struct {
 	Topics       map[string]Topic `json:"topics"`
 	// NextProducerID is the first producer id not yet handed out.
 	NextProducerID int64 `json:"next_producer_id,omitempty"`
+	// BrokerConfig holds the broker settings changed at run time (broker
+	// config set), for every broker: name → value.
+	BrokerConfig map[string]string `json:"broker_config,omitempty"`
 }
 
 // Clone returns a deep copy.
 func (s *Snapshot) Clone() *Snapshot {
 	c := *s
 	c.Brokers = slices.Clone(s.Brokers)
+	c.BrokerConfig = maps.Clone(s.BrokerConfig)
 	c.Topics = make(map[string]Topic, len(s.Topics))
 	for n, t := range s.Topics {
 		t.Partitions = slices.Clone(t.Partitions)

@@ -72,7 +72,7 @@ func TestAdminCallGivesUpAfterTheTimeout(t *testing.T) {
 func TestHelpAtEveryLevel(t *testing.T) {
 	for _, args := range [][]string{
 		{"help"}, {"topic", "-h"}, {"topic", "help"}, {"topic", "create", "-h"}, {"topic", "list", "--help"},
-		{"topic", "describe", "-h"}, {"topic", "alter", "-h"}, {"topic", "delete", "-h"}, {"cluster", "-h"}, {"healthcheck", "-h"},
+		{"topic", "describe", "-h"}, {"topic", "alter", "-h"}, {"config", "-h"}, {"config", "set", "-h"}, {"topic", "delete", "-h"}, {"cluster", "-h"}, {"healthcheck", "-h"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(context.Background(), args, &out, &errb); code != 0 {
@@ -101,6 +101,10 @@ func TestUnknownCommandsAndArguments(t *testing.T) {
 		{[]string{"topic", "alter", "x", "--retention", "soon"}, `--retention "soon": want a duration`},
 		{[]string{"topic", "alter", "x", "--max-record-bytes", "lots"}, `--max-record-bytes "lots": want a size`},
 		{[]string{"topic", "alter"}, "give the topic name"},
+		{[]string{"config"}, "broker config get"},
+		{[]string{"config", "put", "a", "b"}, `unknown command "put"`},
+		{[]string{"config", "set", "log.level"}, "want 2 argument(s), got 1"},
+		{[]string{"config", "unset"}, "want 1 argument(s), got 0"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), c.args, &out, &errb)

@@ -5,8 +5,10 @@
 //	broker topic list                    list topics
 //	broker topic describe NAME           show partitions: leader, ISR, offsets, size
 //	broker topic delete NAME             delete a topic and its data
+//	broker topic alter NAME              change a topic's settings live, add partitions
 //	broker group list|describe G|reset-offsets G|delete G   consumer groups
 //	broker cluster                       members, controller, partitions needing attention
+//	broker config get|set|unset          run-time broker settings
 //	broker healthcheck                   exit 0 if the broker at --addr serves
 //
 // Every serve flag has an environment variable: --data-dir is SKEIN_DATA_DIR,
@@ -38,6 +40,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runGroup(ctx, args[1:], stdout, stderr)
 		case "cluster":
 			return runCluster(ctx, args[1:], stdout, stderr)
+		case "config":
+			return runConfig(ctx, args[1:], stdout, stderr)
 		case "healthcheck":
 			return runHealthcheck(ctx, args[1:], stdout, stderr)
 		case "serve":
@@ -61,8 +65,10 @@ const usage = `Usage:
   broker topic list                   list topics
   broker topic describe NAME          show each partition's leader, ISR, offsets, size
   broker topic delete NAME            delete a topic and all of its data
+  broker topic alter NAME [flags]     change a topic's settings live, add partitions
   broker group list|describe|reset-offsets|delete   consumer groups (broker group -h)
   broker cluster                      show brokers, the controller, and partitions needing attention
+  broker config get|set|unset         run-time broker settings (log.level, retention.check.interval)
   broker healthcheck [--addr A]       exit 0 if the broker at A is serving
 
 Run "broker -h" or "broker topic create -h" for the flags.

@@ -113,7 +113,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "broker: %v\n", errors.Join(ef.errs...))
 		return 2
 	}
-	logger, err := newLogger(stderr, logLevel, logFormat)
+	logger, level, err := newLogger(stderr, logLevel, logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "broker: %v\n", err)
 		return 2
@@ -123,6 +123,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	cfg.NodeID = int32(nodeID)
+	cfg.LogLevel = level
 	cfg.BootstrapExpect, cfg.ControllerVoters = bootstrapExpect, voters
 	onCmdline := false
 	fs.Visit(func(f *flag.Flag) { onCmdline = onCmdline || f.Name == "gossip-key" })
@@ -206,17 +207,19 @@ func readGossipKey(key, file string) ([]byte, error) {
 	return k, nil
 }
 
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
+// newLogger builds the broker's logger, with its level in a LevelVar that
+// the log.level run-time setting changes.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar, error) {
+	lv := new(slog.LevelVar)
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		return nil, nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), lv, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), lv, nil
 	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	return nil, nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

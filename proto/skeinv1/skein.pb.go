@@ -582,6 +582,253 @@ func (x *AlterTopicResponse) GetTopic() *TopicMetadata {
 	return nil
 }
 
+type SetBrokerConfigRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// "" removes the run-time value.
+	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetBrokerConfigRequest) Reset() {
+	*x = SetBrokerConfigRequest{}
+	mi := &file_skein_v1_skein_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetBrokerConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetBrokerConfigRequest) ProtoMessage() {}
+
+func (x *SetBrokerConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetBrokerConfigRequest.ProtoReflect.Descriptor instead.
+func (*SetBrokerConfigRequest) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SetBrokerConfigRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetBrokerConfigRequest) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+type SetBrokerConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetBrokerConfigResponse) Reset() {
+	*x = SetBrokerConfigResponse{}
+	mi := &file_skein_v1_skein_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetBrokerConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetBrokerConfigResponse) ProtoMessage() {}
+
+func (x *SetBrokerConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetBrokerConfigResponse.ProtoReflect.Descriptor instead.
+func (*SetBrokerConfigResponse) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{6}
+}
+
+type GetBrokerConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBrokerConfigRequest) Reset() {
+	*x = GetBrokerConfigRequest{}
+	mi := &file_skein_v1_skein_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBrokerConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBrokerConfigRequest) ProtoMessage() {}
+
+func (x *GetBrokerConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBrokerConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetBrokerConfigRequest) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{7}
+}
+
+type BrokerConfigEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// "run-time" (set with SetBrokerConfig) or "start-up" (flag, environment
+	// or default).
+	Source        string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	Doc           string `protobuf:"bytes,4,opt,name=doc,proto3" json:"doc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BrokerConfigEntry) Reset() {
+	*x = BrokerConfigEntry{}
+	mi := &file_skein_v1_skein_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BrokerConfigEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BrokerConfigEntry) ProtoMessage() {}
+
+func (x *BrokerConfigEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BrokerConfigEntry.ProtoReflect.Descriptor instead.
+func (*BrokerConfigEntry) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BrokerConfigEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BrokerConfigEntry) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *BrokerConfigEntry) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *BrokerConfigEntry) GetDoc() string {
+	if x != nil {
+		return x.Doc
+	}
+	return ""
+}
+
+type GetBrokerConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BrokerId      int32                  `protobuf:"varint,1,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	Entries       []*BrokerConfigEntry   `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBrokerConfigResponse) Reset() {
+	*x = GetBrokerConfigResponse{}
+	mi := &file_skein_v1_skein_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBrokerConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBrokerConfigResponse) ProtoMessage() {}
+
+func (x *GetBrokerConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBrokerConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetBrokerConfigResponse) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetBrokerConfigResponse) GetBrokerId() int32 {
+	if x != nil {
+		return x.BrokerId
+	}
+	return 0
+}
+
+func (x *GetBrokerConfigResponse) GetEntries() []*BrokerConfigEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 type DeleteTopicRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -591,7 +838,7 @@ type DeleteTopicRequest struct {
 
 func (x *DeleteTopicRequest) Reset() {
 	*x = DeleteTopicRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[5]
+	mi := &file_skein_v1_skein_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +850,7 @@ func (x *DeleteTopicRequest) String() string {
 func (*DeleteTopicRequest) ProtoMessage() {}
 
 func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[5]
+	mi := &file_skein_v1_skein_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +863,7 @@ func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{5}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteTopicRequest) GetName() string {
@@ -634,7 +881,7 @@ type DeleteTopicResponse struct {
 
 func (x *DeleteTopicResponse) Reset() {
 	*x = DeleteTopicResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[6]
+	mi := &file_skein_v1_skein_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +893,7 @@ func (x *DeleteTopicResponse) String() string {
 func (*DeleteTopicResponse) ProtoMessage() {}
 
 func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[6]
+	mi := &file_skein_v1_skein_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +906,7 @@ func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{6}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{11}
 }
 
 type ListTopicsRequest struct {
@@ -673,7 +920,7 @@ type ListTopicsRequest struct {
 
 func (x *ListTopicsRequest) Reset() {
 	*x = ListTopicsRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[7]
+	mi := &file_skein_v1_skein_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +932,7 @@ func (x *ListTopicsRequest) String() string {
 func (*ListTopicsRequest) ProtoMessage() {}
 
 func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[7]
+	mi := &file_skein_v1_skein_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +945,7 @@ func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{7}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListTopicsRequest) GetInternal() bool {
@@ -717,7 +964,7 @@ type ListTopicsResponse struct {
 
 func (x *ListTopicsResponse) Reset() {
 	*x = ListTopicsResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[8]
+	mi := &file_skein_v1_skein_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +976,7 @@ func (x *ListTopicsResponse) String() string {
 func (*ListTopicsResponse) ProtoMessage() {}
 
 func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[8]
+	mi := &file_skein_v1_skein_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +989,7 @@ func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{8}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListTopicsResponse) GetTopics() []*TopicMetadata {
@@ -761,7 +1008,7 @@ type DescribeTopicRequest struct {
 
 func (x *DescribeTopicRequest) Reset() {
 	*x = DescribeTopicRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[9]
+	mi := &file_skein_v1_skein_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +1020,7 @@ func (x *DescribeTopicRequest) String() string {
 func (*DescribeTopicRequest) ProtoMessage() {}
 
 func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[9]
+	mi := &file_skein_v1_skein_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +1033,7 @@ func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicRequest.ProtoReflect.Descriptor instead.
 func (*DescribeTopicRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{9}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DescribeTopicRequest) GetName() string {
@@ -806,7 +1053,7 @@ type DescribeTopicResponse struct {
 
 func (x *DescribeTopicResponse) Reset() {
 	*x = DescribeTopicResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[10]
+	mi := &file_skein_v1_skein_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +1065,7 @@ func (x *DescribeTopicResponse) String() string {
 func (*DescribeTopicResponse) ProtoMessage() {}
 
 func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[10]
+	mi := &file_skein_v1_skein_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +1078,7 @@ func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicResponse.ProtoReflect.Descriptor instead.
 func (*DescribeTopicResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{10}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DescribeTopicResponse) GetTopic() *TopicMetadata {
@@ -860,7 +1107,7 @@ type BrokerInfo struct {
 
 func (x *BrokerInfo) Reset() {
 	*x = BrokerInfo{}
-	mi := &file_skein_v1_skein_proto_msgTypes[11]
+	mi := &file_skein_v1_skein_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1119,7 @@ func (x *BrokerInfo) String() string {
 func (*BrokerInfo) ProtoMessage() {}
 
 func (x *BrokerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[11]
+	mi := &file_skein_v1_skein_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1132,7 @@ func (x *BrokerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerInfo.ProtoReflect.Descriptor instead.
 func (*BrokerInfo) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{11}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BrokerInfo) GetId() int32 {
@@ -925,7 +1172,7 @@ type PartitionMetadata struct {
 
 func (x *PartitionMetadata) Reset() {
 	*x = PartitionMetadata{}
-	mi := &file_skein_v1_skein_proto_msgTypes[12]
+	mi := &file_skein_v1_skein_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1184,7 @@ func (x *PartitionMetadata) String() string {
 func (*PartitionMetadata) ProtoMessage() {}
 
 func (x *PartitionMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[12]
+	mi := &file_skein_v1_skein_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1197,7 @@ func (x *PartitionMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionMetadata.ProtoReflect.Descriptor instead.
 func (*PartitionMetadata) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{12}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PartitionMetadata) GetPartition() int32 {
@@ -1008,7 +1255,7 @@ type TopicMetadata struct {
 
 func (x *TopicMetadata) Reset() {
 	*x = TopicMetadata{}
-	mi := &file_skein_v1_skein_proto_msgTypes[13]
+	mi := &file_skein_v1_skein_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1267,7 @@ func (x *TopicMetadata) String() string {
 func (*TopicMetadata) ProtoMessage() {}
 
 func (x *TopicMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[13]
+	mi := &file_skein_v1_skein_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1280,7 @@ func (x *TopicMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicMetadata.ProtoReflect.Descriptor instead.
 func (*TopicMetadata) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{13}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TopicMetadata) GetName() string {
@@ -1084,7 +1331,7 @@ type PartitionStatus struct {
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_skein_v1_skein_proto_msgTypes[14]
+	mi := &file_skein_v1_skein_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1343,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[14]
+	mi := &file_skein_v1_skein_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1356,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{14}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PartitionStatus) GetPartition() int32 {
@@ -1192,7 +1439,7 @@ type MetadataRequest struct {
 
 func (x *MetadataRequest) Reset() {
 	*x = MetadataRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[15]
+	mi := &file_skein_v1_skein_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1451,7 @@ func (x *MetadataRequest) String() string {
 func (*MetadataRequest) ProtoMessage() {}
 
 func (x *MetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[15]
+	mi := &file_skein_v1_skein_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1464,7 @@ func (x *MetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataRequest.ProtoReflect.Descriptor instead.
 func (*MetadataRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{15}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MetadataRequest) GetTopics() []string {
@@ -1239,7 +1486,7 @@ type MetadataResponse struct {
 
 func (x *MetadataResponse) Reset() {
 	*x = MetadataResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[16]
+	mi := &file_skein_v1_skein_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1498,7 @@ func (x *MetadataResponse) String() string {
 func (*MetadataResponse) ProtoMessage() {}
 
 func (x *MetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[16]
+	mi := &file_skein_v1_skein_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1511,7 @@ func (x *MetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataResponse.ProtoReflect.Descriptor instead.
 func (*MetadataResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{16}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MetadataResponse) GetClusterId() string {
@@ -1307,7 +1554,7 @@ type InitProducerRequest struct {
 
 func (x *InitProducerRequest) Reset() {
 	*x = InitProducerRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[17]
+	mi := &file_skein_v1_skein_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1566,7 @@ func (x *InitProducerRequest) String() string {
 func (*InitProducerRequest) ProtoMessage() {}
 
 func (x *InitProducerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[17]
+	mi := &file_skein_v1_skein_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1579,7 @@ func (x *InitProducerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitProducerRequest.ProtoReflect.Descriptor instead.
 func (*InitProducerRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{17}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *InitProducerRequest) GetProducerId() int64 {
@@ -1360,7 +1607,7 @@ type InitProducerResponse struct {
 
 func (x *InitProducerResponse) Reset() {
 	*x = InitProducerResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[18]
+	mi := &file_skein_v1_skein_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1619,7 @@ func (x *InitProducerResponse) String() string {
 func (*InitProducerResponse) ProtoMessage() {}
 
 func (x *InitProducerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[18]
+	mi := &file_skein_v1_skein_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1632,7 @@ func (x *InitProducerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitProducerResponse.ProtoReflect.Descriptor instead.
 func (*InitProducerResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{18}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *InitProducerResponse) GetProducerId() int64 {
@@ -1439,7 +1686,7 @@ type ProduceRequest struct {
 
 func (x *ProduceRequest) Reset() {
 	*x = ProduceRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[19]
+	mi := &file_skein_v1_skein_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1698,7 @@ func (x *ProduceRequest) String() string {
 func (*ProduceRequest) ProtoMessage() {}
 
 func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[19]
+	mi := &file_skein_v1_skein_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1711,7 @@ func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceRequest.ProtoReflect.Descriptor instead.
 func (*ProduceRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{19}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ProduceRequest) GetCorrelationId() uint64 {
@@ -1542,7 +1789,7 @@ type ProduceResponse struct {
 
 func (x *ProduceResponse) Reset() {
 	*x = ProduceResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[20]
+	mi := &file_skein_v1_skein_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1801,7 @@ func (x *ProduceResponse) String() string {
 func (*ProduceResponse) ProtoMessage() {}
 
 func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[20]
+	mi := &file_skein_v1_skein_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1814,7 @@ func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceResponse.ProtoReflect.Descriptor instead.
 func (*ProduceResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{20}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ProduceResponse) GetCorrelationId() uint64 {
@@ -1626,7 +1873,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[21]
+	mi := &file_skein_v1_skein_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1885,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[21]
+	mi := &file_skein_v1_skein_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1898,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{21}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -1713,7 +1960,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[22]
+	mi := &file_skein_v1_skein_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +1972,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[22]
+	mi := &file_skein_v1_skein_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +1985,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{22}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FetchResponse) GetBatches() []byte {
@@ -1792,7 +2039,7 @@ type ListOffsetsRequest struct {
 
 func (x *ListOffsetsRequest) Reset() {
 	*x = ListOffsetsRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[23]
+	mi := &file_skein_v1_skein_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +2051,7 @@ func (x *ListOffsetsRequest) String() string {
 func (*ListOffsetsRequest) ProtoMessage() {}
 
 func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[23]
+	mi := &file_skein_v1_skein_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +2064,7 @@ func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*ListOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{23}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListOffsetsRequest) GetTopic() string {
@@ -1905,7 +2152,7 @@ type ListOffsetsResponse struct {
 
 func (x *ListOffsetsResponse) Reset() {
 	*x = ListOffsetsResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[24]
+	mi := &file_skein_v1_skein_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2164,7 @@ func (x *ListOffsetsResponse) String() string {
 func (*ListOffsetsResponse) ProtoMessage() {}
 
 func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[24]
+	mi := &file_skein_v1_skein_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2177,7 @@ func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*ListOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{24}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListOffsetsResponse) GetOffset() int64 {
@@ -1969,7 +2216,7 @@ type DescribeClusterRequest struct {
 
 func (x *DescribeClusterRequest) Reset() {
 	*x = DescribeClusterRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[25]
+	mi := &file_skein_v1_skein_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2228,7 @@ func (x *DescribeClusterRequest) String() string {
 func (*DescribeClusterRequest) ProtoMessage() {}
 
 func (x *DescribeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[25]
+	mi := &file_skein_v1_skein_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2241,7 @@ func (x *DescribeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeClusterRequest.ProtoReflect.Descriptor instead.
 func (*DescribeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{25}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{30}
 }
 
 type ClusterMember struct {
@@ -2018,7 +2265,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_skein_v1_skein_proto_msgTypes[26]
+	mi := &file_skein_v1_skein_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2277,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[26]
+	mi := &file_skein_v1_skein_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2290,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{26}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ClusterMember) GetId() int32 {
@@ -2118,7 +2365,7 @@ type PartitionProblem struct {
 
 func (x *PartitionProblem) Reset() {
 	*x = PartitionProblem{}
-	mi := &file_skein_v1_skein_proto_msgTypes[27]
+	mi := &file_skein_v1_skein_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2377,7 @@ func (x *PartitionProblem) String() string {
 func (*PartitionProblem) ProtoMessage() {}
 
 func (x *PartitionProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[27]
+	mi := &file_skein_v1_skein_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2390,7 @@ func (x *PartitionProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionProblem.ProtoReflect.Descriptor instead.
 func (*PartitionProblem) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{27}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PartitionProblem) GetTopic() string {
@@ -2203,7 +2450,7 @@ type DescribeClusterResponse struct {
 
 func (x *DescribeClusterResponse) Reset() {
 	*x = DescribeClusterResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[28]
+	mi := &file_skein_v1_skein_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2462,7 @@ func (x *DescribeClusterResponse) String() string {
 func (*DescribeClusterResponse) ProtoMessage() {}
 
 func (x *DescribeClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[28]
+	mi := &file_skein_v1_skein_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2475,7 @@ func (x *DescribeClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeClusterResponse.ProtoReflect.Descriptor instead.
 func (*DescribeClusterResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{28}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DescribeClusterResponse) GetClusterId() string {
@@ -2303,7 +2550,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_skein_v1_skein_proto_msgTypes[29]
+	mi := &file_skein_v1_skein_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2562,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[29]
+	mi := &file_skein_v1_skein_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2575,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{29}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ErrorDetail) GetCode() uint32 {
@@ -2446,7 +2693,20 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x10_retention_bytesB\x13\n" +
 	"\x11_max_record_bytes\"C\n" +
 	"\x12AlterTopicResponse\x12-\n" +
-	"\x05topic\x18\x01 \x01(\v2\x17.skein.v1.TopicMetadataR\x05topic\"(\n" +
+	"\x05topic\x18\x01 \x01(\v2\x17.skein.v1.TopicMetadataR\x05topic\"B\n" +
+	"\x16SetBrokerConfigRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x19\n" +
+	"\x17SetBrokerConfigResponse\"\x18\n" +
+	"\x16GetBrokerConfigRequest\"g\n" +
+	"\x11BrokerConfigEntry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x10\n" +
+	"\x03doc\x18\x04 \x01(\tR\x03doc\"m\n" +
+	"\x17GetBrokerConfigResponse\x12\x1b\n" +
+	"\tbroker_id\x18\x01 \x01(\x05R\bbrokerId\x125\n" +
+	"\aentries\x18\x02 \x03(\v2\x1b.skein.v1.BrokerConfigEntryR\aentries\"(\n" +
 	"\x12DeleteTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
 	"\x13DeleteTopicResponse\"/\n" +
@@ -2628,12 +2888,14 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\rUNKNOWN_GROUP\x10\x13\x12\x17\n" +
 	"\x13FENCED_MEMBER_EPOCH\x10\x14\x12\x13\n" +
 	"\x0fGROUP_NOT_EMPTY\x10\x15\x12\x11\n" +
-	"\rINVALID_GROUP\x10\x162\xff\x06\n" +
+	"\rINVALID_GROUP\x10\x162\xaf\b\n" +
 	"\x05Skein\x12J\n" +
 	"\vCreateTopic\x12\x1c.skein.v1.CreateTopicRequest\x1a\x1d.skein.v1.CreateTopicResponse\x12J\n" +
 	"\vDeleteTopic\x12\x1c.skein.v1.DeleteTopicRequest\x1a\x1d.skein.v1.DeleteTopicResponse\x12G\n" +
 	"\n" +
-	"AlterTopic\x12\x1b.skein.v1.AlterTopicRequest\x1a\x1c.skein.v1.AlterTopicResponse\x12G\n" +
+	"AlterTopic\x12\x1b.skein.v1.AlterTopicRequest\x1a\x1c.skein.v1.AlterTopicResponse\x12V\n" +
+	"\x0fSetBrokerConfig\x12 .skein.v1.SetBrokerConfigRequest\x1a!.skein.v1.SetBrokerConfigResponse\x12V\n" +
+	"\x0fGetBrokerConfig\x12 .skein.v1.GetBrokerConfigRequest\x1a!.skein.v1.GetBrokerConfigResponse\x12G\n" +
 	"\n" +
 	"ListTopics\x12\x1b.skein.v1.ListTopicsRequest\x1a\x1c.skein.v1.ListTopicsResponse\x12P\n" +
 	"\rDescribeTopic\x12\x1e.skein.v1.DescribeTopicRequest\x1a\x1f.skein.v1.DescribeTopicResponse\x12A\n" +
@@ -2658,7 +2920,7 @@ func file_skein_v1_skein_proto_rawDescGZIP() []byte {
 }
 
 var file_skein_v1_skein_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_skein_v1_skein_proto_goTypes = []any{
 	(Acks)(0),                       // 0: skein.v1.Acks
 	(ErrorReason)(0),                // 1: skein.v1.ErrorReason
@@ -2667,76 +2929,86 @@ var file_skein_v1_skein_proto_goTypes = []any{
 	(*CreateTopicResponse)(nil),     // 4: skein.v1.CreateTopicResponse
 	(*AlterTopicRequest)(nil),       // 5: skein.v1.AlterTopicRequest
 	(*AlterTopicResponse)(nil),      // 6: skein.v1.AlterTopicResponse
-	(*DeleteTopicRequest)(nil),      // 7: skein.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),     // 8: skein.v1.DeleteTopicResponse
-	(*ListTopicsRequest)(nil),       // 9: skein.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),      // 10: skein.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),    // 11: skein.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil),   // 12: skein.v1.DescribeTopicResponse
-	(*BrokerInfo)(nil),              // 13: skein.v1.BrokerInfo
-	(*PartitionMetadata)(nil),       // 14: skein.v1.PartitionMetadata
-	(*TopicMetadata)(nil),           // 15: skein.v1.TopicMetadata
-	(*PartitionStatus)(nil),         // 16: skein.v1.PartitionStatus
-	(*MetadataRequest)(nil),         // 17: skein.v1.MetadataRequest
-	(*MetadataResponse)(nil),        // 18: skein.v1.MetadataResponse
-	(*InitProducerRequest)(nil),     // 19: skein.v1.InitProducerRequest
-	(*InitProducerResponse)(nil),    // 20: skein.v1.InitProducerResponse
-	(*ProduceRequest)(nil),          // 21: skein.v1.ProduceRequest
-	(*ProduceResponse)(nil),         // 22: skein.v1.ProduceResponse
-	(*FetchRequest)(nil),            // 23: skein.v1.FetchRequest
-	(*FetchResponse)(nil),           // 24: skein.v1.FetchResponse
-	(*ListOffsetsRequest)(nil),      // 25: skein.v1.ListOffsetsRequest
-	(*ListOffsetsResponse)(nil),     // 26: skein.v1.ListOffsetsResponse
-	(*DescribeClusterRequest)(nil),  // 27: skein.v1.DescribeClusterRequest
-	(*ClusterMember)(nil),           // 28: skein.v1.ClusterMember
-	(*PartitionProblem)(nil),        // 29: skein.v1.PartitionProblem
-	(*DescribeClusterResponse)(nil), // 30: skein.v1.DescribeClusterResponse
-	(*ErrorDetail)(nil),             // 31: skein.v1.ErrorDetail
+	(*SetBrokerConfigRequest)(nil),  // 7: skein.v1.SetBrokerConfigRequest
+	(*SetBrokerConfigResponse)(nil), // 8: skein.v1.SetBrokerConfigResponse
+	(*GetBrokerConfigRequest)(nil),  // 9: skein.v1.GetBrokerConfigRequest
+	(*BrokerConfigEntry)(nil),       // 10: skein.v1.BrokerConfigEntry
+	(*GetBrokerConfigResponse)(nil), // 11: skein.v1.GetBrokerConfigResponse
+	(*DeleteTopicRequest)(nil),      // 12: skein.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),     // 13: skein.v1.DeleteTopicResponse
+	(*ListTopicsRequest)(nil),       // 14: skein.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),      // 15: skein.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),    // 16: skein.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),   // 17: skein.v1.DescribeTopicResponse
+	(*BrokerInfo)(nil),              // 18: skein.v1.BrokerInfo
+	(*PartitionMetadata)(nil),       // 19: skein.v1.PartitionMetadata
+	(*TopicMetadata)(nil),           // 20: skein.v1.TopicMetadata
+	(*PartitionStatus)(nil),         // 21: skein.v1.PartitionStatus
+	(*MetadataRequest)(nil),         // 22: skein.v1.MetadataRequest
+	(*MetadataResponse)(nil),        // 23: skein.v1.MetadataResponse
+	(*InitProducerRequest)(nil),     // 24: skein.v1.InitProducerRequest
+	(*InitProducerResponse)(nil),    // 25: skein.v1.InitProducerResponse
+	(*ProduceRequest)(nil),          // 26: skein.v1.ProduceRequest
+	(*ProduceResponse)(nil),         // 27: skein.v1.ProduceResponse
+	(*FetchRequest)(nil),            // 28: skein.v1.FetchRequest
+	(*FetchResponse)(nil),           // 29: skein.v1.FetchResponse
+	(*ListOffsetsRequest)(nil),      // 30: skein.v1.ListOffsetsRequest
+	(*ListOffsetsResponse)(nil),     // 31: skein.v1.ListOffsetsResponse
+	(*DescribeClusterRequest)(nil),  // 32: skein.v1.DescribeClusterRequest
+	(*ClusterMember)(nil),           // 33: skein.v1.ClusterMember
+	(*PartitionProblem)(nil),        // 34: skein.v1.PartitionProblem
+	(*DescribeClusterResponse)(nil), // 35: skein.v1.DescribeClusterResponse
+	(*ErrorDetail)(nil),             // 36: skein.v1.ErrorDetail
 }
 var file_skein_v1_skein_proto_depIdxs = []int32{
-	15, // 0: skein.v1.CreateTopicResponse.topic:type_name -> skein.v1.TopicMetadata
-	15, // 1: skein.v1.AlterTopicResponse.topic:type_name -> skein.v1.TopicMetadata
-	15, // 2: skein.v1.ListTopicsResponse.topics:type_name -> skein.v1.TopicMetadata
-	15, // 3: skein.v1.DescribeTopicResponse.topic:type_name -> skein.v1.TopicMetadata
-	16, // 4: skein.v1.DescribeTopicResponse.partitions:type_name -> skein.v1.PartitionStatus
-	2,  // 5: skein.v1.TopicMetadata.config:type_name -> skein.v1.TopicConfig
-	14, // 6: skein.v1.TopicMetadata.partitions:type_name -> skein.v1.PartitionMetadata
-	13, // 7: skein.v1.MetadataResponse.brokers:type_name -> skein.v1.BrokerInfo
-	15, // 8: skein.v1.MetadataResponse.topics:type_name -> skein.v1.TopicMetadata
-	0,  // 9: skein.v1.ProduceRequest.acks:type_name -> skein.v1.Acks
-	31, // 10: skein.v1.ProduceResponse.error:type_name -> skein.v1.ErrorDetail
-	28, // 11: skein.v1.DescribeClusterResponse.members:type_name -> skein.v1.ClusterMember
-	29, // 12: skein.v1.DescribeClusterResponse.problems:type_name -> skein.v1.PartitionProblem
-	1,  // 13: skein.v1.ErrorDetail.reason:type_name -> skein.v1.ErrorReason
-	3,  // 14: skein.v1.Skein.CreateTopic:input_type -> skein.v1.CreateTopicRequest
-	7,  // 15: skein.v1.Skein.DeleteTopic:input_type -> skein.v1.DeleteTopicRequest
-	5,  // 16: skein.v1.Skein.AlterTopic:input_type -> skein.v1.AlterTopicRequest
-	9,  // 17: skein.v1.Skein.ListTopics:input_type -> skein.v1.ListTopicsRequest
-	11, // 18: skein.v1.Skein.DescribeTopic:input_type -> skein.v1.DescribeTopicRequest
-	17, // 19: skein.v1.Skein.Metadata:input_type -> skein.v1.MetadataRequest
-	19, // 20: skein.v1.Skein.InitProducer:input_type -> skein.v1.InitProducerRequest
-	21, // 21: skein.v1.Skein.Produce:input_type -> skein.v1.ProduceRequest
-	21, // 22: skein.v1.Skein.ProduceStream:input_type -> skein.v1.ProduceRequest
-	23, // 23: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
-	25, // 24: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
-	27, // 25: skein.v1.Skein.DescribeCluster:input_type -> skein.v1.DescribeClusterRequest
-	4,  // 26: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
-	8,  // 27: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
-	6,  // 28: skein.v1.Skein.AlterTopic:output_type -> skein.v1.AlterTopicResponse
-	10, // 29: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
-	12, // 30: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
-	18, // 31: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
-	20, // 32: skein.v1.Skein.InitProducer:output_type -> skein.v1.InitProducerResponse
-	22, // 33: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
-	22, // 34: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
-	24, // 35: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
-	26, // 36: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
-	30, // 37: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
-	26, // [26:38] is the sub-list for method output_type
-	14, // [14:26] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	20, // 0: skein.v1.CreateTopicResponse.topic:type_name -> skein.v1.TopicMetadata
+	20, // 1: skein.v1.AlterTopicResponse.topic:type_name -> skein.v1.TopicMetadata
+	10, // 2: skein.v1.GetBrokerConfigResponse.entries:type_name -> skein.v1.BrokerConfigEntry
+	20, // 3: skein.v1.ListTopicsResponse.topics:type_name -> skein.v1.TopicMetadata
+	20, // 4: skein.v1.DescribeTopicResponse.topic:type_name -> skein.v1.TopicMetadata
+	21, // 5: skein.v1.DescribeTopicResponse.partitions:type_name -> skein.v1.PartitionStatus
+	2,  // 6: skein.v1.TopicMetadata.config:type_name -> skein.v1.TopicConfig
+	19, // 7: skein.v1.TopicMetadata.partitions:type_name -> skein.v1.PartitionMetadata
+	18, // 8: skein.v1.MetadataResponse.brokers:type_name -> skein.v1.BrokerInfo
+	20, // 9: skein.v1.MetadataResponse.topics:type_name -> skein.v1.TopicMetadata
+	0,  // 10: skein.v1.ProduceRequest.acks:type_name -> skein.v1.Acks
+	36, // 11: skein.v1.ProduceResponse.error:type_name -> skein.v1.ErrorDetail
+	33, // 12: skein.v1.DescribeClusterResponse.members:type_name -> skein.v1.ClusterMember
+	34, // 13: skein.v1.DescribeClusterResponse.problems:type_name -> skein.v1.PartitionProblem
+	1,  // 14: skein.v1.ErrorDetail.reason:type_name -> skein.v1.ErrorReason
+	3,  // 15: skein.v1.Skein.CreateTopic:input_type -> skein.v1.CreateTopicRequest
+	12, // 16: skein.v1.Skein.DeleteTopic:input_type -> skein.v1.DeleteTopicRequest
+	5,  // 17: skein.v1.Skein.AlterTopic:input_type -> skein.v1.AlterTopicRequest
+	7,  // 18: skein.v1.Skein.SetBrokerConfig:input_type -> skein.v1.SetBrokerConfigRequest
+	9,  // 19: skein.v1.Skein.GetBrokerConfig:input_type -> skein.v1.GetBrokerConfigRequest
+	14, // 20: skein.v1.Skein.ListTopics:input_type -> skein.v1.ListTopicsRequest
+	16, // 21: skein.v1.Skein.DescribeTopic:input_type -> skein.v1.DescribeTopicRequest
+	22, // 22: skein.v1.Skein.Metadata:input_type -> skein.v1.MetadataRequest
+	24, // 23: skein.v1.Skein.InitProducer:input_type -> skein.v1.InitProducerRequest
+	26, // 24: skein.v1.Skein.Produce:input_type -> skein.v1.ProduceRequest
+	26, // 25: skein.v1.Skein.ProduceStream:input_type -> skein.v1.ProduceRequest
+	28, // 26: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
+	30, // 27: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
+	32, // 28: skein.v1.Skein.DescribeCluster:input_type -> skein.v1.DescribeClusterRequest
+	4,  // 29: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
+	13, // 30: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
+	6,  // 31: skein.v1.Skein.AlterTopic:output_type -> skein.v1.AlterTopicResponse
+	8,  // 32: skein.v1.Skein.SetBrokerConfig:output_type -> skein.v1.SetBrokerConfigResponse
+	11, // 33: skein.v1.Skein.GetBrokerConfig:output_type -> skein.v1.GetBrokerConfigResponse
+	15, // 34: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
+	17, // 35: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
+	23, // 36: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
+	25, // 37: skein.v1.Skein.InitProducer:output_type -> skein.v1.InitProducerResponse
+	27, // 38: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
+	27, // 39: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
+	29, // 40: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
+	31, // 41: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
+	35, // 42: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
+	29, // [29:43] is the sub-list for method output_type
+	15, // [15:29] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_skein_v1_skein_proto_init() }
@@ -2746,9 +3018,9 @@ func file_skein_v1_skein_proto_init() {
 	}
 	file_skein_v1_skein_proto_msgTypes[1].OneofWrappers = []any{}
 	file_skein_v1_skein_proto_msgTypes[3].OneofWrappers = []any{}
-	file_skein_v1_skein_proto_msgTypes[17].OneofWrappers = []any{}
-	file_skein_v1_skein_proto_msgTypes[19].OneofWrappers = []any{}
-	file_skein_v1_skein_proto_msgTypes[23].OneofWrappers = []any{
+	file_skein_v1_skein_proto_msgTypes[22].OneofWrappers = []any{}
+	file_skein_v1_skein_proto_msgTypes[24].OneofWrappers = []any{}
+	file_skein_v1_skein_proto_msgTypes[28].OneofWrappers = []any{
 		(*ListOffsetsRequest_Earliest)(nil),
 		(*ListOffsetsRequest_Latest)(nil),
 		(*ListOffsetsRequest_TimestampMs)(nil),
@@ -2759,7 +3031,7 @@ func file_skein_v1_skein_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_skein_v1_skein_proto_rawDesc), len(file_skein_v1_skein_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

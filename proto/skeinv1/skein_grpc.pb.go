@@ -27,6 +27,8 @@ const (
 	Skein_CreateTopic_FullMethodName     = "/skein.v1.Skein/CreateTopic"
 	Skein_DeleteTopic_FullMethodName     = "/skein.v1.Skein/DeleteTopic"
 	Skein_AlterTopic_FullMethodName      = "/skein.v1.Skein/AlterTopic"
+	Skein_SetBrokerConfig_FullMethodName = "/skein.v1.Skein/SetBrokerConfig"
+	Skein_GetBrokerConfig_FullMethodName = "/skein.v1.Skein/GetBrokerConfig"
 	Skein_ListTopics_FullMethodName      = "/skein.v1.Skein/ListTopics"
 	Skein_DescribeTopic_FullMethodName   = "/skein.v1.Skein/DescribeTopic"
 	Skein_Metadata_FullMethodName        = "/skein.v1.Skein/Metadata"
@@ -52,6 +54,15 @@ type SkeinClient interface {
 	// absent, INVALID_ARGUMENT naming a bad setting, UNAVAILABLE (retriable)
 	// while the controller is elected or the topic changed meanwhile.
 	AlterTopic(ctx context.Context, in *AlterTopicRequest, opts ...grpc.CallOption) (*AlterTopicResponse, error)
+	// SetBrokerConfig changes a broker setting that is safe to change at run
+	// time, on every broker, through the controller; kept across restarts.
+	// An empty value goes back to each broker's start-up value.
+	// INVALID_ARGUMENT names an unknown setting (listing the known ones) or a
+	// bad value.
+	SetBrokerConfig(ctx context.Context, in *SetBrokerConfigRequest, opts ...grpc.CallOption) (*SetBrokerConfigResponse, error)
+	// GetBrokerConfig lists the run-time settings of the broker that answers:
+	// each with its value and where the value comes from.
+	GetBrokerConfig(ctx context.Context, in *GetBrokerConfigRequest, opts ...grpc.CallOption) (*GetBrokerConfigResponse, error)
 	// ListTopics lists every topic with its configuration.
 	ListTopics(ctx context.Context, in *ListTopicsRequest, opts ...grpc.CallOption) (*ListTopicsResponse, error)
 	// DescribeTopic returns a topic's configuration and the live state of
@@ -124,6 +135,26 @@ func (c *skeinClient) AlterTopic(ctx context.Context, in *AlterTopicRequest, opt
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AlterTopicResponse)
 	err := c.cc.Invoke(ctx, Skein_AlterTopic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *skeinClient) SetBrokerConfig(ctx context.Context, in *SetBrokerConfigRequest, opts ...grpc.CallOption) (*SetBrokerConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetBrokerConfigResponse)
+	err := c.cc.Invoke(ctx, Skein_SetBrokerConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *skeinClient) GetBrokerConfig(ctx context.Context, in *GetBrokerConfigRequest, opts ...grpc.CallOption) (*GetBrokerConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetBrokerConfigResponse)
+	err := c.cc.Invoke(ctx, Skein_GetBrokerConfig_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -246,6 +277,15 @@ type SkeinServer interface {
 	// absent, INVALID_ARGUMENT naming a bad setting, UNAVAILABLE (retriable)
 	// while the controller is elected or the topic changed meanwhile.
 	AlterTopic(context.Context, *AlterTopicRequest) (*AlterTopicResponse, error)
+	// SetBrokerConfig changes a broker setting that is safe to change at run
+	// time, on every broker, through the controller; kept across restarts.
+	// An empty value goes back to each broker's start-up value.
+	// INVALID_ARGUMENT names an unknown setting (listing the known ones) or a
+	// bad value.
+	SetBrokerConfig(context.Context, *SetBrokerConfigRequest) (*SetBrokerConfigResponse, error)
+	// GetBrokerConfig lists the run-time settings of the broker that answers:
+	// each with its value and where the value comes from.
+	GetBrokerConfig(context.Context, *GetBrokerConfigRequest) (*GetBrokerConfigResponse, error)
 	// ListTopics lists every topic with its configuration.
 	ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error)
 	// DescribeTopic returns a topic's configuration and the live state of
@@ -302,6 +342,12 @@ func (UnimplementedSkeinServer) DeleteTopic(context.Context, *DeleteTopicRequest
 }
 func (UnimplementedSkeinServer) AlterTopic(context.Context, *AlterTopicRequest) (*AlterTopicResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AlterTopic not implemented")
+}
+func (UnimplementedSkeinServer) SetBrokerConfig(context.Context, *SetBrokerConfigRequest) (*SetBrokerConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetBrokerConfig not implemented")
+}
+func (UnimplementedSkeinServer) GetBrokerConfig(context.Context, *GetBrokerConfigRequest) (*GetBrokerConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBrokerConfig not implemented")
 }
 func (UnimplementedSkeinServer) ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTopics not implemented")
@@ -401,6 +447,42 @@ func _Skein_AlterTopic_Handler(srv interface{}, ctx context.Context, dec func(in
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SkeinServer).AlterTopic(ctx, req.(*AlterTopicRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Skein_SetBrokerConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetBrokerConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).SetBrokerConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_SetBrokerConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).SetBrokerConfig(ctx, req.(*SetBrokerConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Skein_GetBrokerConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBrokerConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).GetBrokerConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_GetBrokerConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).GetBrokerConfig(ctx, req.(*GetBrokerConfigRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -567,6 +649,14 @@ var Skein_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AlterTopic",
 			Handler:    _Skein_AlterTopic_Handler,
+		},
+		{
+			MethodName: "SetBrokerConfig",
+			Handler:    _Skein_SetBrokerConfig_Handler,
+		},
+		{
+			MethodName: "GetBrokerConfig",
+			Handler:    _Skein_GetBrokerConfig_Handler,
 		},
 		{
 			MethodName: "ListTopics",
