@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/skeinlog/skein/proto/skeinv1"
@@ -193,4 +194,24 @@ func (c *Client) SetGroupOffsets(ctx context.Context, group string, offsets map[
 		_, err := gc.CommitOffsets(ctx, req)
 		return err
 	})
+}
+
+// ListInternalTopics lists the brokers' internal topics (names starting
+// with "__", such as __consumer_offsets), which ListTopics leaves out.
+func (c *Client) ListInternalTopics(ctx context.Context) ([]TopicInfo, error) {
+	var resp *skeinv1.ListTopicsResponse
+	err := c.callAny(ctx, "list topics", func(ctx context.Context, cl skeinv1.SkeinClient) (err error) {
+		resp, err = cl.ListTopics(ctx, &skeinv1.ListTopicsRequest{Internal: true})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	var out []TopicInfo
+	for _, t := range resp.GetTopics() {
+		if strings.HasPrefix(t.GetName(), "__") {
+			out = append(out, topicInfoFromProto(t))
+		}
+	}
+	return out, nil
 }

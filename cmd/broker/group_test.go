@@ -72,6 +72,16 @@ func TestGroupCommands(t *testing.T) {
 		}
 	}
 	g.Close() // commits 5 and 5
+	topics := func(args ...string) string {
+		var out, errb bytes.Buffer
+		if code := run(ctx, append([]string{"topic", "list", "-b", b.Addr()}, args...), &out, &errb); code != 0 {
+			t.Fatalf("topic list %v: %d %s", args, code, errb.String())
+		}
+		return out.String()
+	}
+	if strings.Contains(topics(), "__consumer_offsets") || !strings.Contains(topics("--internal"), "__consumer_offsets") {
+		t.Fatalf("topic list: %q; with --internal: %q", topics(), topics("--internal"))
+	}
 	if code, out, _ = cmd("list"); code != 0 || !strings.Contains(out, "billing") || !strings.Contains(out, "Empty") {
 		t.Fatalf("list: %d %s", code, out)
 	}

@@ -24,7 +24,7 @@ const topicUsage = `Usage:
                            [--retention DURATION] [--retention-bytes SIZE] [--max-record-bytes SIZE]
   broker topic alter NAME [--partitions N] [--min-insync N] [--retention DURATION]
                           [--retention-bytes SIZE] [--max-record-bytes SIZE]
-  broker topic list
+  broker topic list [--internal]
   broker topic describe NAME
   broker topic delete NAME
 Common flags: --brokers host:port[,host:port...] (env SKEIN_BROKERS, default 127.0.0.1:9420),
@@ -43,6 +43,8 @@ type topicArgs struct {
 	name string
 	cfg  client.TopicConfig // create
 	alt  client.TopicAlter  // alter
+	// list: also the internal topics (__consumer_offsets)
+	internal bool
 }
 
 var topicCommands = map[string]topicCommand{
@@ -98,6 +100,10 @@ func runTopic(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case "alter":
 		af.register(fs)
 	}
+	var ta topicArgs
+	if sub == "list" {
+		fs.BoolVar(&ta.internal, "internal", false, "also list the internal topics (__consumer_offsets)")
+	}
 	positional, code, done := parseArgs(fs, args)
 	if done {
 		return code
@@ -106,7 +112,6 @@ func runTopic(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "%s: %v\n", what, err)
 		return 2
 	}
-	var ta topicArgs
 	if cmd.withName {
 		ta.name = positional[0]
 	}
@@ -240,10 +245,17 @@ func topicDelete(ctx context.Context, cl *client.Client, a topicArgs, stdout io.
 	return nil
 }
 
-func topicList(ctx context.Context, cl *client.Client, _ topicArgs, stdout io.Writer) error {
+func topicList(ctx context.Context, cl *client.Client, a topicArgs, stdout io.Writer) error {
 	ts, err := cl.ListTopics(ctx)
 	if err != nil {
 		return err
+	}
+	if a.internal {
+		its, err := cl.ListInternalTopics(ctx)
+		if err != nil {
+			return err
+		}
+		ts = append(ts, its...)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tPARTITIONS\tREPLICATION\tMIN-INSYNC\tRETENTION\tRETENTION-BYTES")
