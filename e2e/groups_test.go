@@ -230,7 +230,7 @@ func checkDelivered(t *testing.T, ms []*member, loads []*load) {
 		}
 		l.mu.Unlock()
 	}
-	t.Logf("%d acknowledged records; %d written more than once (redelivered after the SIGKILL)", acked, dups)
+	t.Logf("%d acknowledged records; %d written more than once (redelivered from the last commit after a member or the coordinator was killed)", acked, dups)
 	if missing > 0 {
 		t.Fatalf("%d acknowledged records never delivered to the group", missing)
 	}
