@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -52,35 +51,5 @@ func TestGroupCoordinatorFailover(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
-	for _, l := range loads {
-		l.finish()
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		d, err := cl.DescribeGroup(ctx, "billing")
-		caught := err == nil && len(d.Partitions) == 6
-		for _, p := range d.Partitions {
-			caught = caught && p.Lag == 0
-		}
-		if caught {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lag did not reach 0: %+v %v", d, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	for _, m := range ms {
-		m.signal(syscall.SIGTERM)
-	}
-	close(watch.stop)
-	<-watch.done
-	if len(watch.regressed) > 0 {
-		t.Errorf("committed offsets went back: %v", watch.regressed)
-	}
-	checkDelivered(t, ms, loads)
-	r := proctest.MustCLI(t, "consume", "", "-b", addrs, "-t", "orders", "-G", "billing", "-e")
-	if r.Stdout != "" {
-		t.Fatalf("after a clean stop, a restart read %d bytes: %.200s", len(r.Stdout), r.Stdout)
-	}
+	finishGroupRun(ctx, t, cl, addrs, ms, loads, watch)
 }
