@@ -52,35 +52,36 @@ func kafkaCompress(dst []byte, codec batch.Compression, recs []byte) ([]byte, er
 	case batch.None:
 		return append(dst, recs...), nil
 	case batch.Gzip:
-		w := gzipWriters.Get().(*gzip.Writer)
-		defer gzipWriters.Put(w)
-		buf := bytes.NewBuffer(dst)
-		w.Reset(buf)
-		if _, err := w.Write(recs); err != nil {
-			return dst, err
-		}
-		if err := w.Close(); err != nil {
-			return dst, err
-		}
-		return buf.Bytes(), nil
+		return streamCompress(dst, &gzipWriters, recs)
 	case batch.Snappy:
 		return append(dst, s2.EncodeSnappy(nil, recs)...), nil
 	case batch.LZ4:
-		w := lz4Writers.Get().(*lz4.Writer)
-		defer lz4Writers.Put(w)
-		buf := bytes.NewBuffer(dst)
-		w.Reset(buf)
-		if _, err := w.Write(recs); err != nil {
-			return dst, err
-		}
-		if err := w.Close(); err != nil {
-			return dst, err
-		}
-		return buf.Bytes(), nil
+		return streamCompress(dst, &lz4Writers, recs)
 	case batch.Zstd:
 		return zstdEncoder().EncodeAll(recs, dst), nil
 	}
 	return dst, fmt.Errorf("%w: compression codec %d", errInvalidRecord, codec)
+}
+
+// streamWriter is a pooled compressing writer (gzip, LZ4 frame).
+type streamWriter interface {
+	io.WriteCloser
+	Reset(io.Writer)
+}
+
+// streamCompress appends recs compressed by a writer from pool to dst.
+func streamCompress(dst []byte, pool *sync.Pool, recs []byte) ([]byte, error) {
+	w := pool.Get().(streamWriter)
+	defer pool.Put(w)
+	buf := bytes.NewBuffer(dst)
+	w.Reset(buf)
+	if _, err := w.Write(recs); err != nil {
+		return dst, err
+	}
+	if err := w.Close(); err != nil {
+		return dst, err
+	}
+	return buf.Bytes(), nil
 }
 
 // kafkaDecompress returns the records section of a batch compressed with
