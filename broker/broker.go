@@ -98,7 +98,6 @@ type controller interface {
 	GossipAddr() string
 	RaftAddr() string
 	RaftState() cluster.RaftState
-	Conflict() error
 	SetStorageID(id string) error
 	CaughtUp() bool
 	Leave(timeout time.Duration)
@@ -196,7 +195,7 @@ func New(cfg Config) (*Broker, error) {
 		RaftAddr: cfg.RaftAddr, RaftAdvertise: raftAdv,
 		Join: cfg.Join, BootstrapExpect: cfg.BootstrapExpect, MaxVoters: cfg.ControllerVoters,
 		GossipKey: cfg.GossipKey, GossipLabel: cfg.GossipLabel, Local: cfg.LoopbackTimings,
-		Defaults: cfg.TopicDefaults, Probe: probe, Logger: cfg.Logger.With("node", cfg.NodeID),
+		Defaults: cfg.TopicDefaults, Probe: probe, Verify: identify, Logger: cfg.Logger.With("node", cfg.NodeID),
 	})
 	if err != nil {
 		return nil, err
@@ -517,16 +516,18 @@ func (b *Broker) awaitRegistration(ctx context.Context) error {
 	for {
 		// The storage id too: a new one (a wiped data directory) is
 		// registered together with this broker's removal from every ISR.
-		if bi, ok := b.ctrl.Snapshot().Broker(b.self.ID); ok && bi.Addr == b.self.Addr && bi.KafkaAddr == b.self.KafkaAddr && b.ctrl.CaughtUp() && bi.StorageID == b.currentStorageID() {
+		bi, ok := b.ctrl.Snapshot().Broker(b.self.ID)
+		if ok && bi.Addr == b.self.Addr && bi.KafkaAddr == b.self.KafkaAddr && bi.PeerAddr == b.self.PeerAddr && b.ctrl.CaughtUp() && bi.StorageID == b.currentStorageID() {
 			return nil
-		}
-		if err := b.ctrl.Conflict(); err != nil {
-			return err
 		}
 		if time.Since(last) > 5*time.Second {
 			last = time.Now()
 			b.log.Info("waiting to join the cluster", "join", strings.Join(b.cfg.Join, ","), "bootstrap_expect", b.cfg.BootstrapExpect,
 				"controller", b.ctrl.ControllerID())
+			if ok && bi.StorageID != b.currentStorageID() && bi.GossipAddr != b.ctrl.GossipAddr() {
+				b.log.Warn("this broker's id is registered at another address with other data: the controller refuses this one until that changes (another broker with the same --node-id?)",
+					"registered_gossip_addr", bi.GossipAddr, "registered_addr", bi.Addr)
+			}
 		}
 		select {
 		case <-ctx.Done():

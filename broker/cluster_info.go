@@ -16,6 +16,14 @@ func (s *server) DescribeCluster(ctx context.Context, req *pb.DescribeClusterReq
 	resp := &pb.DescribeClusterResponse{ClusterId: snap.ClusterID, ControllerId: s.b.ctrl.ControllerID(), AnsweredBy: s.b.self.ID}
 	gossip := map[int32]*pb.ClusterMember{}
 	for _, m := range s.b.ctrl.Members() {
+		// Several members may claim one id (a restart not yet noticed, or
+		// a node impersonating a broker): the one at the broker's
+		// registered gossip address wins.
+		if cur, ok := gossip[m.Meta.ID]; ok {
+			if bi, reg := snap.Broker(m.Meta.ID); reg && cur.GossipAddr == bi.GossipAddr {
+				continue
+			}
+		}
 		gossip[m.Meta.ID] = &pb.ClusterMember{Id: m.Meta.ID, Addr: m.Meta.Addr, Rack: m.Meta.Rack, GossipState: m.State,
 			GossipAddr: m.GossipAddr, RaftAddr: m.Meta.RaftAddr}
 	}

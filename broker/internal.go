@@ -88,6 +88,11 @@ func (s *internalServer) ControlledShutdown(ctx context.Context, req *pb.Control
 	return &pb.ControlledShutdownResponse{RemainingLeaderships: int32(n)}, nil
 }
 
+// Identify tells the controller who serves this inter-broker listener.
+func (s *internalServer) Identify(ctx context.Context, req *pb.IdentifyRequest) (*pb.IdentifyResponse, error) {
+	return &pb.IdentifyResponse{BrokerId: s.b.self.ID, StorageId: s.b.currentStorageID(), GossipAddr: s.b.ctrl.GossipAddr()}, nil
+}
+
 func (s *internalServer) LocalLog(ctx context.Context, req *pb.LocalLogRequest) (*pb.LocalLogResponse, error) {
 	r := s.b.localReplica(req.Topic, req.Partition)
 	if r == nil {

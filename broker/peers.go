@@ -222,6 +222,22 @@ func probe(ctx context.Context, addr string) error {
 	return nil
 }
 
+// identify asks the inter-broker listener at addr who it is (cluster
+// Config.Verify). One connection per question: the address is a gossip
+// member's claim, not yet a broker's.
+func identify(ctx context.Context, addr string) (cluster.Identity, error) {
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return cluster.Identity{}, err
+	}
+	defer c.Close()
+	r, err := pb.NewInternalClient(c).Identify(ctx, &pb.IdentifyRequest{})
+	if err != nil {
+		return cluster.Identity{}, err
+	}
+	return cluster.Identity{ID: r.BrokerId, StorageID: r.StorageId, GossipAddr: r.GossipAddr}, nil
+}
+
 // forward sends a public request to the controller broker, retrying while
 // an election is under way.
 func (b *Broker) forward(ctx context.Context, fn func(ctx context.Context, c pb.SkeinClient) error) error {

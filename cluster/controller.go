@@ -56,6 +56,10 @@ type Config struct {
 	ConfirmDeath time.Duration
 	// Probe checks a broker directly (its gRPC health); nil: gossip alone.
 	Probe func(ctx context.Context, addr string) error
+	// Verify asks the inter-broker listener a gossip member advertises who
+	// it is. The controller registers a member as a broker only when the
+	// answer matches what it gossips; nil: gossip alone (tests).
+	Verify func(ctx context.Context, peerAddr string) (Identity, error)
 	// RebalanceInterval: how often leadership returns to preferred replicas
 	// (default 30 s; negative: never).
 	RebalanceInterval time.Duration
@@ -86,6 +90,7 @@ type Controller struct {
 	meta          MemberMeta // what this broker gossips
 	fastElection  bool       // single-voter timeouts are in effect
 	startIndex    uint64     // the last Raft index on disk at start
+	refused       map[string]time.Time // gossip node name -> when its registration was last refused
 
 	stop chan struct{}
 	done chan struct{}
@@ -118,7 +123,7 @@ func Open(cfg Config) (*Controller, error) {
 	}
 	c := &Controller{
 		cfg: cfg, log: cfg.Logger.With("component", "controller"), fsm: newFSM(),
-		suspects: map[int32]time.Time{}, shuttingDown: map[int32]int64{},
+		suspects: map[int32]time.Time{}, shuttingDown: map[int32]int64{}, refused: map[string]time.Time{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	ok := false
@@ -285,12 +290,14 @@ func (g gossipAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 	if m == nil {
 		return "", errors.New("gossip not started")
 	}
-	for _, mem := range m.Members() {
+	// Only the member at the broker's registered gossip address: a node
+	// that claims the id elsewhere never receives its Raft traffic.
+	for _, mem := range verifiedMembers(g.c.Snapshot(), m.Members()) {
 		if strconv.Itoa(int(mem.Meta.ID)) == string(id) && mem.Meta.RaftAddr != "" {
 			return raft.ServerAddress(mem.Meta.RaftAddr), nil
 		}
 	}
-	return "", fmt.Errorf("broker %s is not in gossip", id)
+	return "", fmt.Errorf("broker %s is not in gossip at its registered address", id)
 }
 
 // membership is the gossip view once it has started, else nil.
@@ -366,7 +373,13 @@ func (c *Controller) tryBootstrapExpect() {
 	}
 	var servers []raft.Server
 	lowest := c.cfg.Self.ID
+	latest := map[int32]Member{} // one member per id: its latest start
 	for _, m := range c.members.Members() {
+		if cur, ok := latest[m.Meta.ID]; !ok || m.Meta.Incarnation > cur.Meta.Incarnation {
+			latest[m.Meta.ID] = m
+		}
+	}
+	for _, m := range latest {
 		if m.Meta.HasQuorum && m.Meta.ID != c.cfg.Self.ID {
 			// A quorum exists already (this broker lost its data, or joined
 			// late): never bootstrap a second one; its controller adds us.
@@ -435,9 +448,6 @@ type RaftState struct {
 func (c *Controller) RaftState() RaftState {
 	return RaftState{Leader: c.IsController(), Term: c.raft.CurrentTerm(), AppliedIndex: c.raft.AppliedIndex()}
 }
-
-// Conflict reports another broker gossiping with this broker's id.
-func (c *Controller) Conflict() error { return c.members.Conflict() }
 
 // Voters lists the Raft configuration: id -> voter (true) or non-voter.
 func (c *Controller) Voters() map[int32]bool {
@@ -604,10 +614,8 @@ func (c *Controller) ControlledShutdown(ctx context.Context, id int32) (int, err
 		return 0, fmt.Errorf("unknown broker %d", id)
 	}
 	inc := int64(0)
-	for _, m := range c.members.Members() {
-		if m.Meta.ID == id {
-			inc = m.Meta.Incarnation
-		}
+	if m, ok := verifiedMembers(s, c.members.Members())[id]; ok {
+		inc = m.Meta.Incarnation
 	}
 	c.mu.Lock()
 	c.shuttingDown[id] = inc
@@ -693,13 +701,8 @@ func (c *Controller) act() {
 		}
 	}
 	members := c.members.Members()
-	alive := map[int32]Member{}
-	for _, m := range members {
-		if m.State == "alive" {
-			alive[m.Meta.ID] = m
-		}
-	}
-	c.registerBrokers(ctx, s, alive)
+	c.registerBrokers(ctx, s, members)
+	alive := verifiedMembers(c.Snapshot(), members)
 	c.manageVoters(alive)
 	s = c.Snapshot()
 	c.fenceDead(ctx, s, alive)
@@ -713,34 +716,116 @@ func (c *Controller) act() {
 	c.rebalance(ctx)
 }
 
-// registerBrokers commits the gossiped address and rack of every broker
-// whose registration is missing or stale.
-func (c *Controller) registerBrokers(ctx context.Context, s *Snapshot, alive map[int32]Member) {
-	for id, m := range alive {
-		info := BrokerInfo{ID: id, Addr: m.Meta.Addr, ExternalAddr: m.Meta.External, KafkaAddr: m.Meta.Kafka, PeerAddr: m.Meta.PeerAddr, Rack: m.Meta.Rack, GossipAddr: m.GossipAddr, StorageID: m.Meta.StorageID}
-		b, ok := s.Broker(id)
-		if ok && b.Addr == info.Addr && b.ExternalAddr == info.ExternalAddr && b.KafkaAddr == info.KafkaAddr && b.PeerAddr == info.PeerAddr && b.Rack == info.Rack && b.GossipAddr == info.GossipAddr && b.StorageID == info.StorageID {
+// registerBrokers registers gossip members as brokers: new ones, and
+// registered ones whose details changed (a new address, a new storage id
+// after lost data). Each is first verified through its inter-broker
+// listener (Config.Verify); a member that claims a registered broker's
+// identity from elsewhere is refused and logged, and gets nothing.
+func (c *Controller) registerBrokers(ctx context.Context, s *Snapshot, members []Member) {
+	registeredAlive := map[int32]bool{}
+	for id := range verifiedMembers(s, members) {
+		registeredAlive[id] = true
+	}
+	for _, m := range members {
+		if m.State != "alive" {
 			continue
 		}
-		var changes []PartitionChange
-		lost := ok && b.StorageID != "" && b.StorageID != info.StorageID
-		if lost {
-			// Its data is not what it was: out of every ISR at once, in
-			// the same commit as the new id it waits for.
-			changes = storageLost(s, id, func(r int32) bool { return r != id && usableIn(s)(r) })
-			if id != c.cfg.Self.ID {
-				c.resetVoter(id)
-			}
+		id := m.Meta.ID
+		live := registeredAlive[id]
+		if b, ok := s.Broker(id); ok && b.GossipAddr == m.GossipAddr {
+			live = false // that is this member
 		}
-		if _, err := c.propose(ctx, &command{Op: opRegisterBroker, Broker: &info, Changes: changes}); err != nil {
+		decision, why := admit(s, m, live)
+		if decision == admitKnown || !c.mayRetry(m) {
+			continue
+		}
+		if decision == admitRefuse {
+			c.refuse(m, why)
+			continue
+		}
+		if err := c.verify(ctx, m); err != nil {
+			c.refuse(m, fmt.Sprintf("not verified as broker %d: %v", id, err))
+			continue
+		}
+		if !c.register(ctx, s, m) {
 			return
 		}
-		if lost {
-			c.log.Warn("broker's storage changed (wiped or damaged): out of every ISR until it has copied its partitions again",
-				"broker", id, "old_storage_id", b.StorageID, "storage_id", info.StorageID, "isr_changes", len(changes))
-		}
-		c.log.Info("broker registered", "broker", id, "addr", info.Addr, "rack", info.Rack)
+		s = c.Snapshot()
 	}
+}
+
+// mayRetry reports whether member m's registration may be tried now: a
+// refused member is tried again after a while (it may have been starting).
+func (c *Controller) mayRetry(m Member) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.refused[m.Name]
+	return !ok || time.Since(t) > 5*time.Second
+}
+
+// refuse logs a refused registration (once per member) and holds it off.
+func (c *Controller) refuse(m Member, why string) {
+	c.mu.Lock()
+	_, again := c.refused[m.Name]
+	c.refused[m.Name] = time.Now()
+	if len(c.refused) > 1024 {
+		clear(c.refused)
+	}
+	c.mu.Unlock()
+	if !again {
+		c.log.Warn("gossip member refused as a broker", "node", m.Name, "gossip_addr", m.GossipAddr, "claims_broker", m.Meta.ID, "reason", why)
+	}
+}
+
+// verify asks member m's inter-broker listener who it is. This broker's
+// own member needs no asking.
+func (c *Controller) verify(ctx context.Context, m Member) error {
+	if m.Meta.ID == c.cfg.Self.ID && m.GossipAddr == c.members.LocalAddr() {
+		return nil
+	}
+	if c.cfg.Verify == nil {
+		return nil
+	}
+	if m.Meta.PeerAddr == "" {
+		return errors.New("it advertises no inter-broker address")
+	}
+	vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	id, err := c.cfg.Verify(vctx, m.Meta.PeerAddr)
+	if err != nil {
+		return fmt.Errorf("its inter-broker listener %s: %w", m.Meta.PeerAddr, err)
+	}
+	return checkIdentity(m, id)
+}
+
+// register commits member m's registration; a new storage id takes the
+// broker out of every ISR in the same commit. It reports success.
+func (c *Controller) register(ctx context.Context, s *Snapshot, m Member) bool {
+	info := memberInfo(m)
+	id := info.ID
+	b, ok := s.Broker(id)
+	var changes []PartitionChange
+	lost := ok && b.StorageID != "" && b.StorageID != info.StorageID
+	if lost {
+		// Its data is not what it was: out of every ISR at once, in
+		// the same commit as the new id it waits for.
+		changes = storageLost(s, id, func(r int32) bool { return r != id && usableIn(s)(r) })
+		if id != c.cfg.Self.ID {
+			c.resetVoter(id)
+		}
+	}
+	if _, err := c.propose(ctx, &command{Op: opRegisterBroker, Broker: &info, Changes: changes}); err != nil {
+		return false
+	}
+	c.mu.Lock()
+	delete(c.refused, m.Name)
+	c.mu.Unlock()
+	if lost {
+		c.log.Warn("broker's storage changed (wiped or damaged): out of every ISR until it has copied its partitions again",
+			"broker", id, "old_storage_id", b.StorageID, "storage_id", info.StorageID, "isr_changes", len(changes))
+	}
+	c.log.Info("broker registered", "broker", id, "addr", info.Addr, "gossip_addr", info.GossipAddr, "rack", info.Rack)
+	return true
 }
 
 // resetVoter removes a voter whose storage changed from the Raft

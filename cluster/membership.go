@@ -49,6 +49,7 @@ func (m MemberMeta) encode() ([]byte, error) {
 
 // Member is one broker as gossip sees it.
 type Member struct {
+	Name       string // gossip node name (unique per start)
 	Meta       MemberMeta
 	GossipAddr string
 	State      string // alive, suspect, dead, left
@@ -85,11 +86,10 @@ type Membership struct {
 	// memberlist: memberlist runs the delegate's callbacks (NotifyJoin,
 	// NotifyUpdate, NotifyLeave), which take mu, under its own node lock,
 	// so holding mu across a memberlist call (even LocalNode) can deadlock.
-	mu       sync.Mutex
-	known    map[string]bool   // gossip addresses ever seen
-	view     map[string]Member // alive members by node name
-	conflict error
-	changed  chan struct{}
+	mu      sync.Mutex
+	known   map[string]bool   // gossip addresses ever seen
+	view    map[string]Member // alive members by node name
+	changed chan struct{}
 	// self is this broker's gossip address, from memberlist's report of
 	// the local node (during memberlist.Create): memberlist's own Node
 	// values change under its lock and cannot be read afterwards.
@@ -98,6 +98,7 @@ type Membership struct {
 	stop chan struct{}
 	done chan struct{}
 	d    *delegate
+	name string // this broker's node name, unique to this start
 
 	// Owned by the rejoin loop: the last join failure warned about.
 	joinErr    string
@@ -117,16 +118,23 @@ func (m *Membership) SetMeta(meta MemberMeta) error {
 	// Our own entry in the view too: memberlist may not report an update
 	// of the local node, and the controller reads its own meta here.
 	m.mu.Lock()
-	if mem, ok := m.view[nodeName(meta.ID)]; ok {
+	if mem, ok := m.view[m.name]; ok {
 		mem.Meta = meta
-		m.view[nodeName(meta.ID)] = mem
+		m.view[m.name] = mem
 	}
 	m.mu.Unlock()
 	m.notify()
 	return m.ml.UpdateNode(time.Second)
 }
 
-func nodeName(id int32) string { return "skein-" + strconv.Itoa(int(id)) }
+// nodeName is a broker's gossip node name: its id and its incarnation, so
+// each start has a name of its own. Nothing is decided by the name: a
+// gossip member is a broker only once the controller has registered it
+// (checked through its inter-broker listener), and a node that takes a
+// broker's name, or its id, cannot keep that broker out of gossip.
+func nodeName(id int32, incarnation int64) string {
+	return "skein-" + strconv.Itoa(int(id)) + "-" + strconv.FormatInt(incarnation, 36)
+}
 
 // StartMembership starts gossip and begins joining the seeds.
 func StartMembership(cfg MembershipConfig) (*Membership, error) {
@@ -144,7 +152,7 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--gossip-addr %q: %w", cfg.BindAddr, err)
 	}
-	mc.Name = nodeName(cfg.Meta.ID)
+	mc.Name = nodeName(cfg.Meta.ID, cfg.Meta.Incarnation)
 	mc.BindAddr, mc.BindPort = host, port
 	mc.AdvertisePort = port
 	if cfg.AdvertiseAddr != "" {
@@ -187,7 +195,7 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 	m := &Membership{
 		cfg: cfg, log: cfg.Logger.With("component", "gossip"),
 		known: map[string]bool{}, view: map[string]Member{}, changed: make(chan struct{}),
-		stop: make(chan struct{}), done: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{}), name: mc.Name,
 	}
 	d := &delegate{m: m, meta: meta}
 	m.d = d
@@ -241,13 +249,6 @@ func (m *Membership) notify() {
 	m.changed = make(chan struct{})
 }
 
-// Conflict reports another broker gossiping with this broker's id.
-func (m *Membership) Conflict() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.conflict
-}
-
 // Members returns the brokers gossip knows as alive. It reads this
 // package's own copy, kept from memberlist's events (the nodes memberlist
 // itself returns are updated under its lock and cannot be read safely
@@ -265,7 +266,7 @@ func (m *Membership) Members() []Member {
 // record updates the view from a node memberlist reports alive. Called
 // from memberlist's event callbacks, while the node is stable.
 func (m *Membership) record(n *memberlist.Node) {
-	if n.Name == nodeName(m.cfg.Meta.ID) {
+	if n.Name == m.name {
 		m.mu.Lock()
 		m.self = n.Address()
 		m.mu.Unlock()
@@ -275,7 +276,7 @@ func (m *Membership) record(n *memberlist.Node) {
 		return
 	}
 	m.mu.Lock()
-	m.view[n.Name] = Member{Meta: meta, GossipAddr: n.Address(), State: "alive"}
+	m.view[n.Name] = Member{Name: n.Name, Meta: meta, GossipAddr: n.Address(), State: "alive"}
 	m.known[n.Address()] = true
 	m.mu.Unlock()
 }
@@ -413,14 +414,11 @@ func (d *delegate) NotifyUpdate(n *memberlist.Node) {
 	d.m.notify()
 }
 
+// NotifyConflict is logged only: gossip is not trusted to stop a broker.
+// Two brokers with one id are told apart at registration (storage id and
+// address), where the controller refuses the second.
 func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
-	err := fmt.Errorf("another broker gossips as %s: %s and %s; every broker needs its own --node-id", existing.Name, existing.Address(), other.Address())
-	d.m.log.Error("gossip: node id conflict", "err", err)
-	d.m.mu.Lock()
-	if d.m.conflict == nil {
-		d.m.conflict = err
-	}
-	d.m.mu.Unlock()
+	d.m.log.Warn("gossip: two nodes use one name; ignoring the other", "node", existing.Name, "addr", existing.Address(), "other_addr", other.Address())
 }
 
 // logWriter sends a library's log lines to slog: memberlist and Raft write

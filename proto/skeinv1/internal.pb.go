@@ -747,6 +747,104 @@ func (x *LocalLogResponse) GetError() *ErrorDetail {
 	return nil
 }
 
+type IdentifyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentifyRequest) Reset() {
+	*x = IdentifyRequest{}
+	mi := &file_skein_v1_internal_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentifyRequest) ProtoMessage() {}
+
+func (x *IdentifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_internal_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentifyRequest.ProtoReflect.Descriptor instead.
+func (*IdentifyRequest) Descriptor() ([]byte, []int) {
+	return file_skein_v1_internal_proto_rawDescGZIP(), []int{10}
+}
+
+type IdentifyResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	BrokerId int32                  `protobuf:"varint,1,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	// The broker's storage identity (its data directory's).
+	StorageId string `protobuf:"bytes,2,opt,name=storage_id,json=storageId,proto3" json:"storage_id,omitempty"`
+	// What it gossips as its gossip address.
+	GossipAddr    string `protobuf:"bytes,3,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentifyResponse) Reset() {
+	*x = IdentifyResponse{}
+	mi := &file_skein_v1_internal_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentifyResponse) ProtoMessage() {}
+
+func (x *IdentifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_internal_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentifyResponse.ProtoReflect.Descriptor instead.
+func (*IdentifyResponse) Descriptor() ([]byte, []int) {
+	return file_skein_v1_internal_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *IdentifyResponse) GetBrokerId() int32 {
+	if x != nil {
+		return x.BrokerId
+	}
+	return 0
+}
+
+func (x *IdentifyResponse) GetStorageId() string {
+	if x != nil {
+		return x.StorageId
+	}
+	return ""
+}
+
+func (x *IdentifyResponse) GetGossipAddr() string {
+	if x != nil {
+		return x.GossipAddr
+	}
+	return ""
+}
+
 var File_skein_v1_internal_proto protoreflect.FileDescriptor
 
 const file_skein_v1_internal_proto_rawDesc = "" +
@@ -810,13 +908,21 @@ const file_skein_v1_internal_proto_rawDesc = "" +
 	"\x0elog_end_offset\x18\x05 \x01(\x03R\flogEndOffset\x12!\n" +
 	"\fleader_epoch\x18\x06 \x01(\x05R\vleaderEpoch\x12\x12\n" +
 	"\x04role\x18\a \x01(\tR\x04role\x12+\n" +
-	"\x05error\x18\b \x01(\v2\x15.skein.v1.ErrorDetailR\x05error2\xb9\x03\n" +
+	"\x05error\x18\b \x01(\v2\x15.skein.v1.ErrorDetailR\x05error\"\x11\n" +
+	"\x0fIdentifyRequest\"o\n" +
+	"\x10IdentifyResponse\x12\x1b\n" +
+	"\tbroker_id\x18\x01 \x01(\x05R\bbrokerId\x12\x1d\n" +
+	"\n" +
+	"storage_id\x18\x02 \x01(\tR\tstorageId\x12\x1f\n" +
+	"\vgossip_addr\x18\x03 \x01(\tR\n" +
+	"gossipAddr2\xfc\x03\n" +
 	"\bInternal\x12M\n" +
 	"\fReplicaFetch\x12\x1d.skein.v1.ReplicaFetchRequest\x1a\x1e.skein.v1.ReplicaFetchResponse\x12e\n" +
 	"\x14OffsetForLeaderEpoch\x12%.skein.v1.OffsetForLeaderEpochRequest\x1a&.skein.v1.OffsetForLeaderEpochResponse\x12S\n" +
 	"\x0eAlterPartition\x12\x1f.skein.v1.AlterPartitionRequest\x1a .skein.v1.AlterPartitionResponse\x12_\n" +
 	"\x12ControlledShutdown\x12#.skein.v1.ControlledShutdownRequest\x1a$.skein.v1.ControlledShutdownResponse\x12A\n" +
-	"\bLocalLog\x12\x19.skein.v1.LocalLogRequest\x1a\x1a.skein.v1.LocalLogResponseB1Z/github.com/skeinlog/skein/proto/skeinv1;skeinv1b\x06proto3"
+	"\bLocalLog\x12\x19.skein.v1.LocalLogRequest\x1a\x1a.skein.v1.LocalLogResponse\x12A\n" +
+	"\bIdentify\x12\x19.skein.v1.IdentifyRequest\x1a\x1a.skein.v1.IdentifyResponseB1Z/github.com/skeinlog/skein/proto/skeinv1;skeinv1b\x06proto3"
 
 var (
 	file_skein_v1_internal_proto_rawDescOnce sync.Once
@@ -830,7 +936,7 @@ func file_skein_v1_internal_proto_rawDescGZIP() []byte {
 	return file_skein_v1_internal_proto_rawDescData
 }
 
-var file_skein_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_skein_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_skein_v1_internal_proto_goTypes = []any{
 	(*ReplicaFetchRequest)(nil),          // 0: skein.v1.ReplicaFetchRequest
 	(*ReplicaFetchResponse)(nil),         // 1: skein.v1.ReplicaFetchResponse
@@ -842,28 +948,32 @@ var file_skein_v1_internal_proto_goTypes = []any{
 	(*ControlledShutdownResponse)(nil),   // 7: skein.v1.ControlledShutdownResponse
 	(*LocalLogRequest)(nil),              // 8: skein.v1.LocalLogRequest
 	(*LocalLogResponse)(nil),             // 9: skein.v1.LocalLogResponse
-	(*ErrorDetail)(nil),                  // 10: skein.v1.ErrorDetail
-	(*PartitionMetadata)(nil),            // 11: skein.v1.PartitionMetadata
+	(*IdentifyRequest)(nil),              // 10: skein.v1.IdentifyRequest
+	(*IdentifyResponse)(nil),             // 11: skein.v1.IdentifyResponse
+	(*ErrorDetail)(nil),                  // 12: skein.v1.ErrorDetail
+	(*PartitionMetadata)(nil),            // 13: skein.v1.PartitionMetadata
 }
 var file_skein_v1_internal_proto_depIdxs = []int32{
-	10, // 0: skein.v1.ReplicaFetchResponse.error:type_name -> skein.v1.ErrorDetail
-	10, // 1: skein.v1.OffsetForLeaderEpochResponse.error:type_name -> skein.v1.ErrorDetail
-	11, // 2: skein.v1.AlterPartitionResponse.partition:type_name -> skein.v1.PartitionMetadata
-	10, // 3: skein.v1.AlterPartitionResponse.error:type_name -> skein.v1.ErrorDetail
-	10, // 4: skein.v1.ControlledShutdownResponse.error:type_name -> skein.v1.ErrorDetail
-	10, // 5: skein.v1.LocalLogResponse.error:type_name -> skein.v1.ErrorDetail
+	12, // 0: skein.v1.ReplicaFetchResponse.error:type_name -> skein.v1.ErrorDetail
+	12, // 1: skein.v1.OffsetForLeaderEpochResponse.error:type_name -> skein.v1.ErrorDetail
+	13, // 2: skein.v1.AlterPartitionResponse.partition:type_name -> skein.v1.PartitionMetadata
+	12, // 3: skein.v1.AlterPartitionResponse.error:type_name -> skein.v1.ErrorDetail
+	12, // 4: skein.v1.ControlledShutdownResponse.error:type_name -> skein.v1.ErrorDetail
+	12, // 5: skein.v1.LocalLogResponse.error:type_name -> skein.v1.ErrorDetail
 	0,  // 6: skein.v1.Internal.ReplicaFetch:input_type -> skein.v1.ReplicaFetchRequest
 	2,  // 7: skein.v1.Internal.OffsetForLeaderEpoch:input_type -> skein.v1.OffsetForLeaderEpochRequest
 	4,  // 8: skein.v1.Internal.AlterPartition:input_type -> skein.v1.AlterPartitionRequest
 	6,  // 9: skein.v1.Internal.ControlledShutdown:input_type -> skein.v1.ControlledShutdownRequest
 	8,  // 10: skein.v1.Internal.LocalLog:input_type -> skein.v1.LocalLogRequest
-	1,  // 11: skein.v1.Internal.ReplicaFetch:output_type -> skein.v1.ReplicaFetchResponse
-	3,  // 12: skein.v1.Internal.OffsetForLeaderEpoch:output_type -> skein.v1.OffsetForLeaderEpochResponse
-	5,  // 13: skein.v1.Internal.AlterPartition:output_type -> skein.v1.AlterPartitionResponse
-	7,  // 14: skein.v1.Internal.ControlledShutdown:output_type -> skein.v1.ControlledShutdownResponse
-	9,  // 15: skein.v1.Internal.LocalLog:output_type -> skein.v1.LocalLogResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
+	10, // 11: skein.v1.Internal.Identify:input_type -> skein.v1.IdentifyRequest
+	1,  // 12: skein.v1.Internal.ReplicaFetch:output_type -> skein.v1.ReplicaFetchResponse
+	3,  // 13: skein.v1.Internal.OffsetForLeaderEpoch:output_type -> skein.v1.OffsetForLeaderEpochResponse
+	5,  // 14: skein.v1.Internal.AlterPartition:output_type -> skein.v1.AlterPartitionResponse
+	7,  // 15: skein.v1.Internal.ControlledShutdown:output_type -> skein.v1.ControlledShutdownResponse
+	9,  // 16: skein.v1.Internal.LocalLog:output_type -> skein.v1.LocalLogResponse
+	11, // 17: skein.v1.Internal.Identify:output_type -> skein.v1.IdentifyResponse
+	12, // [12:18] is the sub-list for method output_type
+	6,  // [6:12] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -881,7 +991,7 @@ func file_skein_v1_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_skein_v1_internal_proto_rawDesc), len(file_skein_v1_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	Internal_AlterPartition_FullMethodName       = "/skein.v1.Internal/AlterPartition"
 	Internal_ControlledShutdown_FullMethodName   = "/skein.v1.Internal/ControlledShutdown"
 	Internal_LocalLog_FullMethodName             = "/skein.v1.Internal/LocalLog"
+	Internal_Identify_FullMethodName             = "/skein.v1.Internal/Identify"
 )
 
 // InternalClient is the client API for Internal service.
@@ -53,6 +54,11 @@ type InternalClient interface {
 	// role. Test harnesses and the fault-injection checker compare replicas
 	// with it.
 	LocalLog(ctx context.Context, in *LocalLogRequest, opts ...grpc.CallOption) (*LocalLogResponse, error)
+	// Identify answers who serves this inter-broker address: the controller
+	// asks a gossip member before it registers it as a broker, so a node that
+	// only gossips (or claims another broker's id) is never given a
+	// partition or a vote.
+	Identify(ctx context.Context, in *IdentifyRequest, opts ...grpc.CallOption) (*IdentifyResponse, error)
 }
 
 type internalClient struct {
@@ -113,6 +119,16 @@ func (c *internalClient) LocalLog(ctx context.Context, in *LocalLogRequest, opts
 	return out, nil
 }
 
+func (c *internalClient) Identify(ctx context.Context, in *IdentifyRequest, opts ...grpc.CallOption) (*IdentifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IdentifyResponse)
+	err := c.cc.Invoke(ctx, Internal_Identify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -135,6 +151,11 @@ type InternalServer interface {
 	// role. Test harnesses and the fault-injection checker compare replicas
 	// with it.
 	LocalLog(context.Context, *LocalLogRequest) (*LocalLogResponse, error)
+	// Identify answers who serves this inter-broker address: the controller
+	// asks a gossip member before it registers it as a broker, so a node that
+	// only gossips (or claims another broker's id) is never given a
+	// partition or a vote.
+	Identify(context.Context, *IdentifyRequest) (*IdentifyResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -159,6 +180,9 @@ func (UnimplementedInternalServer) ControlledShutdown(context.Context, *Controll
 }
 func (UnimplementedInternalServer) LocalLog(context.Context, *LocalLogRequest) (*LocalLogResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LocalLog not implemented")
+}
+func (UnimplementedInternalServer) Identify(context.Context, *IdentifyRequest) (*IdentifyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Identify not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -271,6 +295,24 @@ func _Internal_LocalLog_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_Identify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IdentifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).Identify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_Identify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).Identify(ctx, req.(*IdentifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -297,6 +339,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LocalLog",
 			Handler:    _Internal_LocalLog_Handler,
+		},
+		{
+			MethodName: "Identify",
+			Handler:    _Internal_Identify_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
