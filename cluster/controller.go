@@ -87,9 +87,9 @@ type Controller struct {
 	lastRebalance time.Time
 	wasLeader     bool
 	bootstrapped  bool
-	meta          MemberMeta // what this broker gossips
-	fastElection  bool       // single-voter timeouts are in effect
-	startIndex    uint64     // the last Raft index on disk at start
+	meta          MemberMeta           // what this broker gossips
+	fastElection  bool                 // single-voter timeouts are in effect
+	startIndex    uint64               // the last Raft index on disk at start
 	refused       map[string]time.Time // gossip node name -> when its registration was last refused
 
 	stop chan struct{}
