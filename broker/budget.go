@@ -129,6 +129,12 @@ func (c *Config) validateBudgets(d Config) error {
 		return fmt.Errorf("config: --max-inflight-bytes %d: at least --max-request-bytes (%d), so the largest request fits",
 			c.MaxInflightBytes, c.MaxRequestBytes)
 	}
+	if c.FileHandles == nil {
+		c.FileHandles = processHandles
+	}
+	if c.DiskFree == nil {
+		c.DiskFree = diskFree
+	}
 	if c.MaxStreamsPerConn == 0 {
 		c.MaxStreamsPerConn = d.MaxStreamsPerConn
 	}

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -103,6 +104,75 @@ func TestInflationLimit(t *testing.T) {
 	} {
 		if got := inflationLimit(c.count, c.maxRecord, c.maxRequest); got != c.want {
 			t.Errorf("inflationLimit(%d, %d, %d) = %d, want %d", c.count, c.maxRecord, c.maxRequest, got, c.want)
+		}
+	}
+}
+
+func TestHandlesFit(t *testing.T) {
+	for _, c := range []struct {
+		open, limit, partitions int
+		need                    int
+		ok                      bool
+	}{
+		{100, 20000, 100, 200, true},
+		{17001, 20000, 500, 1000, false}, // 18001 > 20000 - 2000
+		{16000, 20000, 500, 1000, true},  // 17000 <= 18000
+		{10, 400, 160, 320, true},        // reserve 64: 330 <= 336
+		{10, 400, 170, 340, false},
+		{0, 100, 10, 20, true}, // reserve at least 64: 20 <= 36
+		{0, 100, 20, 40, false},
+	} {
+		need, ok := handlesFit(c.open, c.limit, c.partitions)
+		if need != c.need || ok != c.ok {
+			t.Errorf("handlesFit(%d, %d, %d) = %d %v, want %d %v", c.open, c.limit, c.partitions, need, ok, c.need, c.ok)
+		}
+	}
+}
+
+func TestReplicasHere(t *testing.T) {
+	for _, c := range []struct {
+		partitions, rf int32
+		brokers, want  int
+	}{
+		{10, 1, 1, 10},
+		{10, 3, 3, 10},
+		{10, 3, 5, 6},
+		{1, 1, 3, 1},
+		{4, 0, 0, 4},
+	} {
+		if got := replicasHere(c.partitions, c.rf, c.brokers); got != c.want {
+			t.Errorf("replicasHere(%d, %d, %d) = %d, want %d", c.partitions, c.rf, c.brokers, got, c.want)
+		}
+	}
+}
+
+func TestNotReadyReasons(t *testing.T) {
+	fine := readyInputs{started: true, handlesKnown: true, open: 100, limit: 20000, diskKnown: true, diskFree: 1 << 30, diskMin: 64 << 20,
+		inflightUsed: 0, inflightTotal: 256 << 20, controller: 1}
+	for _, c := range []struct {
+		name string
+		edit func(*readyInputs)
+		want string // "" ready, else a word of the one reason
+	}{
+		{"ready", func(*readyInputs) {}, ""},
+		{"starting", func(in *readyInputs) { in.started = false }, "starting"},
+		{"closing", func(in *readyInputs) { in.closing = true }, "shutting down"},
+		{"handles", func(in *readyInputs) { in.open = 19000 }, "file handles"},
+		{"handles just fine", func(in *readyInputs) { in.open = 18999 }, ""},
+		{"handles unknown", func(in *readyInputs) { in.open, in.handlesKnown = 20000, false }, ""},
+		{"disk", func(in *readyInputs) { in.diskFree = 1 << 20 }, "disk nearly full"},
+		{"disk unknown", func(in *readyInputs) { in.diskFree, in.diskKnown = 0, false }, ""},
+		{"budget", func(in *readyInputs) { in.inflightUsed = 256 << 20 }, "in-flight"},
+		{"controller", func(in *readyInputs) { in.controller = -1 }, "no controller"},
+	} {
+		in := fine
+		c.edit(&in)
+		got := notReadyReasons(in)
+		switch {
+		case c.want == "" && len(got) != 0:
+			t.Errorf("%s: not ready: %q", c.name, got)
+		case c.want != "" && (len(got) != 1 || !strings.Contains(got[0], c.want)):
+			t.Errorf("%s: %q, want one reason with %q", c.name, got, c.want)
 		}
 	}
 }

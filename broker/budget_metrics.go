@@ -15,6 +15,14 @@ func (m *metrics) registerBudgets(b *Broker) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "skein_inflight_bytes_limit", Help: "The in-flight byte budget (--max-inflight-bytes).",
 		}, func() float64 { return float64(b.inflight.total) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "skein_data_dir_free_bytes", Help: "Free space on the data directory's file system (-1: unknown); /readyz fails below two segments, at least 64 MiB.",
+		}, func() float64 {
+			if free, ok := b.cfg.DiskFree(b.cfg.DataDir); ok {
+				return float64(free)
+			}
+			return -1
+		}),
 	)
 }
 

@@ -87,6 +87,13 @@ type Config struct {
 	// acknowledgement's latency down. nil in service.
 	Trace partition.Tracer
 
+	// FileHandles, when set, replaces the process's count of open file
+	// handles and its limit (ok false: unknown). Tests use it.
+	FileHandles func() (open, limit int, ok bool)
+	// DiskFree, when set, replaces the free space check of the data
+	// directory's file system (ok false: unknown). Tests use it.
+	DiskFree func(dir string) (free uint64, ok bool)
+
 	// MaxRequestBytes bounds one gRPC request; larger ones fail with
 	// RESOURCE_EXHAUSTED before the broker reads them (default 16 MiB).
 	MaxRequestBytes int

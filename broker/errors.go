@@ -74,6 +74,8 @@ func errorDetail(err error) *pb.ErrorDetail {
 		// Reason UNAVAILABLE: every client retries it, after the hint.
 		set(codes.ResourceExhausted, pb.ErrorReason_UNAVAILABLE)
 		d.RetryAfterMs = max(1, be.retryAfter.Milliseconds())
+	case errors.Is(err, errNoHandles):
+		set(codes.ResourceExhausted, pb.ErrorReason_ERROR_REASON_UNSPECIFIED)
 	case errors.Is(err, partition.ErrNotEnoughReplicas):
 		set(codes.Unavailable, pb.ErrorReason_NOT_ENOUGH_REPLICAS)
 	case errors.Is(err, partition.ErrStorage), errors.Is(err, partition.ErrClosed),

@@ -46,8 +46,8 @@ func memoryLimit(cgroup, inflight int64) (limit int64, source string) {
 }
 
 // ApplyProcessLimits sets the process-wide limits a broker process runs
-// under and logs them: the Go memory limit (unless GOMEMLIMIT is set) and
-// the open file limit. A program that runs one broker calls it once,
+// under and logs them: the Go memory limit (unless GOMEMLIMIT is set), and
+// the open file limit, whose soft value is raised to the hard one. A program that runs one broker calls it once,
 // before New; tests running many brokers in one process do not.
 func ApplyProcessLimits(cfg Config, log *slog.Logger) {
 	inflight := cfg.MaxInflightBytes
@@ -61,6 +61,11 @@ func ApplyProcessLimits(cfg Config, log *slog.Logger) {
 		limit, source := memoryLimit(cg, inflight)
 		debug.SetMemoryLimit(limit)
 		log.Info("memory limit set", "bytes", limit, "from", source, "max_inflight_bytes", inflight, "cgroup_limit_bytes", cg)
+	}
+	if soft, hard, err := raiseFileLimit(); err != nil {
+		log.Warn("could not raise the open file limit to its hard limit", "soft", soft, "hard", hard, "err", err)
+	} else {
+		log.Info("open file limit", "soft", soft, "hard", hard)
 	}
 	if cg > 0 && inflight > cg/2 {
 		log.Warn("--max-inflight-bytes is more than half the container's memory limit: lower it or raise the limit",

@@ -31,6 +31,7 @@ type metrics struct {
 	duplicates      prometheus.Counter
 	refused         *prometheus.CounterVec
 	requestSeconds  *prometheus.HistogramVec
+	notReady        prometheus.Counter
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -73,11 +74,14 @@ func newMetrics(b *Broker) *metrics {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "skein_refused_requests_total", Help: "Requests refused because a broker budget was used up or a limit was passed, by reason.",
 		}, []string{"reason"}),
+		notReady: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "skein_readyz_not_ready_total", Help: "/readyz answers that said not ready.",
+		}),
 	}
 	m.reg.MustRegister(m.rpcs, m.producedRecords, m.producedBytes, m.produceErrors, m.fetchedBytes,
 		m.groupBatches, m.groupBytes, m.groupSeconds, m.duplicates,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&partitionCollector{b: b}, m.refused, m.requestSeconds, &clusterCollector{b: b})
+		&partitionCollector{b: b}, m.refused, m.requestSeconds, &clusterCollector{b: b}, m.notReady)
 	m.registerBudgets(b)
 	return m
 }
@@ -164,13 +168,7 @@ func (b *Broker) httpHandler() http.Handler {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !b.Ready() {
-			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
+	mux.HandleFunc("/readyz", b.serveReadyz)
 	b.consoleHandler(mux)
 	if !b.cfg.Pprof {
 		return mux

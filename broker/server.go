@@ -51,6 +51,9 @@ func (s *server) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*
 	if req.ReplicationFactor < 0 {
 		return nil, toStatus(invalid("replication factor %d: must be at least 1", req.ReplicationFactor))
 	}
+	if err := s.b.checkTopicHandles(spec); err != nil {
+		return nil, toStatus(err)
+	}
 	t, err := s.b.ctrl.CreateTopic(ctx, spec)
 	if errors.Is(err, cluster.ErrNotController) {
 		var resp *pb.CreateTopicResponse

@@ -4,6 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -180,5 +185,88 @@ func TestCompressionBombsKeepMemoryBounded(t *testing.T) {
 	proctest.MustCLI(t, "produce", "after\n", "-t", "bombs", "-b", b.Addr)
 	if r := proctest.MustCLI(t, "consume", "", "-t", "bombs", "-o", "beginning", "-e", "-b", b.Addr); r.Stdout != "after\n" {
 		t.Fatalf("consumed %q", r.Stdout)
+	}
+}
+
+// Under an open file limit of 400, topics are created while their handles
+// fit and refused, with nothing committed, once they would not; the broker
+// logs its limit and serves the topics it has. It also checks the broker's
+// estimate of handles per partition against what partitions take.
+func TestTopicCreationRefusedPastFileHandles(t *testing.T) {
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("prlimit (util-linux) is not installed")
+	}
+	b := proctest.StartBrokerUnder(t, []string{prlimit, "--nofile=400:400"}, t.TempDir())
+	if !strings.Contains(b.Logs(), `"msg":"open file limit","soft":400,"hard":400`) {
+		t.Fatalf("the broker did not log its open file limit:\n%s", b.Logs())
+	}
+	c := pb.NewSkeinClient(rawConn(t, b.Addr))
+	open0, err := b.OpenFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateTopic(context.Background(), &pb.CreateTopicRequest{Name: "a", Partitions: 100}); err != nil {
+		t.Fatal(err)
+	}
+	open1, _ := b.OpenFiles()
+	// A few handles of slack for connections the create opened.
+	if open1-open0 > 2*100+4 {
+		t.Fatalf("100 partitions took %d file handles; the broker's estimate (handlesPerPartition) is 2 each", open1-open0)
+	}
+	_, err = c.CreateTopic(context.Background(), &pb.CreateTopicRequest{Name: "b", Partitions: 100})
+	if st, _ := status.FromError(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "open file limit") {
+		t.Fatalf("100 more partitions under a limit of 400 (%d open): %v", open1, err)
+	}
+	lt, err := c.ListTopics(context.Background(), &pb.ListTopicsRequest{})
+	if err != nil || len(lt.Topics) != 1 || lt.Topics[0].Name != "a" {
+		t.Fatalf("topics after the refusal: %v (%v)", lt, err)
+	}
+	if _, err := c.CreateTopic(context.Background(), &pb.CreateTopicRequest{Name: "c", Partitions: 10}); err != nil {
+		t.Fatalf("a topic that fits after the refusal: %v", err)
+	}
+	proctest.MustCLI(t, "produce", "x\n", "-t", "a", "-p", "99", "-b", b.Addr)
+	if r := proctest.MustCLI(t, "consume", "", "-t", "a", "-p", "99", "-o", "beginning", "-e", "-b", b.Addr); r.Stdout != "x\n" {
+		t.Fatalf("consumed %q", r.Stdout)
+	}
+}
+
+func getReadyz(t *testing.T, b *proctest.Broker) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + b.HTTPAddr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// A broker whose data directory is on a 100 MiB tmpfs: /readyz fails with
+// the reason once the disk is nearly full and recovers when space is freed.
+// Needs root (mount); skipped otherwise.
+func TestReadyzDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	b := proctest.StartBroker(t, dir, "")
+	if code, body := getReadyz(t, b); code != 200 {
+		t.Fatalf("on an empty disk: %d %q", code, body)
+	}
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 60<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := getReadyz(t, b); code != 503 || !strings.Contains(body, "disk nearly full") {
+		t.Fatalf("with 40 MiB free: %d %q", code, body)
+	}
+	os.Remove(filler)
+	if code, body := getReadyz(t, b); code != 200 {
+		t.Fatalf("after freeing space: %d %q", code, body)
 	}
 }

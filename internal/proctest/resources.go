@@ -45,3 +45,13 @@ func (b *Broker) OpenFiles() (int, error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	return len(ents), err
 }
+
+// StartBrokerUnder is StartBroker with the command prefixed by prefix, such
+// as prlimit --nofile=400:400 to start it under other limits.
+func StartBrokerUnder(t TB, prefix []string, dir string, extra ...string) *Broker {
+	t.Helper()
+	b := &Broker{t: t, Dir: dir, args: extra, wrap: prefix}
+	b.start("127.0.0.1:0")
+	t.Cleanup(func() { b.Kill() })
+	return b
+}
