@@ -423,13 +423,11 @@ func fetchRaw(ctx context.Context, conn *grpc.ClientConn, req []byte) error {
 	}
 }
 
-// answerCodes are the codes a bad request may get. Internal is among them
-// only for bytes that are not a protobuf message at all: grpc-go answers
-// those itself, before any handler runs, with INTERNAL ("grpc: error
-// unmarshalling request") — it offers no hook to change the code.
+// answerCodes are the codes a bad request may get; bytes that are not a
+// protobuf message of the method's type get INVALID_ARGUMENT (codec.go).
 var answerCodes = map[codes.Code]bool{
 	codes.OK: true, codes.InvalidArgument: true, codes.NotFound: true, codes.OutOfRange: true,
-	codes.FailedPrecondition: true, codes.ResourceExhausted: true, codes.Aborted: true, codes.Internal: true,
+	codes.FailedPrecondition: true, codes.ResourceExhausted: true, codes.Aborted: true,
 }
 
 // FuzzProduceHandler sends arbitrary bytes as a ProduceRequest and as a

@@ -51,7 +51,8 @@ type Broker struct {
 	http    *http.Server
 	metrics *metrics
 
-	inflight *byteBudget // fetch and produce bytes in flight (budget.go)
+	inflight *byteBudget  // fetch and produce bytes in flight (budget.go)
+	badMsgs  *badMessages // requests that did not unmarshal (codec.go)
 
 	reconcileMu sync.Mutex // serialises reconcile
 
@@ -207,6 +208,7 @@ func New(cfg Config) (*Broker, error) {
 		Logger: cfg.Logger.With("node", cfg.NodeID), Trace: cfg.Trace,
 	}
 	b.inflight = newByteBudget(cfg.MaxInflightBytes, budgetWait)
+	b.badMsgs = &badMessages{}
 	b.metrics = newMetrics(b)
 	b.groups = newCoordinator(b)
 	b.health = health.NewServer()

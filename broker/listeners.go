@@ -29,8 +29,9 @@ func (b *Broker) serverOptions() []grpc.ServerOption {
 		grpc.MaxConcurrentStreams(uint32(b.cfg.MaxStreamsPerConn)),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.ChainUnaryInterceptor(b.metrics.unaryInterceptor, b.readyUnary),
-		grpc.ChainStreamInterceptor(b.metrics.streamInterceptor, b.readyStream),
+		grpc.ForceServerCodecV2(newLenientCodec(b.badMsgs)),
+		grpc.ChainUnaryInterceptor(b.metrics.unaryInterceptor, b.malformedUnary, b.readyUnary),
+		grpc.ChainStreamInterceptor(b.metrics.streamInterceptor, b.malformedStream, b.readyStream),
 	}
 }
 

@@ -5,7 +5,12 @@
 // names, so the rule also keeps path tricks out of the data directory.
 package topicname
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
+)
 
 // MaxLen is the longest topic name.
 const MaxLen = 249
@@ -24,11 +29,29 @@ func Check(name string) error {
 	case len(name) >= 2 && name[:2] == "__":
 		return fmt.Errorf("%q: names starting with \"__\" are reserved", name)
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%q has %q at position %d; use letters, digits, '.', '_' and '-'", name, c, i)
+	for i, r := range name {
+		if !allowed(r) {
+			return fmt.Errorf("%s has %s at byte %d; use ASCII letters, digits, '.', '_' and '-'", strconv.QuoteToASCII(name), describe(name, i, r), i)
 		}
 	}
 	return nil
+}
+
+func allowed(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+}
+
+// describe names the character r found at byte i of name readably: its
+// code point, with the character itself when it prints, or the byte when
+// name is not UTF-8 there.
+func describe(name string, i int, r rune) string {
+	if r == utf8.RuneError {
+		if _, size := utf8.DecodeRuneInString(name[i:]); size <= 1 {
+			return fmt.Sprintf("byte 0x%02X (not UTF-8)", name[i])
+		}
+	}
+	if unicode.IsPrint(r) && r != ' ' {
+		return fmt.Sprintf("%U '%c'", r, r)
+	}
+	return fmt.Sprintf("%U", r)
 }
