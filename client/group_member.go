@@ -43,7 +43,7 @@ func (g *GroupConsumer) run() {
 		wait = backoff(g.cfg.retryBackoff, failures)
 		switch {
 		case errors.Is(err, ErrFencedMemberEpoch):
-			g.log.Info("skein: fenced by the group coordinator; rejoining", "err", err)
+			g.log.Warn("skein: fenced by the group coordinator: its partitions are dropped, and the records since their last commit will be delivered again; rejoining", "err", err)
 			g.fenced()
 			wait = 0
 		case IsRetriable(err) || errors.Is(err, ErrUnknownTopic):

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -30,6 +31,7 @@ func startMember(t *testing.T, addr, group, topic string, extra ...string) *memb
 		"--reset", "beginning", "--commit-interval", "300ms", "--session-timeout", "3s"}, extra...)
 	m := &member{cmd: exec.Command(filepath.Join(proctest.Bins(t), "consume"), args...), done: make(chan struct{})}
 	m.cmd.Stdout, m.cmd.Stderr = &m.out, &m.errb
+	m.cmd.Env = append(os.Environ(), "SKEIN_LOG=warn")
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -242,5 +244,41 @@ func checkDelivered(t *testing.T, ms []*member, loads []*load) {
 	t.Logf("%d acknowledged records; %d written more than once (redelivered from the last commit after a member or the coordinator was killed)", acked, dups)
 	if missing > 0 {
 		t.Fatalf("%d acknowledged records never delivered to the group", missing)
+	}
+}
+
+// A member paused past its session timeout (SIGSTOP) loses its partitions
+// to the others; when it wakes up (SIGCONT) its commits are fenced, so it
+// cannot write over its successor's progress, and it rejoins.
+func TestGroupPausedMemberIsFenced(t *testing.T) {
+	b := proctest.StartBroker(t, t.TempDir(), "", "--offsets-topic-partitions", "2")
+	cl, err := client.New(client.Brokers(b.Addr), client.RequestTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := cl.CreateTopic(ctx, "orders", client.TopicConfig{Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	var loads []*load
+	for p := range int32(4) {
+		loads = append(loads, startLoad(t, cl, "orders", p, 50))
+	}
+	watch := watchOffsets(cl, "billing")
+	ms := []*member{startMember(t, b.Addr, "billing", "orders"), startMember(t, b.Addr, "billing", "orders")}
+	waitAssigned(t, cl, "billing", []int{2, 2}, 20*time.Second)
+	time.Sleep(time.Second)
+	ms[0].cmd.Process.Signal(syscall.SIGSTOP)
+	took := waitAssigned(t, cl, "billing", []int{4}, 15*time.Second)
+	t.Logf("partitions of the paused member moved after %v", took)
+	time.Sleep(2 * time.Second) // the successor makes progress past the paused member's position
+	ms[0].cmd.Process.Signal(syscall.SIGCONT)
+	waitAssigned(t, cl, "billing", []int{2, 2}, 20*time.Second)
+	time.Sleep(time.Second)
+	finishGroupRun(ctx, t, cl, b.Addr, ms, loads, watch)
+	if log := ms[0].errb.String(); !strings.Contains(log, "fenced") {
+		t.Errorf("the woken member's log does not say it was fenced:\n%s", log)
 	}
 }
