@@ -31,45 +31,11 @@ func errorDetail(err error) *pb.ErrorDetail {
 	set := func(c codes.Code, r pb.ErrorReason) {
 		d.Code, d.Reason = uint32(c), r
 	}
-	var (
-		nl  *partition.NotLeaderError
-		om  *partition.OffsetMismatchError
-		oor *partition.OutOfRangeError
-		ee  *partition.EpochError
-		be  *budgetError
-	)
-	if groupErrorDetail(err, d) {
+	var be *budgetError
+	if groupErrorDetail(err, d) || partitionErrorDetail(err, d) {
 		return d
 	}
 	switch {
-	case errors.As(err, &om):
-		set(codes.Aborted, pb.ErrorReason_OFFSET_MISMATCH)
-		d.NextOffset = om.Actual
-	case errors.As(err, &oor):
-		set(codes.OutOfRange, pb.ErrorReason_OFFSET_OUT_OF_RANGE)
-		d.LogStartOffset, d.HighWatermark = oor.LogStartOffset, oor.HighWatermark
-	case errors.Is(err, partition.ErrTimeout):
-		set(codes.DeadlineExceeded, pb.ErrorReason_TIMED_OUT)
-	case errors.As(err, &nl):
-		set(codes.FailedPrecondition, pb.ErrorReason_NOT_LEADER)
-		d.LeaderId, d.LeaderEpoch = nl.LeaderID, nl.LeaderEpoch
-	case errors.Is(err, partition.ErrNotLeader):
-		set(codes.FailedPrecondition, pb.ErrorReason_NOT_LEADER)
-	case errors.As(err, &ee):
-		if errors.Is(err, partition.ErrFencedEpoch) {
-			set(codes.FailedPrecondition, pb.ErrorReason_FENCED_LEADER_EPOCH)
-		} else {
-			set(codes.FailedPrecondition, pb.ErrorReason_UNKNOWN_LEADER_EPOCH)
-		}
-		d.LeaderEpoch = ee.Current
-	case errors.Is(err, partition.ErrOutOfOrderSequence):
-		set(codes.FailedPrecondition, pb.ErrorReason_OUT_OF_ORDER_SEQUENCE)
-	case errors.Is(err, partition.ErrProducerFenced):
-		set(codes.FailedPrecondition, pb.ErrorReason_PRODUCER_FENCED)
-	case errors.Is(err, partition.ErrRecordTooLarge):
-		set(codes.InvalidArgument, pb.ErrorReason_RECORD_TOO_LARGE)
-	case errors.Is(err, partition.ErrInvalidBatch):
-		set(codes.InvalidArgument, pb.ErrorReason_INVALID_RECORD)
 	case errors.As(err, &be):
 		// Reason UNAVAILABLE: every client retries it, after the hint.
 		set(codes.ResourceExhausted, pb.ErrorReason_UNAVAILABLE)
@@ -109,6 +75,54 @@ func errorDetail(err error) *pb.ErrorDetail {
 		}
 	}
 	return d
+}
+
+// partitionErrorDetail fills d for the errors of a partition (offsets,
+// leadership and epochs, the idempotent producer, batches) and reports
+// whether err was one of them.
+func partitionErrorDetail(err error, d *pb.ErrorDetail) bool {
+	set := func(c codes.Code, r pb.ErrorReason) {
+		d.Code, d.Reason = uint32(c), r
+	}
+	var (
+		nl  *partition.NotLeaderError
+		om  *partition.OffsetMismatchError
+		oor *partition.OutOfRangeError
+		ee  *partition.EpochError
+	)
+	switch {
+	case errors.As(err, &om):
+		set(codes.Aborted, pb.ErrorReason_OFFSET_MISMATCH)
+		d.NextOffset = om.Actual
+	case errors.As(err, &oor):
+		set(codes.OutOfRange, pb.ErrorReason_OFFSET_OUT_OF_RANGE)
+		d.LogStartOffset, d.HighWatermark = oor.LogStartOffset, oor.HighWatermark
+	case errors.Is(err, partition.ErrTimeout):
+		set(codes.DeadlineExceeded, pb.ErrorReason_TIMED_OUT)
+	case errors.As(err, &nl):
+		set(codes.FailedPrecondition, pb.ErrorReason_NOT_LEADER)
+		d.LeaderId, d.LeaderEpoch = nl.LeaderID, nl.LeaderEpoch
+	case errors.Is(err, partition.ErrNotLeader):
+		set(codes.FailedPrecondition, pb.ErrorReason_NOT_LEADER)
+	case errors.As(err, &ee):
+		if errors.Is(err, partition.ErrFencedEpoch) {
+			set(codes.FailedPrecondition, pb.ErrorReason_FENCED_LEADER_EPOCH)
+		} else {
+			set(codes.FailedPrecondition, pb.ErrorReason_UNKNOWN_LEADER_EPOCH)
+		}
+		d.LeaderEpoch = ee.Current
+	case errors.Is(err, partition.ErrOutOfOrderSequence):
+		set(codes.FailedPrecondition, pb.ErrorReason_OUT_OF_ORDER_SEQUENCE)
+	case errors.Is(err, partition.ErrProducerFenced):
+		set(codes.FailedPrecondition, pb.ErrorReason_PRODUCER_FENCED)
+	case errors.Is(err, partition.ErrRecordTooLarge):
+		set(codes.InvalidArgument, pb.ErrorReason_RECORD_TOO_LARGE)
+	case errors.Is(err, partition.ErrInvalidBatch):
+		set(codes.InvalidArgument, pb.ErrorReason_INVALID_RECORD)
+	default:
+		return false
+	}
+	return true
 }
 
 // isUnavailable reports a transport-level failure reaching a peer.

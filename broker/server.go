@@ -223,31 +223,10 @@ func (s *server) produce(external bool, req *pb.ProduceRequest, answer func(*pb.
 		return
 	default:
 	}
-	var acks partition.Acks
-	switch req.Acks {
-	case pb.Acks_ACKS_ALL:
-		acks = partition.AcksAll
-	case pb.Acks_ACKS_LEADER, pb.Acks_ACKS_NONE:
-		acks = partition.AcksLeader
-	default:
-		fail(invalid("acks %d: want ACKS_ALL (0), ACKS_LEADER (1) or ACKS_NONE (2)", req.Acks))
+	acks, expected, err := produceParams(req)
+	if err != nil {
+		fail(err)
 		return
-	}
-	if req.TimeoutMs < 0 {
-		fail(invalid("timeout_ms %d: must not be negative", req.TimeoutMs))
-		return
-	}
-	if req.LeaderEpoch < -1 {
-		fail(invalid("leader_epoch %d: -1 (any) or a known epoch", req.LeaderEpoch))
-		return
-	}
-	expected := int64(-1)
-	if req.ExpectedOffset != nil {
-		if *req.ExpectedOffset < 0 {
-			fail(invalid("expected_offset %d: must not be negative", *req.ExpectedOffset))
-			return
-		}
-		expected = *req.ExpectedOffset
 	}
 	if isInternalTopic(req.Topic) {
 		fail(fmt.Errorf("%w: %q is an internal topic: clients cannot produce to it (commit offsets with a group consumer)", cluster.ErrInvalidTopic, req.Topic))
@@ -289,6 +268,35 @@ func (s *server) produce(external bool, req *pb.ProduceRequest, answer func(*pb.
 	})
 	// Enqueue validated (inflated) the batch before it returned.
 	s.b.inflight.release(inflated)
+}
+
+// produceParams checks a produce request's acks, timeout, leader epoch and
+// expected offset, and returns the partition's acks and the expected offset
+// (-1: unconditional).
+func produceParams(req *pb.ProduceRequest) (partition.Acks, int64, error) {
+	var acks partition.Acks
+	switch req.Acks {
+	case pb.Acks_ACKS_ALL:
+		acks = partition.AcksAll
+	case pb.Acks_ACKS_LEADER, pb.Acks_ACKS_NONE:
+		acks = partition.AcksLeader
+	default:
+		return 0, 0, invalid("acks %d: want ACKS_ALL (0), ACKS_LEADER (1) or ACKS_NONE (2)", req.Acks)
+	}
+	if req.TimeoutMs < 0 {
+		return 0, 0, invalid("timeout_ms %d: must not be negative", req.TimeoutMs)
+	}
+	if req.LeaderEpoch < -1 {
+		return 0, 0, invalid("leader_epoch %d: -1 (any) or a known epoch", req.LeaderEpoch)
+	}
+	expected := int64(-1)
+	if req.ExpectedOffset != nil {
+		if *req.ExpectedOffset < 0 {
+			return 0, 0, invalid("expected_offset %d: must not be negative", *req.ExpectedOffset)
+		}
+		expected = *req.ExpectedOffset
+	}
+	return acks, expected, nil
 }
 
 func (s *server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.ProduceResponse, error) {

@@ -159,35 +159,9 @@ type Limits struct {
 // exactly the records it claims. It never panics on any input.
 func Validate(buf []byte, lim Limits) (Info, error) {
 	var info Info
-	v, rest, err := Next(buf)
+	v, err := checkHeader(buf)
 	if err != nil {
 		return info, err
-	}
-	if v == nil {
-		return info, fmt.Errorf("%w: empty batch", ErrInvalid)
-	}
-	if len(rest) != 0 {
-		return info, fmt.Errorf("%w: %d bytes after the batch", ErrInvalid, len(rest))
-	}
-	if v.MagicByte() != Magic {
-		return info, fmt.Errorf("%w: magic %d, want %d", ErrInvalid, v.MagicByte(), Magic)
-	}
-	if !v.VerifyCRC() {
-		return info, ErrCRC
-	}
-	count := v.RecordCount()
-	if count < 1 {
-		return info, fmt.Errorf("%w: record count %d", ErrInvalid, count)
-	}
-	if v.LastOffsetDelta() != count-1 {
-		return info, fmt.Errorf("%w: last offset delta %d with %d records", ErrInvalid, v.LastOffsetDelta(), count)
-	}
-	if v.Attributes()&^compressionMask != 0 {
-		return info, fmt.Errorf("%w: unknown attribute bits %#x", ErrInvalid, v.Attributes())
-	}
-	pid, seq := v.ProducerID(), v.BaseSequence()
-	if pid < NoProducerID || (pid == NoProducerID) != (seq == NoSequence) || seq < NoSequence || v.ProducerEpoch() < 0 && pid != NoProducerID {
-		return info, fmt.Errorf("%w: producer id %d, epoch %d, sequence %d", ErrInvalid, pid, v.ProducerEpoch(), seq)
 	}
 	codec := v.Compression()
 	maxUncompressed := lim.MaxUncompressedBytes
@@ -198,20 +172,74 @@ func Validate(buf []byte, lim Limits) (Info, error) {
 	if err != nil {
 		return info, err
 	}
-	first, maxTS := v.FirstTimestamp(), v.MaxTimestamp()
+	if err := checkRecords(v, recs, lim); err != nil {
+		return info, err
+	}
+	info = Info{
+		Records:         int(v.RecordCount()),
+		FirstTimestamp:  v.FirstTimestamp(),
+		MaxTimestamp:    v.MaxTimestamp(),
+		ProducerID:      v.ProducerID(),
+		ProducerEpoch:   v.ProducerEpoch(),
+		BaseSequence:    v.BaseSequence(),
+		Compression:     codec,
+		UncompressedLen: len(recs),
+	}
+	return info, nil
+}
+
+// checkHeader checks that buf is exactly one batch whose header is sound:
+// magic, CRC, record count and last offset delta, attributes, and a
+// producer id, epoch and sequence that belong together.
+func checkHeader(buf []byte) (View, error) {
+	v, rest, err := Next(buf)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, fmt.Errorf("%w: empty batch", ErrInvalid)
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the batch", ErrInvalid, len(rest))
+	}
+	if v.MagicByte() != Magic {
+		return nil, fmt.Errorf("%w: magic %d, want %d", ErrInvalid, v.MagicByte(), Magic)
+	}
+	if !v.VerifyCRC() {
+		return nil, ErrCRC
+	}
+	count := v.RecordCount()
+	if count < 1 {
+		return nil, fmt.Errorf("%w: record count %d", ErrInvalid, count)
+	}
+	if v.LastOffsetDelta() != count-1 {
+		return nil, fmt.Errorf("%w: last offset delta %d with %d records", ErrInvalid, v.LastOffsetDelta(), count)
+	}
+	if v.Attributes()&^compressionMask != 0 {
+		return nil, fmt.Errorf("%w: unknown attribute bits %#x", ErrInvalid, v.Attributes())
+	}
+	pid, seq := v.ProducerID(), v.BaseSequence()
+	if pid < NoProducerID || (pid == NoProducerID) != (seq == NoSequence) || seq < NoSequence || v.ProducerEpoch() < 0 && pid != NoProducerID {
+		return nil, fmt.Errorf("%w: producer id %d, epoch %d, sequence %d", ErrInvalid, pid, v.ProducerEpoch(), seq)
+	}
+	return v, nil
+}
+
+// checkRecords walks the batch's (uncompressed) records: dense offset
+// deltas, each record within the size limit, as many as the header counts,
+// and the header's max timestamp the records' own.
+func checkRecords(v View, recs []byte, lim Limits) error {
+	count, first, maxTS := v.RecordCount(), v.FirstTimestamp(), v.MaxTimestamp()
 	seenMax := int64(math.MinInt64)
 	var n int32
-	err = walk(recs, func(r *rawRecord) error {
+	err := walk(recs, func(r *rawRecord) error {
 		if r.offsetDelta != int64(n) {
 			return fmt.Errorf("%w: record %d has offset delta %d", ErrInvalid, n, r.offsetDelta)
 		}
 		if lim.MaxRecordBytes > 0 && r.size > lim.MaxRecordBytes {
 			return fmt.Errorf("%w: record %d is %d bytes (key+value+headers), the topic's max.record.bytes is %d", ErrTooLarge, n, r.size, lim.MaxRecordBytes)
 		}
-		ts := first + r.tsDelta
-		if ts > seenMax {
-			seenMax = ts
-		}
+		seenMax = max(seenMax, first+r.tsDelta)
 		n++
 		if n > count {
 			return fmt.Errorf("%w: more records than the count %d", ErrInvalid, count)
@@ -219,25 +247,15 @@ func Validate(buf []byte, lim Limits) (Info, error) {
 		return nil
 	})
 	if err != nil {
-		return info, err
+		return err
 	}
 	if n != count {
-		return info, fmt.Errorf("%w: %d records, header says %d", ErrInvalid, n, count)
+		return fmt.Errorf("%w: %d records, header says %d", ErrInvalid, n, count)
 	}
 	if seenMax != maxTS {
-		return info, fmt.Errorf("%w: max timestamp %d, records say %d", ErrInvalid, maxTS, seenMax)
+		return fmt.Errorf("%w: max timestamp %d, records say %d", ErrInvalid, maxTS, seenMax)
 	}
-	info = Info{
-		Records:         int(count),
-		FirstTimestamp:  first,
-		MaxTimestamp:    maxTS,
-		ProducerID:      pid,
-		ProducerEpoch:   v.ProducerEpoch(),
-		BaseSequence:    seq,
-		Compression:     codec,
-		UncompressedLen: len(recs),
-	}
-	return info, nil
+	return nil
 }
 
 // rawRecord is one record's parsed framing.
