@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skeinlog/skein/broker"
 )
 
 var (
@@ -111,5 +114,38 @@ func TestUnknownCommandsAndArguments(t *testing.T) {
 		if code != 2 || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("broker %s: exit %d, stderr %q; want exit 2 and %q", strings.Join(c.args, " "), code, errb.String(), c.want)
 		}
+	}
+}
+
+// A broker of a cluster (--join or --bootstrap-expect) does not take the
+// single-broker default ports of the peer and Kafka listeners, so brokers
+// sharing a host do not collide; explicit addresses are kept.
+func TestClusteredBrokersTakeFreePeerAndKafkaPorts(t *testing.T) {
+	parse := func(args ...string) broker.Config {
+		t.Helper()
+		cfg := broker.DefaultConfig()
+		fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+		ef := &envFlags{fs: fs}
+		var sf serveFlags
+		registerServeFlags(ef, &cfg, &sf)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		if err := applyServeFlags(ef, &cfg, sf); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	single := parse()
+	if single.PeerAddr != "127.0.0.1:9424" || single.KafkaAddr != "127.0.0.1:9092" {
+		t.Fatalf("single broker: peer %q kafka %q", single.PeerAddr, single.KafkaAddr)
+	}
+	joined := parse("--join", "127.0.0.1:9421", "--addr", "0.0.0.0:9430")
+	if joined.PeerAddr != "0.0.0.0:0" || joined.KafkaAddr != "0.0.0.0:0" {
+		t.Fatalf("joining broker: peer %q kafka %q", joined.PeerAddr, joined.KafkaAddr)
+	}
+	explicit := parse("--bootstrap-expect", "3", "--peer-addr", "127.0.0.2:9424", "--kafka-addr", "")
+	if explicit.PeerAddr != "127.0.0.2:9424" || explicit.KafkaAddr != "" {
+		t.Fatalf("explicit addresses: peer %q kafka %q", explicit.PeerAddr, explicit.KafkaAddr)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -24,6 +25,17 @@ type envFlags struct {
 
 func envName(flagName string) string {
 	return "SKEIN_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// given reports whether a flag was set on the command line or through its
+// variable.
+func (e *envFlags) given(name string) bool {
+	if _, ok := os.LookupEnv(envName(name)); ok {
+		return true
+	}
+	set := false
+	e.fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func (e *envFlags) str(p *string, name, def, usage string) {
@@ -55,50 +67,23 @@ func (e *envFlags) bool(p *bool, name string, def bool, usage string) {
 	e.fs.BoolVar(p, name, def, usage+" (env "+envName(name)+")")
 }
 
+// serveFlags are the serve flags that need converting into broker.Config
+// (the others are parsed straight into it).
+type serveFlags struct {
+	nodeID, maxRequest, segment, bootstrapExpect, voters int
+	maxInflight, maxStreams, offsetsParts                int
+	join, logLevel, logFormat, gossipKey, lagTime        string
+	producerExpiry, gossipKeyFile                        string
+	unsafeNoFsync                                        bool
+}
+
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg := broker.DefaultConfig()
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	ef := &envFlags{fs: fs}
-	var (
-		nodeID, maxRequest, segment, bootstrapExpect, voters int
-		join, logLevel, logFormat, gossipKey, lagTime        string
-		producerExpiry, gossipKeyFile                        string
-		unsafeNoFsync                                        bool
-	)
-	ef.int(&nodeID, "node-id", int(cfg.NodeID), "this broker's id, stored in the data directory")
-	ef.str(&cfg.DataDir, "data-dir", cfg.DataDir, "where the metadata and logs live")
-	ef.str(&cfg.Addr, "addr", cfg.Addr, "client gRPC listen address")
-	ef.str(&cfg.AdvertiseAddr, "advertise-addr", "", "address clients are told to use (default: the bound --addr)")
-	ef.str(&cfg.ExternalAddr, "external-addr", "", "optional second client listener for clients outside the brokers' network (e.g. the host of a compose cluster)")
-	ef.str(&cfg.ExternalAdvertiseAddr, "external-advertise-addr", "", "the address clients on --external-addr are told (e.g. localhost:19420)")
-	ef.str(&cfg.KafkaAddr, "kafka-addr", cfg.KafkaAddr, "Kafka wire-protocol listen address (\"\" turns it off; see docs/kafka.md)")
-	ef.str(&cfg.KafkaAdvertiseAddr, "kafka-advertise-addr", "", "address Kafka clients are told to use (default: the bound --kafka-addr)")
-	ef.str(&cfg.PeerAddr, "peer-addr", cfg.PeerAddr, "inter-broker gRPC listen address (replication, controller requests): keep it on the brokers' private network, never expose it to clients")
-	ef.str(&cfg.PeerAdvertiseAddr, "peer-advertise-addr", "", "address the other brokers dial for --peer-addr (default: the bound --peer-addr, or the --advertise-addr host with its port)")
-	ef.str(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP address for /metrics, /healthz, /readyz and, with --pprof, /debug/pprof (\"\" turns it off)")
-	ef.str(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "gossip address (memberlist, TCP and UDP)")
-	ef.str(&cfg.RaftAddr, "raft-addr", cfg.RaftAddr, "controller quorum address (Raft)")
-	ef.str(&join, "join", "", "comma-separated gossip addresses (host:port) of brokers to join; retried until one answers")
-	ef.int(&bootstrapExpect, "bootstrap-expect", 0, "brokers started together: wait for this many (each with the same setting), then the lowest id bootstraps the controller quorum")
-	ef.int(&voters, "controller-voters", 3, "size of the Raft controller quorum: 3 or 5; further brokers follow it as non-voters")
-	ef.str(&gossipKey, "gossip-key", "", "base64 of 16, 24 or 32 random bytes: encrypts gossip (every broker needs the same key); on the command line it is visible in the process list: prefer the variable or --gossip-key-file")
-	ef.str(&gossipKeyFile, "gossip-key-file", "", "file holding the gossip key (base64, as for --gossip-key)")
-	ef.bool(&cfg.Pprof, "pprof", false, "serve the Go profiler under /debug/pprof on --http-addr (off by default)")
-	ef.str(&cfg.GossipLabel, "gossip-label", "", "label on every gossip packet, so clusters sharing a network ignore each other")
-	ef.str(&cfg.Rack, "rack", "", "rack label for rack-aware replica placement")
-	ef.str(&lagTime, "replica-lag-time", "10s", "replica.lag.time.max: a follower behind for this long leaves the ISR")
-	ef.int(&maxRequest, "max-request-bytes", cfg.MaxRequestBytes, "largest request the broker reads")
-	var maxInflight, maxStreams int
-	ef.int(&maxInflight, "max-inflight-bytes", int(cfg.MaxInflightBytes), "budget of fetch and produce bytes held at once; past it requests wait briefly, then get RESOURCE_EXHAUSTED with a retry hint")
-	ef.int(&maxStreams, "max-streams-per-connection", cfg.MaxStreamsPerConn, "concurrent gRPC calls (streams) one client connection may have open")
-	ef.int(&segment, "segment-bytes", cfg.SegmentBytes, "target size of log segment files")
-	var offsetsParts int
-	ef.int(&offsetsParts, "offsets-topic-partitions", 50, "partitions of __consumer_offsets, the consumer groups' internal topic, fixed when the first group is used")
-	ef.str(&producerExpiry, "producer-id-expiry", "168h", "forget an idempotent producer id idle this long (Go duration; -1s: never)")
-	ef.bool(&unsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they reach the disk: a machine crash LOSES acknowledged records; benchmarks only")
-	ef.str(&logLevel, "log-level", "info", "debug, info, warn or error")
-	ef.str(&logFormat, "log-format", "text", "text or json")
+	var sf serveFlags
+	registerServeFlags(ef, &cfg, &sf)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -113,55 +98,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "broker: %v\n", errors.Join(ef.errs...))
 		return 2
 	}
-	logger, level, err := newLogger(stderr, logLevel, logFormat)
+	logger, level, err := newLogger(stderr, sf.logLevel, sf.logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "broker: %v\n", err)
 		return 2
 	}
-	if nodeID < 0 || nodeID > 1<<31-1 {
-		fmt.Fprintf(stderr, "broker: --node-id %d: must be between 0 and 2147483647\n", nodeID)
+	cfg.Logger, cfg.LogLevel = logger, level
+	if err := applyServeFlags(ef, &cfg, sf); err != nil {
+		fmt.Fprintf(stderr, "broker: %v\n", err)
 		return 2
 	}
-	cfg.NodeID = int32(nodeID)
-	cfg.LogLevel = level
-	cfg.BootstrapExpect, cfg.ControllerVoters = bootstrapExpect, voters
 	onCmdline := false
-	fs.Visit(func(f *flag.Flag) { onCmdline = onCmdline || f.Name == "gossip-key" })
-	if cfg.GossipKey, err = readGossipKey(gossipKey, gossipKeyFile); err != nil {
-		fmt.Fprintf(stderr, "broker: %v\n", err)
-		return 2
-	}
-	d, err := time.ParseDuration(lagTime)
-	if err != nil {
-		fmt.Fprintf(stderr, "broker: --replica-lag-time %q: %v\n", lagTime, err)
-		return 2
-	}
-	cfg.ReplicaLagTime = d
-	cfg.MaxRequestBytes = maxRequest
-	cfg.SegmentBytes = segment
-	cfg.MaxInflightBytes, cfg.MaxStreamsPerConn = int64(maxInflight), maxStreams
-	cfg.UnsafeNoFsync = unsafeNoFsync
-	if offsetsParts < 1 || offsetsParts > 1000 {
-		fmt.Fprintf(stderr, "broker: --offsets-topic-partitions %d: between 1 and 1000\n", offsetsParts)
-		return 2
-	}
-	cfg.Groups.OffsetsPartitions = int32(offsetsParts)
-	if cfg.ProducerExpiry, err = time.ParseDuration(producerExpiry); err != nil || cfg.ProducerExpiry == 0 {
-		fmt.Fprintf(stderr, "broker: --producer-id-expiry %q: want a duration such as 168h (negative: never)\n", producerExpiry)
-		return 2
-	}
-	if join != "" {
-		for _, j := range strings.Split(join, ",") {
-			if j = strings.TrimSpace(j); j != "" {
-				cfg.Join = append(cfg.Join, j)
-			}
-		}
-	}
-	cfg.Logger = logger
-	if onCmdline && gossipKey != "" {
+	ef.fs.Visit(func(f *flag.Flag) { onCmdline = onCmdline || f.Name == "gossip-key" })
+	if onCmdline && sf.gossipKey != "" {
 		logger.Warn("--gossip-key on the command line is visible to every user of this machine in the process list: use SKEIN_GOSSIP_KEY or --gossip-key-file instead")
 	}
-	if unsafeNoFsync {
+	if sf.unsafeNoFsync {
 		logger.Warn("--unsafe-no-fsync: writes are acknowledged before they are on disk; a machine crash loses acknowledged records")
 	}
 	broker.ApplyProcessLimits(cfg, logger)
@@ -175,6 +127,95 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	return 0
+}
+
+// registerServeFlags defines every serve flag, each with its variable.
+func registerServeFlags(ef *envFlags, cfg *broker.Config, sf *serveFlags) {
+	ef.int(&sf.nodeID, "node-id", int(cfg.NodeID), "this broker's id, stored in the data directory")
+	ef.str(&cfg.DataDir, "data-dir", cfg.DataDir, "where the metadata and logs live")
+	ef.str(&cfg.Addr, "addr", cfg.Addr, "client gRPC listen address")
+	ef.str(&cfg.AdvertiseAddr, "advertise-addr", "", "address clients are told to use (default: the bound --addr)")
+	ef.str(&cfg.ExternalAddr, "external-addr", "", "optional second client listener for clients outside the brokers' network (e.g. the host of a compose cluster)")
+	ef.str(&cfg.ExternalAdvertiseAddr, "external-advertise-addr", "", "the address clients on --external-addr are told (e.g. localhost:19420)")
+	ef.str(&cfg.KafkaAddr, "kafka-addr", cfg.KafkaAddr, "Kafka wire-protocol listen address (\"\" turns it off; with --join or --bootstrap-expect the default is a free port on the --addr host; see docs/kafka.md)")
+	ef.str(&cfg.KafkaAdvertiseAddr, "kafka-advertise-addr", "", "address Kafka clients are told to use (default: the bound --kafka-addr)")
+	ef.str(&cfg.PeerAddr, "peer-addr", cfg.PeerAddr, "inter-broker gRPC listen address (replication, controller requests; with --join or --bootstrap-expect the default is a free port on the --addr host): keep it on the brokers' private network, never expose it to clients")
+	ef.str(&cfg.PeerAdvertiseAddr, "peer-advertise-addr", "", "address the other brokers dial for --peer-addr (default: the bound --peer-addr, or the --advertise-addr host with its port)")
+	ef.str(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP address for /metrics, /healthz, /readyz, the /ui/ console and, with --pprof, /debug/pprof (\"\" turns it off)")
+	ef.str(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "gossip address (memberlist, TCP and UDP)")
+	ef.str(&cfg.RaftAddr, "raft-addr", cfg.RaftAddr, "controller quorum address (Raft)")
+	ef.str(&sf.join, "join", "", "comma-separated gossip addresses (host:port) of brokers to join; retried until one answers")
+	ef.int(&sf.bootstrapExpect, "bootstrap-expect", 0, "brokers started together: wait for this many (each with the same setting), then the lowest id bootstraps the controller quorum")
+	ef.int(&sf.voters, "controller-voters", 3, "size of the Raft controller quorum: 3 or 5; further brokers follow it as non-voters")
+	ef.str(&sf.gossipKey, "gossip-key", "", "base64 of 16, 24 or 32 random bytes: encrypts gossip (every broker needs the same key); on the command line it is visible in the process list: prefer the variable or --gossip-key-file")
+	ef.str(&sf.gossipKeyFile, "gossip-key-file", "", "file holding the gossip key (base64, as for --gossip-key)")
+	ef.bool(&cfg.Pprof, "pprof", false, "serve the Go profiler under /debug/pprof on --http-addr (off by default)")
+	ef.str(&cfg.GossipLabel, "gossip-label", "", "label on every gossip packet, so clusters sharing a network ignore each other")
+	ef.str(&cfg.Rack, "rack", "", "rack label for rack-aware replica placement")
+	ef.str(&sf.lagTime, "replica-lag-time", "10s", "replica.lag.time.max: a follower behind for this long leaves the ISR")
+	ef.int(&sf.maxRequest, "max-request-bytes", cfg.MaxRequestBytes, "largest request the broker reads")
+	ef.int(&sf.maxInflight, "max-inflight-bytes", int(cfg.MaxInflightBytes), "budget of fetch and produce bytes held at once; past it requests wait briefly, then get RESOURCE_EXHAUSTED with a retry hint")
+	ef.int(&sf.maxStreams, "max-streams-per-connection", cfg.MaxStreamsPerConn, "concurrent gRPC calls (streams) one client connection may have open")
+	ef.int(&sf.segment, "segment-bytes", cfg.SegmentBytes, "target size of log segment files")
+	ef.int(&sf.offsetsParts, "offsets-topic-partitions", 50, "partitions of __consumer_offsets, the consumer groups' internal topic, fixed when the first group is used")
+	ef.str(&sf.producerExpiry, "producer-id-expiry", "168h", "forget an idempotent producer id idle this long (Go duration; -1s: never)")
+	ef.bool(&sf.unsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they reach the disk: a machine crash LOSES acknowledged records; benchmarks only")
+	ef.str(&sf.logLevel, "log-level", "info", "debug, info, warn or error")
+	ef.str(&sf.logFormat, "log-format", "text", "text or json")
+}
+
+// applyServeFlags converts and checks the flags that need it into cfg.
+func applyServeFlags(ef *envFlags, cfg *broker.Config, sf serveFlags) error {
+	if sf.nodeID < 0 || sf.nodeID > 1<<31-1 {
+		return fmt.Errorf("--node-id %d: must be between 0 and 2147483647", sf.nodeID)
+	}
+	cfg.NodeID = int32(sf.nodeID)
+	cfg.BootstrapExpect, cfg.ControllerVoters = sf.bootstrapExpect, sf.voters
+	var err error
+	if cfg.GossipKey, err = readGossipKey(sf.gossipKey, sf.gossipKeyFile); err != nil {
+		return err
+	}
+	if cfg.ReplicaLagTime, err = time.ParseDuration(sf.lagTime); err != nil {
+		return fmt.Errorf("--replica-lag-time %q: %v", sf.lagTime, err)
+	}
+	cfg.MaxRequestBytes, cfg.SegmentBytes = sf.maxRequest, sf.segment
+	cfg.MaxInflightBytes, cfg.MaxStreamsPerConn = int64(sf.maxInflight), sf.maxStreams
+	cfg.UnsafeNoFsync = sf.unsafeNoFsync
+	if sf.offsetsParts < 1 || sf.offsetsParts > 1000 {
+		return fmt.Errorf("--offsets-topic-partitions %d: between 1 and 1000", sf.offsetsParts)
+	}
+	cfg.Groups.OffsetsPartitions = int32(sf.offsetsParts)
+	if cfg.ProducerExpiry, err = time.ParseDuration(sf.producerExpiry); err != nil || cfg.ProducerExpiry == 0 {
+		return fmt.Errorf("--producer-id-expiry %q: want a duration such as 168h (negative: never)", sf.producerExpiry)
+	}
+	for _, j := range strings.Split(sf.join, ",") {
+		if j = strings.TrimSpace(j); j != "" {
+			cfg.Join = append(cfg.Join, j)
+		}
+	}
+	if len(cfg.Join) > 0 || cfg.BootstrapExpect > 0 {
+		// Brokers of a cluster often share a host: the single-broker
+		// default ports of the peer and Kafka listeners would collide.
+		// Unless given, each takes a free port on the client listener's
+		// host, which the broker gossips.
+		if !ef.given("peer-addr") {
+			cfg.PeerAddr = freePortOn(cfg.Addr)
+		}
+		if !ef.given("kafka-addr") {
+			cfg.KafkaAddr = freePortOn(cfg.Addr)
+		}
+	}
+	return nil
+}
+
+// freePortOn is addr's host with port 0 (a free port), or "" if addr has
+// no host part.
+func freePortOn(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort(host, "0")
 }
 
 // readGossipKey decodes the gossip key from --gossip-key (or its variable)
