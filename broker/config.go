@@ -164,39 +164,37 @@ func (c *Config) validate() error {
 	if c.Addr == "" {
 		c.Addr = d.Addr
 	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		return fmt.Errorf("config: --addr %q: want host:port: %v", c.Addr, err)
-	}
-	if c.AdvertiseAddr != "" {
-		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
-			return fmt.Errorf("config: --advertise-addr %q: want host:port: %v", c.AdvertiseAddr, err)
+	for _, check := range []func() error{c.validateAddrs, c.validateKafka, c.validateCluster} {
+		if err := check(); err != nil {
+			return err
 		}
 	}
-	if c.ExternalAddr != "" {
-		if _, _, err := net.SplitHostPort(c.ExternalAddr); err != nil {
-			return fmt.Errorf("config: --external-addr %q: want host:port: %v", c.ExternalAddr, err)
-		}
-		if c.ExternalAdvertiseAddr == "" {
-			return errors.New("config: --external-addr needs --external-advertise-addr: the address outside clients use to reach it")
-		}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = d.MaxRequestBytes
 	}
-	if c.ExternalAdvertiseAddr != "" {
-		if _, _, err := net.SplitHostPort(c.ExternalAdvertiseAddr); err != nil {
-			return fmt.Errorf("config: --external-advertise-addr %q: want host:port: %v", c.ExternalAdvertiseAddr, err)
-		}
-		if c.ExternalAddr == "" {
-			return errors.New("config: --external-advertise-addr needs --external-addr to listen on")
-		}
+	if c.MaxRequestBytes < 64<<10 {
+		return fmt.Errorf("config: max request bytes %d: at least 64 KiB", c.MaxRequestBytes)
 	}
-	if err := c.validateKafka(); err != nil {
+	if err := c.validateBudgets(d); err != nil {
 		return err
 	}
-	if c.HTTPAddr != "" {
-		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-			return fmt.Errorf("config: --http-addr %q: want host:port: %v", c.HTTPAddr, err)
-		}
+	if err := c.validateStorage(d); err != nil {
+		return err
 	}
-	for _, a := range []struct{ flag, v string }{{"--gossip-addr", c.GossipAddr}, {"--raft-addr", c.RaftAddr},
+	if err := c.Groups.validate(); err != nil {
+		return err
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return nil
+}
+
+// validateAddrs checks the listen and advertised addresses.
+func (c *Config) validateAddrs() error {
+	for _, a := range []struct{ flag, v string }{{"--addr", c.Addr}, {"--advertise-addr", c.AdvertiseAddr},
+		{"--external-addr", c.ExternalAddr}, {"--external-advertise-addr", c.ExternalAdvertiseAddr}, {"--http-addr", c.HTTPAddr},
+		{"--gossip-addr", c.GossipAddr}, {"--raft-addr", c.RaftAddr},
 		{"--peer-addr", c.PeerAddr}, {"--peer-advertise-addr", c.PeerAdvertiseAddr}} {
 		if a.v == "" {
 			continue
@@ -205,6 +203,20 @@ func (c *Config) validate() error {
 			return fmt.Errorf("config: %s %q: want host:port: %v", a.flag, a.v, err)
 		}
 	}
+	if c.ExternalAddr != "" && c.ExternalAdvertiseAddr == "" {
+		return errors.New("config: --external-addr needs --external-advertise-addr: the address outside clients use to reach it")
+	}
+	if c.ExternalAdvertiseAddr != "" && c.ExternalAddr == "" {
+		return errors.New("config: --external-advertise-addr needs --external-addr to listen on")
+	}
+	if c.GossipAddr == "" || c.RaftAddr == "" || c.PeerAddr == "" {
+		return errors.New("config: --gossip-addr, --raft-addr and --peer-addr are required (port 0 picks a free one)")
+	}
+	return nil
+}
+
+// validateCluster checks the membership and controller settings.
+func (c *Config) validateCluster() error {
 	if c.BootstrapExpect < 0 || c.BootstrapExpect > 100 {
 		return fmt.Errorf("config: --bootstrap-expect %d: want 0 (off) or the number of brokers starting together", c.BootstrapExpect)
 	}
@@ -217,9 +229,6 @@ func (c *Config) validate() error {
 	if k := len(c.GossipKey); k != 0 && k != 16 && k != 24 && k != 32 {
 		return fmt.Errorf("config: gossip key is %d bytes: want 16, 24 or 32 (base64 of random bytes)", k)
 	}
-	if c.GossipAddr == "" || c.RaftAddr == "" || c.PeerAddr == "" {
-		return errors.New("config: --gossip-addr, --raft-addr and --peer-addr are required (port 0 picks a free one)")
-	}
 	if c.ReplicaLagTime == 0 {
 		c.ReplicaLagTime = 10 * time.Second
 	}
@@ -229,15 +238,12 @@ func (c *Config) validate() error {
 	if len(c.Rack) > 64 {
 		return fmt.Errorf("config: --rack is %d bytes, at most 64", len(c.Rack))
 	}
-	if c.MaxRequestBytes == 0 {
-		c.MaxRequestBytes = d.MaxRequestBytes
-	}
-	if c.MaxRequestBytes < 64<<10 {
-		return fmt.Errorf("config: max request bytes %d: at least 64 KiB", c.MaxRequestBytes)
-	}
-	if err := c.validateBudgets(d); err != nil {
-		return err
-	}
+	return nil
+}
+
+// validateStorage checks segments, topic defaults and the background
+// intervals, filling zero values from d.
+func (c *Config) validateStorage(d Config) error {
 	if c.SegmentBytes == 0 {
 		c.SegmentBytes = d.SegmentBytes
 	}
@@ -263,12 +269,6 @@ func (c *Config) validate() error {
 	}
 	if c.OpenConcurrency <= 0 {
 		c.OpenConcurrency = d.OpenConcurrency
-	}
-	if err := c.Groups.validate(); err != nil {
-		return err
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return nil
 }

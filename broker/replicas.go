@@ -3,11 +3,17 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/skeinlog/skein/cluster"
+	"github.com/skeinlog/skein/internal/fsutil"
 	"github.com/skeinlog/skein/partition"
 	"github.com/skeinlog/skein/replication"
+	"github.com/skeinlog/skein/wal"
 )
 
 // This file keeps the local replicas in step with the controller's
@@ -301,4 +307,101 @@ func (r *replica) stopFollower() {
 		r.follower.Stop()
 		r.follower = nil
 	}
+}
+
+// ensureTopicDir creates a topic's directory with its id file. A directory
+// left by an earlier topic of the same name is moved aside first.
+func (b *Broker) ensureTopicDir(t cluster.Topic) error {
+	tdir := filepath.Join(b.cfg.DataDir, topicsDir, t.Name)
+	idPath := filepath.Join(tdir, topicIDFile)
+	if id, err := os.ReadFile(idPath); err == nil && strings.TrimSpace(string(id)) != t.ID {
+		b.log.Warn("moving aside data of an earlier topic with the same name", "topic", t.Name, "old_id", strings.TrimSpace(string(id)))
+		b.removeTopicDir(t.Name, strings.TrimSpace(string(id)))
+	}
+	if err := os.MkdirAll(tdir, 0o755); err != nil {
+		return err
+	}
+	if _, err := os.Stat(idPath); errors.Is(err, os.ErrNotExist) {
+		return fsutil.WriteFileAtomic(idPath, []byte(t.ID+"\n"))
+	}
+	return nil
+}
+
+// openReplica opens one partition replica; its topic directory exists.
+func (b *Broker) openReplica(t cluster.Topic, part int32) (*partition.Partition, error) {
+	return partition.Open(partition.Config{
+		Dir:            filepath.Join(b.cfg.DataDir, topicsDir, t.Name, strconv.Itoa(int(part))),
+		Topic:          t.Name,
+		Partition:      part,
+		MaxRecordBytes: int(t.Config.MaxRecordBytes),
+		WAL:            wal.Options{SegmentBytes: b.cfg.SegmentBytes, UnsafeNoFsync: b.cfg.UnsafeNoFsync},
+		OnFatal:        b.onFatal,
+		OnDamage:       func(err error) { b.replicaDamaged(tp{t.Name, part}, err) },
+		Observer:       b.metrics,
+		Trace:          b.cfg.Trace,
+		Logger:         b.cfg.Logger,
+		ProducerExpiry: b.cfg.ProducerExpiry,
+	})
+}
+
+// removeTopicDir renames a topic's directory aside (atomic, so a crash
+// cannot leave half a topic under its name) and deletes it in the background.
+func (b *Broker) removeTopicDir(name, id string) {
+	base := filepath.Join(b.cfg.DataDir, topicsDir)
+	src := filepath.Join(base, name)
+	dst := filepath.Join(base, deletedPrefix+name+"-"+id)
+	if err := os.Rename(src, dst); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			b.log.Error("could not remove topic directory", "dir", src, "err", err)
+		}
+		return
+	}
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		if err := os.RemoveAll(dst); err != nil {
+			b.log.Error("could not remove topic directory", "dir", dst, "err", err)
+		}
+	}()
+}
+
+// lookup finds a partition's metadata and, if this broker hosts it, its
+// replica. Unknown topics and out-of-range partitions are errors.
+func (b *Broker) lookup(topic string, part int32) (cluster.Topic, cluster.PartitionMeta, *replica, error) {
+	snap := b.snapshot()
+	t, ok := snap.Topics[topic]
+	if !ok {
+		if err := cluster.ValidateTopicName(topic); err != nil {
+			return t, cluster.PartitionMeta{}, nil, err
+		}
+		return t, cluster.PartitionMeta{}, nil, fmt.Errorf("%w: %q does not exist (create it with: broker topic create %s)", cluster.ErrUnknownTopic, topic, topic)
+	}
+	if part < 0 {
+		return t, cluster.PartitionMeta{}, nil, invalid("partition %d: partitions are numbered from 0", part)
+	}
+	if int(part) >= len(t.Partitions) {
+		return t, cluster.PartitionMeta{}, nil, fmt.Errorf("%w: partition %d of %q: the topic has %d partitions (0..%d)",
+			errUnknownPartition, part, topic, len(t.Partitions), len(t.Partitions)-1)
+	}
+	pm := t.Partitions[part]
+	b.mu.RLock()
+	r := b.replicas[tp{topic, part}]
+	b.mu.RUnlock()
+	return t, pm, r, nil
+}
+
+// leaderReplica returns the local leader replica of a partition, or an
+// error that tells the client where the leader is.
+func (b *Broker) leaderReplica(topic string, part int32) (*replica, error) {
+	_, pm, r, err := b.lookup(topic, part)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil || pm.Leader != b.self.ID {
+		if r == nil && pm.Leader == b.self.ID {
+			return nil, errNotReady
+		}
+		return nil, &partition.NotLeaderError{LeaderID: pm.Leader, LeaderEpoch: pm.LeaderEpoch}
+	}
+	return r, nil
 }
