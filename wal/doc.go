@@ -98,8 +98,8 @@
 //   - the sparse index: 32 bytes per point, one point per
 //     IndexIntervalBytes of log and one per segment, so about 0.8% of the
 //     log with the 4 KiB default (8 MiB of index per GiB of log);
-//   - write buffers of up to 64 KiB (an Append larger than that allocates
-//     its buffers and drops them when it returns);
+//   - no write buffers: Appends encode into buffers pooled across logs, so
+//     only logs being written hold them;
 //   - a 64 KiB read buffer per concurrent read (pooled).
 //
 // Measured with the defaults (BenchmarkMemory, TestMemoryCost): a 256 MiB

@@ -61,15 +61,10 @@ type Log struct {
 
 	// wmu serializes the writer methods (Append, TruncateTo, Reset,
 	// DeleteSegmentsBefore) and Close. It guards the fields below.
-	wmu   sync.Mutex
-	tw    *twal.Log
-	batch twal.Batch
-	// batchBytes is the payload bytes put in batch by the current Write
-	// (tidwall's Batch does not say how much it holds).
-	batchBytes int
-	scratch    []byte   // one encoded frame
-	placed     []placed // where the entries of the current Append go
-	rolls      []uint64 // segments the current Append creates
+	wmu    sync.Mutex
+	tw     *twal.Log
+	placed []placed // where the entries of the current Append go
+	rolls  []uint64 // segments the current Append creates
 	// rollSegmentBytes is the segment size the roll model assumes; it is
 	// opts.SegmentBytes, except in tests that make the model wrong.
 	rollSegmentBytes int64
@@ -233,7 +228,8 @@ func (l *Log) Write(entries ...Entry) error {
 	// (v1.2.1 writeBatch) starts a new segment (a) before a batch when the
 	// tail holds more than SegmentSize bytes, and (b) right after an entry
 	// that brings the tail to SegmentSize bytes or more.
-	l.batch.Clear()
+	w := writeBufPool.Get().(*writeBufs)
+	defer w.release()
 	l.placed, l.rolls = l.placed[:0], l.rolls[:0]
 	segID, size, id := tail.id, tail.size, tail.id+tail.count
 	if size > l.rollSegmentBytes {
@@ -241,10 +237,9 @@ func (l *Log) Write(entries ...Entry) error {
 		l.rolls = append(l.rolls, segID)
 	}
 	for _, e := range entries {
-		l.scratch = appendFrame(l.scratch[:0], e)
-		l.batch.Write(id, l.scratch)
-		l.batchBytes += len(l.scratch)
-		flen := int64(uvarintLen(uint64(len(l.scratch))) + len(l.scratch))
+		w.scratch = appendFrame(w.scratch[:0], e)
+		w.batch.Write(id, w.scratch)
+		flen := int64(uvarintLen(uint64(len(w.scratch))) + len(w.scratch))
 		l.placed = append(l.placed, placed{seg: segID, pos: size, flen: flen, id: id,
 			h: frameHeader{base: e.BaseOffset, last: e.LastOffset, maxTS: e.MaxTimestamp}})
 		size += flen
@@ -254,9 +249,7 @@ func (l *Log) Write(entries ...Entry) error {
 			l.rolls = append(l.rolls, segID)
 		}
 	}
-	err := l.tw.WriteBatch(&l.batch)
-	l.releaseBuffers()
-	if err != nil {
+	if err := l.tw.WriteBatch(&w.batch); err != nil {
 		return l.fail(fmt.Errorf("append at offset %d: %w", entries[0].BaseOffset, err))
 	}
 	if len(l.rolls) == 0 {
@@ -289,23 +282,23 @@ func (l *Log) Write(entries ...Entry) error {
 	return nil
 }
 
-// keepBufferBytes is the largest write buffer (encoded frame, tidwall
-// batch) a Log keeps between Writes. A larger one, left by a large group,
-// is dropped: kept, it would cost up to a whole group (MaxGroupBytes in the
-// partition, 16 MiB by default) per log written, for as long as the log is
-// open, whatever it is written later.
-const keepBufferBytes = 64 << 10
+// writeBufs are the buffers one Write encodes into: an encoded frame and
+// the tidwall batch. They are pooled across logs rather than kept per log,
+// so a log being written reuses warm buffers (a group can be up to
+// MaxGroupBytes, 16 MiB by default, and growing such buffers anew on every
+// Write cost a fifth of a partition's throughput), while a log not being
+// written holds none: memory follows the logs written at once, not the logs
+// open.
+type writeBufs struct {
+	scratch []byte
+	batch   twal.Batch
+}
 
-// releaseBuffers drops write buffers larger than keepBufferBytes. wmu must
-// be held.
-func (l *Log) releaseBuffers() {
-	if cap(l.scratch) > keepBufferBytes {
-		l.scratch = nil
-	}
-	if l.batchBytes > keepBufferBytes {
-		l.batch = twal.Batch{}
-	}
-	l.batchBytes = 0
+var writeBufPool = sync.Pool{New: func() any { return new(writeBufs) }}
+
+func (w *writeBufs) release() {
+	w.batch.Clear()
+	writeBufPool.Put(w)
 }
 
 // rollsHappened checks the roll prediction of the current Append: each
