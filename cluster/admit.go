@@ -36,7 +36,7 @@ func memberInfo(m Member) BrokerInfo {
 // sameRegistration reports whether a registration already says what info
 // does (Fenced aside, which the controller decides).
 func sameRegistration(b, info BrokerInfo) bool {
-	b.Fenced = false
+	b.Fenced, b.Draining = false, false
 	return b == info
 }
 
@@ -46,6 +46,9 @@ func sameRegistration(b, info BrokerInfo) bool {
 func admit(s *Snapshot, m Member, liveAtRegistered bool) (admission, string) {
 	b, ok := s.Broker(m.Meta.ID)
 	if !ok {
+		if s.removedStorage(m.Meta.ID, m.Meta.StorageID) {
+			return admitRefuse, fmt.Sprintf("broker %d was decommissioned; to join again it needs an empty data directory", m.Meta.ID)
+		}
 		return admitNew, ""
 	}
 	if sameRegistration(b, memberInfo(m)) {

@@ -704,6 +704,7 @@ func (c *Controller) act() {
 	c.registerBrokers(ctx, s, members)
 	alive := verifiedMembers(c.Snapshot(), members)
 	c.manageVoters(alive)
+	c.promoteNonvoters(alive)
 	s = c.Snapshot()
 	c.fenceDead(ctx, s, alive)
 	c.unfenceReturned(ctx, c.Snapshot(), alive)
@@ -713,6 +714,8 @@ func (c *Controller) act() {
 			c.log.Info("partition leaders and ISRs changed", "changes", res.applied)
 		}
 	}
+	c.driveReassignments(ctx)
+	c.removeDrained(ctx)
 	c.rebalance(ctx)
 }
 

@@ -22,6 +22,9 @@ const (
 	opChange         = "change_partitions"
 	opProducerIDs    = "allocate_producer_ids"
 	opInit           = "init_cluster"
+	opReassign       = "reassign"
+	opCancelReassign = "cancel_reassign"
+	opRemoveBroker   = "remove_broker"
 )
 
 // command is one entry of the controller log. Every field a command needs
@@ -38,6 +41,9 @@ type command struct {
 	Count     int64             `json:"count,omitempty"`
 	ClusterID string            `json:"cluster_id,omitempty"`
 	Value     string            `json:"value,omitempty"`
+	Targets   []PartitionTarget `json:"targets,omitempty"`
+	// Drain: the broker a reassignment decommissions.
+	Drain *int32 `json:"drain,omitempty"`
 }
 
 // PartitionChange moves a partition's leader or ISR. It applies only if the
@@ -51,6 +57,10 @@ type PartitionChange struct {
 	Leader      int32   `json:"leader"`
 	LeaderEpoch int32   `json:"leader_epoch"`
 	ISR         []int32 `json:"isr"`
+	// Replicas, when set, is the partition's new replica set, and
+	// EndReassign clears its reassignment (the last step of a move).
+	Replicas    []int32 `json:"replicas,omitempty"`
+	EndReassign bool    `json:"end_reassign,omitempty"`
 }
 
 // applyResult is what Apply returns to the proposer.
@@ -151,7 +161,7 @@ func apply(s *Snapshot, c *command) applyResult {
 			s.Brokers = append(s.Brokers, b)
 			slices.SortFunc(s.Brokers, func(a, b BrokerInfo) int { return int(a.ID - b.ID) })
 		} else {
-			b.Fenced = s.Brokers[i].Fenced
+			b.Fenced, b.Draining = s.Brokers[i].Fenced, s.Brokers[i].Draining
 			s.Brokers[i] = b
 		}
 		// A new storage id comes with the broker's removal from ISRs.
@@ -165,6 +175,13 @@ func apply(s *Snapshot, c *command) applyResult {
 		return applyResult{applied: applyChanges(s, c.Changes)}
 	case opChange:
 		return applyResult{applied: applyChanges(s, c.Changes)}
+	case opReassign:
+		return applyResult{err: startReassign(s, c), applied: len(c.Targets)}
+	case opCancelReassign:
+		n, err := cancelReassign(s)
+		return applyResult{err: err, applied: n}
+	case opRemoveBroker:
+		return applyResult{err: removeBroker(s, c.BrokerID)}
 	case opProducerIDs:
 		if c.Count < 1 {
 			return applyResult{err: errors.New("allocate_producer_ids needs a positive count")}
@@ -191,6 +208,12 @@ func applyChanges(s *Snapshot, changes []PartitionChange) int {
 			continue
 		}
 		pm.Leader, pm.LeaderEpoch, pm.ISR = ch.Leader, ch.LeaderEpoch, slices.Clone(ch.ISR)
+		if ch.Replicas != nil {
+			pm.Replicas = slices.Clone(ch.Replicas)
+		}
+		if ch.EndReassign {
+			pm.Target, pm.Origin = nil, nil
+		}
 		pm.PartitionEpoch++
 		n++
 	}

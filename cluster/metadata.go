@@ -41,6 +41,18 @@ type BrokerInfo struct {
 	// (controlled shutdown). A fenced broker leads nothing and joins no ISR
 	// until it is back.
 	Fenced bool `json:"fenced,omitempty"`
+	// Draining: the broker is being decommissioned. Its replicas move to
+	// other brokers; no new replica is placed on it; once it holds none it
+	// leaves the controller quorum and the cluster.
+	Draining bool `json:"draining,omitempty"`
+}
+
+// RemovedBroker is a decommissioned broker. The same data directory
+// (storage id) is never registered again; a broker with that id and new
+// data may join as a new broker.
+type RemovedBroker struct {
+	ID        int32  `json:"id"`
+	StorageID string `json:"storage_id"`
 }
 
 // TopicConfig is a topic's resolved configuration (no zero "defaults").
@@ -63,6 +75,12 @@ type PartitionMeta struct {
 	// PartitionEpoch is bumped by every change of leader or ISR; a change
 	// request names the one it was computed from.
 	PartitionEpoch int32 `json:"partition_epoch"`
+	// Target is the replica set a reassignment moves the partition to;
+	// empty when none runs. While it runs, Replicas holds Target followed
+	// by the replicas being removed, and Origin the replica set before it
+	// started (empty once cancelled: Target is then the original set).
+	Target []int32 `json:"target,omitempty"`
+	Origin []int32 `json:"origin,omitempty"`
 }
 
 // Topic is a topic's committed metadata.
@@ -86,6 +104,8 @@ type Snapshot struct {
 	// BrokerConfig holds the broker settings changed at run time (broker
 	// config set), for every broker: name → value.
 	BrokerConfig map[string]string `json:"broker_config,omitempty"`
+	// Removed lists decommissioned brokers.
+	Removed []RemovedBroker `json:"removed,omitempty"`
 }
 
 // Clone returns a deep copy.
@@ -93,12 +113,15 @@ func (s *Snapshot) Clone() *Snapshot {
 	c := *s
 	c.Brokers = slices.Clone(s.Brokers)
 	c.BrokerConfig = maps.Clone(s.BrokerConfig)
+	c.Removed = slices.Clone(s.Removed)
 	c.Topics = make(map[string]Topic, len(s.Topics))
 	for n, t := range s.Topics {
 		t.Partitions = slices.Clone(t.Partitions)
 		for i := range t.Partitions {
 			t.Partitions[i].Replicas = slices.Clone(t.Partitions[i].Replicas)
 			t.Partitions[i].ISR = slices.Clone(t.Partitions[i].ISR)
+			t.Partitions[i].Target = slices.Clone(t.Partitions[i].Target)
+			t.Partitions[i].Origin = slices.Clone(t.Partitions[i].Origin)
 		}
 		c.Topics[n] = t
 	}
@@ -115,11 +138,12 @@ func (s *Snapshot) Broker(id int32) (BrokerInfo, bool) {
 	return BrokerInfo{}, false
 }
 
-// Alive returns the ids of brokers that are not fenced.
+// Alive returns the brokers that are not fenced and not draining: those
+// new replicas may be placed on.
 func (s *Snapshot) Alive() []BrokerInfo {
 	var out []BrokerInfo
 	for _, b := range s.Brokers {
-		if !b.Fenced {
+		if !b.Fenced && !b.Draining {
 			out = append(out, b)
 		}
 	}
