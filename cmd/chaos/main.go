@@ -45,12 +45,12 @@ func main() {
 
 // options are chaos's flags.
 type options struct {
-	seed              uint64
-	runs, rate, parts int
-	duration          time.Duration
-	scenarios         []string
-	dir, bin          string
-	jsonOut, cleanup  bool
+	seed                       uint64
+	runs, rate, parts, members int
+	duration                   time.Duration
+	scenarios                  []string
+	dir, bin                   string
+	jsonOut, cleanup           bool
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -93,6 +93,7 @@ func parseOptions(args []string, stderr io.Writer) (o options, code int, ok bool
 	fs.StringVar(&o.bin, "bin", "", "directory with the broker binary (default: built from this module)")
 	fs.IntVar(&o.rate, "rate", 300, "records per second over the asynchronous producers")
 	fs.IntVar(&o.parts, "partitions", 3, "partitions of the test topic (replication factor 3, min.insync 2)")
+	fs.IntVar(&o.members, "group-members", 2, "members of the consumer group that shares the test topic (each replaced now and then); 0 for no group")
 	fs.BoolVar(&o.jsonOut, "json", false, "print each run's report as a JSON line on stdout instead of the table")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "remove namespaces and bridges that killed runs left behind, and exit")
 	fs.Usage = func() {
@@ -116,8 +117,8 @@ func parseOptions(args []string, stderr io.Writer) (o options, code int, ok bool
 			return o, 2, false
 		}
 	}
-	if o.runs < 1 || o.duration < 10*time.Second || o.rate < 1 || o.parts < 1 {
-		fmt.Fprintln(stderr, "chaos: -runs must be at least 1, -duration at least 10s, -rate and -partitions at least 1")
+	if o.runs < 1 || o.duration < 10*time.Second || o.rate < 1 || o.parts < 1 || o.members < 0 {
+		fmt.Fprintln(stderr, "chaos: -runs must be at least 1, -duration at least 10s, -rate and -partitions at least 1, -group-members at least 0")
 		return o, 2, false
 	}
 	return o, 0, true
@@ -172,7 +173,7 @@ func runAll(o options, stdout, stderr io.Writer) int {
 			return 1
 		}
 		rep := chaos.Run(chaos.Config{Seed: s, Duration: o.duration, Scenario: sc, Dir: runDir,
-			Rate: o.rate, Partitions: o.parts, Logf: logf})
+			Rate: o.rate, Partitions: o.parts, GroupMembers: o.members, Logf: logf})
 		reports = append(reports, rep)
 		if !rep.Pass {
 			failed++
@@ -206,11 +207,15 @@ func printRun(w io.Writer, rep chaos.Report, dir string) {
 	fmt.Fprintf(tw, "  faults\t%s\n", faultList(rep.Faults))
 	fmt.Fprintf(tw, "  sends\t%d attempted, %d acked, %d failed, %d indeterminate\n", res.Attempted, res.Acked, res.Failed, res.Indeterminate)
 	fmt.Fprintf(tw, "  read back\t%d records\n", res.Read)
+	if res.GroupReads > 0 {
+		fmt.Fprintf(tw, "  group\t%d records delivered (%d offsets more than once), %d commits acknowledged\n", res.GroupReads, res.GroupRedelivered, res.GroupCommits)
+	}
 	a := res.Anomalies
 	fmt.Fprintf(tw, "  anomalies\tlost %d, lost-at-offset %d, inconsistent %d, duplicate %d, unexpected %d, aborted %d\n",
 		a.Lost, a.LostAtOffset, a.Inconsistent, a.Duplicate, a.Unexpected, a.Aborted)
 	fmt.Fprintf(tw, "\tproducer-reorder %d, consumer-skip %d, consumer-backward %d, replica-loss %d, replica-diverge %d, hw-regression %d, epoch-order %d, ack-epoch %d\n",
 		a.ProducerReorder, a.ConsumerSkip, a.ConsumerBackward, a.ReplicaLoss, a.ReplicaDiverge, a.HWRegression, a.EpochOrder, a.AckEpoch)
+	fmt.Fprintf(tw, "\tcommit-regression %d, group-undelivered %d\n", a.CommitRegression, a.GroupUndelivered)
 	fmt.Fprintf(tw, "  liveness\tlongest unavailability %v, writes back %v after the last heal, slowest recovery %v\n",
 		res.MaxUnavailable.Round(10*time.Millisecond), res.RecoveredAfterHeal.Round(10*time.Millisecond), rep.SlowestRecovery.Round(100*time.Millisecond))
 	if rep.UnexpectedExits > 0 {

@@ -32,21 +32,26 @@ type Anomalies struct {
 	HWRegression     int `json:"hw_regression"`     // G9: an FHW process saw the HW go down (or the final HW is below one polled)
 	EpochOrder       int `json:"epoch_order"`       // G10: along a log (final read, a replica, a consumer's reads), an epoch lower than that of the offset before
 	AckEpoch         int `json:"ack_epoch"`         // G10: an ack named another leader epoch than the one stamped on its record in the final read
+	CommitRegression int `json:"commit_regression"` // G13: a group commit acknowledged below one acknowledged before it, or a member starting a partition below the acknowledged commit
+	GroupUndelivered int `json:"group_undelivered"` // G13: a record of the final read never delivered to the consumer group
 }
 
 // Total is the sum of all anomaly counts.
 func (a Anomalies) Total() int {
 	return a.Lost + a.LostAtOffset + a.Inconsistent + a.Duplicate + a.Unexpected + a.Aborted +
 		a.ProducerReorder + a.ConsumerSkip + a.ConsumerBackward + a.ReplicaLoss + a.ReplicaDiverge +
-		a.HWRegression + a.EpochOrder + a.AckEpoch
+		a.HWRegression + a.EpochOrder + a.AckEpoch + a.CommitRegression + a.GroupUndelivered
 }
 
 // Result of judging one run.
 type Result struct {
 	Attempted, Acked, Failed, Indeterminate int // sends by outcome (an invoke with no completion counts as Indeterminate)
 	Read                                    int // records in the final read, all partitions
-	Anomalies                               Anomalies
-	Examples                                map[string][]string `json:"examples,omitempty"` // anomaly json name -> human-readable examples (partition, offset, value in hex, producer, times)
+	// The consumer group: records delivered (with repeats), offsets
+	// delivered more than once, and acknowledged commits.
+	GroupReads, GroupRedelivered, GroupCommits int
+	Anomalies                                  Anomalies
+	Examples                                   map[string][]string `json:"examples,omitempty"` // anomaly json name -> human-readable examples (partition, offset, value in hex, producer, times)
 	// Liveness: per partition, the longest window with no successful send while sends were being attempted (G12 figure), and the time from HealAt to the first ok send after it (max over partitions; -1 if none).
 	Unavailable        map[int32]time.Duration `json:"unavailable"`
 	MaxUnavailable     time.Duration           `json:"max_unavailable"`
@@ -102,6 +107,7 @@ func Check(h []Op, f Final, opt CheckOptions) Result {
 	// location can only come from the final read.
 	c.checkAcks()
 	c.checkOps(h)
+	c.checkGroup(h)
 	c.checkReplicas()
 	c.checkProducerOrder()
 	c.liveness()
@@ -344,6 +350,7 @@ const (
 	chkSrcAck
 	chkSrcConsumer
 	chkSrcReplica
+	chkSrcGroup
 )
 
 func (s chkSrc) String() string {
@@ -354,6 +361,8 @@ func (s chkSrc) String() string {
 		return fmt.Sprintf("consumer %d (at %v)", s.id, s.t)
 	case chkSrcReplica:
 		return fmt.Sprintf("replica on broker %d", s.id)
+	case chkSrcGroup:
+		return fmt.Sprintf("group member %d (at %v)", s.id, s.t)
 	}
 	return "the final read"
 }

@@ -39,6 +39,17 @@ const (
 	// FHW is a high watermark a client was told (Offset), polled in order by
 	// one process per partition.
 	FHW = "hw"
+	// FGroupRead is one record a member of the workload's consumer group
+	// was given: as FRead, with Process naming the member instance. A
+	// member's reads may go back after it gives a partition up and gets it
+	// again: the group re-delivers from the committed offset.
+	FGroupRead = "group-read"
+	// FAssign: the member instance Process starts reading Partition.
+	FAssign = "assign"
+	// FCommit commits the group's position Offset (the next offset to
+	// read) of Partition: invoke, then ok / fail / info of the same
+	// Process.
+	FCommit = "commit"
 )
 
 // Op is one history entry.

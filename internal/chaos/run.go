@@ -34,7 +34,10 @@ type Config struct {
 	Brokers    int // 3
 	Partitions int // 3
 	Rate       int // records/s over the asynchronous producers
-	Topic      string
+	// GroupMembers is the number of consumer group members sharing the
+	// topic; 0 for none.
+	GroupMembers int
+	Topic        string
 	// Logf receives progress lines.
 	Logf func(format string, args ...any)
 }
@@ -128,7 +131,7 @@ func (r *runner) run(rep *Report) {
 	}
 	r.t.Cleanup(func() { wcl.Close() })
 	r.h = NewHistory()
-	w := StartWorkload(wcl, r.h, cfg.Seed, WorkloadConfig{Topic: cfg.Topic, Partitions: cfg.Partitions, Rate: cfg.Rate})
+	w := StartWorkload(wcl, r.h, cfg.Seed, WorkloadConfig{Topic: cfg.Topic, Partitions: cfg.Partitions, Rate: cfg.Rate, GroupMembers: cfg.GroupMembers})
 	sendingStopped := false
 	defer func() {
 		if !sendingStopped {
@@ -183,7 +186,8 @@ func (r *runner) startCluster(n *nemesis) {
 			r.t.Cleanup(unmount)
 		}
 	}
-	r.cluster = proctest.StartNetnsClusterIn(r.t, r.lab, dirs, logs, "--replica-lag-time", "5s")
+	r.cluster = proctest.StartNetnsClusterIn(r.t, r.lab, dirs, logs, "--replica-lag-time", "5s",
+		"--offsets-topic-partitions", "3")
 	admin, err := anyClient(r.cluster)
 	if err != nil {
 		r.t.Fatalf("%v", err)

@@ -61,6 +61,9 @@ type WorkloadConfig struct {
 	// MaxPending bounds each producer's records awaiting an answer; the
 	// producer waits (and the history shows the unavailability) beyond it.
 	MaxPending int
+	// GroupMembers is the number of consumer group members sharing the
+	// topic (each replaced by a new instance now and then); 0 for none.
+	GroupMembers int
 }
 
 func (c *WorkloadConfig) defaults() {
@@ -102,6 +105,7 @@ type Workload struct {
 	nextProducer atomic.Int64
 	// readTo[p]: the offset after the last record consumer p read.
 	readTo []atomic.Int64
+	group  *groupWorkload // nil without group members
 	errs   chan error
 }
 
@@ -121,6 +125,9 @@ func StartWorkload(cl *client.Client, h *History, seed uint64, cfg WorkloadConfi
 		w.readWG.Add(2)
 		go w.consumer(int32(p))
 		go w.hwPoller(int32(p))
+	}
+	if cfg.GroupMembers > 0 {
+		w.group = w.startGroup()
 	}
 	return w
 }
@@ -369,11 +376,19 @@ func (w *Workload) StopSending() {
 	w.sendWG.Wait()
 }
 
-// Drain waits until every consumer has read up to hw[partition] (or the
-// time is up), then stops the consumers and pollers. It returns the
-// partitions whose consumer fell short.
+// Drain waits until every consumer, and the consumer group, has read up to
+// hw[partition] (or the time is up), then stops the consumers, the group's
+// members and the pollers. It returns the partitions whose consumer or
+// group fell short.
 func (w *Workload) Drain(hw map[int32]int64, d time.Duration) []string {
 	deadline := time.Now().Add(d)
+	groupDone := make(chan struct{})
+	go func() {
+		defer close(groupDone)
+		if w.group != nil {
+			w.group.drain(hw, deadline)
+		}
+	}()
 	for time.Now().Before(deadline) {
 		behind := 0
 		for p, want := range hw {
@@ -388,10 +403,17 @@ func (w *Workload) Drain(hw map[int32]int64, d time.Duration) []string {
 	}
 	close(w.stopRead)
 	w.readWG.Wait()
+	<-groupDone
 	var short []string
 	for p, want := range hw {
 		if got := w.readTo[p].Load(); got < want {
 			short = append(short, fmt.Sprintf("partition %d: consumer read to %d of %d", p, got, want))
+		}
+		if w.group == nil {
+			continue
+		}
+		if got := w.group.readTo[p].Load(); got < want {
+			short = append(short, fmt.Sprintf("partition %d: group %s read to %d of %d", p, groupName, got, want))
 		}
 	}
 	return short
