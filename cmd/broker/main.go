@@ -10,6 +10,7 @@
 //	broker cluster                       members, controller, partitions needing attention
 //	broker config get|set|unset          run-time broker settings
 //	broker healthcheck                   exit 0 if the broker at --addr serves
+//	broker certs create                  a CA, broker and client certificates
 //
 // Every serve flag has an environment variable: --data-dir is SKEIN_DATA_DIR,
 // and so on. Run `broker -h` or `broker topic -h` for the lists.
@@ -42,6 +43,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runCluster(ctx, args[1:], stdout, stderr)
 		case "config":
 			return runConfig(ctx, args[1:], stdout, stderr)
+		case "certs":
+			return runCerts(args[1:], stdout, stderr)
 		case "healthcheck":
 			return runHealthcheck(ctx, args[1:], stdout, stderr)
 		case "serve":
@@ -70,6 +73,7 @@ const usage = `Usage:
   broker cluster                      show brokers, the controller, and partitions needing attention
   broker config get|set|unset         run-time broker settings (log.level, retention.check.interval)
   broker healthcheck [--addr A]       exit 0 if the broker at A is serving
+  broker certs create --dir D --hosts H1,H2 [--clients alice,bob]   a CA, broker and client certificates for TLS
 
 Run "broker -h" or "broker topic create -h" for the flags.
 `

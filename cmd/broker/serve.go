@@ -188,11 +188,7 @@ func applyServeFlags(ef *envFlags, cfg *broker.Config, sf serveFlags) error {
 	if cfg.ProducerExpiry, err = time.ParseDuration(sf.producerExpiry); err != nil || cfg.ProducerExpiry == 0 {
 		return fmt.Errorf("--producer-id-expiry %q: want a duration such as 168h (negative: never)", sf.producerExpiry)
 	}
-	for _, j := range strings.Split(sf.join, ",") {
-		if j = strings.TrimSpace(j); j != "" {
-			cfg.Join = append(cfg.Join, j)
-		}
-	}
+	cfg.Join = append(cfg.Join, splitList(sf.join)...)
 	if len(cfg.Join) > 0 || cfg.BootstrapExpect > 0 {
 		// Brokers of a cluster often share a host: the single-broker
 		// default ports of the peer and Kafka listeners would collide.

@@ -12,12 +12,21 @@ import (
 // WriteFileAtomic writes data to path via a temp file, fsync, rename and a
 // directory fsync: after a crash the file is the old or the new, never a mix.
 func WriteFileAtomic(path string, data []byte) error {
+	return WriteFileAtomicPerm(path, data, 0o644)
+}
+
+// WriteFileAtomicPerm is WriteFileAtomic with the file's mode: a key
+// written 0600 is never readable by others, not even for a moment.
+func WriteFileAtomicPerm(path string, data []byte, perm os.FileMode) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
 	if err != nil {
 		return err
 	}
-	_, werr := f.Write(data)
+	werr := f.Chmod(perm)
+	if werr == nil {
+		_, werr = f.Write(data)
+	}
 	if werr == nil {
 		werr = f.Sync()
 	}
