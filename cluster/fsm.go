@@ -44,6 +44,7 @@ type command struct {
 	Targets   []PartitionTarget `json:"targets,omitempty"`
 	// Drain: the broker a reassignment decommissions.
 	Drain *int32 `json:"drain,omitempty"`
+	securityCommand
 }
 
 // PartitionChange moves a partition's leader or ISR. It applies only if the
@@ -123,6 +124,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 
 // apply changes s by c. Pure and deterministic.
 func apply(s *Snapshot, c *command) applyResult {
+	if res, ok := applySecurity(s, c); ok {
+		return res
+	}
 	switch c.Op {
 	case opInit:
 		if s.ClusterID == "" {

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/skeinlog/skein/auth"
 	"github.com/skeinlog/skein/internal/topicname"
 )
 
@@ -106,6 +107,11 @@ type Snapshot struct {
 	BrokerConfig map[string]string `json:"broker_config,omitempty"`
 	// Removed lists decommissioned brokers.
 	Removed []RemovedBroker `json:"removed,omitempty"`
+	// Users are the SCRAM users: name → mechanism → salted keys. apply
+	// replaces the maps it changes, never writes into them.
+	Users map[string]map[auth.Mechanism]auth.Credential `json:"users,omitempty"`
+	// ACLs are the access rules the acl authorizer applies.
+	ACLs []auth.ACL `json:"acls,omitempty"`
 }
 
 // Clone returns a deep copy.
@@ -114,6 +120,8 @@ func (s *Snapshot) Clone() *Snapshot {
 	c.Brokers = slices.Clone(s.Brokers)
 	c.BrokerConfig = maps.Clone(s.BrokerConfig)
 	c.Removed = slices.Clone(s.Removed)
+	c.Users = maps.Clone(s.Users)
+	c.ACLs = slices.Clone(s.ACLs)
 	c.Topics = make(map[string]Topic, len(s.Topics))
 	for n, t := range s.Topics {
 		t.Partitions = slices.Clone(t.Partitions)
