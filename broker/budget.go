@@ -77,7 +77,7 @@ func (b *byteBudget) acquire(ctx context.Context, n int64) error {
 		case <-changed:
 		case <-timer.C:
 			return &budgetError{
-				reason: "inflight_bytes",
+				reason: refusedInflight,
 				msg: fmt.Sprintf("the broker's in-flight data budget is used up (%d of %d bytes held by other requests, this one needs %d; --max-inflight-bytes)",
 					b.inUse(), b.total, n),
 				retryAfter: b.wait,

@@ -56,7 +56,7 @@ func (b *Broker) checkTopicHandles(spec cluster.TopicSpec) error {
 	if fit {
 		return nil
 	}
-	b.metrics.refused.WithLabelValues("file_handles").Inc()
+	b.metrics.refused.WithLabelValues(refusedHandles).Inc()
 	return fmt.Errorf("%w: topic %q would put about %d replicas on broker %d, needing %d file handles (%d each); it has %d open of its limit of %d, "+
 		"%d of which stay free for connections; nothing was created: raise the broker's open file limit (ulimit -n, LimitNOFILE) or use fewer partitions",
 		errNoHandles, spec.Name, here, b.self.ID, need, handlesPerPartition, open, limit, handleReserve(limit))

@@ -56,7 +56,7 @@ func (b *Broker) admitProduce(r *replica, buf []byte) (inflated int64, err error
 	maxRecord := r.cfg.MaxRecordBytes
 	b.mu.RUnlock()
 	if inflated, err = b.checkInflation(buf, maxRecord); err != nil {
-		b.metrics.refused.WithLabelValues("inflation").Inc()
+		b.metrics.refused.WithLabelValues(refusedInflation).Inc()
 		return 0, err
 	}
 	if err := b.inflight.acquire(context.Background(), int64(len(buf))+inflated); err != nil {

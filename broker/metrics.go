@@ -83,8 +83,20 @@ func newMetrics(b *Broker) *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&partitionCollector{b: b}, m.refused, m.requestSeconds, &clusterCollector{b: b}, m.notReady)
 	m.registerBudgets(b)
+	// Every refusal reason exists from the start, at 0, so that rate()
+	// and alerts on it work before the first refusal.
+	for _, reason := range []string{refusedInflight, refusedHandles, refusedInflation} {
+		m.refused.WithLabelValues(reason)
+	}
 	return m
 }
+
+// The reasons of skein_refused_requests_total.
+const (
+	refusedInflight  = "inflight_bytes" // the in-flight byte budget is used up
+	refusedHandles   = "file_handles"   // too few file handles left to open a partition
+	refusedInflation = "inflation"      // a compressed batch inflates past its limit
+)
 
 // GroupCommitted implements partition.Observer.
 func (m *metrics) GroupCommitted(batches, records, bytes int, took time.Duration) {
