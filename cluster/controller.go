@@ -579,6 +579,15 @@ func (c *Controller) SetBrokerConfig(ctx context.Context, name, value string) er
 	return err
 }
 
+// AlterQuota commits a change of one entity's client quotas.
+func (c *Controller) AlterQuota(ctx context.Context, ch QuotaChange) error {
+	if err := ValidateQuotaChange(ch); err != nil {
+		return err
+	}
+	_, err := c.propose(ctx, &command{Op: opQuota, Quota: &ch})
+	return err
+}
+
 // DeleteTopic removes a topic.
 func (c *Controller) DeleteTopic(ctx context.Context, name string) error {
 	if _, ok := c.Snapshot().Topics[name]; !ok {

@@ -25,6 +25,7 @@ const (
 	opReassign       = "reassign"
 	opCancelReassign = "cancel_reassign"
 	opRemoveBroker   = "remove_broker"
+	opQuota          = "alter_quota"
 )
 
 // command is one entry of the controller log. Every field a command needs
@@ -43,7 +44,8 @@ type command struct {
 	Value     string            `json:"value,omitempty"`
 	Targets   []PartitionTarget `json:"targets,omitempty"`
 	// Drain: the broker a reassignment decommissions.
-	Drain *int32 `json:"drain,omitempty"`
+	Drain *int32       `json:"drain,omitempty"`
+	Quota *QuotaChange `json:"quota,omitempty"`
 	securityCommand
 }
 
@@ -153,6 +155,15 @@ func apply(s *Snapshot, c *command) applyResult {
 		s.BrokerConfig[c.Name] = c.Value
 	case opAlterTopic:
 		return applyResult{err: alterTopic(s, c)}
+	case opQuota:
+		if c.Quota == nil {
+			return applyResult{err: errors.New("alter_quota without a change")}
+		}
+		q, err := applyQuotaChange(s.Quotas, *c.Quota)
+		if err != nil {
+			return applyResult{err: err}
+		}
+		s.Quotas = q
 	case opDeleteTopic:
 		if _, ok := s.Topics[c.Name]; !ok {
 			return applyResult{err: fmt.Errorf("%w: %q", ErrUnknownTopic, c.Name)}

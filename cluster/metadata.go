@@ -112,6 +112,8 @@ type Snapshot struct {
 	Users map[string]map[auth.Mechanism]auth.Credential `json:"users,omitempty"`
 	// ACLs are the access rules the acl authorizer applies.
 	ACLs []auth.ACL `json:"acls,omitempty"`
+	// Quotas are the client quotas, sorted by entity.
+	Quotas []Quota `json:"quotas,omitempty"`
 }
 
 // Clone returns a deep copy.
@@ -122,6 +124,7 @@ func (s *Snapshot) Clone() *Snapshot {
 	c.Removed = slices.Clone(s.Removed)
 	c.Users = maps.Clone(s.Users)
 	c.ACLs = slices.Clone(s.ACLs)
+	c.Quotas = slices.Clone(s.Quotas)
 	c.Topics = make(map[string]Topic, len(s.Topics))
 	for n, t := range s.Topics {
 		t.Partitions = slices.Clone(t.Partitions)
