@@ -438,6 +438,25 @@ func (c *coordinator) topics() map[string]int32 {
 	return out
 }
 
+// fetchRacks returns the rack of the broker that serves tp's fetches (its
+// leader; none without a leader or a rack), for the rack-aware assignment:
+// consumers read from leaders, so a member in the leader's rack reads
+// within its rack.
+func (c *coordinator) fetchRacks(tp group.TopicPartition) []string {
+	snap := c.b.snapshot()
+	t, ok := snap.Topics[tp.Topic]
+	if !ok || tp.Partition < 0 || int(tp.Partition) >= len(t.Partitions) {
+		return nil
+	}
+	leader := t.Partitions[tp.Partition].Leader
+	for _, bi := range snap.Brokers {
+		if bi.ID == leader && bi.Rack != "" {
+			return []string{bi.Rack}
+		}
+	}
+	return nil
+}
+
 func isInternalTopic(name string) bool { return len(name) >= 2 && name[:2] == "__" }
 
 // sortedTPs sorts topic partitions by topic, then partition.

@@ -214,6 +214,7 @@ func (c *coordinator) Heartbeat(ctx context.Context, name string, req group.Hear
 			return group.HeartbeatResult{}, fmt.Errorf("%w: member %q is not in group %q (its session expired, it left, or the coordinator moved); rejoin with epoch 0", group.ErrFenced, req.MemberID, name)
 		}
 		g = group.NewGroup(name, cluster.NewID)
+		g.ReplicaRacks = c.fetchRacks
 		sh.groups[name] = g
 	}
 	before := g.Epoch

@@ -77,3 +77,76 @@ func TestGroupCoordinatorFailover(t *testing.T) {
 	_, err = g2.CommitOffsets(ctx, commitReq("billing", hb.MemberId, hb.MemberEpoch, "orders", 0, 4))
 	wantReason(t, "commit after failover", err, codes.FailedPrecondition, pb.ErrorReason_FENCED_MEMBER_EPOCH, hb.MemberId)
 }
+
+// Members that name their rack are given the partitions whose replicas sit
+// on brokers of that rack (each broker is a rack here; replication factor
+// 1, so each partition is led and read in one rack), and the group stays
+// balanced.
+func TestGroupRackAwareAssignment(t *testing.T) {
+	cl := brokertest.NewCluster(t, 3, brokertest.WithConfig(func(c *broker.Config) {
+		c.Groups.OffsetsPartitions = 1
+		c.Rack = fmt.Sprintf("rack-%d", c.NodeID)
+	}))
+	ctx := cl.Context(60 * time.Second)
+	sc := pb.NewSkeinClient(dialConn(t, cl.Broker(1).Addr()))
+	if _, err := sc.CreateTopic(ctx, &pb.CreateTopicRequest{Name: "orders", Partitions: 6, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	md, err := sc.DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: "orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rackOf := map[int32]string{} // partition -> the rack of its only replica
+	for _, p := range md.Partitions {
+		rackOf[p.Partition] = fmt.Sprintf("rack-%d", p.Replicas[0])
+	}
+	fc, err := pb.NewGroupsClient(dialConn(t, cl.Broker(1).Addr())).FindCoordinator(ctx, &pb.FindCoordinatorRequest{Group: "racked"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := pb.NewGroupsClient(dialConn(t, fc.Addr))
+	type member struct {
+		rack, id string
+		epoch    int32
+		owned    []*pb.TopicPartitions
+	}
+	ms := []*member{{rack: "rack-1"}, {rack: "rack-2"}, {rack: "rack-3"}}
+	// Heartbeat each member in turn, each reporting what it was given, until
+	// the assignment settles.
+	for round := 0; round < 10; round++ {
+		for _, m := range ms {
+			req := &pb.GroupHeartbeatRequest{Group: "racked", MemberId: m.id, MemberEpoch: m.epoch, Rack: m.rack, Owned: m.owned}
+			if m.epoch == 0 {
+				req.Topics = []string{"orders"}
+			}
+			hb, err := g.Heartbeat(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.id, m.epoch, m.owned = hb.MemberId, hb.MemberEpoch, hb.Assignment
+		}
+	}
+	for _, m := range ms {
+		var got []int32
+		for _, tp := range m.owned {
+			got = append(got, tp.Partitions...)
+		}
+		if len(got) != 2 {
+			t.Errorf("member in %s owns partitions %v, want 2 of 6", m.rack, got)
+		}
+		for _, p := range got {
+			if rackOf[p] != m.rack {
+				t.Errorf("member in %s owns partition %d, whose replica is in %s", m.rack, p, rackOf[p])
+			}
+		}
+	}
+	d, err := g.DescribeGroup(ctx, &pb.DescribeGroupRequest{Group: "racked"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range d.Members {
+		if m.Rack == "" {
+			t.Errorf("describe: member %s has no rack", m.MemberId)
+		}
+	}
+}

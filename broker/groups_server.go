@@ -60,7 +60,7 @@ func (s *groupsServer) Heartbeat(ctx context.Context, req *pb.GroupHeartbeatRequ
 	}
 	res, err := s.b.groups.Heartbeat(ctx, req.Group, group.HeartbeatRequest{
 		MemberID: req.MemberId, MemberEpoch: req.MemberEpoch, Topics: req.Topics, Regex: req.TopicRegex,
-		ClientID: req.ClientId, Host: host, Owned: toTPs(req.Owned),
+		ClientID: req.ClientId, Host: host, Rack: req.Rack, Owned: toTPs(req.Owned),
 		SessionTimeout: time.Duration(req.SessionTimeoutMs) * time.Millisecond,
 	})
 	if err != nil {
@@ -120,7 +120,7 @@ func (s *groupsServer) DescribeGroup(ctx context.Context, req *pb.DescribeGroupR
 	resp := &pb.DescribeGroupResponse{Group: d.Group, State: d.State, Coordinator: d.Coordinator, GroupEpoch: d.Epoch}
 	for _, m := range d.Members {
 		resp.Members = append(resp.Members, &pb.GroupMember{MemberId: m.ID, MemberEpoch: m.Epoch, ClientId: m.ClientID,
-			Host: m.Host, Topics: m.Topics, TopicRegex: m.Regex, Assigned: fromTPs(m.Assigned)})
+			Host: m.Host, Rack: m.Rack, Topics: m.Topics, TopicRegex: m.Regex, Assigned: fromTPs(m.Assigned)})
 	}
 	for _, p := range d.Partitions {
 		resp.Partitions = append(resp.Partitions, &pb.PartitionLag{Topic: p.Topic, Partition: p.Partition,

@@ -24,6 +24,7 @@ type GroupMember struct {
 	Epoch      int32
 	ClientID   string
 	Host       string
+	Rack       string
 	Topics     []string
 	TopicRegex string
 	Assigned   []TopicPartition
@@ -141,7 +142,7 @@ func (c *Client) DescribeGroup(ctx context.Context, group string) (GroupDescript
 	d := GroupDescription{Group: resp.Group, State: resp.State, Coordinator: resp.Coordinator, Epoch: resp.GroupEpoch}
 	for _, m := range resp.Members {
 		d.Members = append(d.Members, GroupMember{MemberID: m.MemberId, Epoch: m.MemberEpoch, ClientID: m.ClientId, Host: m.Host,
-			Topics: m.Topics, TopicRegex: m.TopicRegex, Assigned: fromProtoTPs(m.Assigned)})
+			Rack: m.Rack, Topics: m.Topics, TopicRegex: m.TopicRegex, Assigned: fromProtoTPs(m.Assigned)})
 	}
 	for _, p := range resp.Partitions {
 		d.Partitions = append(d.Partitions, GroupPartition{TopicPartition: TopicPartition{p.Topic, p.Partition},

@@ -77,6 +77,7 @@ type groupConfig struct {
 	sessionTimeout time.Duration
 	regex          string
 	clientID       string
+	rack           string
 	onAssigned     func([]TopicPartition)
 	onRevoked      func([]TopicPartition)
 }
@@ -134,6 +135,14 @@ func TopicRegex(expr string) ConsumerOpt {
 // empty). Group consumers only.
 func GroupClientID(id string) ConsumerOpt {
 	return consumerOpt(func(c *consumerConfig) { c.grp().clientID = id })
+}
+
+// ClientRack names the rack (or availability zone) the member runs in,
+// as Kafka's client.rack: the coordinator then prefers giving it
+// partitions led by a broker of that rack (the brokers' --rack), so it
+// reads within its rack, as long as the group stays balanced. Default none. Group consumers only.
+func ClientRack(rack string) ConsumerOpt {
+	return consumerOpt(func(c *consumerConfig) { c.grp().rack = rack })
 }
 
 // OnAssigned is called with the partitions the group gives the member,

@@ -62,7 +62,7 @@ func (g *GroupConsumer) run() {
 func (g *GroupConsumer) heartbeat() (*skeinv1.GroupHeartbeatResponse, error) {
 	g.mu.Lock()
 	req := &skeinv1.GroupHeartbeatRequest{Group: g.group, MemberId: g.memberID, MemberEpoch: g.epoch,
-		ClientId: g.gcfg.clientID, SessionTimeoutMs: int32(g.gcfg.sessionTimeout.Milliseconds())}
+		ClientId: g.gcfg.clientID, Rack: g.gcfg.rack, SessionTimeoutMs: int32(g.gcfg.sessionTimeout.Milliseconds())}
 	if g.epoch == 0 {
 		req.Topics, req.TopicRegex = g.topics, g.gcfg.regex
 	}

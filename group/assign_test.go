@@ -222,3 +222,60 @@ func TestGroupRegexAndNewPartitions(t *testing.T) {
 		t.Fatalf("after growth: %+v %v", r, err)
 	}
 }
+
+// replicaRacks maps partitions of topic t to the racks of their replicas.
+func replicaRacks(byPartition ...[]string) func(TopicPartition) []string {
+	return func(tp TopicPartition) []string {
+		if tp.Topic != "t" || int(tp.Partition) >= len(byPartition) {
+			return nil
+		}
+		return byPartition[tp.Partition]
+	}
+}
+
+func TestAssignRacks(t *testing.T) {
+	r1, r2, r3 := []string{"r1"}, []string{"r2"}, []string{"r3"}
+	three := []Subscriber{{"a", []string{"t"}}, {"b", []string{"t"}}, {"c", []string{"t"}}}
+	two := []Subscriber{{"a", []string{"t"}}, {"b", []string{"t"}}}
+	for _, tc := range []struct {
+		name    string
+		members []Subscriber
+		parts   map[string]int32
+		racks   Racks
+		prev    map[string][]TopicPartition
+		want    map[string][]TopicPartition
+	}{
+		{"each member takes its rack's partitions", three, map[string]int32{"t": 6},
+			Racks{map[string]string{"a": "r1", "b": "r2", "c": "r3"}, replicaRacks(r3, r2, r1, r3, r2, r1)}, nil,
+			map[string][]TopicPartition{"a": tps("t", 2, 5), "b": tps("t", 1, 4), "c": tps("t", 0, 3)}},
+		{"balance before racks: every replica in one rack", three, map[string]int32{"t": 6},
+			Racks{map[string]string{"a": "r1", "b": "r2", "c": "r3"}, replicaRacks(r1, r1, r1, r1, r1, r1)}, nil,
+			map[string][]TopicPartition{"a": tps("t", 0, 1), "b": tps("t", 2, 4), "c": tps("t", 3, 5)}},
+		{"a previous owner in the wrong rack gives the partition up", two, map[string]int32{"t": 4},
+			Racks{map[string]string{"a": "r1", "b": "r2"}, replicaRacks(r1, r1, r2, r2)},
+			map[string][]TopicPartition{"a": tps("t", 2, 3), "b": tps("t", 0, 1)},
+			map[string][]TopicPartition{"a": tps("t", 0, 1), "b": tps("t", 2, 3)}},
+		{"a previous owner keeps a partition no member's rack holds", two, map[string]int32{"t": 4},
+			Racks{map[string]string{"a": "r1", "b": "r2"}, replicaRacks(r3, r3, r3, r3)},
+			map[string][]TopicPartition{"a": tps("t", 2, 3), "b": tps("t", 0, 1)},
+			map[string][]TopicPartition{"a": tps("t", 2, 3), "b": tps("t", 0, 1)}},
+		{"replicas in every rack: as without racks", three, map[string]int32{"t": 6},
+			Racks{map[string]string{"a": "r1", "b": "r2", "c": "r3"}, replicaRacks(
+				[]string{"r1", "r2", "r3"}, []string{"r1", "r2", "r3"}, []string{"r1", "r2", "r3"},
+				[]string{"r1", "r2", "r3"}, []string{"r1", "r2", "r3"}, []string{"r1", "r2", "r3"})}, nil,
+			map[string][]TopicPartition{"a": tps("t", 0, 3), "b": tps("t", 1, 4), "c": tps("t", 2, 5)}},
+		{"members without racks: as without racks", three, map[string]int32{"t": 6},
+			Racks{map[string]string{}, replicaRacks(r3, r2, r1, r3, r2, r1)}, nil,
+			map[string][]TopicPartition{"a": tps("t", 0, 3), "b": tps("t", 1, 4), "c": tps("t", 2, 5)}},
+		{"a rack with more partitions than its share: the rest spread", two, map[string]int32{"t": 6},
+			Racks{map[string]string{"a": "r1", "b": "r2"}, replicaRacks(r1, r1, r1, r1, r2, r2)}, nil,
+			map[string][]TopicPartition{"a": tps("t", 0, 1, 2), "b": tps("t", 3, 4, 5)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := AssignRacks(tc.members, tc.parts, tc.prev, tc.racks)
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("got  %v\nwant %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -43,6 +43,9 @@ type HeartbeatRequest struct {
 	Topics         []string
 	Regex          string
 	ClientID, Host string
+	// Rack is the member's rack ("" for none): the assignment prefers
+	// giving it partitions with a replica in that rack.
+	Rack           string
 	Owned          []TopicPartition
 	SessionTimeout time.Duration // 0: DefaultSessionTimeout
 }
@@ -60,6 +63,7 @@ type Member struct {
 	ID             string
 	Epoch          int32
 	ClientID, Host string
+	Rack           string
 	Topics         []string
 	Regex          string
 	Assigned       []TopicPartition // what it may own now
@@ -85,8 +89,12 @@ type Group struct {
 	members map[string]*member
 	target  map[string][]TopicPartition
 	targetE int32  // the Epoch target was computed at
-	topicFP string // the subscribed topics' partition counts target saw
+	topicFP string // the subscribed topics' partition counts (and replica racks) target saw
 	newID   func() string
+	// ReplicaRacks, when set, returns the racks of the replicas a
+	// partition is read from (the broker gives its leader's), for a
+	// rack-aware assignment of members that name their rack.
+	ReplicaRacks func(TopicPartition) []string
 }
 
 // NewGroup returns an empty group; newID makes member ids.
@@ -128,6 +136,10 @@ func (g *Group) Heartbeat(now time.Time, req HeartbeatRequest, topics map[string
 	}
 	m.lastSeen = now
 	m.ClientID, m.Host = req.ClientID, req.Host
+	if m.Rack != req.Rack {
+		m.Rack = req.Rack
+		g.Epoch++
+	}
 	if (len(req.Topics) > 0 || re != nil) && (!slices.Equal(m.Topics, sorted(req.Topics)) || m.Regex != req.Regex) {
 		m.Topics, m.Regex, m.regex = sorted(req.Topics), req.Regex, re
 		g.Epoch++
@@ -218,18 +230,27 @@ func (m *member) subscribed(topics map[string]int32) []string {
 func (g *Group) refreshTarget(topics map[string]int32) {
 	subs := make([]Subscriber, 0, len(g.members))
 	counts := map[string]int32{}
+	racks := Racks{Member: map[string]string{}, Replicas: g.ReplicaRacks}
 	for _, m := range g.members {
 		ts := m.subscribed(topics)
 		subs = append(subs, Subscriber{ID: m.ID, Topics: ts})
 		for _, t := range ts {
 			counts[t] = topics[t]
 		}
+		racks.Member[m.ID] = m.Rack
 	}
 	fp := fmt.Sprint(sortedCounts(counts))
+	if racks.aware() {
+		// A partition now read in another rack (a new leader) changes the
+		// target too.
+		for _, tp := range allPartitions(counts) {
+			fp += fmt.Sprint(racks.Replicas(tp))
+		}
+	}
 	if g.target != nil && g.targetE == g.Epoch && fp == g.topicFP {
 		return
 	}
-	g.target = Assign(subs, counts, g.target)
+	g.target = AssignRacks(subs, counts, g.target, racks)
 	g.targetE, g.topicFP = g.Epoch, fp
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -160,13 +161,13 @@ func groupDescribe(ctx context.Context, cl *client.Client, name string, stdout i
 	fmt.Fprintf(stdout, "group %s: %s, %d member(s), coordinator broker %d, group epoch %d\n\n", d.Group, d.State, len(d.Members), d.Coordinator, d.Epoch)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	if len(d.Members) > 0 {
-		fmt.Fprintln(tw, "MEMBER\tEPOCH\tCLIENT-ID\tHOST\tSUBSCRIPTION\tASSIGNED")
+		fmt.Fprintln(tw, "MEMBER\tEPOCH\tCLIENT-ID\tHOST\tRACK\tSUBSCRIPTION\tASSIGNED")
 		for _, m := range d.Members {
 			sub := strings.Join(m.Topics, ",")
 			if m.TopicRegex != "" {
 				sub = m.TopicRegex
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", m.MemberID, m.Epoch, m.ClientID, m.Host, sub, fmtTPs(m.Assigned))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.MemberID, m.Epoch, m.ClientID, m.Host, cmp.Or(m.Rack, "-"), sub, fmtTPs(m.Assigned))
 		}
 		fmt.Fprintln(tw)
 	}

@@ -20,6 +20,7 @@ type groupFlags struct {
 	commitInterval time.Duration
 	noCommit       bool
 	sessionTimeout time.Duration
+	rack           string
 }
 
 func (g *groupFlags) register(fs *flag.FlagSet) {
@@ -30,12 +31,13 @@ func (g *groupFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&g.commitInterval, "commit-interval", 5*time.Second, "automatic commit interval")
 	fs.BoolVar(&g.noCommit, "no-commit", false, "never commit")
 	fs.DurationVar(&g.sessionTimeout, "session-timeout", 10*time.Second, "session timeout")
+	fs.StringVar(&g.rack, "rack", os.Getenv("SKEIN_RACK"), "this member's rack (env SKEIN_RACK)")
 }
 
 // check validates the group flags against the others that were set.
 func (g *groupFlags) check(set map[string]bool) error {
 	if g.name == "" {
-		for _, f := range []string{"reset", "commit-interval", "no-commit", "session-timeout"} {
+		for _, f := range []string{"reset", "commit-interval", "no-commit", "session-timeout", "rack"} {
 			if set[f] {
 				return fmt.Errorf("--%s needs -G GROUP", f)
 			}
@@ -76,7 +78,7 @@ func openGroup(c *client.Client, cfg *config, opts []client.ConsumerOpt) (*clien
 	host, _ := os.Hostname()
 	opts = append(opts, client.ResetOffset(g.resetOffset), client.CommitInterval(g.commitInterval),
 		client.AutoCommit(!g.noCommit), client.SessionTimeout(g.sessionTimeout),
-		client.GroupClientID(fmt.Sprintf("consume@%s/%d", host, os.Getpid())))
+		client.GroupClientID(fmt.Sprintf("consume@%s/%d", host, os.Getpid())), client.ClientRack(g.rack))
 	var topics []string
 	if strings.HasPrefix(cfg.topic, "^") {
 		opts = append(opts, client.TopicRegex(cfg.topic))

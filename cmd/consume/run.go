@@ -47,6 +47,9 @@ following the log until Ctrl-C (or -e / -c). -x and --x are the same flag.
                        partition moves to another member
       --no-commit      with -G: never commit
       --session-timeout D  with -G: the member's session timeout (default 10s)
+      --rack RACK      with -G: this member's rack (env SKEIN_RACK): it is
+                       given partitions led by brokers of that rack (the
+                       brokers' --rack) where the balance allows
       --stats json     print records, bytes, seconds, records/s, MB/s as JSON on
                        stdout at exit
   -v                   print that summary on stderr at exit

@@ -201,7 +201,8 @@ type GroupHeartbeatRequest struct {
 	ClientId   string `protobuf:"bytes,6,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// The partitions the member owns now (it has finished with revoked ones).
 	Owned []*TopicPartitions `protobuf:"bytes,7,rep,name=owned,proto3" json:"owned,omitempty"`
-	// The member's rack, if any (unused by the assignor today).
+	// The member's rack, if any: the coordinator prefers giving it partitions
+	// led by a broker in the same rack (its --rack).
 	Rack string `protobuf:"bytes,8,opt,name=rack,proto3" json:"rack,omitempty"`
 	// How long the coordinator keeps the member without a heartbeat;
 	// 0: the broker's default (10 s). Between 1 s and 5 min.
@@ -923,6 +924,7 @@ type GroupMember struct {
 	Topics        []string               `protobuf:"bytes,5,rep,name=topics,proto3" json:"topics,omitempty"`
 	TopicRegex    string                 `protobuf:"bytes,6,opt,name=topic_regex,json=topicRegex,proto3" json:"topic_regex,omitempty"`
 	Assigned      []*TopicPartitions     `protobuf:"bytes,7,rep,name=assigned,proto3" json:"assigned,omitempty"`
+	Rack          string                 `protobuf:"bytes,8,opt,name=rack,proto3" json:"rack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1004,6 +1006,13 @@ func (x *GroupMember) GetAssigned() []*TopicPartitions {
 		return x.Assigned
 	}
 	return nil
+}
+
+func (x *GroupMember) GetRack() string {
+	if x != nil {
+		return x.Rack
+	}
+	return ""
 }
 
 type PartitionLag struct {
@@ -1326,7 +1335,7 @@ const file_skein_v1_groups_proto_rawDesc = "" +
 	"\x12ListGroupsResponse\x12.\n" +
 	"\x06groups\x18\x01 \x03(\v2\x16.skein.v1.GroupSummaryR\x06groups\",\n" +
 	"\x14DescribeGroupRequest\x12\x14\n" +
-	"\x05group\x18\x01 \x01(\tR\x05group\"\xee\x01\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"\x82\x02\n" +
 	"\vGroupMember\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12!\n" +
 	"\fmember_epoch\x18\x02 \x01(\x05R\vmemberEpoch\x12\x1b\n" +
@@ -1335,7 +1344,8 @@ const file_skein_v1_groups_proto_rawDesc = "" +
 	"\x06topics\x18\x05 \x03(\tR\x06topics\x12\x1f\n" +
 	"\vtopic_regex\x18\x06 \x01(\tR\n" +
 	"topicRegex\x125\n" +
-	"\bassigned\x18\a \x03(\v2\x19.skein.v1.TopicPartitionsR\bassigned\"\xc2\x01\n" +
+	"\bassigned\x18\a \x03(\v2\x19.skein.v1.TopicPartitionsR\bassigned\x12\x12\n" +
+	"\x04rack\x18\b \x01(\tR\x04rack\"\xc2\x01\n" +
 	"\fPartitionLag\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12)\n" +
