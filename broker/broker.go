@@ -67,6 +67,7 @@ type Broker struct {
 
 	console consoleClient // the web console's admin client
 	dyn     dynamicState  // run-time broker settings applied
+	progress progress     // reassignment copy rates, for status ETAs
 
 	storageMu sync.Mutex // guards storageID
 	storageID string     // this data directory's storage identity (node.json)
@@ -95,6 +96,7 @@ type controller interface {
 	CaughtUp() bool
 	Leave(timeout time.Duration)
 	Close() error
+	reassigner
 }
 
 type tp struct {
@@ -183,10 +185,12 @@ func New(cfg Config) (*Broker, error) {
 	b.repl = replication.Config{
 		Self: cfg.NodeID, LagTime: cfg.ReplicaLagTime, Transport: b.peers, Controller: b.peers,
 		Logger: cfg.Logger.With("node", cfg.NodeID), Trace: cfg.Trace,
+		Throttle: &replication.Throttle{Applies: b.catchingUp},
 	}
 	b.inflight = newByteBudget(cfg.MaxInflightBytes, budgetWait)
 	b.badMsgs = &badMessages{}
 	b.metrics = newMetrics(b)
+	b.repl.OnISRChange = b.metrics.reassign.isrChanged
 	b.groups = newCoordinator(b)
 	b.health = health.NewServer()
 	b.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

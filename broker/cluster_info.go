@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/skeinlog/skein/cluster"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
 
@@ -49,7 +50,7 @@ func (s *server) DescribeCluster(ctx context.Context, req *pb.DescribeClusterReq
 			m = &pb.ClusterMember{Id: bi.ID, Rack: bi.Rack, GossipState: state}
 		}
 		m.Addr = clientAddr(bi, ext)
-		m.Fenced = bi.Fenced
+		m.Fenced, m.Draining = bi.Fenced, bi.Draining
 		add(m)
 	}
 	for id, m := range gossip {
@@ -69,7 +70,7 @@ func (s *server) DescribeCluster(ctx context.Context, req *pb.DescribeClusterReq
 				problem = "leaderless"
 			case len(pm.ISR) < int(t.Config.MinInsyncReplicas):
 				problem = "below-min-isr"
-			case len(pm.ISR) < len(pm.Replicas):
+			case underReplicated(pm):
 				problem = "under-replicated"
 			}
 			if problem != "" {
@@ -78,5 +79,36 @@ func (s *server) DescribeCluster(ctx context.Context, req *pb.DescribeClusterReq
 			}
 		}
 	}
+	s.b.brokerLoads(ctx, snap, resp.Members)
 	return resp, nil
+}
+
+// brokerLoads fills each member's replica, leader and byte counts: the
+// counts from the metadata, the bytes asked of each broker (-1 when it
+// does not answer).
+func (b *Broker) brokerLoads(ctx context.Context, snap *cluster.Snapshot, members []*pb.ClusterMember) {
+	ask := map[int32]bool{}
+	for _, m := range members {
+		ask[m.Id] = m.GossipState == "alive"
+	}
+	sizes := b.replicaSizes(ctx, ask)
+	for _, m := range members {
+		m.Bytes = -1
+		if s, ok := sizes[m.Id]; ok {
+			m.Bytes = 0
+			for _, n := range s {
+				m.Bytes += n
+			}
+		}
+		for _, t := range snap.Topics {
+			for _, pm := range t.Partitions {
+				if slices.Contains(pm.Replicas, m.Id) {
+					m.Replicas++
+				}
+				if pm.Leader == m.Id {
+					m.Leaders++
+				}
+			}
+		}
+	}
 }

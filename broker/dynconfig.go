@@ -80,6 +80,8 @@ func parseRetentionInterval(v string) (time.Duration, error) {
 	return d, nil
 }
 
+func init() { dynamicSettings = append(dynamicSettings, throttleSettingDef) }
+
 func settingNamed(name string) (dynamicSetting, bool) {
 	i := slices.IndexFunc(dynamicSettings, func(s dynamicSetting) bool { return s.name == name })
 	if i < 0 {
@@ -135,6 +137,13 @@ func (d *dynamicState) setRetentionEvery(v time.Duration) {
 	case d.retentionReset <- struct{}{}:
 	default:
 	}
+}
+
+// current is the value of a setting in effect.
+func (d *dynamicState) current(name string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.applied[name]
 }
 
 func (d *dynamicState) retentionInterval() time.Duration {

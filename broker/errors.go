@@ -47,6 +47,12 @@ func errorDetail(err error) *pb.ErrorDetail {
 	case errors.Is(err, partition.ErrStorage), errors.Is(err, partition.ErrClosed),
 		errors.Is(err, errShuttingDown), errors.Is(err, errNotReady), errors.Is(err, errNoProducerIDs):
 		set(codes.Unavailable, pb.ErrorReason_UNAVAILABLE)
+	case errors.Is(err, cluster.ErrInvalidReassign):
+		set(codes.InvalidArgument, pb.ErrorReason_INVALID_REQUEST)
+	case errors.Is(err, cluster.ErrReassignRunning), errors.Is(err, cluster.ErrNoReassign):
+		set(codes.FailedPrecondition, pb.ErrorReason_INVALID_REQUEST)
+	case errors.Is(err, cluster.ErrUnknownBroker):
+		set(codes.NotFound, pb.ErrorReason_INVALID_REQUEST)
 	case errors.Is(err, cluster.ErrInvalidTopic):
 		set(codes.InvalidArgument, pb.ErrorReason_INVALID_TOPIC)
 	case errors.Is(err, cluster.ErrInvalidConfig), errors.Is(err, errInvalidRequest):

@@ -32,6 +32,7 @@ type metrics struct {
 	refused         *prometheus.CounterVec
 	requestSeconds  *prometheus.HistogramVec
 	notReady        prometheus.Counter
+	reassign        *reassignMetrics
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -82,6 +83,8 @@ func newMetrics(b *Broker) *metrics {
 		m.groupBatches, m.groupBytes, m.groupSeconds, m.duplicates,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&partitionCollector{b: b}, m.refused, m.requestSeconds, &clusterCollector{b: b}, m.notReady)
+	m.reassign = newReassignMetrics(b)
+	m.reg.MustRegister(m.reassign)
 	m.registerBudgets(b)
 	// Every refusal reason exists from the start, at 0, so that rate()
 	// and alerts on it work before the first refusal.

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"path"
+	"slices"
 	"syscall"
 	"time"
 
@@ -89,7 +90,7 @@ func partitionHealth(topics map[string]cluster.Topic, self int32, controller boo
 				}
 			case pm.Leader == self:
 				h.leaders++
-				if len(pm.ISR) < len(pm.Replicas) {
+				if underReplicated(pm) {
 					h.underReplicated++
 				}
 				if len(pm.ISR) < int(t.Config.MinInsyncReplicas) {
@@ -99,6 +100,17 @@ func partitionHealth(topics map[string]cluster.Topic, self int32, controller boo
 		}
 	}
 	return h
+}
+
+// underReplicated reports whether a replica the partition keeps is out of
+// its ISR (while it moves, the replicas being added do not count until
+// they have caught up, nor those being removed). Pure.
+func underReplicated(pm cluster.PartitionMeta) bool {
+	keep := pm.Replicas
+	if len(pm.Target) > 0 {
+		keep = slices.DeleteFunc(slices.Clone(pm.Origin), func(r int32) bool { return !slices.Contains(pm.Target, r) })
+	}
+	return slices.ContainsFunc(keep, func(r int32) bool { return !slices.Contains(pm.ISR, r) })
 }
 
 // apiName is the short name of a gRPC method for the latency histogram:

@@ -38,12 +38,15 @@ type reconcilePlan struct {
 	removeDirs map[string]string
 	// open: wanted replicas not open here yet.
 	open []tp
+	// movedAway: closed replicas of a topic that still exists (moved to
+	// other brokers by a reassignment): their data goes. tp → topic id.
+	movedAway map[tp]string
 }
 
 // planReconcile compares the metadata with the local replicas (tp → the
 // topic id each was opened for). Pure.
 func planReconcile(snap *cluster.Snapshot, self int32, local map[tp]string) reconcilePlan {
-	plan := reconcilePlan{wanted: map[tp]assigned{}, removeDirs: map[string]string{}}
+	plan := reconcilePlan{wanted: map[tp]assigned{}, removeDirs: map[string]string{}, movedAway: map[tp]string{}}
 	for _, t := range snap.Topics {
 		for _, pm := range t.Partitions {
 			for _, r := range pm.Replicas {
@@ -61,6 +64,8 @@ func planReconcile(snap *cluster.Snapshot, self int32, local map[tp]string) reco
 		plan.close = append(plan.close, k)
 		if t, ok := snap.Topics[k.topic]; !ok || t.ID != topicID {
 			plan.removeDirs[k.topic] = topicID
+		} else {
+			plan.movedAway[k] = topicID
 		}
 	}
 	for k := range plan.wanted {
@@ -103,6 +108,9 @@ func (b *Broker) reconcile() error {
 	}
 	for name, id := range plan.removeDirs {
 		b.removeTopicDir(name, id)
+	}
+	for k, id := range plan.movedAway {
+		b.removePartitionDir(k, id)
 	}
 	errs := b.openReplicas(plan)
 

@@ -405,6 +405,13 @@ type ClusterMember struct {
 	// GossipAddr and RaftAddr are the broker's peer addresses.
 	GossipAddr string
 	RaftAddr   string
+	// Replicas and Leaders count the partitions it holds and leads; Bytes
+	// is the size of its replicas (-1: it did not answer).
+	Replicas int32
+	Leaders  int32
+	Bytes    int64
+	// Draining: it is being decommissioned.
+	Draining bool
 }
 
 // PartitionProblem is a partition that needs attention.
@@ -453,7 +460,8 @@ func (c *Client) DescribeCluster(ctx context.Context) (ClusterDescription, error
 		Topics: resp.GetTopics(), Partitions: resp.GetPartitions()}
 	for _, m := range resp.GetMembers() {
 		d.Members = append(d.Members, ClusterMember{ID: m.GetId(), Addr: m.GetAddr(), Rack: m.GetRack(), GossipState: m.GetGossipState(),
-			Fenced: m.GetFenced(), QuorumRole: m.GetQuorumRole(), GossipAddr: m.GetGossipAddr(), RaftAddr: m.GetRaftAddr()})
+			Fenced: m.GetFenced(), QuorumRole: m.GetQuorumRole(), GossipAddr: m.GetGossipAddr(), RaftAddr: m.GetRaftAddr(),
+			Replicas: m.GetReplicas(), Leaders: m.GetLeaders(), Bytes: m.GetBytes(), Draining: m.GetDraining()})
 	}
 	for _, p := range resp.GetProblems() {
 		d.Problems = append(d.Problems, PartitionProblem{Topic: p.GetTopic(), Partition: p.GetPartition(), Leader: p.GetLeader(),

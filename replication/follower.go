@@ -130,11 +130,16 @@ func (f *Follower) truncate(ctx context.Context) error {
 func (f *Follower) fetchLoop(ctx context.Context) error {
 	for {
 		_, _, leo := f.p.Offsets()
+		maxBytes := f.cfg.FetchMaxBytes
+		throttled, rate := f.cfg.Throttle.throttled(f.a.Topic, f.a.Partition)
+		if throttled {
+			maxBytes = f.cfg.Throttle.fetchBytes(rate, maxBytes)
+		}
 		cctx, cancel := context.WithTimeout(ctx, f.cfg.FetchWait+10*time.Second)
 		resp, err := f.cfg.Transport.ReplicaFetch(cctx, f.leader, &pb.ReplicaFetchRequest{
 			Topic: f.a.Topic, Partition: f.a.Partition, ReplicaId: f.cfg.Self,
 			LeaderEpoch: f.a.LeaderEpoch, FetchOffset: leo,
-			MaxBytes: int32(f.cfg.FetchMaxBytes), MaxWaitMs: int32(f.cfg.FetchWait / time.Millisecond),
+			MaxBytes: int32(maxBytes), MaxWaitMs: int32(f.cfg.FetchWait / time.Millisecond),
 		})
 		cancel()
 		if err != nil {
@@ -159,5 +164,25 @@ func (f *Follower) fetchLoop(ctx context.Context) error {
 			f.cfg.trace(partition.StepReplicated, f.cfg.Self, func() int64 { return leo })
 		}
 		f.p.SetHighWatermark(min(resp.HighWatermark, leo))
+		if throttled && len(resp.Batches) > 0 {
+			if err := sleepCtx(ctx, f.cfg.Throttle.spend(len(resp.Batches), f.cfg.Now())); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sleepCtx waits d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -46,6 +46,12 @@ type Config struct {
 	// Trace, when set, is told as appends pass the replication steps (see
 	// partition.Step); for latency breakdowns in benchmarks.
 	Trace partition.Tracer
+	// Throttle, when set, is the byte budget of the followers catching up
+	// in a reassignment.
+	Throttle *Throttle
+	// OnISRChange, when set, is told how many replicas joined and left an
+	// ISR at each committed change a leader made.
+	OnISRChange func(joined, left int)
 }
 
 func (c *Config) fill() {
@@ -347,10 +353,46 @@ func (l *Leader) alterLocked(isr []int32) {
 					f.lost = false // out of the ISR: it rejoins once caught up
 				}
 			}
+			if l.cfg.OnISRChange != nil {
+				l.cfg.OnISRChange(countMissing(pm.Isr, l.a.ISR), countMissing(l.a.ISR, pm.Isr))
+			}
 			l.a.ISR, l.a.PartitionEpoch = slices.Clone(pm.Isr), resp.PartitionEpoch
 			l.log.Info("ISR changed", "isr", l.a.ISR, "partition_epoch", l.a.PartitionEpoch)
 			l.p.UpdateISR(len(l.a.ISR))
 			l.advanceLocked()
 		}
 	}()
+}
+
+// countMissing counts the members of a not in b.
+func countMissing(a, b []int32) int {
+	n := 0
+	for _, id := range a {
+		if !slices.Contains(b, id) {
+			n++
+		}
+	}
+	return n
+}
+
+// FollowerState is what a leader knows of one follower.
+type FollowerState struct {
+	ID int32
+	// LEO is its log end offset at its last fetch; -1: not fetched yet.
+	LEO int64
+	// CaughtUp is the last time it had everything the leader had.
+	CaughtUp time.Time
+}
+
+// Followers reports the followers' positions.
+func (l *Leader) Followers() []FollowerState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]FollowerState, 0, len(l.pos))
+	for _, id := range l.a.Replicas {
+		if f, ok := l.pos[id]; ok {
+			out = append(out, FollowerState{ID: id, LEO: f.leo, CaughtUp: f.caughtUp})
+		}
+	}
+	return out
 }

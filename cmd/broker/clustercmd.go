@@ -47,11 +47,14 @@ func printCluster(stdout io.Writer, d client.ClusterDescription) {
 	fmt.Fprintf(stdout, "cluster %s: controller %s, %d topic(s), %d partition(s) (as broker %d sees it)\n\n",
 		d.ClusterID, ctrl, d.Topics, d.Partitions, d.AnsweredBy)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BROKER\tADDR\tGOSSIP\tSTATUS\tQUORUM\tRACK")
+	fmt.Fprintln(tw, "BROKER\tADDR\tGOSSIP\tSTATUS\tQUORUM\tRACK\tREPLICAS\tLEADERS\tBYTES")
 	for _, m := range d.Members {
 		status := "ok"
 		if m.Fenced {
 			status = "fenced"
+		}
+		if m.Draining {
+			status += ",draining"
 		}
 		role := m.QuorumRole
 		if role == "" {
@@ -64,7 +67,7 @@ func printCluster(stdout io.Writer, d client.ClusterDescription) {
 		if rack == "" {
 			rack = "-"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Addr, m.GossipState, status, role, rack)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", m.ID, m.Addr, m.GossipState, status, role, rack, m.Replicas, m.Leaders, fmtBytes(m.Bytes))
 	}
 	tw.Flush()
 	if len(d.Problems) == 0 {

@@ -9,6 +9,9 @@
 //	broker group list|describe G|reset-offsets G|delete G   consumer groups
 //	broker cluster                       members, controller, partitions needing attention
 //	broker config get|set|unset          run-time broker settings
+//	broker reassign plan|execute|status|cancel   move replicas between brokers
+//	broker rebalance [--yes]             spread replicas and leaders over every broker
+//	broker decommission ID               move every replica off a broker, then remove it
 //	broker healthcheck                   exit 0 if the broker at --addr serves
 //	broker certs create                  a CA, broker and client certificates
 //
@@ -45,6 +48,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runConfig(ctx, args[1:], stdout, stderr)
 		case "certs":
 			return runCerts(args[1:], stdout, stderr)
+		case "reassign":
+			return runReassign(ctx, args[1:], stdout, stderr)
+		case "rebalance":
+			return runRebalance(ctx, args[1:], os.Stdin, stdout, stderr)
+		case "decommission":
+			return runDecommission(ctx, args[1:], stdout, stderr)
 		case "healthcheck":
 			return runHealthcheck(ctx, args[1:], stdout, stderr)
 		case "serve":
@@ -71,7 +80,10 @@ const usage = `Usage:
   broker topic alter NAME [flags]     change a topic's settings live, add partitions
   broker group list|describe|reset-offsets|delete   consumer groups (broker group -h)
   broker cluster                      show brokers, the controller, and partitions needing attention
-  broker config get|set|unset         run-time broker settings (log.level, retention.check.interval)
+  broker config get|set|unset         run-time broker settings (log.level, retention.check.interval, replication.throttle)
+  broker reassign plan|execute|status|cancel   move replicas between brokers (broker reassign -h)
+  broker rebalance [--yes]            spread replicas and leaders evenly over every live broker
+  broker decommission ID              move every replica off broker ID, then remove it from the cluster
   broker healthcheck [--addr A]       exit 0 if the broker at A is serving
   broker certs create --dir D --hosts H1,H2 [--clients alice,bob]   a CA, broker and client certificates for TLS
 

@@ -849,7 +849,7 @@ var File_skein_v1_internal_proto protoreflect.FileDescriptor
 
 const file_skein_v1_internal_proto_rawDesc = "" +
 	"\n" +
-	"\x17skein/v1/internal.proto\x12\bskein.v1\x1a\x14skein/v1/skein.proto\"\xeb\x01\n" +
+	"\x17skein/v1/internal.proto\x12\bskein.v1\x1a\x17skein/v1/reassign.proto\x1a\x14skein/v1/skein.proto\"\xeb\x01\n" +
 	"\x13ReplicaFetchRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1d\n" +
@@ -915,14 +915,15 @@ const file_skein_v1_internal_proto_rawDesc = "" +
 	"\n" +
 	"storage_id\x18\x02 \x01(\tR\tstorageId\x12\x1f\n" +
 	"\vgossip_addr\x18\x03 \x01(\tR\n" +
-	"gossipAddr2\xfc\x03\n" +
+	"gossipAddr2\xcb\x04\n" +
 	"\bInternal\x12M\n" +
 	"\fReplicaFetch\x12\x1d.skein.v1.ReplicaFetchRequest\x1a\x1e.skein.v1.ReplicaFetchResponse\x12e\n" +
 	"\x14OffsetForLeaderEpoch\x12%.skein.v1.OffsetForLeaderEpochRequest\x1a&.skein.v1.OffsetForLeaderEpochResponse\x12S\n" +
 	"\x0eAlterPartition\x12\x1f.skein.v1.AlterPartitionRequest\x1a .skein.v1.AlterPartitionResponse\x12_\n" +
 	"\x12ControlledShutdown\x12#.skein.v1.ControlledShutdownRequest\x1a$.skein.v1.ControlledShutdownResponse\x12A\n" +
 	"\bLocalLog\x12\x19.skein.v1.LocalLogRequest\x1a\x1a.skein.v1.LocalLogResponse\x12A\n" +
-	"\bIdentify\x12\x19.skein.v1.IdentifyRequest\x1a\x1a.skein.v1.IdentifyResponseB1Z/github.com/skeinlog/skein/proto/skeinv1;skeinv1b\x06proto3"
+	"\bIdentify\x12\x19.skein.v1.IdentifyRequest\x1a\x1a.skein.v1.IdentifyResponse\x12M\n" +
+	"\fReplicaSizes\x12\x1d.skein.v1.ReplicaSizesRequest\x1a\x1e.skein.v1.ReplicaSizesResponseB1Z/github.com/skeinlog/skein/proto/skeinv1;skeinv1b\x06proto3"
 
 var (
 	file_skein_v1_internal_proto_rawDescOnce sync.Once
@@ -952,6 +953,8 @@ var file_skein_v1_internal_proto_goTypes = []any{
 	(*IdentifyResponse)(nil),             // 11: skein.v1.IdentifyResponse
 	(*ErrorDetail)(nil),                  // 12: skein.v1.ErrorDetail
 	(*PartitionMetadata)(nil),            // 13: skein.v1.PartitionMetadata
+	(*ReplicaSizesRequest)(nil),          // 14: skein.v1.ReplicaSizesRequest
+	(*ReplicaSizesResponse)(nil),         // 15: skein.v1.ReplicaSizesResponse
 }
 var file_skein_v1_internal_proto_depIdxs = []int32{
 	12, // 0: skein.v1.ReplicaFetchResponse.error:type_name -> skein.v1.ErrorDetail
@@ -966,14 +969,16 @@ var file_skein_v1_internal_proto_depIdxs = []int32{
 	6,  // 9: skein.v1.Internal.ControlledShutdown:input_type -> skein.v1.ControlledShutdownRequest
 	8,  // 10: skein.v1.Internal.LocalLog:input_type -> skein.v1.LocalLogRequest
 	10, // 11: skein.v1.Internal.Identify:input_type -> skein.v1.IdentifyRequest
-	1,  // 12: skein.v1.Internal.ReplicaFetch:output_type -> skein.v1.ReplicaFetchResponse
-	3,  // 13: skein.v1.Internal.OffsetForLeaderEpoch:output_type -> skein.v1.OffsetForLeaderEpochResponse
-	5,  // 14: skein.v1.Internal.AlterPartition:output_type -> skein.v1.AlterPartitionResponse
-	7,  // 15: skein.v1.Internal.ControlledShutdown:output_type -> skein.v1.ControlledShutdownResponse
-	9,  // 16: skein.v1.Internal.LocalLog:output_type -> skein.v1.LocalLogResponse
-	11, // 17: skein.v1.Internal.Identify:output_type -> skein.v1.IdentifyResponse
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
+	14, // 12: skein.v1.Internal.ReplicaSizes:input_type -> skein.v1.ReplicaSizesRequest
+	1,  // 13: skein.v1.Internal.ReplicaFetch:output_type -> skein.v1.ReplicaFetchResponse
+	3,  // 14: skein.v1.Internal.OffsetForLeaderEpoch:output_type -> skein.v1.OffsetForLeaderEpochResponse
+	5,  // 15: skein.v1.Internal.AlterPartition:output_type -> skein.v1.AlterPartitionResponse
+	7,  // 16: skein.v1.Internal.ControlledShutdown:output_type -> skein.v1.ControlledShutdownResponse
+	9,  // 17: skein.v1.Internal.LocalLog:output_type -> skein.v1.LocalLogResponse
+	11, // 18: skein.v1.Internal.Identify:output_type -> skein.v1.IdentifyResponse
+	15, // 19: skein.v1.Internal.ReplicaSizes:output_type -> skein.v1.ReplicaSizesResponse
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -984,6 +989,7 @@ func file_skein_v1_internal_proto_init() {
 	if File_skein_v1_internal_proto != nil {
 		return
 	}
+	file_skein_v1_reassign_proto_init()
 	file_skein_v1_skein_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -30,6 +30,7 @@ const (
 	Internal_ControlledShutdown_FullMethodName   = "/skein.v1.Internal/ControlledShutdown"
 	Internal_LocalLog_FullMethodName             = "/skein.v1.Internal/LocalLog"
 	Internal_Identify_FullMethodName             = "/skein.v1.Internal/Identify"
+	Internal_ReplicaSizes_FullMethodName         = "/skein.v1.Internal/ReplicaSizes"
 )
 
 // InternalClient is the client API for Internal service.
@@ -59,6 +60,8 @@ type InternalClient interface {
 	// only gossips (or claims another broker's id) is never given a
 	// partition or a vote.
 	Identify(ctx context.Context, in *IdentifyRequest, opts ...grpc.CallOption) (*IdentifyResponse, error)
+	// ReplicaSizes lists the replicas this broker holds with their sizes.
+	ReplicaSizes(ctx context.Context, in *ReplicaSizesRequest, opts ...grpc.CallOption) (*ReplicaSizesResponse, error)
 }
 
 type internalClient struct {
@@ -129,6 +132,16 @@ func (c *internalClient) Identify(ctx context.Context, in *IdentifyRequest, opts
 	return out, nil
 }
 
+func (c *internalClient) ReplicaSizes(ctx context.Context, in *ReplicaSizesRequest, opts ...grpc.CallOption) (*ReplicaSizesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplicaSizesResponse)
+	err := c.cc.Invoke(ctx, Internal_ReplicaSizes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -156,6 +169,8 @@ type InternalServer interface {
 	// only gossips (or claims another broker's id) is never given a
 	// partition or a vote.
 	Identify(context.Context, *IdentifyRequest) (*IdentifyResponse, error)
+	// ReplicaSizes lists the replicas this broker holds with their sizes.
+	ReplicaSizes(context.Context, *ReplicaSizesRequest) (*ReplicaSizesResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -183,6 +198,9 @@ func (UnimplementedInternalServer) LocalLog(context.Context, *LocalLogRequest) (
 }
 func (UnimplementedInternalServer) Identify(context.Context, *IdentifyRequest) (*IdentifyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Identify not implemented")
+}
+func (UnimplementedInternalServer) ReplicaSizes(context.Context, *ReplicaSizesRequest) (*ReplicaSizesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplicaSizes not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -313,6 +331,24 @@ func _Internal_Identify_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_ReplicaSizes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplicaSizesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).ReplicaSizes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_ReplicaSizes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).ReplicaSizes(ctx, req.(*ReplicaSizesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -343,6 +379,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Identify",
 			Handler:    _Internal_Identify_Handler,
+		},
+		{
+			MethodName: "ReplicaSizes",
+			Handler:    _Internal_ReplicaSizes_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

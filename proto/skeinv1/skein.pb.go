@@ -2256,9 +2256,16 @@ type ClusterMember struct {
 	// The controller fenced it: confirmed dead or stopping.
 	Fenced bool `protobuf:"varint,5,opt,name=fenced,proto3" json:"fenced,omitempty"`
 	// voter, nonvoter, or "" when not in the controller quorum.
-	QuorumRole    string `protobuf:"bytes,6,opt,name=quorum_role,json=quorumRole,proto3" json:"quorum_role,omitempty"`
-	GossipAddr    string `protobuf:"bytes,7,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
-	RaftAddr      string `protobuf:"bytes,8,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	QuorumRole string `protobuf:"bytes,6,opt,name=quorum_role,json=quorumRole,proto3" json:"quorum_role,omitempty"`
+	GossipAddr string `protobuf:"bytes,7,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	RaftAddr   string `protobuf:"bytes,8,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	// Replicas it holds, partitions it leads, and the bytes of its replicas
+	// (-1: it did not answer).
+	Replicas int32 `protobuf:"varint,9,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Leaders  int32 `protobuf:"varint,10,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	Bytes    int64 `protobuf:"varint,11,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// Being decommissioned.
+	Draining      bool `protobuf:"varint,12,opt,name=draining,proto3" json:"draining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2347,6 +2354,34 @@ func (x *ClusterMember) GetRaftAddr() string {
 		return x.RaftAddr
 	}
 	return ""
+}
+
+func (x *ClusterMember) GetReplicas() int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetLeaders() int32 {
+	if x != nil {
+		return x.Leaders
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ClusterMember) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
 }
 
 type PartitionProblem struct {
@@ -2652,7 +2687,7 @@ var File_skein_v1_skein_proto protoreflect.FileDescriptor
 
 const file_skein_v1_skein_proto_rawDesc = "" +
 	"\n" +
-	"\x14skein/v1/skein.proto\x12\bskein.v1\"\x82\x02\n" +
+	"\x14skein/v1/skein.proto\x12\bskein.v1\x1a\x17skein/v1/reassign.proto\"\x82\x02\n" +
 	"\vTopicConfig\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
@@ -2814,7 +2849,7 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\ftimestamp_ms\x18\x02 \x01(\x03R\vtimestampMs\x12(\n" +
 	"\x10log_start_offset\x18\x03 \x01(\x03R\x0elogStartOffset\x12%\n" +
 	"\x0ehigh_watermark\x18\x04 \x01(\x03R\rhighWatermark\"\x18\n" +
-	"\x16DescribeClusterRequest\"\xe1\x01\n" +
+	"\x16DescribeClusterRequest\"\xc9\x02\n" +
 	"\rClusterMember\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
@@ -2825,7 +2860,12 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"quorumRole\x12\x1f\n" +
 	"\vgossip_addr\x18\a \x01(\tR\n" +
 	"gossipAddr\x12\x1b\n" +
-	"\traft_addr\x18\b \x01(\tR\braftAddr\"\xa6\x01\n" +
+	"\traft_addr\x18\b \x01(\tR\braftAddr\x12\x1a\n" +
+	"\breplicas\x18\t \x01(\x05R\breplicas\x12\x18\n" +
+	"\aleaders\x18\n" +
+	" \x01(\x05R\aleaders\x12\x14\n" +
+	"\x05bytes\x18\v \x01(\x03R\x05bytes\x12\x1a\n" +
+	"\bdraining\x18\f \x01(\bR\bdraining\"\xa6\x01\n" +
 	"\x10PartitionProblem\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
@@ -2888,7 +2928,7 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\rUNKNOWN_GROUP\x10\x13\x12\x17\n" +
 	"\x13FENCED_MEMBER_EPOCH\x10\x14\x12\x13\n" +
 	"\x0fGROUP_NOT_EMPTY\x10\x15\x12\x11\n" +
-	"\rINVALID_GROUP\x10\x162\xaf\b\n" +
+	"\rINVALID_GROUP\x10\x162\xff\v\n" +
 	"\x05Skein\x12J\n" +
 	"\vCreateTopic\x12\x1c.skein.v1.CreateTopicRequest\x1a\x1d.skein.v1.CreateTopicResponse\x12J\n" +
 	"\vDeleteTopic\x12\x1c.skein.v1.DeleteTopicRequest\x1a\x1d.skein.v1.DeleteTopicResponse\x12G\n" +
@@ -2905,7 +2945,12 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\rProduceStream\x12\x18.skein.v1.ProduceRequest\x1a\x19.skein.v1.ProduceResponse(\x010\x01\x12:\n" +
 	"\x05Fetch\x12\x16.skein.v1.FetchRequest\x1a\x17.skein.v1.FetchResponse0\x01\x12J\n" +
 	"\vListOffsets\x12\x1c.skein.v1.ListOffsetsRequest\x1a\x1d.skein.v1.ListOffsetsResponse\x12V\n" +
-	"\x0fDescribeCluster\x12 .skein.v1.DescribeClusterRequest\x1a!.skein.v1.DescribeClusterResponseB1Z/github.com/skeinlog/skein/proto/skeinv1;skeinv1b\x06proto3"
+	"\x0fDescribeCluster\x12 .skein.v1.DescribeClusterRequest\x1a!.skein.v1.DescribeClusterResponse\x12Y\n" +
+	"\x10PlanReassignment\x12!.skein.v1.PlanReassignmentRequest\x1a\".skein.v1.PlanReassignmentResponse\x12b\n" +
+	"\x13ExecuteReassignment\x12$.skein.v1.ExecuteReassignmentRequest\x1a%.skein.v1.ExecuteReassignmentResponse\x12_\n" +
+	"\x12ReassignmentStatus\x12#.skein.v1.ReassignmentStatusRequest\x1a$.skein.v1.ReassignmentStatusResponse\x12_\n" +
+	"\x12CancelReassignment\x12#.skein.v1.CancelReassignmentRequest\x1a$.skein.v1.CancelReassignmentResponse\x12M\n" +
+	"\fDecommission\x12\x1d.skein.v1.DecommissionRequest\x1a\x1e.skein.v1.DecommissionResponseB1Z/github.com/skeinlog/skein/proto/skeinv1;skeinv1b\x06proto3"
 
 var (
 	file_skein_v1_skein_proto_rawDescOnce sync.Once
@@ -2922,43 +2967,53 @@ func file_skein_v1_skein_proto_rawDescGZIP() []byte {
 var file_skein_v1_skein_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_skein_v1_skein_proto_goTypes = []any{
-	(Acks)(0),                       // 0: skein.v1.Acks
-	(ErrorReason)(0),                // 1: skein.v1.ErrorReason
-	(*TopicConfig)(nil),             // 2: skein.v1.TopicConfig
-	(*CreateTopicRequest)(nil),      // 3: skein.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),     // 4: skein.v1.CreateTopicResponse
-	(*AlterTopicRequest)(nil),       // 5: skein.v1.AlterTopicRequest
-	(*AlterTopicResponse)(nil),      // 6: skein.v1.AlterTopicResponse
-	(*SetBrokerConfigRequest)(nil),  // 7: skein.v1.SetBrokerConfigRequest
-	(*SetBrokerConfigResponse)(nil), // 8: skein.v1.SetBrokerConfigResponse
-	(*GetBrokerConfigRequest)(nil),  // 9: skein.v1.GetBrokerConfigRequest
-	(*BrokerConfigEntry)(nil),       // 10: skein.v1.BrokerConfigEntry
-	(*GetBrokerConfigResponse)(nil), // 11: skein.v1.GetBrokerConfigResponse
-	(*DeleteTopicRequest)(nil),      // 12: skein.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),     // 13: skein.v1.DeleteTopicResponse
-	(*ListTopicsRequest)(nil),       // 14: skein.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),      // 15: skein.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),    // 16: skein.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil),   // 17: skein.v1.DescribeTopicResponse
-	(*BrokerInfo)(nil),              // 18: skein.v1.BrokerInfo
-	(*PartitionMetadata)(nil),       // 19: skein.v1.PartitionMetadata
-	(*TopicMetadata)(nil),           // 20: skein.v1.TopicMetadata
-	(*PartitionStatus)(nil),         // 21: skein.v1.PartitionStatus
-	(*MetadataRequest)(nil),         // 22: skein.v1.MetadataRequest
-	(*MetadataResponse)(nil),        // 23: skein.v1.MetadataResponse
-	(*InitProducerRequest)(nil),     // 24: skein.v1.InitProducerRequest
-	(*InitProducerResponse)(nil),    // 25: skein.v1.InitProducerResponse
-	(*ProduceRequest)(nil),          // 26: skein.v1.ProduceRequest
-	(*ProduceResponse)(nil),         // 27: skein.v1.ProduceResponse
-	(*FetchRequest)(nil),            // 28: skein.v1.FetchRequest
-	(*FetchResponse)(nil),           // 29: skein.v1.FetchResponse
-	(*ListOffsetsRequest)(nil),      // 30: skein.v1.ListOffsetsRequest
-	(*ListOffsetsResponse)(nil),     // 31: skein.v1.ListOffsetsResponse
-	(*DescribeClusterRequest)(nil),  // 32: skein.v1.DescribeClusterRequest
-	(*ClusterMember)(nil),           // 33: skein.v1.ClusterMember
-	(*PartitionProblem)(nil),        // 34: skein.v1.PartitionProblem
-	(*DescribeClusterResponse)(nil), // 35: skein.v1.DescribeClusterResponse
-	(*ErrorDetail)(nil),             // 36: skein.v1.ErrorDetail
+	(Acks)(0),                           // 0: skein.v1.Acks
+	(ErrorReason)(0),                    // 1: skein.v1.ErrorReason
+	(*TopicConfig)(nil),                 // 2: skein.v1.TopicConfig
+	(*CreateTopicRequest)(nil),          // 3: skein.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),         // 4: skein.v1.CreateTopicResponse
+	(*AlterTopicRequest)(nil),           // 5: skein.v1.AlterTopicRequest
+	(*AlterTopicResponse)(nil),          // 6: skein.v1.AlterTopicResponse
+	(*SetBrokerConfigRequest)(nil),      // 7: skein.v1.SetBrokerConfigRequest
+	(*SetBrokerConfigResponse)(nil),     // 8: skein.v1.SetBrokerConfigResponse
+	(*GetBrokerConfigRequest)(nil),      // 9: skein.v1.GetBrokerConfigRequest
+	(*BrokerConfigEntry)(nil),           // 10: skein.v1.BrokerConfigEntry
+	(*GetBrokerConfigResponse)(nil),     // 11: skein.v1.GetBrokerConfigResponse
+	(*DeleteTopicRequest)(nil),          // 12: skein.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),         // 13: skein.v1.DeleteTopicResponse
+	(*ListTopicsRequest)(nil),           // 14: skein.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),          // 15: skein.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),        // 16: skein.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),       // 17: skein.v1.DescribeTopicResponse
+	(*BrokerInfo)(nil),                  // 18: skein.v1.BrokerInfo
+	(*PartitionMetadata)(nil),           // 19: skein.v1.PartitionMetadata
+	(*TopicMetadata)(nil),               // 20: skein.v1.TopicMetadata
+	(*PartitionStatus)(nil),             // 21: skein.v1.PartitionStatus
+	(*MetadataRequest)(nil),             // 22: skein.v1.MetadataRequest
+	(*MetadataResponse)(nil),            // 23: skein.v1.MetadataResponse
+	(*InitProducerRequest)(nil),         // 24: skein.v1.InitProducerRequest
+	(*InitProducerResponse)(nil),        // 25: skein.v1.InitProducerResponse
+	(*ProduceRequest)(nil),              // 26: skein.v1.ProduceRequest
+	(*ProduceResponse)(nil),             // 27: skein.v1.ProduceResponse
+	(*FetchRequest)(nil),                // 28: skein.v1.FetchRequest
+	(*FetchResponse)(nil),               // 29: skein.v1.FetchResponse
+	(*ListOffsetsRequest)(nil),          // 30: skein.v1.ListOffsetsRequest
+	(*ListOffsetsResponse)(nil),         // 31: skein.v1.ListOffsetsResponse
+	(*DescribeClusterRequest)(nil),      // 32: skein.v1.DescribeClusterRequest
+	(*ClusterMember)(nil),               // 33: skein.v1.ClusterMember
+	(*PartitionProblem)(nil),            // 34: skein.v1.PartitionProblem
+	(*DescribeClusterResponse)(nil),     // 35: skein.v1.DescribeClusterResponse
+	(*ErrorDetail)(nil),                 // 36: skein.v1.ErrorDetail
+	(*PlanReassignmentRequest)(nil),     // 37: skein.v1.PlanReassignmentRequest
+	(*ExecuteReassignmentRequest)(nil),  // 38: skein.v1.ExecuteReassignmentRequest
+	(*ReassignmentStatusRequest)(nil),   // 39: skein.v1.ReassignmentStatusRequest
+	(*CancelReassignmentRequest)(nil),   // 40: skein.v1.CancelReassignmentRequest
+	(*DecommissionRequest)(nil),         // 41: skein.v1.DecommissionRequest
+	(*PlanReassignmentResponse)(nil),    // 42: skein.v1.PlanReassignmentResponse
+	(*ExecuteReassignmentResponse)(nil), // 43: skein.v1.ExecuteReassignmentResponse
+	(*ReassignmentStatusResponse)(nil),  // 44: skein.v1.ReassignmentStatusResponse
+	(*CancelReassignmentResponse)(nil),  // 45: skein.v1.CancelReassignmentResponse
+	(*DecommissionResponse)(nil),        // 46: skein.v1.DecommissionResponse
 }
 var file_skein_v1_skein_proto_depIdxs = []int32{
 	20, // 0: skein.v1.CreateTopicResponse.topic:type_name -> skein.v1.TopicMetadata
@@ -2990,22 +3045,32 @@ var file_skein_v1_skein_proto_depIdxs = []int32{
 	28, // 26: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
 	30, // 27: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
 	32, // 28: skein.v1.Skein.DescribeCluster:input_type -> skein.v1.DescribeClusterRequest
-	4,  // 29: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
-	13, // 30: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
-	6,  // 31: skein.v1.Skein.AlterTopic:output_type -> skein.v1.AlterTopicResponse
-	8,  // 32: skein.v1.Skein.SetBrokerConfig:output_type -> skein.v1.SetBrokerConfigResponse
-	11, // 33: skein.v1.Skein.GetBrokerConfig:output_type -> skein.v1.GetBrokerConfigResponse
-	15, // 34: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
-	17, // 35: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
-	23, // 36: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
-	25, // 37: skein.v1.Skein.InitProducer:output_type -> skein.v1.InitProducerResponse
-	27, // 38: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
-	27, // 39: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
-	29, // 40: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
-	31, // 41: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
-	35, // 42: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
-	29, // [29:43] is the sub-list for method output_type
-	15, // [15:29] is the sub-list for method input_type
+	37, // 29: skein.v1.Skein.PlanReassignment:input_type -> skein.v1.PlanReassignmentRequest
+	38, // 30: skein.v1.Skein.ExecuteReassignment:input_type -> skein.v1.ExecuteReassignmentRequest
+	39, // 31: skein.v1.Skein.ReassignmentStatus:input_type -> skein.v1.ReassignmentStatusRequest
+	40, // 32: skein.v1.Skein.CancelReassignment:input_type -> skein.v1.CancelReassignmentRequest
+	41, // 33: skein.v1.Skein.Decommission:input_type -> skein.v1.DecommissionRequest
+	4,  // 34: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
+	13, // 35: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
+	6,  // 36: skein.v1.Skein.AlterTopic:output_type -> skein.v1.AlterTopicResponse
+	8,  // 37: skein.v1.Skein.SetBrokerConfig:output_type -> skein.v1.SetBrokerConfigResponse
+	11, // 38: skein.v1.Skein.GetBrokerConfig:output_type -> skein.v1.GetBrokerConfigResponse
+	15, // 39: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
+	17, // 40: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
+	23, // 41: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
+	25, // 42: skein.v1.Skein.InitProducer:output_type -> skein.v1.InitProducerResponse
+	27, // 43: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
+	27, // 44: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
+	29, // 45: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
+	31, // 46: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
+	35, // 47: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
+	42, // 48: skein.v1.Skein.PlanReassignment:output_type -> skein.v1.PlanReassignmentResponse
+	43, // 49: skein.v1.Skein.ExecuteReassignment:output_type -> skein.v1.ExecuteReassignmentResponse
+	44, // 50: skein.v1.Skein.ReassignmentStatus:output_type -> skein.v1.ReassignmentStatusResponse
+	45, // 51: skein.v1.Skein.CancelReassignment:output_type -> skein.v1.CancelReassignmentResponse
+	46, // 52: skein.v1.Skein.Decommission:output_type -> skein.v1.DecommissionResponse
+	34, // [34:53] is the sub-list for method output_type
+	15, // [15:34] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -3016,6 +3081,7 @@ func file_skein_v1_skein_proto_init() {
 	if File_skein_v1_skein_proto != nil {
 		return
 	}
+	file_skein_v1_reassign_proto_init()
 	file_skein_v1_skein_proto_msgTypes[1].OneofWrappers = []any{}
 	file_skein_v1_skein_proto_msgTypes[3].OneofWrappers = []any{}
 	file_skein_v1_skein_proto_msgTypes[22].OneofWrappers = []any{}

@@ -24,20 +24,25 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Skein_CreateTopic_FullMethodName     = "/skein.v1.Skein/CreateTopic"
-	Skein_DeleteTopic_FullMethodName     = "/skein.v1.Skein/DeleteTopic"
-	Skein_AlterTopic_FullMethodName      = "/skein.v1.Skein/AlterTopic"
-	Skein_SetBrokerConfig_FullMethodName = "/skein.v1.Skein/SetBrokerConfig"
-	Skein_GetBrokerConfig_FullMethodName = "/skein.v1.Skein/GetBrokerConfig"
-	Skein_ListTopics_FullMethodName      = "/skein.v1.Skein/ListTopics"
-	Skein_DescribeTopic_FullMethodName   = "/skein.v1.Skein/DescribeTopic"
-	Skein_Metadata_FullMethodName        = "/skein.v1.Skein/Metadata"
-	Skein_InitProducer_FullMethodName    = "/skein.v1.Skein/InitProducer"
-	Skein_Produce_FullMethodName         = "/skein.v1.Skein/Produce"
-	Skein_ProduceStream_FullMethodName   = "/skein.v1.Skein/ProduceStream"
-	Skein_Fetch_FullMethodName           = "/skein.v1.Skein/Fetch"
-	Skein_ListOffsets_FullMethodName     = "/skein.v1.Skein/ListOffsets"
-	Skein_DescribeCluster_FullMethodName = "/skein.v1.Skein/DescribeCluster"
+	Skein_CreateTopic_FullMethodName         = "/skein.v1.Skein/CreateTopic"
+	Skein_DeleteTopic_FullMethodName         = "/skein.v1.Skein/DeleteTopic"
+	Skein_AlterTopic_FullMethodName          = "/skein.v1.Skein/AlterTopic"
+	Skein_SetBrokerConfig_FullMethodName     = "/skein.v1.Skein/SetBrokerConfig"
+	Skein_GetBrokerConfig_FullMethodName     = "/skein.v1.Skein/GetBrokerConfig"
+	Skein_ListTopics_FullMethodName          = "/skein.v1.Skein/ListTopics"
+	Skein_DescribeTopic_FullMethodName       = "/skein.v1.Skein/DescribeTopic"
+	Skein_Metadata_FullMethodName            = "/skein.v1.Skein/Metadata"
+	Skein_InitProducer_FullMethodName        = "/skein.v1.Skein/InitProducer"
+	Skein_Produce_FullMethodName             = "/skein.v1.Skein/Produce"
+	Skein_ProduceStream_FullMethodName       = "/skein.v1.Skein/ProduceStream"
+	Skein_Fetch_FullMethodName               = "/skein.v1.Skein/Fetch"
+	Skein_ListOffsets_FullMethodName         = "/skein.v1.Skein/ListOffsets"
+	Skein_DescribeCluster_FullMethodName     = "/skein.v1.Skein/DescribeCluster"
+	Skein_PlanReassignment_FullMethodName    = "/skein.v1.Skein/PlanReassignment"
+	Skein_ExecuteReassignment_FullMethodName = "/skein.v1.Skein/ExecuteReassignment"
+	Skein_ReassignmentStatus_FullMethodName  = "/skein.v1.Skein/ReassignmentStatus"
+	Skein_CancelReassignment_FullMethodName  = "/skein.v1.Skein/CancelReassignment"
+	Skein_Decommission_FullMethodName        = "/skein.v1.Skein/Decommission"
 )
 
 // SkeinClient is the client API for Skein service.
@@ -101,6 +106,23 @@ type SkeinClient interface {
 	// the controller quorum, and partitions that are under-replicated or
 	// have no leader.
 	DescribeCluster(ctx context.Context, in *DescribeClusterRequest, opts ...grpc.CallOption) (*DescribeClusterResponse, error)
+	// PlanReassignment proposes a balanced, rack-aware placement of the
+	// topics' replicas over the brokers named, moving as few as possible.
+	// INVALID_ARGUMENT names an unknown broker or topic.
+	PlanReassignment(ctx context.Context, in *PlanReassignmentRequest, opts ...grpc.CallOption) (*PlanReassignmentResponse, error)
+	// ExecuteReassignment starts moving the partitions of a plan; the
+	// controller drives the moves to completion. INVALID_ARGUMENT for a bad
+	// plan, FAILED_PRECONDITION while another reassignment runs; nothing
+	// changes then.
+	ExecuteReassignment(ctx context.Context, in *ExecuteReassignmentRequest, opts ...grpc.CallOption) (*ExecuteReassignmentResponse, error)
+	// ReassignmentStatus shows every moving partition's progress.
+	ReassignmentStatus(ctx context.Context, in *ReassignmentStatusRequest, opts ...grpc.CallOption) (*ReassignmentStatusResponse, error)
+	// CancelReassignment sends moving partitions back to their original
+	// replicas. FAILED_PRECONDITION when nothing runs.
+	CancelReassignment(ctx context.Context, in *CancelReassignmentRequest, opts ...grpc.CallOption) (*CancelReassignmentResponse, error)
+	// Decommission moves every replica off a broker; then the controller
+	// removes it from its quorum and the cluster.
+	Decommission(ctx context.Context, in *DecommissionRequest, opts ...grpc.CallOption) (*DecommissionResponse, error)
 }
 
 type skeinClient struct {
@@ -263,6 +285,56 @@ func (c *skeinClient) DescribeCluster(ctx context.Context, in *DescribeClusterRe
 	return out, nil
 }
 
+func (c *skeinClient) PlanReassignment(ctx context.Context, in *PlanReassignmentRequest, opts ...grpc.CallOption) (*PlanReassignmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlanReassignmentResponse)
+	err := c.cc.Invoke(ctx, Skein_PlanReassignment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *skeinClient) ExecuteReassignment(ctx context.Context, in *ExecuteReassignmentRequest, opts ...grpc.CallOption) (*ExecuteReassignmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExecuteReassignmentResponse)
+	err := c.cc.Invoke(ctx, Skein_ExecuteReassignment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *skeinClient) ReassignmentStatus(ctx context.Context, in *ReassignmentStatusRequest, opts ...grpc.CallOption) (*ReassignmentStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReassignmentStatusResponse)
+	err := c.cc.Invoke(ctx, Skein_ReassignmentStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *skeinClient) CancelReassignment(ctx context.Context, in *CancelReassignmentRequest, opts ...grpc.CallOption) (*CancelReassignmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelReassignmentResponse)
+	err := c.cc.Invoke(ctx, Skein_CancelReassignment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *skeinClient) Decommission(ctx context.Context, in *DecommissionRequest, opts ...grpc.CallOption) (*DecommissionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecommissionResponse)
+	err := c.cc.Invoke(ctx, Skein_Decommission_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SkeinServer is the server API for Skein service.
 // All implementations must embed UnimplementedSkeinServer
 // for forward compatibility.
@@ -324,6 +396,23 @@ type SkeinServer interface {
 	// the controller quorum, and partitions that are under-replicated or
 	// have no leader.
 	DescribeCluster(context.Context, *DescribeClusterRequest) (*DescribeClusterResponse, error)
+	// PlanReassignment proposes a balanced, rack-aware placement of the
+	// topics' replicas over the brokers named, moving as few as possible.
+	// INVALID_ARGUMENT names an unknown broker or topic.
+	PlanReassignment(context.Context, *PlanReassignmentRequest) (*PlanReassignmentResponse, error)
+	// ExecuteReassignment starts moving the partitions of a plan; the
+	// controller drives the moves to completion. INVALID_ARGUMENT for a bad
+	// plan, FAILED_PRECONDITION while another reassignment runs; nothing
+	// changes then.
+	ExecuteReassignment(context.Context, *ExecuteReassignmentRequest) (*ExecuteReassignmentResponse, error)
+	// ReassignmentStatus shows every moving partition's progress.
+	ReassignmentStatus(context.Context, *ReassignmentStatusRequest) (*ReassignmentStatusResponse, error)
+	// CancelReassignment sends moving partitions back to their original
+	// replicas. FAILED_PRECONDITION when nothing runs.
+	CancelReassignment(context.Context, *CancelReassignmentRequest) (*CancelReassignmentResponse, error)
+	// Decommission moves every replica off a broker; then the controller
+	// removes it from its quorum and the cluster.
+	Decommission(context.Context, *DecommissionRequest) (*DecommissionResponse, error)
 	mustEmbedUnimplementedSkeinServer()
 }
 
@@ -375,6 +464,21 @@ func (UnimplementedSkeinServer) ListOffsets(context.Context, *ListOffsetsRequest
 }
 func (UnimplementedSkeinServer) DescribeCluster(context.Context, *DescribeClusterRequest) (*DescribeClusterResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DescribeCluster not implemented")
+}
+func (UnimplementedSkeinServer) PlanReassignment(context.Context, *PlanReassignmentRequest) (*PlanReassignmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PlanReassignment not implemented")
+}
+func (UnimplementedSkeinServer) ExecuteReassignment(context.Context, *ExecuteReassignmentRequest) (*ExecuteReassignmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExecuteReassignment not implemented")
+}
+func (UnimplementedSkeinServer) ReassignmentStatus(context.Context, *ReassignmentStatusRequest) (*ReassignmentStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReassignmentStatus not implemented")
+}
+func (UnimplementedSkeinServer) CancelReassignment(context.Context, *CancelReassignmentRequest) (*CancelReassignmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelReassignment not implemented")
+}
+func (UnimplementedSkeinServer) Decommission(context.Context, *DecommissionRequest) (*DecommissionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Decommission not implemented")
 }
 func (UnimplementedSkeinServer) mustEmbedUnimplementedSkeinServer() {}
 func (UnimplementedSkeinServer) testEmbeddedByValue()               {}
@@ -631,6 +735,96 @@ func _Skein_DescribeCluster_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Skein_PlanReassignment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlanReassignmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).PlanReassignment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_PlanReassignment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).PlanReassignment(ctx, req.(*PlanReassignmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Skein_ExecuteReassignment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExecuteReassignmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).ExecuteReassignment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_ExecuteReassignment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).ExecuteReassignment(ctx, req.(*ExecuteReassignmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Skein_ReassignmentStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReassignmentStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).ReassignmentStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_ReassignmentStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).ReassignmentStatus(ctx, req.(*ReassignmentStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Skein_CancelReassignment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelReassignmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).CancelReassignment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_CancelReassignment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).CancelReassignment(ctx, req.(*CancelReassignmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Skein_Decommission_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecommissionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).Decommission(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_Decommission_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).Decommission(ctx, req.(*DecommissionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Skein_ServiceDesc is the grpc.ServiceDesc for Skein service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -685,6 +879,26 @@ var Skein_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DescribeCluster",
 			Handler:    _Skein_DescribeCluster_Handler,
+		},
+		{
+			MethodName: "PlanReassignment",
+			Handler:    _Skein_PlanReassignment_Handler,
+		},
+		{
+			MethodName: "ExecuteReassignment",
+			Handler:    _Skein_ExecuteReassignment_Handler,
+		},
+		{
+			MethodName: "ReassignmentStatus",
+			Handler:    _Skein_ReassignmentStatus_Handler,
+		},
+		{
+			MethodName: "CancelReassignment",
+			Handler:    _Skein_CancelReassignment_Handler,
+		},
+		{
+			MethodName: "Decommission",
+			Handler:    _Skein_Decommission_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
