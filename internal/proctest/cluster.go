@@ -228,3 +228,21 @@ func ReadAll(t TB, cl *client.Client, topic string, part int32) []*client.Record
 		out = append(out, r)
 	}
 }
+
+// Add starts a new broker with the next id, joining the running ones, and
+// waits until the cluster counts it healthy.
+func (c *Cluster) Add() int32 {
+	c.t.Helper()
+	id := c.IDs[len(c.IDs)-1] + 1
+	args := append([]string{"--node-id", strconv.Itoa(int(id))}, c.extra...)
+	for _, o := range c.IDs {
+		if c.Brokers[o].Running() {
+			args = append(args, "--join", c.Brokers[o].GossipAddr)
+			break
+		}
+	}
+	c.Brokers[id] = StartBroker(c.t, c.t.TempDir(), "", args...)
+	c.IDs = append(c.IDs, id)
+	c.WaitHealthy(30 * time.Second)
+	return id
+}
