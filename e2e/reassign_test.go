@@ -130,7 +130,7 @@ func TestReassignGrowAndRebalance(t *testing.T) {
 	}
 	loads := []*load{startLoad(t, cl, "grow", 0, 300), startLoad(t, cl, "grow", 1, 300)}
 	fol := follow(t, cl, "grow", 0)
-	time.Sleep(time.Second)
+	time.Sleep(3 * time.Second)
 	c.Add()
 	c.Add()
 	addrs := strings.Join(c.Addrs(), ",")
