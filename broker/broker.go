@@ -65,9 +65,9 @@ type Broker struct {
 
 	groups *coordinator // consumer groups of the offsets partitions led here
 
-	console consoleClient // the web console's admin client
-	dyn     dynamicState  // run-time broker settings applied
-	progress progress     // reassignment copy rates, for status ETAs
+	console  consoleClient // the web console's admin client
+	dyn      dynamicState  // run-time broker settings applied
+	progress progress      // reassignment copy rates, for status ETAs
 
 	storageMu sync.Mutex // guards storageID
 	storageID string     // this data directory's storage identity (node.json)
