@@ -71,6 +71,8 @@ type Broker struct {
 
 	storageMu sync.Mutex // guards storageID
 	storageID string     // this data directory's storage identity (node.json)
+
+	engine *engine // the journal engine's journals; nil for the wal engine
 }
 
 // controller is what the broker needs from the metadata controller
@@ -148,6 +150,9 @@ func New(cfg Config) (*Broker, error) {
 		}
 	}()
 	if err := b.openDataDir(); err != nil {
+		return nil, err
+	}
+	if err := b.openStorage(); err != nil {
 		return nil, err
 	}
 	if err := b.listen(); err != nil {

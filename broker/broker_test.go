@@ -119,8 +119,10 @@ func detail(t testing.TB, err error) (codes.Code, *pb.ErrorDetail) {
 	return st.Code(), nil
 }
 
-func TestProduceFetchRestart(t *testing.T) {
-	b := brokertest.Start(t)
+func TestProduceFetchRestart(t *testing.T) { brokertest.ForEachEngine(t, testProduceFetchRestart) }
+
+func testProduceFetchRestart(t *testing.T, engine brokertest.Option) {
+	b := brokertest.Start(t, engine)
 	c := dial(t, b.Addr())
 	createTopic(t, c, "demo", 3)
 	var want []string
@@ -201,8 +203,10 @@ func TestProduceStreamPipelines(t *testing.T) {
 	}
 }
 
-func TestConditionalAppend(t *testing.T) {
-	b := brokertest.Start(t)
+func TestConditionalAppend(t *testing.T) { brokertest.ForEachEngine(t, testConditionalAppend) }
+
+func testConditionalAppend(t *testing.T, engine brokertest.Option) {
+	b := brokertest.Start(t, engine)
 	c := dial(t, b.Addr())
 	createTopic(t, c, "cas", 1)
 	exp := int64(0)
@@ -450,8 +454,10 @@ func TestFetchFollowsAndHeartbeats(t *testing.T) {
 	}
 }
 
-func TestListOffsets(t *testing.T) {
-	b := brokertest.Start(t)
+func TestListOffsets(t *testing.T) { brokertest.ForEachEngine(t, testListOffsets) }
+
+func testListOffsets(t *testing.T, engine brokertest.Option) {
+	b := brokertest.Start(t, engine)
 	c := dial(t, b.Addr())
 	createTopic(t, c, "o", 1)
 	before := time.Now().UnixMilli()
@@ -474,8 +480,10 @@ func TestListOffsets(t *testing.T) {
 	}
 }
 
-func TestDeleteAndRecreate(t *testing.T) {
-	b := brokertest.Start(t)
+func TestDeleteAndRecreate(t *testing.T) { brokertest.ForEachEngine(t, testDeleteAndRecreate) }
+
+func testDeleteAndRecreate(t *testing.T, engine brokertest.Option) {
+	b := brokertest.Start(t, engine)
 	c := dial(t, b.Addr())
 	createTopic(t, c, "gone", 1)
 	produce(t, c, "gone", 0, "old")

@@ -64,11 +64,13 @@ func replicaBytes(t testing.TB, addr, topic string, part int32, upTo int64) []by
 // ISR takes over, producers continue, nothing acknowledged is lost; the old
 // leader restarts, truncates, catches up and rejoins the ISR; every replica
 // is byte-identical below the high watermark.
-func TestClusterFailover(t *testing.T) {
+func TestClusterFailover(t *testing.T) { brokertest.ForEachEngine(t, testClusterFailover) }
+
+func testClusterFailover(t *testing.T, engine brokertest.Option) {
 	if testing.Short() {
 		t.Skip("three brokers with gossip and Raft")
 	}
-	cl := brokertest.NewCluster(t, 3)
+	cl := brokertest.NewCluster(t, 3, engine)
 	c := newClient(t, cl.Addrs())
 	ctx := cl.Context(60 * time.Second)
 	if _, err := c.CreateTopic(ctx, "orders", client.TopicConfig{Partitions: 3, ReplicationFactor: 3}); err != nil {
@@ -246,11 +248,13 @@ func TestExternalListener(t *testing.T) {
 // through the controller and acks=all continues with two replicas; heal, and
 // the follower catches up, rejoins the ISR and matches the leader byte for
 // byte. Then a lossy, slow link: replication still converges.
-func TestClusterFollowerCutAndLossyLinks(t *testing.T) {
+func TestClusterFollowerCutAndLossyLinks(t *testing.T) { brokertest.ForEachEngine(t, testClusterFollowerCutAndLossyLinks) }
+
+func testClusterFollowerCutAndLossyLinks(t *testing.T, engine brokertest.Option) {
 	if testing.Short() {
 		t.Skip("three brokers with gossip and Raft")
 	}
-	cl := brokertest.NewCluster(t, 3)
+	cl := brokertest.NewCluster(t, 3, engine)
 	c := newClient(t, cl.Addrs())
 	ctx := cl.Context(90 * time.Second)
 	if _, err := c.CreateTopic(ctx, "cut", client.TopicConfig{Partitions: 1, ReplicationFactor: 3}); err != nil {

@@ -107,6 +107,26 @@ type Config struct {
 	MaxStreamsPerConn int
 	// SegmentBytes is the target size of log segment files (default 16 MiB).
 	SegmentBytes int
+	// StorageEngine is how partition logs are kept (see docs/storage.md):
+	// "wal" (default), one tidwall log per partition, each fsynced on its
+	// own; or "journal", segment files per partition made durable by
+	// journals shared by every partition of the data directory (one fsync
+	// per group of appends to any partitions). A data directory keeps the
+	// engine it was created with.
+	StorageEngine string
+	// Journals is how many journals the journal engine keeps in the data
+	// directory (default 1; fixed when the directory is created). Each
+	// costs JournalSegmentBytes of memory; separate journals' fsyncs can
+	// run in parallel.
+	Journals int
+	// JournalSegmentBytes is the size of a journal's segment files; the
+	// tail one is held in memory (default 32 MiB).
+	JournalSegmentBytes int
+	// JournalCheckpointInterval is how often the journal engine flushes the
+	// partitions' segment files and drops the journal records before that
+	// point (default 5 s): longer costs a longer replay after a crash,
+	// shorter more fsyncs of segment files.
+	JournalCheckpointInterval time.Duration
 	// UnsafeNoFsync acknowledges writes before they reach the disk: a crash
 	// of the machine loses acknowledged records. For throwaway benchmarks only.
 	UnsafeNoFsync bool
@@ -133,22 +153,26 @@ type Config struct {
 // DefaultConfig is a single broker on 127.0.0.1 with data under ./data.
 func DefaultConfig() Config {
 	return Config{
-		NodeID:                 1,
-		DataDir:                "./data",
-		Addr:                   "127.0.0.1:9420",
-		GossipAddr:             "127.0.0.1:9421",
-		RaftAddr:               "127.0.0.1:9422",
-		HTTPAddr:               "127.0.0.1:9423",
-		KafkaAddr:              "127.0.0.1:9092",
-		PeerAddr:               "127.0.0.1:9424",
-		MaxRequestBytes:        16 << 20,
-		MaxInflightBytes:       256 << 20,
-		MaxStreamsPerConn:      1024,
-		SegmentBytes:           16 << 20,
-		TopicDefaults:          cluster.DefaultDefaults(),
-		RetentionCheckInterval: 5 * time.Minute,
-		ShutdownTimeout:        10 * time.Second,
-		OpenConcurrency:        4,
+		NodeID:                    1,
+		DataDir:                   "./data",
+		Addr:                      "127.0.0.1:9420",
+		GossipAddr:                "127.0.0.1:9421",
+		RaftAddr:                  "127.0.0.1:9422",
+		HTTPAddr:                  "127.0.0.1:9423",
+		KafkaAddr:                 "127.0.0.1:9092",
+		PeerAddr:                  "127.0.0.1:9424",
+		MaxRequestBytes:           16 << 20,
+		MaxInflightBytes:          256 << 20,
+		MaxStreamsPerConn:         1024,
+		SegmentBytes:              16 << 20,
+		TopicDefaults:             cluster.DefaultDefaults(),
+		RetentionCheckInterval:    5 * time.Minute,
+		ShutdownTimeout:           10 * time.Second,
+		OpenConcurrency:           4,
+		StorageEngine:             EngineWAL,
+		Journals:                  1,
+		JournalSegmentBytes:       32 << 20,
+		JournalCheckpointInterval: 5 * time.Second,
 	}
 }
 
@@ -269,6 +293,36 @@ func (c *Config) validateStorage(d Config) error {
 	}
 	if c.OpenConcurrency <= 0 {
 		c.OpenConcurrency = d.OpenConcurrency
+	}
+	return c.validateEngine(d)
+}
+
+// validateEngine checks the storage engine's settings.
+func (c *Config) validateEngine(d Config) error {
+	switch c.StorageEngine {
+	case "":
+		c.StorageEngine = d.StorageEngine
+	case EngineWAL, EngineJournal:
+	default:
+		return fmt.Errorf("config: --storage-engine %q: want %q or %q", c.StorageEngine, EngineWAL, EngineJournal)
+	}
+	if c.Journals == 0 {
+		c.Journals = d.Journals
+	}
+	if c.Journals < 1 || c.Journals > 64 {
+		return fmt.Errorf("config: --journals %d: between 1 and 64", c.Journals)
+	}
+	if c.JournalSegmentBytes == 0 {
+		c.JournalSegmentBytes = d.JournalSegmentBytes
+	}
+	if c.JournalSegmentBytes < 1<<20 || c.JournalSegmentBytes > 1<<30 {
+		return fmt.Errorf("config: --journal-segment-bytes %d: between 1 MiB and 1 GiB", c.JournalSegmentBytes)
+	}
+	if c.JournalCheckpointInterval == 0 {
+		c.JournalCheckpointInterval = d.JournalCheckpointInterval
+	}
+	if c.JournalCheckpointInterval < 100*time.Millisecond || c.JournalCheckpointInterval > time.Hour {
+		return fmt.Errorf("config: --journal-checkpoint-interval %v: between 100ms and 1h", c.JournalCheckpointInterval)
 	}
 	return nil
 }

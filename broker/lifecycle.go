@@ -220,6 +220,9 @@ func (b *Broker) Close() error {
 		if b.peers != nil {
 			b.peers.close()
 		}
+		if err := b.closeStorage(); err != nil {
+			errs = append(errs, fmt.Errorf("close the journals: %w", err))
+		}
 		b.closeErr = errors.Join(errs...)
 		b.release()
 		b.log.Info("broker stopped")
@@ -329,6 +332,9 @@ func (b *Broker) release() {
 		b.httpLis.Close()
 	}
 	b.closeConsole()
+	if err := b.closeStorage(); err != nil {
+		b.log.Error("closing the journals", "err", err)
+	}
 	if b.lock != nil {
 		syscall.Flock(int(b.lock.Fd()), syscall.LOCK_UN)
 		b.lock.Close()

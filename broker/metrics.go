@@ -82,7 +82,7 @@ func newMetrics(b *Broker) *metrics {
 	m.reg.MustRegister(m.rpcs, m.producedRecords, m.producedBytes, m.produceErrors, m.fetchedBytes,
 		m.groupBatches, m.groupBytes, m.groupSeconds, m.duplicates,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&partitionCollector{b: b}, m.refused, m.requestSeconds, &clusterCollector{b: b}, m.notReady)
+		&partitionCollector{b: b}, m.refused, m.requestSeconds, &clusterCollector{b: b}, m.notReady, &journalCollector{b: b})
 	m.reassign = newReassignMetrics(b)
 	m.reg.MustRegister(m.reassign)
 	m.registerBudgets(b)

@@ -13,7 +13,6 @@ import (
 	"github.com/skeinlog/skein/internal/fsutil"
 	"github.com/skeinlog/skein/partition"
 	"github.com/skeinlog/skein/replication"
-	"github.com/skeinlog/skein/wal"
 )
 
 // This file keeps the local replicas in step with the controller's
@@ -342,7 +341,8 @@ func (b *Broker) openReplica(t cluster.Topic, part int32) (*partition.Partition,
 		Topic:          t.Name,
 		Partition:      part,
 		MaxRecordBytes: int(t.Config.MaxRecordBytes),
-		WAL:            wal.Options{SegmentBytes: b.cfg.SegmentBytes, UnsafeNoFsync: b.cfg.UnsafeNoFsync},
+		WAL:            b.walOptions(),
+		OpenLog:        b.logOpener(),
 		OnFatal:        b.onFatal,
 		OnDamage:       func(err error) { b.replicaDamaged(tp{t.Name, part}, err) },
 		Observer:       b.metrics,
@@ -358,6 +358,11 @@ func (b *Broker) removeTopicDir(name, id string) {
 	base := filepath.Join(b.cfg.DataDir, topicsDir)
 	src := filepath.Join(base, name)
 	dst := filepath.Join(base, deletedPrefix+name+"-"+id)
+	if err := b.forgetTopic(src); err != nil {
+		// Keep the data: a replay could write deleted records into it.
+		b.log.Error("could not record the deletion of a topic's partitions in the journal; its directory stays", "dir", src, "err", err)
+		return
+	}
 	if err := os.Rename(src, dst); err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			b.log.Error("could not remove topic directory", "dir", src, "err", err)

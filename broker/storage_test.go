@@ -24,11 +24,11 @@ import (
 // its data dir damaged, and it is restarted at once (before the controller
 // could fence it, so only the storage checks keep it from leading or
 // counting as in sync with missing records).
-func storageScenario(t *testing.T, parts int32, damage func(dir string) string, unclean bool) {
+func storageScenario(t *testing.T, engine brokertest.Option, parts int32, damage func(dir string) string, unclean bool) {
 	if testing.Short() {
 		t.Skip("three brokers with gossip and Raft")
 	}
-	cl := brokertest.NewCluster(t, 3, brokertest.WithConfig(func(c *broker.Config) { c.SegmentBytes = 4096 }))
+	cl := brokertest.NewCluster(t, 3, engine, brokertest.WithConfig(func(c *broker.Config) { c.SegmentBytes = 4096 }))
 	c := newClient(t, cl.Addrs())
 	ctx := cl.Context(90 * time.Second)
 	mis := int32(2)
@@ -152,7 +152,11 @@ func fullISR(cl *brokertest.Cluster, victim int32, topic string) bool {
 // still counted in the ISR (and could lead with an empty log). Its new
 // storage id takes it out of every ISR before it serves.
 func TestWipedBrokerRejoinsOnlyWhenCaughtUp(t *testing.T) {
-	storageScenario(t, 3, func(dir string) string {
+	brokertest.ForEachEngine(t, testWipedBrokerRejoinsOnlyWhenCaughtUp)
+}
+
+func testWipedBrokerRejoinsOnlyWhenCaughtUp(t *testing.T, engine brokertest.Option) {
+	storageScenario(t, engine, 3, func(dir string) string {
 		d, err := chaos.WipeDataDir(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -166,9 +170,13 @@ func TestWipedBrokerRejoinsOnlyWhenCaughtUp(t *testing.T) {
 // the records past the damage missing. It now cuts the log, refuses to
 // lead, leaves the ISRs (new storage id) and copies the rest again.
 func TestDamagedLeaderDoesNotLead(t *testing.T) {
+	brokertest.ForEachEngine(t, testDamagedLeaderDoesNotLead)
+}
+
+func testDamagedLeaderDoesNotLead(t *testing.T, engine brokertest.Option) {
 	for _, unclean := range []bool{false, true} {
 		t.Run(fmt.Sprint("unclean=", unclean), func(t *testing.T) {
-			storageScenario(t, 1, func(dir string) string {
+			storageScenario(t, engine, 1, func(dir string) string {
 				d, err := chaos.BitFlip(dir, rand.New(rand.NewPCG(7, 7)))
 				if err != nil {
 					t.Fatal(err)

@@ -32,13 +32,25 @@ type ackVal struct {
 // kill -9 the broker while `produce --count` runs, restart it, 20 times in a
 // row: it always starts on its own data, and every record that was
 // acknowledged is read back at its acknowledged offset, with offsets dense.
+// On each storage engine; on the journal engine also with the writes spread
+// over many partitions, so that a replay after the kill has many
+// partitions' records to put back.
 func TestCrashRecovery(t *testing.T) {
+	for _, tc := range []struct {
+		engine     string
+		partitions int
+	}{{"wal", 2}, {"journal", 2}, {"journal", 40}} {
+		t.Run(fmt.Sprintf("%s/%d", tc.engine, tc.partitions), func(t *testing.T) { crashRecovery(t, tc.engine, tc.partitions) })
+	}
+}
+
+func crashRecovery(t *testing.T, engine string, partitions int) {
 	runs := 20
 	if testing.Short() {
 		runs = 3
 	}
-	b := proctest.StartBroker(t, t.TempDir(), "")
-	proctest.MustCLI(t, "broker", "", "topic", "create", "crash", "--partitions", "2", "--brokers", b.Addr)
+	b := proctest.StartBroker(t, t.TempDir(), "", "--storage-engine", engine, "--journal-checkpoint-interval", "300ms")
+	proctest.MustCLI(t, "broker", "", "topic", "create", "crash", "--partitions", strconv.Itoa(partitions), "--brokers", b.Addr)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	acked := map[ackKey]ackVal{}
 	killedMidway := 0

@@ -99,8 +99,12 @@ func (j *Journal) checkpointLoop() {
 func (j *Journal) Stats() Stats {
 	first, _ := j.tw.FirstIndex()
 	last, _ := j.tw.LastIndex()
+	j.mu.Lock()
+	pending := int64(j.fill.bytes)
+	j.mu.Unlock()
 	return Stats{Fsyncs: j.fsyncs.Load(), Records: j.records.Load(), Bytes: j.bytes.Load(),
-		Checkpoints: j.checkpoints.Load(), FirstIndex: first, Index: last}
+		Checkpoints: j.checkpoints.Load(), FirstIndex: first, Index: last,
+		PendingBytes: pending, TailBytes: min(j.tail.Load(), int64(j.opts.SegmentBytes))}
 }
 
 // Close commits what is waiting, takes a last checkpoint (so that the next

@@ -73,6 +73,11 @@ type Stats struct {
 	// Checkpoints and the journal's current first and last index.
 	Checkpoints       int64
 	FirstIndex, Index uint64
+	// PendingBytes is what waits for the next group commit now (bounded by
+	// MaxPendingBytes), and TailBytes about how much of tidwall's in-memory
+	// tail segment is in use (bounded by SegmentBytes): the journal's
+	// memory.
+	PendingBytes, TailBytes int64
 }
 
 // Journal is one write-ahead journal for many partitions' segment logs: see
@@ -103,6 +108,7 @@ type Journal struct {
 	// tell when a write may have started a new segment file (whose name
 	// must be fsynced in the directory). Used by the committer only.
 	tailBytes int64
+	tail      atomic.Int64 // tailBytes, for Stats
 
 	kick chan struct{} // wakes the committer
 	stop chan struct{} // closes the background goroutines
@@ -238,6 +244,7 @@ func (j *Journal) commit() {
 // then lose a whole segment of acknowledged records.
 func (j *Journal) syncNewSegments(g *group) error {
 	j.tailBytes += int64(g.bytes) + int64(g.count)*binary.MaxVarintLen32
+	j.tail.Store(j.tailBytes)
 	if j.tailBytes < int64(j.opts.SegmentBytes) {
 		return nil
 	}
@@ -246,6 +253,7 @@ func (j *Journal) syncNewSegments(g *group) error {
 		return err
 	}
 	j.tailBytes = size
+	j.tail.Store(size)
 	if j.opts.UnsafeNoFsync {
 		return nil
 	}

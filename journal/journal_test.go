@@ -339,3 +339,51 @@ func TestReplayOpenFailure(t *testing.T) {
 		t.Fatalf("ok ends at %d, want 10", next)
 	}
 }
+
+// A partition detached (closed) and then forgotten — the broker deleting a
+// topic whose replicas it closed first — is not replayed after a crash,
+// and a partition created again under its name starts afresh: replay
+// neither cuts it to the old one's durable offset nor applies the old
+// one's records to it. Forget refuses an attached partition.
+func TestForgetAfterDetach(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	s.open(t, "t/0")
+	p := s.parts["t/0"]
+	for i := range 100 {
+		must(t, p.Append(entry("t/0", int64(i), 0)))
+	}
+	if err := s.j.Forget("t/0"); err == nil {
+		t.Fatal("Forget of an attached partition succeeded")
+	}
+	must(t, s.j.Checkpoint()) // the old partition durable at 100
+	for i := 100; i < 150; i++ {
+		must(t, p.Append(entry("t/0", int64(i), 0)))
+	}
+	must(t, p.Detach())
+	must(t, p.Log().Close())
+	must(t, s.j.Forget("t/0"))
+	must(t, os.RemoveAll(s.segDir("t/0")))
+	// The topic is created again: a new log from offset 0, other content.
+	p = s.attach(t, "t/0")
+	for i := range 10 {
+		must(t, p.Append(entry("t/0", int64(i), 1)))
+	}
+	s.crash()
+
+	s = newStore(t, dir)
+	s.open(t)
+	if len(s.report.Damaged) != 0 {
+		t.Fatalf("replay reports damage: %v", s.report.Damaged)
+	}
+	gens, start, next := readGens(t, s.segDir("t/0"), "t/0", s.sopts)
+	if start != 0 || next != 10 {
+		t.Fatalf("the new partition holds [%d, %d) after replay, want [0, 10)", start, next)
+	}
+	for o, g := range gens {
+		if g != 1 {
+			t.Fatalf("offset %d holds a record of the deleted partition", o)
+		}
+	}
+	s.close(t)
+}

@@ -67,6 +67,7 @@ func Open(dir string, opts Options) (*Journal, *Repair, error) {
 		_ = tw.Close()
 		return nil, nil, err
 	}
+	j.tail.Store(j.tailBytes)
 	cp, err := readCheckpoint(dir)
 	if err != nil {
 		_ = tw.Close()

@@ -107,6 +107,34 @@ func (p *Partition) Drop() error {
 	return nil
 }
 
+// Forget records that the partition named name, not attached, is deleted:
+// a replay then ignores its records before this one, and a partition
+// created again under the name starts afresh. It returns once the record is
+// durable; the caller removes the partition's files afterwards.
+func (j *Journal) Forget(name string) error {
+	j.mu.Lock()
+	_, attached := j.parts[name]
+	replayed := j.replayed
+	j.mu.Unlock()
+	switch {
+	case attached:
+		return fmt.Errorf("journal: partition %q is attached: close it first", name)
+	case !replayed:
+		return ErrNotReplayed
+	}
+	t, err := j.enqueue(record{kind: KindDrop, name: name})
+	if err != nil {
+		return err
+	}
+	if err := t.Wait(); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	delete(j.durable, name)
+	j.mu.Unlock()
+	return nil
+}
+
 // Detach flushes the segment log and stops the journal's checkpoints of
 // it, remembering how far it is durable. Close the log afterwards.
 func (p *Partition) Detach() error {

@@ -123,6 +123,10 @@ type plan struct {
 	from    uint64
 	reset   bool // records[from] is a reset
 	dropped bool // the last drop comes after every other record
+	// afterDrop: the records applied follow a drop, so they belong to a
+	// partition created again under the name: what the checkpoint says
+	// of the name was of the deleted one.
+	afterDrop bool
 	// minCut is the lowest truncation offset among the records applied
 	// (-1 if none), and cutAt the first record that truncates there.
 	// Appends before cutAt that reach minCut are skipped: it cuts them.
@@ -153,7 +157,7 @@ func (j *Journal) scanNames(from, last uint64, rep *ReplayReport) (plans map[str
 		pl.dropped = false
 		switch rec.kind {
 		case KindDrop:
-			*pl = plan{from: i + 1, minCut: -1, dropped: true}
+			*pl = plan{from: i + 1, minCut: -1, dropped: true, afterDrop: true}
 		case KindReset:
 			*pl = plan{from: i, reset: true, minCut: -1}
 		case KindTruncate:
@@ -261,6 +265,7 @@ func (r *replayer) log(rec record) (*segment.Log, error) {
 		return l, nil
 	}
 	c, known := r.cp.Partitions[rec.name]
+	known = known && !pl.afterDrop
 	switch {
 	case !known && rec.kind == KindAppend:
 		c = rec.entry.BaseOffset

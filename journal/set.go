@@ -129,6 +129,12 @@ func (s *Set) Attach(name string, seg *segment.Log) (*Partition, error) {
 	return s.For(name).Attach(name, seg)
 }
 
+// Forget records name's deletion in its journal (see Journal.Forget).
+func (s *Set) Forget(name string) error { return s.For(name).Forget(name) }
+
+// Options is the options the journals were opened with (defaults filled).
+func (s *Set) Options() Options { return s.js[0].opts }
+
 // Checkpoint checkpoints every journal.
 func (s *Set) Checkpoint() error {
 	var errs []error
@@ -148,6 +154,8 @@ func (s *Set) Stats() Stats {
 		t.Records += st.Records
 		t.Bytes += st.Bytes
 		t.Checkpoints += st.Checkpoints
+		t.PendingBytes += st.PendingBytes
+		t.TailBytes += st.TailBytes
 	}
 	return t
 }

@@ -15,9 +15,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/skeinlog/skein/internal/chaos"
+	"github.com/skeinlog/skein/journal"
 	"github.com/skeinlog/skein/partition"
 	"github.com/skeinlog/skein/proto/batch"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
+	"github.com/skeinlog/skein/segment"
 	"github.com/skeinlog/skein/wal"
 )
 
@@ -36,6 +38,36 @@ type hub struct {
 	pepoch   int32
 	requests int
 	fetches  map[int32][]int64 // fetch offsets by follower
+	// engine is the storage engine the nodes' partitions run on: "wal"
+	// (the default) or "journal" (a journal per node).
+	engine string
+}
+
+// forEachEngine runs a test on each storage engine.
+func forEachEngine(t *testing.T, fn func(t *testing.T, engine string)) {
+	for _, e := range []string{"wal", "journal"} {
+		t.Run(e, func(t *testing.T) { fn(t, e) })
+	}
+}
+
+// logOpener is the OpenLog of a node's partition on engine: nil for the
+// wal engine (the partition's default), else a journal of the node's own,
+// closed when the test ends.
+func logOpener(t *testing.T, engine string) func(string) (partition.Log, error) {
+	if engine != "journal" {
+		return nil
+	}
+	j, _, err := journal.Open(t.TempDir(), journal.Options{UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Replay(func(name string) (*segment.Log, error) { return nil, fmt.Errorf("nothing to replay: %s", name) }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return func(dir string) (partition.Log, error) {
+		return partition.OpenJournalLog(j, dir, dir, segment.Options{SegmentBytes: 4096}, "")
+	}
 }
 
 func newHub() *hub {
@@ -122,7 +154,7 @@ type node struct {
 
 func openNode(t *testing.T, h *hub, id int32, dir string) *node {
 	t.Helper()
-	p, err := partition.Open(partition.Config{Dir: dir, Topic: "t", WAL: wal.Options{UnsafeNoFsync: true}})
+	p, err := partition.Open(partition.Config{Dir: dir, Topic: "t", WAL: wal.Options{UnsafeNoFsync: true}, OpenLog: logOpener(t, h.engine)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,8 +244,11 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestReplicateAcksAllAndShrink(t *testing.T) {
+func TestReplicateAcksAllAndShrink(t *testing.T) { forEachEngine(t, testReplicateAcksAllAndShrink) }
+
+func testReplicateAcksAllAndShrink(t *testing.T, engine string) {
 	h := newHub()
+	h.engine = engine
 	nodes := map[int32]*node{}
 	for id := int32(1); id <= 3; id++ {
 		nodes[id] = openNode(t, h, id, t.TempDir())
@@ -297,8 +332,11 @@ healed:
 
 // A deposed leader with an unreplicated suffix truncates it when it follows
 // the new leader, and ends byte-identical.
-func TestDivergentSuffixTruncated(t *testing.T) {
+func TestDivergentSuffixTruncated(t *testing.T) { forEachEngine(t, testDivergentSuffixTruncated) }
+
+func testDivergentSuffixTruncated(t *testing.T, engine string) {
 	h := newHub()
+	h.engine = engine
 	n1 := openNode(t, h, 1, t.TempDir())
 	n2 := openNode(t, h, 2, t.TempDir())
 	defer n1.stop()
@@ -362,7 +400,12 @@ func TestDivergentSuffixTruncated(t *testing.T) {
 // now drops it at its first fetch below the HW, without waiting for a Tick,
 // and lets it rejoin once it has copied everything again.
 func TestFollowerThatLostDataLeavesISRAtOnce(t *testing.T) {
+	forEachEngine(t, testFollowerThatLostDataLeavesISRAtOnce)
+}
+
+func testFollowerThatLostDataLeavesISRAtOnce(t *testing.T, engine string) {
 	h := newHub()
+	h.engine = engine
 	nodes := map[int32]*node{}
 	for id := int32(1); id <= 3; id++ {
 		nodes[id] = openNode(t, h, id, t.TempDir())

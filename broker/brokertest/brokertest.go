@@ -36,6 +36,21 @@ func WithConfig(f func(*broker.Config)) Option { return f }
 // WithDataDir runs the broker on an existing data directory.
 func WithDataDir(dir string) Option { return func(c *broker.Config) { c.DataDir = dir } }
 
+// WithEngine runs the broker on a storage engine (broker.EngineWAL or
+// broker.EngineJournal).
+func WithEngine(engine string) Option { return func(c *broker.Config) { c.StorageEngine = engine } }
+
+// Engines are the storage engines, for tests that run on each.
+var Engines = []string{broker.EngineWAL, broker.EngineJournal}
+
+// ForEachEngine runs fn as a subtest per storage engine, with the option
+// that selects it.
+func ForEachEngine(t *testing.T, fn func(t *testing.T, engine Option)) {
+	for _, e := range Engines {
+		t.Run(e, func(t *testing.T) { fn(t, WithEngine(e)) })
+	}
+}
+
 // Start starts a broker and stops it when the test ends. It fails the test
 // if the broker cannot start or does not become ready in 30 s.
 func Start(t testing.TB, opts ...Option) *Broker {

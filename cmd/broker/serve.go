@@ -73,7 +73,7 @@ type serveFlags struct {
 	nodeID, maxRequest, segment, bootstrapExpect, voters int
 	maxInflight, maxStreams, offsetsParts                int
 	join, logLevel, logFormat, gossipKey, lagTime        string
-	producerExpiry, gossipKeyFile                        string
+	producerExpiry, gossipKeyFile, journalCheckpoint     string
 	unsafeNoFsync                                        bool
 }
 
@@ -157,6 +157,10 @@ func registerServeFlags(ef *envFlags, cfg *broker.Config, sf *serveFlags) {
 	ef.int(&sf.maxInflight, "max-inflight-bytes", int(cfg.MaxInflightBytes), "budget of fetch and produce bytes held at once; past it requests wait briefly, then get RESOURCE_EXHAUSTED with a retry hint")
 	ef.int(&sf.maxStreams, "max-streams-per-connection", cfg.MaxStreamsPerConn, "concurrent gRPC calls (streams) one client connection may have open")
 	ef.int(&sf.segment, "segment-bytes", cfg.SegmentBytes, "target size of log segment files")
+	ef.str(&cfg.StorageEngine, "storage-engine", cfg.StorageEngine, "how partition logs are kept: wal (a log per partition, each fsynced alone) or journal (segment files per partition, made durable by journals shared by every partition: one fsync per group of appends to any partitions); a data directory keeps the engine it was created with (see docs/storage.md)")
+	ef.int(&cfg.Journals, "journals", cfg.Journals, "journal engine: journals in the data directory, fixed when it is created; each holds --journal-segment-bytes in memory, and separate journals fsync in parallel")
+	ef.int(&cfg.JournalSegmentBytes, "journal-segment-bytes", cfg.JournalSegmentBytes, "journal engine: size of a journal's segment files; the tail one of each journal is held in memory")
+	ef.str(&sf.journalCheckpoint, "journal-checkpoint-interval", cfg.JournalCheckpointInterval.String(), "journal engine: how often the partitions' segment files are flushed and the journal cut in front (longer: longer replay after a crash; shorter: more fsyncs)")
 	ef.int(&sf.offsetsParts, "offsets-topic-partitions", 50, "partitions of __consumer_offsets, the consumer groups' internal topic, fixed when the first group is used")
 	ef.str(&sf.producerExpiry, "producer-id-expiry", "168h", "forget an idempotent producer id idle this long (Go duration; -1s: never)")
 	ef.bool(&sf.unsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they reach the disk: a machine crash LOSES acknowledged records; benchmarks only")
@@ -181,6 +185,9 @@ func applyServeFlags(ef *envFlags, cfg *broker.Config, sf serveFlags) error {
 	cfg.MaxRequestBytes, cfg.SegmentBytes = sf.maxRequest, sf.segment
 	cfg.MaxInflightBytes, cfg.MaxStreamsPerConn = int64(sf.maxInflight), sf.maxStreams
 	cfg.UnsafeNoFsync = sf.unsafeNoFsync
+	if cfg.JournalCheckpointInterval, err = time.ParseDuration(sf.journalCheckpoint); err != nil {
+		return fmt.Errorf("--journal-checkpoint-interval %q: %v", sf.journalCheckpoint, err)
+	}
 	if sf.offsetsParts < 1 || sf.offsetsParts > 1000 {
 		return fmt.Errorf("--offsets-topic-partitions %d: between 1 and 1000", sf.offsetsParts)
 	}

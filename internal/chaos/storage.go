@@ -6,12 +6,16 @@ package chaos
 // the rng among those present, so a run is repeatable from its seed, and
 // returns one line for the run report naming the file and byte offset.
 //
-// The on-disk layout they rely on (see package wal): a partition log is a
-// directory of tidwall segment files named by 20 digits; each entry is
-// uvarint(length) followed by a frame of a 4-byte CRC-32C, a 25-byte header
-// and the payload (one record batch). Beside them: %020d.idx sidecars,
-// start-offset, and in the partition directory leader-epoch and producer
-// checkpoints and log.checkpoint (written by a clean shutdown).
+// The on-disk layouts they rely on. The wal engine (package wal): a
+// partition log is a directory of tidwall segment files named by 20 digits;
+// each entry is uvarint(length) followed by a frame of a 4-byte CRC-32C, a
+// 25-byte header and the payload (one record batch). Beside them:
+// %020d.idx sidecars and start-offset. The journal engine (package
+// segment): files named %020d.seg, each entry a little-endian uint32 length
+// followed by the same shape (4-byte CRC-32C, version, 24 bytes of offsets
+// and timestamp, payload), beside %020d.idx sidecars. In the partition
+// directory: leader-epoch and producer checkpoints and log.checkpoint
+// (written by a clean shutdown).
 
 import (
 	"encoding/binary"
@@ -68,24 +72,50 @@ func segmentFiles(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, de := range des {
-		if n := de.Name(); len(n) == 20 && !de.IsDir() && strings.Trim(n, "0123456789") == "" {
-			out = append(out, filepath.Join(dir, n))
+		n := strings.TrimSuffix(de.Name(), segSuffix)
+		if len(n) == 20 && !de.IsDir() && strings.Trim(n, "0123456789") == "" {
+			out = append(out, filepath.Join(dir, de.Name()))
 		}
 	}
 	slices.Sort(out) // fixed width: lexical order is numeric order
 	return out, nil
 }
 
-// entries parses a segment file into its tidwall entries, stopping at the
-// first incomplete one.
+// segSuffix ends the journal engine's segment file names.
+const segSuffix = ".seg"
+
+// entryLen reads the length prefix of the entry at the start of b: uvarint
+// for tidwall files, uint32 for the journal engine's .seg files. n <= 0:
+// none there.
+func entryLen(b []byte, seg bool) (size uint64, n int) {
+	if !seg {
+		return binary.Uvarint(b)
+	}
+	if len(b) < 4 || binary.LittleEndian.Uint32(b) == 0 {
+		return 0, 0
+	}
+	return uint64(binary.LittleEndian.Uint32(b)), 4
+}
+
+// appendLen appends an entry's length prefix in the file's format.
+func appendLen(b []byte, size int, seg bool) []byte {
+	if seg {
+		return binary.LittleEndian.AppendUint32(b, uint32(size))
+	}
+	return binary.AppendUvarint(b, uint64(size))
+}
+
+// entries parses a segment file into its entries, stopping at the first
+// incomplete one.
 func entries(path string) ([]walEntry, []byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
+	seg := strings.HasSuffix(path, segSuffix)
 	var out []walEntry
 	for pos := 0; pos < len(data); {
-		size, n := binary.Uvarint(data[pos:])
+		size, n := entryLen(data[pos:], seg)
 		if n <= 0 || size > uint64(len(data)-pos-n) {
 			break
 		}
@@ -177,7 +207,7 @@ func GarbageTail(dataDir string, rng *rand.Rand) (string, error) {
 		if binary.LittleEndian.Uint32(frame) == crc {
 			frame[0] ^= 0xff
 		}
-		buf = binary.AppendUvarint(buf, uint64(n))
+		buf = appendLen(buf, n, strings.HasSuffix(path, segSuffix))
 		buf = append(buf, frame...)
 	}
 	return appendTo(path, buf, "garbage tail (frames with bad CRCs)")

@@ -5,6 +5,12 @@
 //	go run ./scripts/bench                 all workloads (a few minutes)
 //	go run ./scripts/bench -only single-100B,cluster-sync
 //	go run ./scripts/bench -start-gb 10    the restart workload with 10 GB
+//	go run ./scripts/bench -only spread-16KiB,rss-2000 -engines wal,journal
+//
+// The workloads marked per engine run on each --storage-engine of
+// -engines, three times, the engines interleaved (run 1 on each engine,
+// then run 2 ...), each run on a fresh broker; the row shows the median
+// run and its note every run.
 //
 // Brokers run on 127.0.0.1 ports 19500-19599 with data under -dir (default
 // a temporary directory, removed at the end).
@@ -40,6 +46,7 @@ var (
 	bin     string
 	dataDir string
 	quick   bool
+	engines []string
 )
 
 func main() {
@@ -47,7 +54,9 @@ func main() {
 	dir := flag.String("dir", "", "data directory (default: a temporary one, removed after)")
 	flag.BoolVar(&quick, "quick", false, "smaller counts: a smoke run, not a measurement")
 	startGB := flag.Float64("start-gb", 2, "GB of data in 1,000 partitions for the restart workload")
+	engineList := flag.String("engines", "wal,journal", "storage engines the per-engine workloads run on, interleaved")
 	flag.Parse()
+	engines = strings.Split(*engineList, ",")
 	var err error
 	if *dir == "" {
 		if dataDir, err = os.MkdirTemp("", "skein-bench"); err != nil {
@@ -76,6 +85,10 @@ func main() {
 		{"restart-1000", func() []result { return restart1000(*startGB) }},
 		{"cluster-1KiB", cluster1KiB},
 		{"cluster-sync", clusterSync},
+		{"engines-1KiB", enginesSingle1KiB},
+		{"engines-cluster", enginesCluster1KiB},
+		{"spread-16KiB", spread16KiB},
+		{"rss-2000", rss2000},
 	}
 	want := map[string]bool{}
 	for _, w := range strings.Split(*only, ",") {
@@ -123,7 +136,7 @@ func (b *broker) http() string { return fmt.Sprintf("127.0.0.1:%d", b.port+3) }
 
 // startBroker runs broker id with ports base..base+4; join is a gossip
 // address or "".
-func startBroker(id, base int, dir, join string) *broker {
+func startBroker(id, base int, dir, join string, extra ...string) *broker {
 	b := &broker{id: id, dir: dir, port: base, done: make(chan error, 1)}
 	args := []string{"--node-id", strconv.Itoa(id), "--data-dir", dir,
 		"--addr", b.addr(), "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", base+1),
@@ -132,6 +145,7 @@ func startBroker(id, base int, dir, join string) *broker {
 	if join != "" {
 		args = append(args, "--join", join)
 	}
+	args = append(args, extra...)
 	b.cmd = exec.Command(filepath.Join(bin, "broker"), args...)
 	logf, err := os.Create(dir + ".log")
 	if err != nil {
@@ -208,20 +222,20 @@ func (b *broker) metric(name string) float64 {
 	return -1
 }
 
-func single(name string) *broker {
-	b := startBroker(1, 19500, filepath.Join(dataDir, name), "")
+func single(name string, extra ...string) *broker {
+	b := startBroker(1, 19500, filepath.Join(dataDir, name), "", extra...)
 	b.waitReady(time.Now())
 	return b
 }
 
-func cluster(name string) []*broker {
+func cluster(name string, extra ...string) []*broker {
 	var bs []*broker
 	for id := 1; id <= 3; id++ {
 		join := ""
 		if id > 1 {
 			join = "127.0.0.1:19511" // broker 1's gossip port
 		}
-		b := startBroker(id, 19500+10*id, filepath.Join(dataDir, fmt.Sprintf("%s-%d", name, id)), join)
+		b := startBroker(id, 19500+10*id, filepath.Join(dataDir, fmt.Sprintf("%s-%d", name, id)), join, extra...)
 		bs = append(bs, b)
 		if id == 1 {
 			b.waitReady(time.Now()) // it bootstraps the quorum the others join
