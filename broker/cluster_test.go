@@ -248,7 +248,9 @@ func TestExternalListener(t *testing.T) {
 // through the controller and acks=all continues with two replicas; heal, and
 // the follower catches up, rejoins the ISR and matches the leader byte for
 // byte. Then a lossy, slow link: replication still converges.
-func TestClusterFollowerCutAndLossyLinks(t *testing.T) { brokertest.ForEachEngine(t, testClusterFollowerCutAndLossyLinks) }
+func TestClusterFollowerCutAndLossyLinks(t *testing.T) {
+	brokertest.ForEachEngine(t, testClusterFollowerCutAndLossyLinks)
+}
 
 func testClusterFollowerCutAndLossyLinks(t *testing.T, engine brokertest.Option) {
 	if testing.Short() {

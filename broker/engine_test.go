@@ -25,7 +25,7 @@ func TestStorageEngineKeptByDataDir(t *testing.T) {
 		}
 	}
 	fsyncs := metric(t, b.HTTPAddr(), "skein_journal_fsyncs_total ")
-	if n, _ := strconv.ParseFloat(strings.Fields(fsyncs+" x 0")[1], 64); n < 1 {
+	if n, _ := strconv.ParseFloat(strings.Fields(fsyncs + " x 0")[1], 64); n < 1 {
 		t.Fatalf("journal fsyncs on /metrics: %q", fsyncs)
 	}
 	for _, m := range []string{`skein_storage_memory_budget_bytes{part="journal_tail"} `, `skein_storage_memory_used_bytes{part="journal_pending"} `, "skein_journal_records_per_fsync "} {

@@ -191,4 +191,3 @@ func (b *broker) rssWhile(fn func()) float64 {
 	wg.Wait()
 	return peak
 }
-
