@@ -66,7 +66,9 @@ type shard struct {
 
 	mu       sync.Mutex // guards the fields below
 	store    *group.Store
-	groups   map[string]*group.Group
+	groups   map[string]*group.Group   // KIP-848 groups with members
+	classic  map[string]*group.Classic // classic groups with members
+	wake     chan struct{}             // closed when a classic group changes
 	snapAt   time.Time
 	snapping bool
 }
@@ -124,7 +126,7 @@ func (c *coordinator) shardAt(ctx context.Context, part int32) (*shard, error) {
 	sh := c.shards[part]
 	if sh == nil || sh.p != r.p || sh.epoch != epoch {
 		sh = &shard{part: part, p: r.p, epoch: epoch, ready: make(chan struct{}),
-			store: group.NewStore(), groups: map[string]*group.Group{}, snapAt: time.Now()}
+			store: group.NewStore(), groups: map[string]*group.Group{}, classic: map[string]*group.Classic{}, snapAt: time.Now()}
 		c.shards[part] = sh
 		c.b.bg.Add(1)
 		go c.load(sh)
@@ -304,6 +306,7 @@ func (c *coordinator) tick(now time.Time) {
 				delete(sh.groups, name)
 			}
 		}
+		c.tickClassic(sh, now)
 		snap := !sh.snapping && (sh.store.SinceSnapshot() >= c.cfg.SnapshotEvery ||
 			sh.store.SinceSnapshot() > 0 && now.Sub(sh.snapAt) >= c.cfg.SnapshotInterval)
 		var rec group.Record

@@ -87,10 +87,12 @@ func (c *coordinator) ensureOffsetsTopic(ctx context.Context, name string) error
 	return nil
 }
 
-// Commit stores a group's offsets once the record is committed. A member
-// commits with its id and epoch and only partitions it holds; an empty
-// member id is an administrative commit, allowed only without members.
-func (c *coordinator) Commit(ctx context.Context, name, memberID string, epoch int32, offsets []group.Entry) error {
+// Commit stores a group's offsets once the record is committed. A KIP-848
+// member commits with its id and epoch (ref.Generation) and only
+// partitions it holds, a classic member with its id and generation; an
+// empty member id is an administrative commit, allowed only without
+// members.
+func (c *coordinator) Commit(ctx context.Context, name string, ref group.MemberRef, offsets []group.Entry) error {
 	if err := checkGroup(name); err != nil {
 		return err
 	}
@@ -109,11 +111,7 @@ func (c *coordinator) Commit(ctx context.Context, name, memberID string, epoch i
 		return err
 	}
 	sh.mu.Lock()
-	if g := sh.groups[name]; g != nil {
-		err = g.CheckCommit(memberID, epoch, tps)
-	} else if memberID != "" {
-		err = fmt.Errorf("%w: member %q is not in group %q (its session expired, it left, or the coordinator moved); nothing was committed", group.ErrFenced, memberID, name)
-	}
+	err = checkCommit(sh, name, ref, tps)
 	sh.mu.Unlock()
 	if err != nil {
 		return err
@@ -139,6 +137,24 @@ func (c *coordinator) Commit(ctx context.Context, name, memberID string, epoch i
 		sh.store.Apply(r, at+int64(i))
 	}
 	sh.mu.Unlock()
+	return nil
+}
+
+// checkCommit applies the rules of the group's protocol to a commit. With
+// sh.mu held.
+func checkCommit(sh *shard, name string, ref group.MemberRef, tps []group.TopicPartition) error {
+	if g := sh.classic[name]; g != nil {
+		if ref.MemberID == "" && ref.InstanceID == "" {
+			ref.Generation = -1
+		}
+		return g.CheckCommit(time.Now(), ref)
+	}
+	if g := sh.groups[name]; g != nil {
+		return g.CheckCommit(ref.MemberID, ref.Generation, tps)
+	}
+	if ref.MemberID != "" {
+		return fmt.Errorf("%w: member %q is not in group %q (its session expired, it left, or the coordinator moved); nothing was committed", group.ErrFenced, ref.MemberID, name)
+	}
 	return nil
 }
 
@@ -174,10 +190,7 @@ func (c *coordinator) Fetch(ctx context.Context, name string, tps []group.TopicP
 	}
 	sh.mu.Lock()
 	offs := sh.store.Offsets(name)
-	members := 0
-	if g := sh.groups[name]; g != nil {
-		members = g.Len()
-	}
+	members := sh.members(name)
 	sh.mu.Unlock()
 	if offs == nil && members == 0 {
 		return nil, fmt.Errorf("%w: group %q has no committed offsets and no members", errUnknownGroup, name)
@@ -206,6 +219,9 @@ func (c *coordinator) Heartbeat(ctx context.Context, name string, req group.Hear
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	g := sh.groups[name]
+	if cg := sh.classic[name]; g == nil && cg != nil && req.MemberEpoch != -1 {
+		return group.HeartbeatResult{}, fmt.Errorf("%w: group %q has %d classic member(s) (JoinGroup/SyncGroup); a consumer-protocol member cannot join it until they leave", group.ErrNotConsumerGroup, name, cg.Len())
+	}
 	if g == nil {
 		if req.MemberEpoch == -1 {
 			return group.HeartbeatResult{MemberID: req.MemberID, Epoch: -1}, nil
@@ -231,7 +247,8 @@ type GroupDescription struct {
 	Group       string
 	State       string
 	Coordinator int32
-	Epoch       int32
+	Epoch       int32  // the KIP-848 group epoch, or the classic generation
+	Protocol    string // "consumer" (KIP-848) or "classic"
 	Members     []group.Member
 	Partitions  []PartitionLag
 }
@@ -250,11 +267,14 @@ func (c *coordinator) Describe(ctx context.Context, name string) (GroupDescripti
 	if err != nil {
 		return GroupDescription{}, err
 	}
-	d := GroupDescription{Group: name, State: "Empty", Coordinator: c.b.self.ID}
+	d := GroupDescription{Group: name, State: "Empty", Coordinator: c.b.self.ID, Protocol: "consumer"}
 	sh.mu.Lock()
 	offs := sh.store.Offsets(name)
 	if g := sh.groups[name]; g != nil {
 		d.State, d.Epoch, d.Members = g.State(), g.Epoch, g.Members()
+	}
+	if g := sh.classic[name]; g != nil {
+		d.State, d.Epoch, d.Members, d.Protocol = g.State, g.Generation, g.AsMembers(), "classic"
 	}
 	sh.mu.Unlock()
 	if offs == nil && len(d.Members) == 0 {
@@ -296,9 +316,10 @@ func (c *coordinator) Describe(ctx context.Context, name string) (GroupDescripti
 
 // GroupSummary is one line of a group list.
 type GroupSummary struct {
-	Group   string
-	State   string
-	Members int
+	Group    string
+	State    string
+	Members  int
+	Protocol string // "consumer" (KIP-848) or "classic"
 }
 
 // List returns the groups of every offsets partition this broker leads.
@@ -329,10 +350,16 @@ func (c *coordinator) List(ctx context.Context) ([]GroupSummary, error) {
 		for g := range sh.groups {
 			names[g] = true
 		}
+		for g := range sh.classic {
+			names[g] = true
+		}
 		for name := range names {
-			s := GroupSummary{Group: name, State: "Empty"}
+			s := GroupSummary{Group: name, State: "Empty", Protocol: "consumer"}
 			if g := sh.groups[name]; g != nil {
 				s.State, s.Members = g.State(), g.Len()
+			}
+			if g := sh.classic[name]; g != nil {
+				s.State, s.Members, s.Protocol = g.State, g.Len(), "classic"
 			}
 			out = append(out, s)
 		}
@@ -352,6 +379,9 @@ func (c *coordinator) Delete(ctx context.Context, name string) error {
 	if g != nil {
 		err = g.CheckEmpty("delete the group")
 	}
+	if cg := sh.classic[name]; cg != nil && cg.Len() > 0 {
+		err = fmt.Errorf("%w: cannot delete group %q while it has %d classic member(s); stop them first", group.ErrNotEmpty, name, cg.Len())
+	}
 	exists := sh.store.Offsets(name) != nil
 	sh.mu.Unlock()
 	if err != nil {
@@ -370,4 +400,16 @@ func (c *coordinator) Delete(ctx context.Context, name string) error {
 	sh.mu.Unlock()
 	c.metrics.forget(name)
 	return nil
+}
+
+// members counts a group's members of either protocol. With sh.mu held.
+func (sh *shard) members(name string) int {
+	n := 0
+	if g := sh.groups[name]; g != nil {
+		n += g.Len()
+	}
+	if g := sh.classic[name]; g != nil {
+		n += g.Len()
+	}
+	return n
 }

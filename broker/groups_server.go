@@ -75,7 +75,8 @@ func (s *groupsServer) CommitOffsets(ctx context.Context, req *pb.CommitOffsetsR
 	for i, o := range req.Offsets {
 		offs[i] = group.Entry{Topic: o.GetTopic(), Partition: o.GetPartition(), Offset: o.GetOffset(), Metadata: o.GetMetadata()}
 	}
-	if err := s.b.groups.Commit(ctx, req.Group, req.MemberId, req.MemberEpoch, offs); err != nil {
+	ref := group.MemberRef{MemberID: req.MemberId, Generation: req.MemberEpoch}
+	if err := s.b.groups.Commit(ctx, req.Group, ref, offs); err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.CommitOffsetsResponse{}, nil
@@ -144,8 +145,14 @@ func groupErrorDetail(err error, d *pb.ErrorDetail) bool {
 	case errors.As(err, &nc):
 		set(codes.FailedPrecondition, pb.ErrorReason_NOT_COORDINATOR)
 		d.LeaderId = nc.LeaderID
-	case errors.Is(err, group.ErrFenced):
+	case errors.Is(err, group.ErrFenced), errors.Is(err, group.ErrUnknownMember), errors.Is(err, group.ErrIllegalGeneration),
+		errors.Is(err, group.ErrRebalanceInProgress), errors.Is(err, group.ErrFencedInstance):
 		set(codes.FailedPrecondition, pb.ErrorReason_FENCED_MEMBER_EPOCH)
+	case errors.Is(err, group.ErrNotConsumerGroup):
+		set(codes.NotFound, pb.ErrorReason_UNKNOWN_GROUP)
+	case errors.Is(err, group.ErrInconsistentProtocol), errors.Is(err, group.ErrGroupFull),
+		errors.Is(err, group.ErrInvalidSessionTimeout), errors.Is(err, group.ErrMemberIDRequired):
+		set(codes.FailedPrecondition, pb.ErrorReason_INVALID_REQUEST)
 	case errors.Is(err, group.ErrNotEmpty):
 		set(codes.FailedPrecondition, pb.ErrorReason_GROUP_NOT_EMPTY)
 	case errors.Is(err, group.ErrInvalid):

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/skeinlog/skein/group"
 	"github.com/skeinlog/skein/kafka"
 	"github.com/skeinlog/skein/partition"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
@@ -203,13 +204,6 @@ func (k *kafkaBackend) GroupHeartbeat(ctx context.Context, req *pb.GroupHeartbea
 	return k.g.Heartbeat(ctx, req)
 }
 
-func (k *kafkaBackend) CommitOffsets(ctx context.Context, req *pb.CommitOffsetsRequest) (*pb.CommitOffsetsResponse, error) {
-	if err := k.check(); err != nil {
-		return nil, err
-	}
-	return k.g.CommitOffsets(ctx, req)
-}
-
 func (k *kafkaBackend) FetchOffsets(ctx context.Context, req *pb.FetchOffsetsRequest) (*pb.FetchOffsetsResponse, error) {
 	if err := k.check(); err != nil {
 		return nil, err
@@ -229,4 +223,66 @@ func (k *kafkaBackend) DeleteGroup(ctx context.Context, req *pb.DeleteGroupReque
 		return nil, err
 	}
 	return k.g.DeleteGroup(ctx, req)
+}
+
+// classicErr passes the classic group protocol's errors as they are (the
+// listener maps them to Kafka's codes by name), others as gRPC statuses.
+func classicErr(err error) error {
+	for _, e := range []error{group.ErrUnknownMember, group.ErrIllegalGeneration, group.ErrRebalanceInProgress,
+		group.ErrMemberIDRequired, group.ErrInconsistentProtocol, group.ErrInvalidSessionTimeout,
+		group.ErrGroupFull, group.ErrFencedInstance, group.ErrNotConsumerGroup} {
+		if errors.Is(err, e) {
+			return err
+		}
+	}
+	return toStatus(err)
+}
+
+func (k *kafkaBackend) Commit(ctx context.Context, name string, ref group.MemberRef, offsets []group.Entry) error {
+	if err := k.check(); err != nil {
+		return err
+	}
+	return classicErr(k.s.b.groups.Commit(ctx, name, ref, offsets))
+}
+
+func (k *kafkaBackend) JoinGroup(ctx context.Context, name string, req group.JoinRequest) (group.JoinResult, error) {
+	if err := k.check(); err != nil {
+		return group.JoinResult{}, err
+	}
+	res, err := k.s.b.groups.JoinGroup(ctx, name, req)
+	return res, classicErr(err)
+}
+
+func (k *kafkaBackend) SyncGroup(ctx context.Context, name string, req group.SyncRequest) ([]byte, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	a, err := k.s.b.groups.SyncGroup(ctx, name, req)
+	return a, classicErr(err)
+}
+
+func (k *kafkaBackend) ClassicHeartbeat(ctx context.Context, name string, ref group.MemberRef) error {
+	if err := k.check(); err != nil {
+		return err
+	}
+	return classicErr(k.s.b.groups.ClassicHeartbeat(ctx, name, ref))
+}
+
+func (k *kafkaBackend) LeaveGroup(ctx context.Context, name string, refs []group.MemberRef) ([]error, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	errs, err := k.s.b.groups.LeaveGroup(ctx, name, refs)
+	if err != nil {
+		return nil, classicErr(err)
+	}
+	return errs, nil
+}
+
+func (k *kafkaBackend) DescribeGroup(ctx context.Context, name string) (group.Description, error) {
+	if err := k.check(); err != nil {
+		return group.Description{}, err
+	}
+	d, err := k.s.b.groups.DescribeKafka(ctx, name)
+	return d, classicErr(err)
 }

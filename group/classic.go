@@ -106,6 +106,12 @@ type SyncRequest struct {
 	Parsed                 map[string][]TopicPartition
 }
 
+// Description is a group as Kafka's DescribeGroups shows it.
+type Description struct {
+	State, ProtocolType, Protocol string
+	Members                       []ClassicMember
+}
+
 // ClassicMember is a member as described.
 type ClassicMember struct {
 	ID, InstanceID, ClientID, Host string
@@ -148,6 +154,10 @@ func NewClassic(name string, newID func() string) *Classic {
 
 // Len is the number of members.
 func (g *Classic) Len() int { return len(g.members) }
+
+// Idle reports a group with no members and no member ids handed out: the
+// coordinator may forget it.
+func (g *Classic) Idle() bool { return len(g.members) == 0 && len(g.pending) == 0 }
 
 // Join applies a JoinGroup at now. done says the answer is final now;
 // otherwise the member waits (JoinAnswer) for the rebalance to complete.
@@ -303,7 +313,11 @@ func (g *Classic) add(now time.Time, id string, req JoinRequest) {
 
 func (g *Classic) update(now time.Time, m *classicMember, req JoinRequest) {
 	m.InstanceID, m.ClientID, m.Host = req.InstanceID, req.ClientID, req.Host
-	m.protocols = slices.Clone(req.Protocols)
+	// Copies: the request's bytes may be reused once it is answered.
+	m.protocols = make([]Protocol, len(req.Protocols))
+	for i, p := range req.Protocols {
+		m.protocols[i] = Protocol{Name: p.Name, Metadata: bytes.Clone(p.Metadata)}
+	}
 	m.Topics = sorted(req.Topics)
 	m.session, m.rebal, m.lastSeen = req.SessionTimeout, req.RebalanceTimeout, now
 }
@@ -352,10 +366,12 @@ func (g *Classic) maybeCompleteJoin(now time.Time) bool {
 		g.Leader = g.first().ID
 	}
 	g.State = StateCompletingRebalance
-	var longest time.Duration
 	for _, m := range g.members {
 		m.awaiting, m.synced, m.Assignment, m.Assigned = false, false, nil, nil
 		m.Metadata = protocolMetadata(m.protocols, g.Protocol)
+	}
+	var longest time.Duration
+	for _, m := range g.members {
 		r := g.current(m)
 		m.answer = &r
 		m.lastSeen = now

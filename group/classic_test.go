@@ -142,10 +142,17 @@ func TestClassicRefusals(t *testing.T) {
 	g, ms := stable(t, 2)
 	a, b := ms[0], ms[1]
 	gen := g.Generation
-	withTimeouts := func(s, r time.Duration) JoinRequest { q := joinReq(a); q.SessionTimeout, q.RebalanceTimeout = s, r; return q }
-	otherType := joinReq(""); otherType.ProtocolType = "connect"
-	noProtos := joinReq(""); noProtos.Protocols = nil
-	huge := joinReq(""); huge.Protocols[0].Metadata = make([]byte, MaxMetadataBytes+1)
+	withTimeouts := func(s, r time.Duration) JoinRequest {
+		q := joinReq(a)
+		q.SessionTimeout, q.RebalanceTimeout = s, r
+		return q
+	}
+	otherType := joinReq("")
+	otherType.ProtocolType = "connect"
+	noProtos := joinReq("")
+	noProtos.Protocols = nil
+	huge := joinReq("")
+	huge.Protocols[0].Metadata = make([]byte, MaxMetadataBytes+1)
 	for _, tc := range []struct {
 		name string
 		req  JoinRequest
@@ -340,6 +347,25 @@ func TestSelectProtocol(t *testing.T) {
 		}
 		if got := g.selectProtocol(); got != tc.want {
 			t.Errorf("%v: %q, want %q", tc.members, got, tc.want)
+		}
+	}
+}
+
+// The leader sees every member's metadata for the chosen protocol.
+func TestClassicLeaderSeesAllMetadata(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		g := NewClassic("g", seqIDs())
+		a, _, _ := joinAs(t, g, t0, "range", "roundrobin")
+		joinAs(t, g, t0, "range", "roundrobin")
+		joinAs(t, g, t0, "range")
+		r, done, err := g.Join(t0, joinReq(a, "range", "roundrobin"))
+		if !done || err != nil || len(r.Members) != 3 {
+			t.Fatalf("leader's answer: %+v %v", r, err)
+		}
+		for _, m := range r.Members {
+			if string(m.Metadata) != m.ID+"range" {
+				t.Fatalf("member %s metadata %q", m.ID, m.Metadata)
+			}
 		}
 	}
 }

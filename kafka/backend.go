@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/skeinlog/skein/group"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
 
@@ -33,10 +34,22 @@ type Backend interface {
 	// the partitions, and their committed offsets.
 	FindCoordinator(ctx context.Context, req *pb.FindCoordinatorRequest) (*pb.FindCoordinatorResponse, error)
 	GroupHeartbeat(ctx context.Context, req *pb.GroupHeartbeatRequest) (*pb.GroupHeartbeatResponse, error)
-	CommitOffsets(ctx context.Context, req *pb.CommitOffsetsRequest) (*pb.CommitOffsetsResponse, error)
 	FetchOffsets(ctx context.Context, req *pb.FetchOffsetsRequest) (*pb.FetchOffsetsResponse, error)
 	ListGroups(ctx context.Context, req *pb.ListGroupsRequest) (*pb.ListGroupsResponse, error)
 	DeleteGroup(ctx context.Context, req *pb.DeleteGroupRequest) (*pb.DeleteGroupResponse, error)
+
+	// Commit stores a group's offsets for a member of either protocol
+	// (the generation is a KIP-848 member's epoch); an empty member id
+	// is an administrative commit.
+	Commit(ctx context.Context, name string, ref group.MemberRef, offsets []group.Entry) error
+	// The classic group protocol, in the group package's types. Its own
+	// errors (group.ErrUnknownMember, ...) come back as they are, others
+	// as gRPC status errors. JoinGroup and SyncGroup wait as Kafka's do.
+	JoinGroup(ctx context.Context, name string, req group.JoinRequest) (group.JoinResult, error)
+	SyncGroup(ctx context.Context, name string, req group.SyncRequest) ([]byte, error)
+	ClassicHeartbeat(ctx context.Context, name string, ref group.MemberRef) error
+	LeaveGroup(ctx context.Context, name string, refs []group.MemberRef) ([]error, error)
+	DescribeGroup(ctx context.Context, name string) (group.Description, error)
 }
 
 // ReadResult is one Read.

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/skeinlog/skein/group"
 	"github.com/skeinlog/skein/proto/batch"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
@@ -60,8 +61,23 @@ func (m *memBackend) FindCoordinator(context.Context, *pb.FindCoordinatorRequest
 func (m *memBackend) GroupHeartbeat(context.Context, *pb.GroupHeartbeatRequest) (*pb.GroupHeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "no")
 }
-func (m *memBackend) CommitOffsets(context.Context, *pb.CommitOffsetsRequest) (*pb.CommitOffsetsResponse, error) {
+func (m *memBackend) Commit(context.Context, string, group.MemberRef, []group.Entry) error {
+	return status.Error(codes.Unimplemented, "no")
+}
+func (m *memBackend) JoinGroup(context.Context, string, group.JoinRequest) (group.JoinResult, error) {
+	return group.JoinResult{}, status.Error(codes.Unimplemented, "no")
+}
+func (m *memBackend) SyncGroup(context.Context, string, group.SyncRequest) ([]byte, error) {
 	return nil, status.Error(codes.Unimplemented, "no")
+}
+func (m *memBackend) ClassicHeartbeat(context.Context, string, group.MemberRef) error {
+	return status.Error(codes.Unimplemented, "no")
+}
+func (m *memBackend) LeaveGroup(context.Context, string, []group.MemberRef) ([]error, error) {
+	return nil, status.Error(codes.Unimplemented, "no")
+}
+func (m *memBackend) DescribeGroup(context.Context, string) (group.Description, error) {
+	return group.Description{State: group.StateDead}, nil
 }
 func (m *memBackend) FetchOffsets(context.Context, *pb.FetchOffsetsRequest) (*pb.FetchOffsetsResponse, error) {
 	return &pb.FetchOffsetsResponse{}, nil
@@ -237,7 +253,7 @@ func TestBadInput(t *testing.T) {
 	t.Run("unknown API key", func(t *testing.T) {
 		s, _, logs := startMem(t)
 		c := dial(t, s)
-		f := frame(kmsg.NewPtrJoinGroupRequest(), 42) // the classic group protocol is not offered
+		f := frame(kmsg.NewPtrAlterPartitionAssignmentsRequest(), 42) // not offered
 		c.Write(f)
 		expectClosed(t, c)
 		c = dial(t, s)

@@ -10,14 +10,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc/peer"
 
+	"github.com/skeinlog/skein/group"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
 
-// Consumer groups over Kafka's protocol are the broker's groups: the
-// coordinator assigns partitions (Kafka's KIP-848 protocol,
-// ConsumerGroupHeartbeat), and committed offsets are shared with the native
-// Groups API. The classic protocol (JoinGroup, SyncGroup with client-side
-// assignors) is not offered.
+// Consumer groups over Kafka's protocol are the broker's groups, with
+// committed offsets shared with the native Groups API: KIP-848 groups,
+// where the coordinator assigns partitions (ConsumerGroupHeartbeat), and
+// classic groups with client-side assignors (classic.go).
 
 const coordinatorKeyGroup = 0
 
@@ -162,21 +162,14 @@ func (c *conn) findCoordinator(req *kmsg.FindCoordinatorRequest) kmsg.Response {
 
 func (c *conn) offsetCommit(req *kmsg.OffsetCommitRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
-	q := &pb.CommitOffsetsRequest{Group: req.Group, MemberId: req.MemberID, MemberEpoch: req.Generation}
-	if req.Generation < 0 {
-		q.MemberEpoch = 0 // an administrative commit (no member)
-	}
+	ref := group.MemberRef{MemberID: req.MemberID, InstanceID: deref(req.InstanceID), Generation: req.Generation}
+	var offs []group.Entry
 	for _, t := range req.Topics {
 		for _, p := range t.Partitions {
-			oc := &pb.OffsetCommit{Topic: t.Topic, Partition: p.Partition, Offset: p.Offset}
-			if p.Metadata != nil {
-				oc.Metadata = *p.Metadata
-			}
-			q.Offsets = append(q.Offsets, oc)
+			offs = append(offs, group.Entry{Topic: t.Topic, Partition: p.Partition, Offset: p.Offset, Metadata: deref(p.Metadata)})
 		}
 	}
-	_, err := c.s.be.CommitOffsets(c.ctx, q)
-	code := errorCode(err)
+	code := groupCode(c.s.be.Commit(c.ctx, req.Group, ref, offs))
 	for _, t := range req.Topics {
 		rt := kmsg.NewOffsetCommitResponseTopic()
 		rt.Topic = t.Topic

@@ -42,11 +42,11 @@ func (c *conn) dispatch(p *pending, req kmsg.Request) {
 	c.handlers.Add(1)
 	go func() {
 		defer c.handlers.Done()
-		p.answer(c.handle(req))
+		p.answer(c.handle(p.clientID, req))
 	}()
 }
 
-func (c *conn) handle(req kmsg.Request) kmsg.Response {
+func (c *conn) handle(clientID string, req kmsg.Request) kmsg.Response {
 	switch r := req.(type) {
 	case *kmsg.ApiVersionsRequest:
 		return apiVersionsResponse()
@@ -76,6 +76,16 @@ func (c *conn) handle(req kmsg.Request) kmsg.Response {
 		return c.listGroups(r)
 	case *kmsg.DeleteGroupsRequest:
 		return c.deleteGroups(r)
+	case *kmsg.JoinGroupRequest:
+		return c.joinGroup(clientID, r)
+	case *kmsg.SyncGroupRequest:
+		return c.syncGroup(r)
+	case *kmsg.HeartbeatRequest:
+		return c.heartbeat(r)
+	case *kmsg.LeaveGroupRequest:
+		return c.leaveGroup(r)
+	case *kmsg.DescribeGroupsRequest:
+		return c.describeGroups(r)
 	}
 	// decodeRequest only passes the keys in supported.
 	panic("kafka: no handler for " + kmsg.NameForKey(req.Key()))

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -32,6 +33,11 @@ var supported = map[int16]versionRange{
 	16: {0, 4},  // ListGroups
 	42: {0, 2},  // DeleteGroups
 	68: {1, 1},  // ConsumerGroupHeartbeat (KIP-848)
+	11: {0, 9},  // JoinGroup
+	14: {0, 5},  // SyncGroup
+	12: {0, 4},  // Heartbeat
+	13: {0, 5},  // LeaveGroup
+	15: {0, 5},  // DescribeGroups
 }
 
 // Request decoding errors: each closes the connection, as Kafka does.
@@ -67,6 +73,7 @@ func decodeRequest(frame []byte) (*pending, kmsg.Request, error) {
 		if idLen > len(rest) {
 			return nil, nil, fmt.Errorf("%w: client id of %d bytes", errShortHeader, idLen)
 		}
+		p.clientID = string(rest[:idLen])
 		rest = rest[idLen:]
 	}
 	req := kmsg.RequestForKey(key)
@@ -123,7 +130,12 @@ func skipTags(b []byte) ([]byte, error) {
 // apiVersionsResponse lists the supported APIs.
 func apiVersionsResponse() *kmsg.ApiVersionsResponse {
 	resp := kmsg.NewPtrApiVersionsResponse()
-	for _, key := range []int16{0, 1, 2, 3, 8, 9, 10, 16, 18, 19, 20, 22, 32, 42, 68} {
+	keys := make([]int16, 0, len(supported))
+	for key := range supported {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
 		vr := supported[key]
 		k := kmsg.NewApiVersionsResponseApiKey()
 		k.ApiKey, k.MinVersion, k.MaxVersion = key, vr.min, vr.max

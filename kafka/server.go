@@ -178,6 +178,7 @@ type pending struct {
 	key      int16
 	version  int16
 	flexible bool
+	clientID string
 	done     chan struct{} // closed when resp is set (or there is none)
 	resp     kmsg.Response // nil: send nothing (produce with acks 0)
 }
