@@ -20,6 +20,7 @@ func (s *server) AlterTopic(ctx context.Context, req *pb.AlterTopicRequest) (*pb
 	alt := cluster.TopicAlter{
 		Partitions: req.Partitions, MinInsyncReplicas: req.MinInsyncReplicas,
 		RetentionMs: req.RetentionMs, RetentionBytes: req.RetentionBytes, MaxRecordBytes: req.MaxRecordBytes,
+		KeyIndex: req.KeyIndex,
 	}
 	t, err := s.b.ctrl.AlterTopic(ctx, req.Name, alt)
 	if errors.Is(err, cluster.ErrNotController) {
@@ -37,6 +38,7 @@ func (s *server) AlterTopic(ctx context.Context, req *pb.AlterTopicRequest) (*pb
 				Partitions: want.GetPartitions(), ReplicationFactor: want.GetReplicationFactor(),
 				MinInsyncReplicas: want.GetMinInsyncReplicas(), RetentionMs: want.GetRetentionMs(),
 				RetentionBytes: want.GetRetentionBytes(), MaxRecordBytes: want.GetMaxRecordBytes(),
+				KeyIndex: want.GetKeyIndex(),
 			}
 		})
 		return resp, nil

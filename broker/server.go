@@ -44,6 +44,7 @@ func (s *server) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*
 		RetentionMs:       req.RetentionMs,
 		RetentionBytes:    req.RetentionBytes,
 		MaxRecordBytes:    req.MaxRecordBytes,
+		KeyIndex:          req.KeyIndex,
 	}
 	if req.Partitions < 0 {
 		return nil, toStatus(invalid("partitions %d: must be at least 1", req.Partitions))
@@ -193,6 +194,7 @@ func topicToPB(t cluster.Topic) *pb.TopicMetadata {
 			RetentionMs:       t.Config.RetentionMs,
 			RetentionBytes:    t.Config.RetentionBytes,
 			MaxRecordBytes:    t.Config.MaxRecordBytes,
+			KeyIndex:          t.Config.KeyIndex,
 		},
 	}
 	for _, pm := range t.Partitions {

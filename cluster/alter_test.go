@@ -27,6 +27,8 @@ func TestAlterConfig(t *testing.T) {
 		{"a zero retention is refused", TopicAlter{RetentionMs: i64(0)}, nil, "retention.ms 0"},
 		{"max record bytes stays under the request limit", TopicAlter{MaxRecordBytes: i32(d.MaxRecordBytesLimit + 1)}, nil, "max.record.bytes"},
 		{"max record bytes changes", TopicAlter{MaxRecordBytes: i32(2 << 20)}, func(c TopicConfig) TopicConfig { c.MaxRecordBytes = 2 << 20; return c }, ""},
+		{"the key index cannot be turned on", TopicAlter{KeyIndex: ptrBool(true)}, nil, "key index: it is fixed when a topic is created"},
+		{"the key index as it is changes nothing", TopicAlter{KeyIndex: ptrBool(false)}, func(c TopicConfig) TopicConfig { return c }, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -119,3 +121,5 @@ func TestBrokerConfigCommand(t *testing.T) {
 		t.Fatalf("unset: %v %v", res.err, s.BrokerConfig)
 	}
 }
+
+func ptrBool(b bool) *bool { return &b }

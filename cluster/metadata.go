@@ -64,6 +64,9 @@ type TopicConfig struct {
 	RetentionMs       int64 `json:"retention_ms"`    // -1: forever
 	RetentionBytes    int64 `json:"retention_bytes"` // -1: unlimited
 	MaxRecordBytes    int32 `json:"max_record_bytes"`
+	// KeyIndex: each partition keeps a key index (per-key conditional
+	// appends, latest-value lookups). Fixed at creation.
+	KeyIndex bool `json:"key_index,omitempty"`
 }
 
 // PartitionMeta is one partition's placement and leadership.
@@ -181,6 +184,7 @@ type TopicSpec struct {
 	RetentionMs       *int64 // nil: default
 	RetentionBytes    *int64 // nil: default
 	MaxRecordBytes    *int32 // nil: default
+	KeyIndex          bool
 	// Internal allows a reserved "__" name (the broker's own topics, such
 	// as __consumer_offsets); never set from a client request.
 	Internal bool
@@ -251,6 +255,7 @@ func ResolveConfig(spec TopicSpec, d Defaults, brokers int) (TopicConfig, error)
 		RetentionMs:       d.RetentionMs,
 		RetentionBytes:    d.RetentionBytes,
 		MaxRecordBytes:    d.MaxRecordBytes,
+		KeyIndex:          spec.KeyIndex,
 	}
 	if c.Partitions == 0 {
 		c.Partitions = d.Partitions
@@ -304,6 +309,8 @@ type TopicAlter struct {
 	RetentionMs       *int64
 	RetentionBytes    *int64
 	MaxRecordBytes    *int32
+	// KeyIndex must equal the topic's: the index is fixed at creation.
+	KeyIndex *bool
 }
 
 // Empty reports whether a changes nothing.
@@ -319,6 +326,11 @@ func AlterConfig(name string, cfg TopicConfig, a TopicAlter, d Defaults) (TopicC
 		Name: name, Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor,
 		MinInsyncReplicas: &cfg.MinInsyncReplicas, RetentionMs: &cfg.RetentionMs,
 		RetentionBytes: &cfg.RetentionBytes, MaxRecordBytes: &cfg.MaxRecordBytes,
+		KeyIndex: cfg.KeyIndex,
+	}
+	if a.KeyIndex != nil && *a.KeyIndex != cfg.KeyIndex {
+		return cfg, fmt.Errorf("%w: key index: it is fixed when a topic is created (topic %q has it %s); create a new topic with the setting you want and copy the records",
+			ErrInvalidConfig, name, onOff(cfg.KeyIndex))
 	}
 	if a.Partitions != nil {
 		if *a.Partitions < cfg.Partitions {
@@ -422,4 +434,11 @@ func NewID() string {
 		panic(err)
 	}
 	return hex.EncodeToString(b[:])
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

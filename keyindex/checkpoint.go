@@ -14,12 +14,14 @@ import (
 )
 
 // Checkpoint file: magic "SKKI", version (uint32), the committed offset
-// (int64), the entry count (uint64), count × (hash uint64, offset int64),
-// then a CRC-32C (uint32) of everything before it. Big endian.
+// (int64), the end offset (int64), the table's entry count (uint64), the
+// overlay's entry count (uint64), the table's entries and then the
+// overlay's in offset order, each (hash uint64, offset int64), then a
+// CRC-32C (uint32) of everything before it. Big endian.
 const (
 	magic       = "SKKI"
-	version     = 1
-	headerBytes = 4 + 4 + 8 + 8
+	version     = 2
+	headerBytes = 4 + 4 + 8 + 8 + 8 + 8
 	entryBytes  = 16
 )
 
@@ -29,10 +31,10 @@ var ErrCorrupt = errors.New("keyindex: checkpoint damaged")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// Save writes the committed entries to path (through a temporary file,
-// fsync and rename: a crash leaves the old file or the new one). The
-// overlay is not saved: after Load, the caller indexes the records from
-// Committed to its log end again.
+// Save writes the index to path, the committed table and the overlay
+// (through a temporary file, fsync and rename: a crash leaves the old file
+// or the new one), so that Load gives the index as it is, up to End: the
+// caller reads no log if the log ends there.
 func (ix *Index) Save(path string) (err error) {
 	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
@@ -51,14 +53,20 @@ func (ix *Index) Save(path string) (err error) {
 	copy(b[:4], magic)
 	binary.BigEndian.PutUint32(b[4:], version)
 	binary.BigEndian.PutUint64(b[8:], uint64(ix.committed))
-	binary.BigEndian.PutUint64(b[16:], uint64(ix.base.n))
+	binary.BigEndian.PutUint64(b[16:], uint64(ix.end))
+	binary.BigEndian.PutUint64(b[24:], uint64(ix.base.n))
+	binary.BigEndian.PutUint64(b[32:], uint64(len(ix.pending)))
 	w.Write(b[:])
-	ix.base.each(func(h uint64, off int64) {
+	put := func(h uint64, off int64) {
 		var e [entryBytes]byte
 		binary.BigEndian.PutUint64(e[:], h)
 		binary.BigEndian.PutUint64(e[8:], uint64(off))
 		w.Write(e[:])
-	})
+	}
+	ix.base.each(put)
+	for _, e := range ix.pending {
+		put(e.h, e.off)
+	}
 	if err = w.Flush(); err != nil {
 		return err
 	}
@@ -77,9 +85,9 @@ func (ix *Index) Save(path string) (err error) {
 	return fsutil.SyncDir(filepath.Dir(path))
 }
 
-// Load reads a checkpoint written by Save. The index ends at its committed
-// offset; a damaged file gives ErrCorrupt (with where), a missing one the
-// os error (os.ErrNotExist).
+// Load reads a checkpoint written by Save: the index as it was saved, up
+// to its End. A damaged file gives ErrCorrupt (with where), a missing one
+// the os error (os.ErrNotExist).
 func Load(path string, hash func([]byte) uint64) (*Index, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -101,24 +109,35 @@ func Load(path string, hash func([]byte) uint64) (*Index, error) {
 	if v := binary.BigEndian.Uint32(b[4:]); v != version {
 		return nil, fmt.Errorf("%w: %s: version %d, this broker reads %d", ErrCorrupt, path, v, version)
 	}
-	committed := int64(binary.BigEndian.Uint64(b[8:]))
-	n := binary.BigEndian.Uint64(b[16:])
-	if committed < 0 || n > uint64(st.Size()) || int64(headerBytes+n*entryBytes+4) != st.Size() {
-		return nil, fmt.Errorf("%w: %s: %d entries do not fit its %d bytes", ErrCorrupt, path, n, st.Size())
+	committed, end := int64(binary.BigEndian.Uint64(b[8:])), int64(binary.BigEndian.Uint64(b[16:]))
+	n, m := binary.BigEndian.Uint64(b[24:]), binary.BigEndian.Uint64(b[32:])
+	size := uint64(st.Size())
+	if committed < 0 || end < committed || n > size || m > size || headerBytes+(n+m)*entryBytes+4 != size {
+		return nil, fmt.Errorf("%w: %s: %d+%d entries do not fit its %d bytes", ErrCorrupt, path, n, m, size)
 	}
 	ix := New(committed, hash)
+	ix.end = end
 	ix.base = newTable(int(n))
-	for i := uint64(0); i < n; i++ {
+	prev := committed - 1
+	for i := uint64(0); i < n+m; i++ {
 		var e [entryBytes]byte
 		if _, err := io.ReadFull(r, e[:]); err != nil {
 			return nil, fmt.Errorf("%w: %s: entry %d: %v", ErrCorrupt, path, i, err)
 		}
 		crc.Write(e[:])
 		h, off := binary.BigEndian.Uint64(e[:]), int64(binary.BigEndian.Uint64(e[8:]))
-		if h == 0 || off < 0 || off >= committed {
+		switch {
+		case i < n && (h == 0 || off < 0 || off >= committed):
 			return nil, fmt.Errorf("%w: %s: entry %d (hash %#x, offset %d) outside the committed %d", ErrCorrupt, path, i, h, off, committed)
+		case i < n:
+			ix.base.put(h, off)
+		case h == 0 || off <= prev || off >= end:
+			return nil, fmt.Errorf("%w: %s: overlay entry %d (hash %#x, offset %d) out of order or outside [%d, %d)", ErrCorrupt, path, i-n, h, off, committed, end)
+		default:
+			ix.pending = append(ix.pending, entry{h, off})
+			ix.latest[h] = off
+			prev = off
 		}
-		ix.base.put(h, off)
 	}
 	sum := crc.Sum32()
 	var want uint32

@@ -47,6 +47,17 @@ func New(start int64, hash func([]byte) uint64) *Index {
 	return &Index{hash: hash, base: newTable(0), latest: map[uint64]int64{}, committed: start, end: start}
 }
 
+// NewTrusted returns an empty index of a log starting at start whose
+// records up to end will be added with Add and taken as committed at once
+// (they go straight into the table): for rebuilding from a log whose high
+// watermark is unknown (a restart). A later Truncate below end gives
+// ErrBelowCommitted: rebuild again up to the cut.
+func NewTrusted(start, end int64, hash func([]byte) uint64) *Index {
+	ix := New(start, hash)
+	ix.committed = max(start, end)
+	return ix
+}
+
 // End is the offset after the last record indexed.
 func (ix *Index) End() int64 { return ix.end }
 
@@ -103,6 +114,12 @@ func (ix *Index) Lookup(key []byte) (int64, bool) {
 		return off, true
 	}
 	return ix.base.get(h)
+}
+
+// LookupCommitted is Lookup among the committed entries only (offsets
+// below Committed).
+func (ix *Index) LookupCommitted(key []byte) (int64, bool) {
+	return ix.base.get(ix.hash(key))
 }
 
 // Commit makes the entries below hw permanent (hw is the partition's high

@@ -28,6 +28,15 @@ func (ix *Index) Resolve(key []byte, l Log) (int64, bool, error) {
 	if !ok {
 		return -1, false, nil
 	}
+	return Confirm(key, off, ix.end, l)
+}
+
+// Confirm checks the candidate offset off of key (from Lookup or
+// LookupCommitted) against the log: off if the record there has key, none
+// if retention removed it, else the last record of key below end found by
+// a scan (another key shares the hash). It reads only the log, not the
+// index, so the caller may release its lock on the index first.
+func Confirm(key []byte, off, end int64, l Log) (int64, bool, error) {
 	k, err := l.KeyAt(off)
 	switch {
 	case err == nil && bytes.Equal(k, key):
@@ -37,5 +46,16 @@ func (ix *Index) Resolve(key []byte, l Log) (int64, bool, error) {
 		return -1, false, nil
 	}
 	// Another key shares the hash (or the record is gone): look.
-	return l.LastOf(key, ix.end)
+	return l.LastOf(key, end)
+}
+
+// ResolveCommitted is Resolve for the committed records only (those below
+// Committed): the latest value a reader may see, never a record a
+// truncation could take back.
+func (ix *Index) ResolveCommitted(key []byte, l Log) (int64, bool, error) {
+	off, ok := ix.base.get(ix.hash(key))
+	if !ok {
+		return -1, false, nil
+	}
+	return Confirm(key, off, ix.committed, l)
 }

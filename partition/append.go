@@ -33,7 +33,11 @@ type AppendRequest struct {
 	LeaderEpoch int32
 	// ExpectedOffset >= 0 makes the append conditional on the LEO.
 	ExpectedOffset int64
-	Acks           Acks
+	// KeyExpectations make the append conditional on the last offsets of
+	// keys of its records (key-indexed partitions only); see
+	// KeyExpectation.
+	KeyExpectations []KeyExpectation
+	Acks            Acks
 	// Timeout bounds the wait for replication under AcksAll (default 30 s).
 	Timeout time.Duration
 }
@@ -68,6 +72,7 @@ type op struct {
 	req    AppendRequest
 	count  int
 	prod   producerBatch // producer id -1: not idempotent
+	keys   [][]byte      // the records' keys, key-indexed partitions only
 	result AppendResult
 	done   func(AppendResult, error)
 	over   atomic.Bool // finish has run
@@ -108,6 +113,16 @@ func (p *Partition) Enqueue(req AppendRequest, done func(AppendResult, error)) {
 	}
 	o.count = info.Records
 	o.prod = producerOf(batch.View(req.Batch))
+	if p.keys != nil {
+		if o.keys, err = batchKeys(req.Batch, o.count); err != nil {
+			o.finish(AppendResult{}, batchError(err))
+			return
+		}
+	}
+	if err := checkExpectations(req.KeyExpectations, req.ExpectedOffset, o.keys, p.keys != nil); err != nil {
+		o.finish(AppendResult{}, err)
+		return
+	}
 	p.mu.Lock()
 	if err := p.admitLocked(&req); err != nil {
 		p.mu.Unlock()
@@ -227,8 +242,12 @@ func (p *Partition) run() {
 // table changes are applied only once the write succeeded; then each
 // request completes, at once or when the HW passes it.
 func (p *Partition) commitGroup(group []*op) {
+	keys, err := p.resolveExpectations(group)
+	if err != nil {
+		group = p.failExpecting(group, err)
+	}
 	p.mu.Lock()
-	plan := planGroup(p.appendStateLocked(), &p.producers, group)
+	plan := planGroup(p.appendStateLocked(), &p.producers, keys, group)
 	if len(plan.accepted) > 0 {
 		// WaitCommitted waits for this group too: its LEO is not counted yet.
 		p.writing = true
@@ -296,6 +315,7 @@ func (p *Partition) writeGroup(plan *groupPlan) bool {
 	for id, e := range plan.staged {
 		p.producers.entries[id] = e
 	}
+	p.indexAppended(plan.accepted)
 	p.afterAppend(bytes, plan.next)
 	return true
 }

@@ -1,6 +1,9 @@
 package partition
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+)
 
 // This file holds the append path's decisions as pure functions of the
 // partition's state and the requests: no log, no goroutines, no clock
@@ -60,10 +63,15 @@ type groupPlan struct {
 // leadership and epoch, then the idempotent producer's sequence and epoch
 // (a duplicate is not written and is answered with the original offsets;
 // a gap or a fenced epoch is refused), then the expected offset of a
-// conditional append. A refused request takes no offset and changes no
-// producer state. producers is read, never written.
-func planGroup(s appendState, producers *producerState, group []*op) groupPlan {
+// conditional append, then the key expectations of a per-key conditional
+// append against keys (the last offset of each key some append of the
+// group expects, before the group) as the group's earlier accepted
+// batches move them: all of a batch's expectations hold or it is refused.
+// A refused request takes no offset and changes no producer state.
+// producers and keys are read, never written.
+func planGroup(s appendState, producers *producerState, keys map[string]int64, group []*op) groupPlan {
 	plan := groupPlan{epoch: s.epoch, next: s.leo}
+	cur := maps.Clone(keys)
 	for _, o := range group {
 		if err := s.appendable(&o.req); err != nil {
 			plan.refuse(o, err)
@@ -88,6 +96,11 @@ func planGroup(s appendState, producers *producerState, group []*op) groupPlan {
 			plan.refuse(o, &OffsetMismatchError{Expected: o.req.ExpectedOffset, Actual: plan.next})
 			continue
 		}
+		if err := keyMismatches(o.req.KeyExpectations, cur); err != nil {
+			plan.refuse(o, err)
+			continue
+		}
+		advanceKeys(cur, o.keys, plan.next)
 		o.result = AppendResult{BaseOffset: plan.next, LastOffset: plan.next + int64(o.count) - 1, LogStartOffset: s.logStart, LeaderEpoch: s.epoch}
 		if o.prod.ID >= 0 {
 			if plan.staged == nil {

@@ -120,7 +120,7 @@ func TestPlanGroupRules(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ps := producers7()
 			before := fmt.Sprint(ps.entries)
-			plan := planGroup(c.state, ps, c.group)
+			plan := planGroup(c.state, ps, nil, c.group)
 			for i, o := range c.group {
 				if got := outcomeOf(plan, o); !sameOutcome(got, c.want[i]) {
 					t.Errorf("request %d: got %+v, want %+v", i, got, c.want[i])
@@ -143,7 +143,7 @@ func TestPlanGroupRules(t *testing.T) {
 
 func TestPlanGroupStagesProducerStateOfAcceptedBatchesOnly(t *testing.T) {
 	ps := producers7()
-	plan := planGroup(leaderState(), ps, []*op{
+	plan := planGroup(leaderState(), ps, nil, []*op{
 		req(2, seq(7, 2, 5, 6)),
 		req(1, seq(9, 0, 4, 4)), // unknown producer not at 0: refused
 		req(1, seq(10, 0, 0, 0)),

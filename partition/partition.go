@@ -83,6 +83,12 @@ type Config struct {
 	// WAL.SegmentBytes, else 16 MiB), so a restart after a crash replays at
 	// most about this much of the log. Close writes one too.
 	ProducerSnapshotBytes int64
+	// KeyIndex: keep a key index (the topic's key index setting): per-key
+	// conditional appends and Latest. See keys.go.
+	KeyIndex bool
+	// KeyHash is the key index's hash (default keyindex.Hash); tests force
+	// collisions with a tiny one.
+	KeyHash func([]byte) uint64
 }
 
 // Observer is told about the work of the append loop.
@@ -229,8 +235,10 @@ type Partition struct {
 	producers producerState // idempotent producers: epochs, last batches
 	// damage is what Open found wrong with the log (and cut away); nil if
 	// nothing. Set before the loop starts, read-only after.
-	damage     error
-	snapBytes  int64     // bytes appended since the last producer snapshot
+	damage    error
+	snapBytes int64 // bytes appended since the last producer snapshot
+	// keys is the key index; nil unless Config.KeyIndex. Set by Open.
+	keys       *keyState
 	lastExpiry time.Time // the last producer expiry pass
 }
 
@@ -296,6 +304,10 @@ func Open(cfg Config) (*Partition, error) {
 		return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
 	}
 	if err := p.loadProducers(p.leo); err != nil {
+		lg.Close()
+		return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
+	}
+	if err := p.openKeys(); err != nil {
 		lg.Close()
 		return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Partition, err)
 	}
@@ -725,6 +737,7 @@ func (p *Partition) setHWLocked(hw int64) []*op {
 		return nil
 	}
 	p.hw = hw
+	p.commitKeysLocked(hw)
 	p.broadcastLocked()
 	p.trace(StepHighWatermark, -1, hw)
 	if p.role != RoleLeader {
@@ -777,6 +790,7 @@ func (p *Partition) Close() error {
 		var cp logCheckpoint
 		if failed == nil {
 			p.saveProducers(leo)
+			p.saveKeys()
 			cp = checkpointOf(p.log)
 		}
 		for _, o := range waiting {

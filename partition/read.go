@@ -232,6 +232,9 @@ func (p *Partition) TruncateTo(offset int64) (int64, error) {
 		cut := n != p.leo
 		p.leo, p.written, leo = n, n, n
 		p.mu.Unlock()
+		if err := p.truncateKeys(n); err != nil {
+			return fmt.Errorf("%w: truncate to %d: %v", ErrStorage, offset, err)
+		}
 		// The producer table as of the new end: the newest snapshot at or
 		// below it, plus the batches after that snapshot.
 		if cut {

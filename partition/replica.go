@@ -53,6 +53,9 @@ func (p *Partition) AppendReplicated(batches []byte) (int64, error) {
 		}
 		// The leader checked these batches' sequences: record them so that
 		// this replica deduplicates the same way if it becomes the leader.
+		if err := p.indexReplicated(plan.entries); err != nil {
+			return p.replicatedAppendFailed(err, plan)
+		}
 		now, bytes := p.cfg.Now().UnixMilli(), 0
 		for _, e := range plan.entries {
 			p.producers.replay(batch.View(e.Data), now)
@@ -182,6 +185,7 @@ func (p *Partition) Reset(next int64) error {
 			return fmt.Errorf("%w: reset to %d: %v", ErrStorage, next, err)
 		}
 		p.clearProducers()
+		p.resetKeys(next)
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.leo, p.written, p.logStart, p.hw = next, next, next, next

@@ -141,6 +141,11 @@ const (
 	ErrorReason_GROUP_NOT_EMPTY ErrorReason = 21
 	// The group name is invalid (code INVALID_ARGUMENT).
 	ErrorReason_INVALID_GROUP ErrorReason = 22
+	// A per-key conditional append found a key's last offset other than
+	// expected (code ABORTED); ErrorDetail.key_offsets lists each failing
+	// key's actual last offset (-1: the key has no record). Nothing was
+	// appended.
+	ErrorReason_KEY_OFFSET_MISMATCH ErrorReason = 23
 )
 
 // Enum value maps for ErrorReason.
@@ -169,6 +174,7 @@ var (
 		20: "FENCED_MEMBER_EPOCH",
 		21: "GROUP_NOT_EMPTY",
 		22: "INVALID_GROUP",
+		23: "KEY_OFFSET_MISMATCH",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -194,6 +200,7 @@ var (
 		"FENCED_MEMBER_EPOCH":      20,
 		"GROUP_NOT_EMPTY":          21,
 		"INVALID_GROUP":            22,
+		"KEY_OFFSET_MISMATCH":      23,
 	}
 )
 
@@ -236,8 +243,12 @@ type TopicConfig struct {
 	RetentionBytes int64 `protobuf:"varint,5,opt,name=retention_bytes,json=retentionBytes,proto3" json:"retention_bytes,omitempty"`
 	// The largest record (key + value + headers) the topic accepts.
 	MaxRecordBytes int32 `protobuf:"varint,6,opt,name=max_record_bytes,json=maxRecordBytes,proto3" json:"max_record_bytes,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Each partition keeps a key index (the offset of every key's last
+	// record): produce requests may carry key_expectations, and GetKey reads
+	// a key's latest value. Fixed when the topic is created.
+	KeyIndex      bool `protobuf:"varint,7,opt,name=key_index,json=keyIndex,proto3" json:"key_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TopicConfig) Reset() {
@@ -312,6 +323,13 @@ func (x *TopicConfig) GetMaxRecordBytes() int32 {
 	return 0
 }
 
+func (x *TopicConfig) GetKeyIndex() bool {
+	if x != nil {
+		return x.KeyIndex
+	}
+	return false
+}
+
 type CreateTopicRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// [a-zA-Z0-9._-]{1,249}; not "." or ".."; no leading "-"; no "__" prefix.
@@ -326,8 +344,10 @@ type CreateTopicRequest struct {
 	RetentionMs       *int64 `protobuf:"varint,5,opt,name=retention_ms,json=retentionMs,proto3,oneof" json:"retention_ms,omitempty"`
 	RetentionBytes    *int64 `protobuf:"varint,6,opt,name=retention_bytes,json=retentionBytes,proto3,oneof" json:"retention_bytes,omitempty"`
 	MaxRecordBytes    *int32 `protobuf:"varint,7,opt,name=max_record_bytes,json=maxRecordBytes,proto3,oneof" json:"max_record_bytes,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Keep a key index per partition (see TopicConfig.key_index).
+	KeyIndex      bool `protobuf:"varint,8,opt,name=key_index,json=keyIndex,proto3" json:"key_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateTopicRequest) Reset() {
@@ -409,6 +429,13 @@ func (x *CreateTopicRequest) GetMaxRecordBytes() int32 {
 	return 0
 }
 
+func (x *CreateTopicRequest) GetKeyIndex() bool {
+	if x != nil {
+		return x.KeyIndex
+	}
+	return false
+}
+
 type CreateTopicResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topic         *TopicMetadata         `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -462,8 +489,11 @@ type AlterTopicRequest struct {
 	RetentionMs       *int64 `protobuf:"varint,4,opt,name=retention_ms,json=retentionMs,proto3,oneof" json:"retention_ms,omitempty"`
 	RetentionBytes    *int64 `protobuf:"varint,5,opt,name=retention_bytes,json=retentionBytes,proto3,oneof" json:"retention_bytes,omitempty"`
 	MaxRecordBytes    *int32 `protobuf:"varint,6,opt,name=max_record_bytes,json=maxRecordBytes,proto3,oneof" json:"max_record_bytes,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The key index cannot be turned on or off after creation: a value other
+	// than the topic's is refused (INVALID_ARGUMENT).
+	KeyIndex      *bool `protobuf:"varint,7,opt,name=key_index,json=keyIndex,proto3,oneof" json:"key_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AlterTopicRequest) Reset() {
@@ -536,6 +566,13 @@ func (x *AlterTopicRequest) GetMaxRecordBytes() int32 {
 		return *x.MaxRecordBytes
 	}
 	return 0
+}
+
+func (x *AlterTopicRequest) GetKeyIndex() bool {
+	if x != nil && x.KeyIndex != nil {
+		return *x.KeyIndex
+	}
+	return false
 }
 
 type AlterTopicResponse struct {
@@ -1679,9 +1716,19 @@ type ProduceRequest struct {
 	// seen for the id fails with PRODUCER_FENCED. These checks come before the
 	// expected_offset check, so a retried conditional append whose first
 	// attempt landed gets its original offsets, not OFFSET_MISMATCH.
-	Batch         []byte `protobuf:"bytes,8,opt,name=batch,proto3" json:"batch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Batch []byte `protobuf:"bytes,8,opt,name=batch,proto3" json:"batch,omitempty"`
+	// Per-key conditional append (topics with key_index only): append only
+	// if, for each expectation, the key's last record in the partition is at
+	// offset (-1: the key has no record). Checked after the producer sequence
+	// check, against the log including every batch appended before this one;
+	// all or nothing for the batch. Each key must be the key of a record in
+	// the batch, at most once. On a mismatch nothing is appended: ABORTED,
+	// reason KEY_OFFSET_MISMATCH, ErrorDetail.key_offsets lists the failing
+	// keys with their actual last offsets. Only one of expected_offset and
+	// key_expectations may be set.
+	KeyExpectations []*KeyOffset `protobuf:"bytes,9,rep,name=key_expectations,json=keyExpectations,proto3" json:"key_expectations,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ProduceRequest) Reset() {
@@ -1770,6 +1817,281 @@ func (x *ProduceRequest) GetBatch() []byte {
 	return nil
 }
 
+func (x *ProduceRequest) GetKeyExpectations() []*KeyOffset {
+	if x != nil {
+		return x.KeyExpectations
+	}
+	return nil
+}
+
+// A key and the offset of its last record (-1: none).
+type KeyOffset struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyOffset) Reset() {
+	*x = KeyOffset{}
+	mi := &file_skein_v1_skein_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyOffset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyOffset) ProtoMessage() {}
+
+func (x *KeyOffset) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyOffset.ProtoReflect.Descriptor instead.
+func (*KeyOffset) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *KeyOffset) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *KeyOffset) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+type GetKeyRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Key       []byte                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// The leader epoch the client believes current, or -1.
+	LeaderEpoch   int32 `protobuf:"varint,4,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKeyRequest) Reset() {
+	*x = GetKeyRequest{}
+	mi := &file_skein_v1_skein_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKeyRequest) ProtoMessage() {}
+
+func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetKeyRequest) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetKeyRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *GetKeyRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *GetKeyRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *GetKeyRequest) GetLeaderEpoch() int32 {
+	if x != nil {
+		return x.LeaderEpoch
+	}
+	return 0
+}
+
+type GetKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Found bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	// The key's last committed record (when found).
+	Offset      int64  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	TimestampMs int64  `protobuf:"varint,3,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	Value       []byte `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	// The record's value is null (a tombstone).
+	ValueNull     bool            `protobuf:"varint,5,opt,name=value_null,json=valueNull,proto3" json:"value_null,omitempty"`
+	Headers       []*RecordHeader `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty"`
+	HighWatermark int64           `protobuf:"varint,7,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKeyResponse) Reset() {
+	*x = GetKeyResponse{}
+	mi := &file_skein_v1_skein_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKeyResponse) ProtoMessage() {}
+
+func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetKeyResponse) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetKeyResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *GetKeyResponse) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *GetKeyResponse) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+func (x *GetKeyResponse) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *GetKeyResponse) GetValueNull() bool {
+	if x != nil {
+		return x.ValueNull
+	}
+	return false
+}
+
+func (x *GetKeyResponse) GetHeaders() []*RecordHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *GetKeyResponse) GetHighWatermark() int64 {
+	if x != nil {
+		return x.HighWatermark
+	}
+	return 0
+}
+
+type RecordHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordHeader) Reset() {
+	*x = RecordHeader{}
+	mi := &file_skein_v1_skein_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordHeader) ProtoMessage() {}
+
+func (x *RecordHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordHeader.ProtoReflect.Descriptor instead.
+func (*RecordHeader) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RecordHeader) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RecordHeader) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 type ProduceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CorrelationId uint64                 `protobuf:"varint,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
@@ -1789,7 +2111,7 @@ type ProduceResponse struct {
 
 func (x *ProduceResponse) Reset() {
 	*x = ProduceResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[25]
+	mi := &file_skein_v1_skein_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +2123,7 @@ func (x *ProduceResponse) String() string {
 func (*ProduceResponse) ProtoMessage() {}
 
 func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[25]
+	mi := &file_skein_v1_skein_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +2136,7 @@ func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceResponse.ProtoReflect.Descriptor instead.
 func (*ProduceResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{25}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ProduceResponse) GetCorrelationId() uint64 {
@@ -1873,7 +2195,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[26]
+	mi := &file_skein_v1_skein_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +2207,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[26]
+	mi := &file_skein_v1_skein_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +2220,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{26}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -1960,7 +2282,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[27]
+	mi := &file_skein_v1_skein_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2294,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[27]
+	mi := &file_skein_v1_skein_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2307,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{27}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *FetchResponse) GetBatches() []byte {
@@ -2039,7 +2361,7 @@ type ListOffsetsRequest struct {
 
 func (x *ListOffsetsRequest) Reset() {
 	*x = ListOffsetsRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[28]
+	mi := &file_skein_v1_skein_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2373,7 @@ func (x *ListOffsetsRequest) String() string {
 func (*ListOffsetsRequest) ProtoMessage() {}
 
 func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[28]
+	mi := &file_skein_v1_skein_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2386,7 @@ func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*ListOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{28}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListOffsetsRequest) GetTopic() string {
@@ -2152,7 +2474,7 @@ type ListOffsetsResponse struct {
 
 func (x *ListOffsetsResponse) Reset() {
 	*x = ListOffsetsResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[29]
+	mi := &file_skein_v1_skein_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2486,7 @@ func (x *ListOffsetsResponse) String() string {
 func (*ListOffsetsResponse) ProtoMessage() {}
 
 func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[29]
+	mi := &file_skein_v1_skein_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2499,7 @@ func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*ListOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{29}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListOffsetsResponse) GetOffset() int64 {
@@ -2216,7 +2538,7 @@ type DescribeClusterRequest struct {
 
 func (x *DescribeClusterRequest) Reset() {
 	*x = DescribeClusterRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[30]
+	mi := &file_skein_v1_skein_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2550,7 @@ func (x *DescribeClusterRequest) String() string {
 func (*DescribeClusterRequest) ProtoMessage() {}
 
 func (x *DescribeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[30]
+	mi := &file_skein_v1_skein_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2563,7 @@ func (x *DescribeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeClusterRequest.ProtoReflect.Descriptor instead.
 func (*DescribeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{30}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{34}
 }
 
 type ClusterMember struct {
@@ -2272,7 +2594,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_skein_v1_skein_proto_msgTypes[31]
+	mi := &file_skein_v1_skein_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2606,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[31]
+	mi := &file_skein_v1_skein_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2619,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{31}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ClusterMember) GetId() int32 {
@@ -2400,7 +2722,7 @@ type PartitionProblem struct {
 
 func (x *PartitionProblem) Reset() {
 	*x = PartitionProblem{}
-	mi := &file_skein_v1_skein_proto_msgTypes[32]
+	mi := &file_skein_v1_skein_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2734,7 @@ func (x *PartitionProblem) String() string {
 func (*PartitionProblem) ProtoMessage() {}
 
 func (x *PartitionProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[32]
+	mi := &file_skein_v1_skein_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2747,7 @@ func (x *PartitionProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionProblem.ProtoReflect.Descriptor instead.
 func (*PartitionProblem) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{32}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PartitionProblem) GetTopic() string {
@@ -2485,7 +2807,7 @@ type DescribeClusterResponse struct {
 
 func (x *DescribeClusterResponse) Reset() {
 	*x = DescribeClusterResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[33]
+	mi := &file_skein_v1_skein_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2819,7 @@ func (x *DescribeClusterResponse) String() string {
 func (*DescribeClusterResponse) ProtoMessage() {}
 
 func (x *DescribeClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[33]
+	mi := &file_skein_v1_skein_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +2832,7 @@ func (x *DescribeClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeClusterResponse.ProtoReflect.Descriptor instead.
 func (*DescribeClusterResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{33}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DescribeClusterResponse) GetClusterId() string {
@@ -2578,14 +2900,16 @@ type ErrorDetail struct {
 	HighWatermark  int64 `protobuf:"varint,9,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`
 	// Code RESOURCE_EXHAUSTED (a broker budget is used up): wait at least
 	// this long before sending the request again. 0 when not given.
-	RetryAfterMs  int64 `protobuf:"varint,10,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
+	RetryAfterMs int64 `protobuf:"varint,10,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
+	// KEY_OFFSET_MISMATCH: each failing key and its actual last offset.
+	KeyOffsets    []*KeyOffset `protobuf:"bytes,11,rep,name=key_offsets,json=keyOffsets,proto3" json:"key_offsets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_skein_v1_skein_proto_msgTypes[34]
+	mi := &file_skein_v1_skein_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +2921,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[34]
+	mi := &file_skein_v1_skein_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +2934,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{34}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ErrorDetail) GetCode() uint32 {
@@ -2683,11 +3007,18 @@ func (x *ErrorDetail) GetRetryAfterMs() int64 {
 	return 0
 }
 
+func (x *ErrorDetail) GetKeyOffsets() []*KeyOffset {
+	if x != nil {
+		return x.KeyOffsets
+	}
+	return nil
+}
+
 var File_skein_v1_skein_proto protoreflect.FileDescriptor
 
 const file_skein_v1_skein_proto_rawDesc = "" +
 	"\n" +
-	"\x14skein/v1/skein.proto\x12\bskein.v1\x1a\x17skein/v1/reassign.proto\"\x82\x02\n" +
+	"\x14skein/v1/skein.proto\x12\bskein.v1\x1a\x17skein/v1/reassign.proto\"\x9f\x02\n" +
 	"\vTopicConfig\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
@@ -2696,7 +3027,8 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x13min_insync_replicas\x18\x03 \x01(\x05R\x11minInsyncReplicas\x12!\n" +
 	"\fretention_ms\x18\x04 \x01(\x03R\vretentionMs\x12'\n" +
 	"\x0fretention_bytes\x18\x05 \x01(\x03R\x0eretentionBytes\x12(\n" +
-	"\x10max_record_bytes\x18\x06 \x01(\x05R\x0emaxRecordBytes\"\x83\x03\n" +
+	"\x10max_record_bytes\x18\x06 \x01(\x05R\x0emaxRecordBytes\x12\x1b\n" +
+	"\tkey_index\x18\a \x01(\bR\bkeyIndex\"\xa0\x03\n" +
 	"\x12CreateTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -2706,13 +3038,14 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x13min_insync_replicas\x18\x04 \x01(\x05H\x00R\x11minInsyncReplicas\x88\x01\x01\x12&\n" +
 	"\fretention_ms\x18\x05 \x01(\x03H\x01R\vretentionMs\x88\x01\x01\x12,\n" +
 	"\x0fretention_bytes\x18\x06 \x01(\x03H\x02R\x0eretentionBytes\x88\x01\x01\x12-\n" +
-	"\x10max_record_bytes\x18\a \x01(\x05H\x03R\x0emaxRecordBytes\x88\x01\x01B\x16\n" +
+	"\x10max_record_bytes\x18\a \x01(\x05H\x03R\x0emaxRecordBytes\x88\x01\x01\x12\x1b\n" +
+	"\tkey_index\x18\b \x01(\bR\bkeyIndexB\x16\n" +
 	"\x14_min_insync_replicasB\x0f\n" +
 	"\r_retention_msB\x12\n" +
 	"\x10_retention_bytesB\x13\n" +
 	"\x11_max_record_bytes\"D\n" +
 	"\x13CreateTopicResponse\x12-\n" +
-	"\x05topic\x18\x01 \x01(\v2\x17.skein.v1.TopicMetadataR\x05topic\"\xe7\x02\n" +
+	"\x05topic\x18\x01 \x01(\v2\x17.skein.v1.TopicMetadataR\x05topic\"\x97\x03\n" +
 	"\x11AlterTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\n" +
@@ -2721,12 +3054,15 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x13min_insync_replicas\x18\x03 \x01(\x05H\x01R\x11minInsyncReplicas\x88\x01\x01\x12&\n" +
 	"\fretention_ms\x18\x04 \x01(\x03H\x02R\vretentionMs\x88\x01\x01\x12,\n" +
 	"\x0fretention_bytes\x18\x05 \x01(\x03H\x03R\x0eretentionBytes\x88\x01\x01\x12-\n" +
-	"\x10max_record_bytes\x18\x06 \x01(\x05H\x04R\x0emaxRecordBytes\x88\x01\x01B\r\n" +
+	"\x10max_record_bytes\x18\x06 \x01(\x05H\x04R\x0emaxRecordBytes\x88\x01\x01\x12 \n" +
+	"\tkey_index\x18\a \x01(\bH\x05R\bkeyIndex\x88\x01\x01B\r\n" +
 	"\v_partitionsB\x16\n" +
 	"\x14_min_insync_replicasB\x0f\n" +
 	"\r_retention_msB\x12\n" +
 	"\x10_retention_bytesB\x13\n" +
-	"\x11_max_record_bytes\"C\n" +
+	"\x11_max_record_bytesB\f\n" +
+	"\n" +
+	"_key_index\"C\n" +
 	"\x12AlterTopicResponse\x12-\n" +
 	"\x05topic\x18\x01 \x01(\v2\x17.skein.v1.TopicMetadataR\x05topic\"B\n" +
 	"\x16SetBrokerConfigRequest\x12\x12\n" +
@@ -2804,7 +3140,7 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x14InitProducerResponse\x12\x1f\n" +
 	"\vproducer_id\x18\x01 \x01(\x03R\n" +
 	"producerId\x12%\n" +
-	"\x0eproducer_epoch\x18\x02 \x01(\x05R\rproducerEpoch\"\xa9\x02\n" +
+	"\x0eproducer_epoch\x18\x02 \x01(\x05R\rproducerEpoch\"\xe9\x02\n" +
 	"\x0eProduceRequest\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\x04R\rcorrelationId\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +
@@ -2814,8 +3150,29 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"timeout_ms\x18\x05 \x01(\x05R\ttimeoutMs\x12!\n" +
 	"\fleader_epoch\x18\x06 \x01(\x05R\vleaderEpoch\x12,\n" +
 	"\x0fexpected_offset\x18\a \x01(\x03H\x00R\x0eexpectedOffset\x88\x01\x01\x12\x14\n" +
-	"\x05batch\x18\b \x01(\fR\x05batchB\x12\n" +
-	"\x10_expected_offset\"\xd3\x01\n" +
+	"\x05batch\x18\b \x01(\fR\x05batch\x12>\n" +
+	"\x10key_expectations\x18\t \x03(\v2\x13.skein.v1.KeyOffsetR\x0fkeyExpectationsB\x12\n" +
+	"\x10_expected_offset\"5\n" +
+	"\tKeyOffset\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"x\n" +
+	"\rGetKeyRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\x12!\n" +
+	"\fleader_epoch\x18\x04 \x01(\x05R\vleaderEpoch\"\xef\x01\n" +
+	"\x0eGetKeyResponse\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12!\n" +
+	"\ftimestamp_ms\x18\x03 \x01(\x03R\vtimestampMs\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x12\x1d\n" +
+	"\n" +
+	"value_null\x18\x05 \x01(\bR\tvalueNull\x120\n" +
+	"\aheaders\x18\x06 \x03(\v2\x16.skein.v1.RecordHeaderR\aheaders\x12%\n" +
+	"\x0ehigh_watermark\x18\a \x01(\x03R\rhighWatermark\"6\n" +
+	"\fRecordHeader\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\xd3\x01\n" +
 	"\x0fProduceResponse\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\x04R\rcorrelationId\x12\x1f\n" +
 	"\vbase_offset\x18\x02 \x01(\x03R\n" +
@@ -2884,7 +3241,7 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x06topics\x18\x06 \x01(\x05R\x06topics\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\a \x01(\x05R\n" +
-	"partitions\"\xe3\x02\n" +
+	"partitions\"\x99\x03\n" +
 	"\vErrorDetail\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12-\n" +
@@ -2898,11 +3255,13 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x10log_start_offset\x18\b \x01(\x03R\x0elogStartOffset\x12%\n" +
 	"\x0ehigh_watermark\x18\t \x01(\x03R\rhighWatermark\x12$\n" +
 	"\x0eretry_after_ms\x18\n" +
-	" \x01(\x03R\fretryAfterMs*4\n" +
+	" \x01(\x03R\fretryAfterMs\x124\n" +
+	"\vkey_offsets\x18\v \x03(\v2\x13.skein.v1.KeyOffsetR\n" +
+	"keyOffsets*4\n" +
 	"\x04Acks\x12\f\n" +
 	"\bACKS_ALL\x10\x00\x12\x0f\n" +
 	"\vACKS_LEADER\x10\x01\x12\r\n" +
-	"\tACKS_NONE\x10\x02*\xfc\x03\n" +
+	"\tACKS_NONE\x10\x02*\x95\x04\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2928,7 +3287,8 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\rUNKNOWN_GROUP\x10\x13\x12\x17\n" +
 	"\x13FENCED_MEMBER_EPOCH\x10\x14\x12\x13\n" +
 	"\x0fGROUP_NOT_EMPTY\x10\x15\x12\x11\n" +
-	"\rINVALID_GROUP\x10\x162\xff\v\n" +
+	"\rINVALID_GROUP\x10\x16\x12\x17\n" +
+	"\x13KEY_OFFSET_MISMATCH\x10\x172\xbc\f\n" +
 	"\x05Skein\x12J\n" +
 	"\vCreateTopic\x12\x1c.skein.v1.CreateTopicRequest\x1a\x1d.skein.v1.CreateTopicResponse\x12J\n" +
 	"\vDeleteTopic\x12\x1c.skein.v1.DeleteTopicRequest\x1a\x1d.skein.v1.DeleteTopicResponse\x12G\n" +
@@ -2950,7 +3310,8 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x13ExecuteReassignment\x12$.skein.v1.ExecuteReassignmentRequest\x1a%.skein.v1.ExecuteReassignmentResponse\x12_\n" +
 	"\x12ReassignmentStatus\x12#.skein.v1.ReassignmentStatusRequest\x1a$.skein.v1.ReassignmentStatusResponse\x12_\n" +
 	"\x12CancelReassignment\x12#.skein.v1.CancelReassignmentRequest\x1a$.skein.v1.CancelReassignmentResponse\x12M\n" +
-	"\fDecommission\x12\x1d.skein.v1.DecommissionRequest\x1a\x1e.skein.v1.DecommissionResponseB1Z/github.com/skeinlog/skein/proto/skeinv1;skeinv1b\x06proto3"
+	"\fDecommission\x12\x1d.skein.v1.DecommissionRequest\x1a\x1e.skein.v1.DecommissionResponse\x12;\n" +
+	"\x06GetKey\x12\x17.skein.v1.GetKeyRequest\x1a\x18.skein.v1.GetKeyResponseB1Z/github.com/skeinlog/skein/proto/skeinv1;skeinv1b\x06proto3"
 
 var (
 	file_skein_v1_skein_proto_rawDescOnce sync.Once
@@ -2965,7 +3326,7 @@ func file_skein_v1_skein_proto_rawDescGZIP() []byte {
 }
 
 var file_skein_v1_skein_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_skein_v1_skein_proto_goTypes = []any{
 	(Acks)(0),                           // 0: skein.v1.Acks
 	(ErrorReason)(0),                    // 1: skein.v1.ErrorReason
@@ -2994,26 +3355,30 @@ var file_skein_v1_skein_proto_goTypes = []any{
 	(*InitProducerRequest)(nil),         // 24: skein.v1.InitProducerRequest
 	(*InitProducerResponse)(nil),        // 25: skein.v1.InitProducerResponse
 	(*ProduceRequest)(nil),              // 26: skein.v1.ProduceRequest
-	(*ProduceResponse)(nil),             // 27: skein.v1.ProduceResponse
-	(*FetchRequest)(nil),                // 28: skein.v1.FetchRequest
-	(*FetchResponse)(nil),               // 29: skein.v1.FetchResponse
-	(*ListOffsetsRequest)(nil),          // 30: skein.v1.ListOffsetsRequest
-	(*ListOffsetsResponse)(nil),         // 31: skein.v1.ListOffsetsResponse
-	(*DescribeClusterRequest)(nil),      // 32: skein.v1.DescribeClusterRequest
-	(*ClusterMember)(nil),               // 33: skein.v1.ClusterMember
-	(*PartitionProblem)(nil),            // 34: skein.v1.PartitionProblem
-	(*DescribeClusterResponse)(nil),     // 35: skein.v1.DescribeClusterResponse
-	(*ErrorDetail)(nil),                 // 36: skein.v1.ErrorDetail
-	(*PlanReassignmentRequest)(nil),     // 37: skein.v1.PlanReassignmentRequest
-	(*ExecuteReassignmentRequest)(nil),  // 38: skein.v1.ExecuteReassignmentRequest
-	(*ReassignmentStatusRequest)(nil),   // 39: skein.v1.ReassignmentStatusRequest
-	(*CancelReassignmentRequest)(nil),   // 40: skein.v1.CancelReassignmentRequest
-	(*DecommissionRequest)(nil),         // 41: skein.v1.DecommissionRequest
-	(*PlanReassignmentResponse)(nil),    // 42: skein.v1.PlanReassignmentResponse
-	(*ExecuteReassignmentResponse)(nil), // 43: skein.v1.ExecuteReassignmentResponse
-	(*ReassignmentStatusResponse)(nil),  // 44: skein.v1.ReassignmentStatusResponse
-	(*CancelReassignmentResponse)(nil),  // 45: skein.v1.CancelReassignmentResponse
-	(*DecommissionResponse)(nil),        // 46: skein.v1.DecommissionResponse
+	(*KeyOffset)(nil),                   // 27: skein.v1.KeyOffset
+	(*GetKeyRequest)(nil),               // 28: skein.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),              // 29: skein.v1.GetKeyResponse
+	(*RecordHeader)(nil),                // 30: skein.v1.RecordHeader
+	(*ProduceResponse)(nil),             // 31: skein.v1.ProduceResponse
+	(*FetchRequest)(nil),                // 32: skein.v1.FetchRequest
+	(*FetchResponse)(nil),               // 33: skein.v1.FetchResponse
+	(*ListOffsetsRequest)(nil),          // 34: skein.v1.ListOffsetsRequest
+	(*ListOffsetsResponse)(nil),         // 35: skein.v1.ListOffsetsResponse
+	(*DescribeClusterRequest)(nil),      // 36: skein.v1.DescribeClusterRequest
+	(*ClusterMember)(nil),               // 37: skein.v1.ClusterMember
+	(*PartitionProblem)(nil),            // 38: skein.v1.PartitionProblem
+	(*DescribeClusterResponse)(nil),     // 39: skein.v1.DescribeClusterResponse
+	(*ErrorDetail)(nil),                 // 40: skein.v1.ErrorDetail
+	(*PlanReassignmentRequest)(nil),     // 41: skein.v1.PlanReassignmentRequest
+	(*ExecuteReassignmentRequest)(nil),  // 42: skein.v1.ExecuteReassignmentRequest
+	(*ReassignmentStatusRequest)(nil),   // 43: skein.v1.ReassignmentStatusRequest
+	(*CancelReassignmentRequest)(nil),   // 44: skein.v1.CancelReassignmentRequest
+	(*DecommissionRequest)(nil),         // 45: skein.v1.DecommissionRequest
+	(*PlanReassignmentResponse)(nil),    // 46: skein.v1.PlanReassignmentResponse
+	(*ExecuteReassignmentResponse)(nil), // 47: skein.v1.ExecuteReassignmentResponse
+	(*ReassignmentStatusResponse)(nil),  // 48: skein.v1.ReassignmentStatusResponse
+	(*CancelReassignmentResponse)(nil),  // 49: skein.v1.CancelReassignmentResponse
+	(*DecommissionResponse)(nil),        // 50: skein.v1.DecommissionResponse
 }
 var file_skein_v1_skein_proto_depIdxs = []int32{
 	20, // 0: skein.v1.CreateTopicResponse.topic:type_name -> skein.v1.TopicMetadata
@@ -3027,53 +3392,58 @@ var file_skein_v1_skein_proto_depIdxs = []int32{
 	18, // 8: skein.v1.MetadataResponse.brokers:type_name -> skein.v1.BrokerInfo
 	20, // 9: skein.v1.MetadataResponse.topics:type_name -> skein.v1.TopicMetadata
 	0,  // 10: skein.v1.ProduceRequest.acks:type_name -> skein.v1.Acks
-	36, // 11: skein.v1.ProduceResponse.error:type_name -> skein.v1.ErrorDetail
-	33, // 12: skein.v1.DescribeClusterResponse.members:type_name -> skein.v1.ClusterMember
-	34, // 13: skein.v1.DescribeClusterResponse.problems:type_name -> skein.v1.PartitionProblem
-	1,  // 14: skein.v1.ErrorDetail.reason:type_name -> skein.v1.ErrorReason
-	3,  // 15: skein.v1.Skein.CreateTopic:input_type -> skein.v1.CreateTopicRequest
-	12, // 16: skein.v1.Skein.DeleteTopic:input_type -> skein.v1.DeleteTopicRequest
-	5,  // 17: skein.v1.Skein.AlterTopic:input_type -> skein.v1.AlterTopicRequest
-	7,  // 18: skein.v1.Skein.SetBrokerConfig:input_type -> skein.v1.SetBrokerConfigRequest
-	9,  // 19: skein.v1.Skein.GetBrokerConfig:input_type -> skein.v1.GetBrokerConfigRequest
-	14, // 20: skein.v1.Skein.ListTopics:input_type -> skein.v1.ListTopicsRequest
-	16, // 21: skein.v1.Skein.DescribeTopic:input_type -> skein.v1.DescribeTopicRequest
-	22, // 22: skein.v1.Skein.Metadata:input_type -> skein.v1.MetadataRequest
-	24, // 23: skein.v1.Skein.InitProducer:input_type -> skein.v1.InitProducerRequest
-	26, // 24: skein.v1.Skein.Produce:input_type -> skein.v1.ProduceRequest
-	26, // 25: skein.v1.Skein.ProduceStream:input_type -> skein.v1.ProduceRequest
-	28, // 26: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
-	30, // 27: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
-	32, // 28: skein.v1.Skein.DescribeCluster:input_type -> skein.v1.DescribeClusterRequest
-	37, // 29: skein.v1.Skein.PlanReassignment:input_type -> skein.v1.PlanReassignmentRequest
-	38, // 30: skein.v1.Skein.ExecuteReassignment:input_type -> skein.v1.ExecuteReassignmentRequest
-	39, // 31: skein.v1.Skein.ReassignmentStatus:input_type -> skein.v1.ReassignmentStatusRequest
-	40, // 32: skein.v1.Skein.CancelReassignment:input_type -> skein.v1.CancelReassignmentRequest
-	41, // 33: skein.v1.Skein.Decommission:input_type -> skein.v1.DecommissionRequest
-	4,  // 34: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
-	13, // 35: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
-	6,  // 36: skein.v1.Skein.AlterTopic:output_type -> skein.v1.AlterTopicResponse
-	8,  // 37: skein.v1.Skein.SetBrokerConfig:output_type -> skein.v1.SetBrokerConfigResponse
-	11, // 38: skein.v1.Skein.GetBrokerConfig:output_type -> skein.v1.GetBrokerConfigResponse
-	15, // 39: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
-	17, // 40: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
-	23, // 41: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
-	25, // 42: skein.v1.Skein.InitProducer:output_type -> skein.v1.InitProducerResponse
-	27, // 43: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
-	27, // 44: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
-	29, // 45: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
-	31, // 46: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
-	35, // 47: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
-	42, // 48: skein.v1.Skein.PlanReassignment:output_type -> skein.v1.PlanReassignmentResponse
-	43, // 49: skein.v1.Skein.ExecuteReassignment:output_type -> skein.v1.ExecuteReassignmentResponse
-	44, // 50: skein.v1.Skein.ReassignmentStatus:output_type -> skein.v1.ReassignmentStatusResponse
-	45, // 51: skein.v1.Skein.CancelReassignment:output_type -> skein.v1.CancelReassignmentResponse
-	46, // 52: skein.v1.Skein.Decommission:output_type -> skein.v1.DecommissionResponse
-	34, // [34:53] is the sub-list for method output_type
-	15, // [15:34] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	27, // 11: skein.v1.ProduceRequest.key_expectations:type_name -> skein.v1.KeyOffset
+	30, // 12: skein.v1.GetKeyResponse.headers:type_name -> skein.v1.RecordHeader
+	40, // 13: skein.v1.ProduceResponse.error:type_name -> skein.v1.ErrorDetail
+	37, // 14: skein.v1.DescribeClusterResponse.members:type_name -> skein.v1.ClusterMember
+	38, // 15: skein.v1.DescribeClusterResponse.problems:type_name -> skein.v1.PartitionProblem
+	1,  // 16: skein.v1.ErrorDetail.reason:type_name -> skein.v1.ErrorReason
+	27, // 17: skein.v1.ErrorDetail.key_offsets:type_name -> skein.v1.KeyOffset
+	3,  // 18: skein.v1.Skein.CreateTopic:input_type -> skein.v1.CreateTopicRequest
+	12, // 19: skein.v1.Skein.DeleteTopic:input_type -> skein.v1.DeleteTopicRequest
+	5,  // 20: skein.v1.Skein.AlterTopic:input_type -> skein.v1.AlterTopicRequest
+	7,  // 21: skein.v1.Skein.SetBrokerConfig:input_type -> skein.v1.SetBrokerConfigRequest
+	9,  // 22: skein.v1.Skein.GetBrokerConfig:input_type -> skein.v1.GetBrokerConfigRequest
+	14, // 23: skein.v1.Skein.ListTopics:input_type -> skein.v1.ListTopicsRequest
+	16, // 24: skein.v1.Skein.DescribeTopic:input_type -> skein.v1.DescribeTopicRequest
+	22, // 25: skein.v1.Skein.Metadata:input_type -> skein.v1.MetadataRequest
+	24, // 26: skein.v1.Skein.InitProducer:input_type -> skein.v1.InitProducerRequest
+	26, // 27: skein.v1.Skein.Produce:input_type -> skein.v1.ProduceRequest
+	26, // 28: skein.v1.Skein.ProduceStream:input_type -> skein.v1.ProduceRequest
+	32, // 29: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
+	34, // 30: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
+	36, // 31: skein.v1.Skein.DescribeCluster:input_type -> skein.v1.DescribeClusterRequest
+	41, // 32: skein.v1.Skein.PlanReassignment:input_type -> skein.v1.PlanReassignmentRequest
+	42, // 33: skein.v1.Skein.ExecuteReassignment:input_type -> skein.v1.ExecuteReassignmentRequest
+	43, // 34: skein.v1.Skein.ReassignmentStatus:input_type -> skein.v1.ReassignmentStatusRequest
+	44, // 35: skein.v1.Skein.CancelReassignment:input_type -> skein.v1.CancelReassignmentRequest
+	45, // 36: skein.v1.Skein.Decommission:input_type -> skein.v1.DecommissionRequest
+	28, // 37: skein.v1.Skein.GetKey:input_type -> skein.v1.GetKeyRequest
+	4,  // 38: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
+	13, // 39: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
+	6,  // 40: skein.v1.Skein.AlterTopic:output_type -> skein.v1.AlterTopicResponse
+	8,  // 41: skein.v1.Skein.SetBrokerConfig:output_type -> skein.v1.SetBrokerConfigResponse
+	11, // 42: skein.v1.Skein.GetBrokerConfig:output_type -> skein.v1.GetBrokerConfigResponse
+	15, // 43: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
+	17, // 44: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
+	23, // 45: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
+	25, // 46: skein.v1.Skein.InitProducer:output_type -> skein.v1.InitProducerResponse
+	31, // 47: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
+	31, // 48: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
+	33, // 49: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
+	35, // 50: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
+	39, // 51: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
+	46, // 52: skein.v1.Skein.PlanReassignment:output_type -> skein.v1.PlanReassignmentResponse
+	47, // 53: skein.v1.Skein.ExecuteReassignment:output_type -> skein.v1.ExecuteReassignmentResponse
+	48, // 54: skein.v1.Skein.ReassignmentStatus:output_type -> skein.v1.ReassignmentStatusResponse
+	49, // 55: skein.v1.Skein.CancelReassignment:output_type -> skein.v1.CancelReassignmentResponse
+	50, // 56: skein.v1.Skein.Decommission:output_type -> skein.v1.DecommissionResponse
+	29, // 57: skein.v1.Skein.GetKey:output_type -> skein.v1.GetKeyResponse
+	38, // [38:58] is the sub-list for method output_type
+	18, // [18:38] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_skein_v1_skein_proto_init() }
@@ -3086,7 +3456,7 @@ func file_skein_v1_skein_proto_init() {
 	file_skein_v1_skein_proto_msgTypes[3].OneofWrappers = []any{}
 	file_skein_v1_skein_proto_msgTypes[22].OneofWrappers = []any{}
 	file_skein_v1_skein_proto_msgTypes[24].OneofWrappers = []any{}
-	file_skein_v1_skein_proto_msgTypes[28].OneofWrappers = []any{
+	file_skein_v1_skein_proto_msgTypes[32].OneofWrappers = []any{
 		(*ListOffsetsRequest_Earliest)(nil),
 		(*ListOffsetsRequest_Latest)(nil),
 		(*ListOffsetsRequest_TimestampMs)(nil),
@@ -3097,7 +3467,7 @@ func file_skein_v1_skein_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_skein_v1_skein_proto_rawDesc), len(file_skein_v1_skein_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   35,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

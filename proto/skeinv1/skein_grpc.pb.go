@@ -43,6 +43,7 @@ const (
 	Skein_ReassignmentStatus_FullMethodName  = "/skein.v1.Skein/ReassignmentStatus"
 	Skein_CancelReassignment_FullMethodName  = "/skein.v1.Skein/CancelReassignment"
 	Skein_Decommission_FullMethodName        = "/skein.v1.Skein/Decommission"
+	Skein_GetKey_FullMethodName              = "/skein.v1.Skein/GetKey"
 )
 
 // SkeinClient is the client API for Skein service.
@@ -123,6 +124,13 @@ type SkeinClient interface {
 	// Decommission moves every replica off a broker; then the controller
 	// removes it from its quorum and the cluster.
 	Decommission(ctx context.Context, in *DecommissionRequest, opts ...grpc.CallOption) (*DecommissionResponse, error)
+	// GetKey returns the latest committed record of a key in one partition of
+	// a key-indexed topic, from the leader's key index (no scan of the log).
+	// found is false when the key has no committed record (or retention
+	// removed it). FAILED_PRECONDITION for a topic without the key index,
+	// INVALID_ARGUMENT for an empty or oversized key, NOT_LEADER when this
+	// broker does not lead the partition.
+	GetKey(ctx context.Context, in *GetKeyRequest, opts ...grpc.CallOption) (*GetKeyResponse, error)
 }
 
 type skeinClient struct {
@@ -335,6 +343,16 @@ func (c *skeinClient) Decommission(ctx context.Context, in *DecommissionRequest,
 	return out, nil
 }
 
+func (c *skeinClient) GetKey(ctx context.Context, in *GetKeyRequest, opts ...grpc.CallOption) (*GetKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetKeyResponse)
+	err := c.cc.Invoke(ctx, Skein_GetKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SkeinServer is the server API for Skein service.
 // All implementations must embed UnimplementedSkeinServer
 // for forward compatibility.
@@ -413,6 +431,13 @@ type SkeinServer interface {
 	// Decommission moves every replica off a broker; then the controller
 	// removes it from its quorum and the cluster.
 	Decommission(context.Context, *DecommissionRequest) (*DecommissionResponse, error)
+	// GetKey returns the latest committed record of a key in one partition of
+	// a key-indexed topic, from the leader's key index (no scan of the log).
+	// found is false when the key has no committed record (or retention
+	// removed it). FAILED_PRECONDITION for a topic without the key index,
+	// INVALID_ARGUMENT for an empty or oversized key, NOT_LEADER when this
+	// broker does not lead the partition.
+	GetKey(context.Context, *GetKeyRequest) (*GetKeyResponse, error)
 	mustEmbedUnimplementedSkeinServer()
 }
 
@@ -479,6 +504,9 @@ func (UnimplementedSkeinServer) CancelReassignment(context.Context, *CancelReass
 }
 func (UnimplementedSkeinServer) Decommission(context.Context, *DecommissionRequest) (*DecommissionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Decommission not implemented")
+}
+func (UnimplementedSkeinServer) GetKey(context.Context, *GetKeyRequest) (*GetKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetKey not implemented")
 }
 func (UnimplementedSkeinServer) mustEmbedUnimplementedSkeinServer() {}
 func (UnimplementedSkeinServer) testEmbeddedByValue()               {}
@@ -825,6 +853,24 @@ func _Skein_Decommission_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Skein_GetKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).GetKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_GetKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).GetKey(ctx, req.(*GetKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Skein_ServiceDesc is the grpc.ServiceDesc for Skein service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -899,6 +945,10 @@ var Skein_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Decommission",
 			Handler:    _Skein_Decommission_Handler,
+		},
+		{
+			MethodName: "GetKey",
+			Handler:    _Skein_GetKey_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
