@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 
 	"github.com/skeinlog/skein/group"
 	"github.com/skeinlog/skein/kafka"
@@ -126,6 +127,34 @@ func (k *kafkaBackend) DeleteTopic(ctx context.Context, req *pb.DeleteTopicReque
 		return nil, err
 	}
 	return k.s.DeleteTopic(ctx, req)
+}
+
+func (k *kafkaBackend) AlterTopic(ctx context.Context, req *pb.AlterTopicRequest) (*pb.AlterTopicResponse, error) {
+	if err := k.check(); err != nil {
+		return nil, err
+	}
+	return k.s.AlterTopic(ctx, req)
+}
+
+// BrokerConfigs are the broker's settings under Kafka's names: fixed at
+// start.
+func (k *kafkaBackend) BrokerConfigs() map[string]string {
+	cfg := k.s.b.cfg
+	d := cfg.TopicDefaults
+	return map[string]string{
+		"message.max.bytes":            strconv.Itoa(cfg.MaxRequestBytes),
+		"log.segment.bytes":            strconv.Itoa(cfg.SegmentBytes),
+		"num.partitions":               strconv.Itoa(int(d.Partitions)),
+		"default.replication.factor":   strconv.Itoa(int(d.ReplicationFactor)),
+		"log.retention.ms":             strconv.FormatInt(d.RetentionMs, 10),
+		"log.retention.bytes":          strconv.FormatInt(d.RetentionBytes, 10),
+		"max.record.bytes":             strconv.Itoa(int(d.MaxRecordBytes)),
+		"broker.id":                    strconv.Itoa(int(k.s.b.self.ID)),
+		"group.min.session.timeout.ms": strconv.FormatInt(group.MinSessionTimeout.Milliseconds(), 10),
+		"group.max.session.timeout.ms": strconv.FormatInt(group.MaxSessionTimeout.Milliseconds(), 10),
+		"group.max.size":               strconv.Itoa(group.MaxClassicMembers),
+		"auto.create.topics.enable":    "false",
+	}
 }
 
 func (k *kafkaBackend) InitProducer(ctx context.Context, req *pb.InitProducerRequest) (*pb.InitProducerResponse, error) {

@@ -100,9 +100,9 @@ func (c *conn) createTopics(req *kmsg.CreateTopicsRequest) kmsg.Response {
 			cfg := r.Topic.GetConfig()
 			t.NumPartitions, t.ReplicationFactor = cfg.GetPartitions(), int16(cfg.GetReplicationFactor())
 			t.TopicID = topicID(r.Topic.GetTopicId())
-			for _, e := range topicConfigs(cfg) {
+			for _, e := range topicConfigs(cfg, c.s.be.BrokerConfigs()) {
 				rc := kmsg.NewCreateTopicsResponseTopicConfig()
-				rc.Name, rc.Value, rc.ReadOnly = e.name, kmsg.StringPtr(e.value), true
+				rc.Name, rc.Value, rc.ReadOnly = e.name, kmsg.StringPtr(e.value), e.readOnly
 				t.Configs = append(t.Configs, rc)
 			}
 		}
@@ -140,26 +140,38 @@ func (c *conn) deleteTopics(req *kmsg.DeleteTopicsRequest) kmsg.Response {
 	return resp
 }
 
-type configEntry struct{ name, value string }
+type configEntry struct {
+	name, value string
+	readOnly    bool
+}
 
-// topicConfigs are a topic's settings under their Kafka names.
-func topicConfigs(cfg *pb.TopicConfig) []configEntry {
+// topicConfigs are a topic's settings under their Kafka names, with the
+// broker's that apply to every topic (from the broker's configs).
+func topicConfigs(cfg *pb.TopicConfig, broker map[string]string) []configEntry {
 	return []configEntry{
-		{cfgCleanupPolicy, cleanupPolicyValue},
-		{cfgMaxRecordBytes, strconv.Itoa(int(cfg.GetMaxRecordBytes()))},
-		{cfgMinInsync, strconv.Itoa(int(cfg.GetMinInsyncReplicas()))},
-		{cfgRetentionBytes, strconv.FormatInt(cfg.GetRetentionBytes(), 10)},
-		{cfgRetentionMs, strconv.FormatInt(cfg.GetRetentionMs(), 10)},
+		{cfgCleanupPolicy, cleanupPolicyValue, true},
+		{cfgMaxMessageBytes, broker[brokerMaxMessageBytes], true},
+		{cfgMaxRecordBytes, strconv.Itoa(int(cfg.GetMaxRecordBytes())), false},
+		{cfgMinInsync, strconv.Itoa(int(cfg.GetMinInsyncReplicas())), false},
+		{cfgRetentionBytes, strconv.FormatInt(cfg.GetRetentionBytes(), 10), false},
+		{cfgRetentionMs, strconv.FormatInt(cfg.GetRetentionMs(), 10), false},
+		{cfgSegmentBytes, broker[brokerSegmentBytes], true},
 	}
 }
+
+// Broker config names the topic configs take values from.
+const (
+	brokerMaxMessageBytes = "message.max.bytes"
+	brokerSegmentBytes    = "log.segment.bytes"
+)
 
 const (
 	resourceTopic  = 2
 	resourceBroker = 4
 )
 
-// describeConfigs answers for topics with their Skein settings (read-only:
-// AlterConfigs is not implemented) and for brokers with no entries.
+// describeConfigs answers for topics with their settings and for brokers
+// with theirs (read-only: set at start).
 func (c *conn) describeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
 	md, mdErr := c.s.be.Metadata(c.ctx)
@@ -168,6 +180,7 @@ func (c *conn) describeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Response {
 		r.ResourceType, r.ResourceName = rr.ResourceType, rr.ResourceName
 		switch rr.ResourceType {
 		case resourceBroker:
+			r.Configs = brokerConfigEntries(c.s.be.BrokerConfigs(), rr.ConfigNames)
 		case resourceTopic:
 			var t *pb.TopicMetadata
 			if mdErr == nil {
@@ -185,13 +198,16 @@ func (c *conn) describeConfigs(req *kmsg.DescribeConfigsRequest) kmsg.Response {
 				r.ErrorCode, r.ErrorMessage = errorCode(err), errorMessage(err)
 				break
 			}
-			for _, e := range topicConfigs(t.Config) {
+			for _, e := range topicConfigs(t.Config, c.s.be.BrokerConfigs()) {
 				if rr.ConfigNames != nil && !contains(rr.ConfigNames, e.name) {
 					continue
 				}
 				rc := kmsg.NewDescribeConfigsResponseResourceConfig()
-				rc.Name, rc.Value, rc.ReadOnly = e.name, kmsg.StringPtr(e.value), true
-				rc.Source = kmsg.ConfigSourceUnknown
+				rc.Name, rc.Value, rc.ReadOnly = e.name, kmsg.StringPtr(e.value), e.readOnly
+				rc.Source = kmsg.ConfigSourceDynamicTopicConfig
+				if e.readOnly {
+					rc.Source = kmsg.ConfigSourceDefaultConfig
+				}
 				r.Configs = append(r.Configs, rc)
 			}
 		default:

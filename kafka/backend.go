@@ -18,6 +18,11 @@ type Backend interface {
 	Metadata(ctx context.Context) (*pb.MetadataResponse, error)
 	CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*pb.CreateTopicResponse, error)
 	DeleteTopic(ctx context.Context, req *pb.DeleteTopicRequest) (*pb.DeleteTopicResponse, error)
+	// AlterTopic changes a topic's settings or grows its partitions.
+	AlterTopic(ctx context.Context, req *pb.AlterTopicRequest) (*pb.AlterTopicResponse, error)
+	// BrokerConfigs are the answering broker's settings under Kafka's
+	// names (message.max.bytes, log.segment.bytes, the topic defaults).
+	BrokerConfigs() map[string]string
 	InitProducer(ctx context.Context, req *pb.InitProducerRequest) (*pb.InitProducerResponse, error)
 	ListOffsets(ctx context.Context, req *pb.ListOffsetsRequest) (*pb.ListOffsetsResponse, error)
 	// Produce starts one append; done runs exactly once with the answer

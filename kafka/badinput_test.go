@@ -39,6 +39,10 @@ func (m *memBackend) CreateTopic(context.Context, *pb.CreateTopicRequest) (*pb.C
 func (m *memBackend) DeleteTopic(context.Context, *pb.DeleteTopicRequest) (*pb.DeleteTopicResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "no")
 }
+func (m *memBackend) AlterTopic(context.Context, *pb.AlterTopicRequest) (*pb.AlterTopicResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "no")
+}
+func (m *memBackend) BrokerConfigs() map[string]string { return map[string]string{} }
 func (m *memBackend) InitProducer(context.Context, *pb.InitProducerRequest) (*pb.InitProducerResponse, error) {
 	return &pb.InitProducerResponse{ProducerId: 7}, nil
 }

@@ -52,6 +52,10 @@ func errorCode(err error) int16 {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return kerr.RequestTimedOut.Code
 	}
+	var ce *codeError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
 	var de *detailError
 	if errors.As(err, &de) {
 		return reasonCode(de.d.Reason)

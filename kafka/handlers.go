@@ -86,6 +86,12 @@ func (c *conn) handle(clientID string, req kmsg.Request) kmsg.Response {
 		return c.leaveGroup(r)
 	case *kmsg.DescribeGroupsRequest:
 		return c.describeGroups(r)
+	case *kmsg.CreatePartitionsRequest:
+		return c.createPartitions(r)
+	case *kmsg.IncrementalAlterConfigsRequest:
+		return c.incrementalAlterConfigs(r)
+	case *kmsg.AlterConfigsRequest:
+		return c.alterConfigsLegacy(r)
 	}
 	// decodeRequest only passes the keys in supported.
 	panic("kafka: no handler for " + kmsg.NameForKey(req.Key()))

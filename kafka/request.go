@@ -38,6 +38,9 @@ var supported = map[int16]versionRange{
 	12: {0, 4},  // Heartbeat
 	13: {0, 5},  // LeaveGroup
 	15: {0, 5},  // DescribeGroups
+	37: {0, 3},  // CreatePartitions
+	33: {0, 2},  // AlterConfigs
+	44: {0, 1},  // IncrementalAlterConfigs
 }
 
 // Request decoding errors: each closes the connection, as Kafka does.
