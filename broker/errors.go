@@ -32,7 +32,7 @@ func errorDetail(err error) *pb.ErrorDetail {
 		d.Code, d.Reason = uint32(c), r
 	}
 	var be *budgetError
-	if groupErrorDetail(err, d) || partitionErrorDetail(err, d) {
+	if groupErrorDetail(err, d) || keyErrorDetail(err, d) || partitionErrorDetail(err, d) {
 		return d
 	}
 	switch {

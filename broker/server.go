@@ -251,11 +251,12 @@ func (s *server) produce(external bool, req *pb.ProduceRequest, answer func(*pb.
 		return
 	}
 	r.p.Enqueue(partition.AppendRequest{
-		Batch:          req.Batch,
-		LeaderEpoch:    req.LeaderEpoch,
-		ExpectedOffset: expected,
-		Acks:           acks,
-		Timeout:        timeout,
+		Batch:           req.Batch,
+		LeaderEpoch:     req.LeaderEpoch,
+		ExpectedOffset:  expected,
+		KeyExpectations: keyExpectations(req),
+		Acks:            acks,
+		Timeout:         timeout,
 	}, func(res partition.AppendResult, err error) {
 		s.b.inflight.release(int64(n))
 		if err != nil {

@@ -29,6 +29,9 @@ type TopicConfig struct {
 	RetentionBytes int64
 	// MaxRecordBytes caps a record's key, value and headers.
 	MaxRecordBytes int32
+	// KeyIndex: each partition keeps a key index, for ProduceIfKeys and
+	// GetKey. Fixed when the topic is created.
+	KeyIndex bool
 }
 
 // TopicInfo is a topic's metadata: its configuration and where its
@@ -117,6 +120,7 @@ func topicInfoFromProto(t *skeinv1.TopicMetadata) TopicInfo {
 			RetentionMs:       c.GetRetentionMs(),
 			RetentionBytes:    c.GetRetentionBytes(),
 			MaxRecordBytes:    c.GetMaxRecordBytes(),
+			KeyIndex:          c.GetKeyIndex(),
 		},
 	}
 	for _, p := range t.GetPartitions() {
@@ -139,6 +143,7 @@ func (c *Client) CreateTopic(ctx context.Context, name string, cfg TopicConfig) 
 		Name:              name,
 		Partitions:        cfg.Partitions,
 		ReplicationFactor: cfg.ReplicationFactor,
+		KeyIndex:          cfg.KeyIndex,
 	}
 	if cfg.MinInsyncReplicas != 0 {
 		req.MinInsyncReplicas = &cfg.MinInsyncReplicas
@@ -174,6 +179,9 @@ type TopicAlter struct {
 	RetentionMs       *int64 // -1: keep forever
 	RetentionBytes    *int64 // -1: no size limit
 	MaxRecordBytes    *int32
+	// KeyIndex is fixed at creation: a value other than the topic's is
+	// refused.
+	KeyIndex *bool
 }
 
 // AlterTopic changes a topic's settings (applied live on every replica)
@@ -182,7 +190,7 @@ type TopicAlter struct {
 func (c *Client) AlterTopic(ctx context.Context, name string, a TopicAlter) (TopicInfo, error) {
 	req := &skeinv1.AlterTopicRequest{
 		Name: name, Partitions: a.Partitions, MinInsyncReplicas: a.MinInsyncReplicas,
-		RetentionMs: a.RetentionMs, RetentionBytes: a.RetentionBytes, MaxRecordBytes: a.MaxRecordBytes,
+		RetentionMs: a.RetentionMs, RetentionBytes: a.RetentionBytes, MaxRecordBytes: a.MaxRecordBytes, KeyIndex: a.KeyIndex,
 	}
 	var resp *skeinv1.AlterTopicResponse
 	err := c.callAny(ctx, "alter topic", func(ctx context.Context, cl skeinv1.SkeinClient) error {

@@ -41,11 +41,24 @@ import (
 // If ctx ends first, ProduceIf returns ctx's error and the batch may still
 // be appended. Like Flush, it must not be called from a Produce callback.
 func (p *Producer) ProduceIf(ctx context.Context, topic string, partition int32, expectedOffset int64, recs ...*Record) (int64, error) {
-	if len(recs) == 0 {
-		return -1, fmt.Errorf("conditional append to %s/%d: no records", topic, partition)
-	}
 	if expectedOffset < 0 {
 		return -1, fmt.Errorf("conditional append to %s/%d: expected offset %d: offsets are 0 or more", topic, partition, expectedOffset)
+	}
+	return p.produceCond(ctx, topic, partition, condition{expected: expectedOffset}, recs)
+}
+
+// condition is what a conditional batch expects: the partition's next
+// offset (expected >= 0), or the last offsets of keys.
+type condition struct {
+	expected int64
+	keys     []KeyExpectation
+}
+
+// produceCond appends recs as one conditional batch (ProduceIf,
+// ProduceIfKeys) and waits for its outcome.
+func (p *Producer) produceCond(ctx context.Context, topic string, partition int32, cond condition, recs []*Record) (int64, error) {
+	if len(recs) == 0 {
+		return -1, fmt.Errorf("conditional append to %s/%d: no records", topic, partition)
 	}
 	if p.isClosing() {
 		return -1, ErrClosed
@@ -61,10 +74,15 @@ func (p *Producer) ProduceIf(ctx context.Context, topic string, partition int32,
 	if err != nil {
 		return -1, fmt.Errorf("conditional append to %s/%d: %w", topic, partition, err)
 	}
+	if partition == AnyPartition {
+		if partition, err = p.keysPartition(topic, len(tm.parts), cond.keys, recs); err != nil {
+			return -1, err
+		}
+	}
 	if n := len(tm.parts); partition < 0 || int(partition) >= n {
 		return -1, fmt.Errorf("conditional append: %w", unknownPartition(topic, partition, n))
 	}
-	pb, done, err := p.condBatch(recs, expectedOffset)
+	pb, done, err := p.condBatch(recs, cond)
 	if err != nil {
 		return -1, err
 	}
@@ -90,14 +108,17 @@ func (p *Producer) ProduceIf(ctx context.Context, topic string, partition int32,
 		if p.isClosing() {
 			return -1, ErrClosed
 		}
-		return -1, fmt.Errorf("conditional append to %s/%d: %w; the records may still be appended at offset %d", topic, partition, ctx.Err(), expectedOffset)
+		if cond.expected >= 0 {
+			return -1, fmt.Errorf("conditional append to %s/%d: %w; the records may still be appended at offset %d", topic, partition, ctx.Err(), cond.expected)
+		}
+		return -1, fmt.Errorf("conditional append to %s/%d: %w; the records may still be appended", topic, partition, ctx.Err())
 	}
-	return condOutcome(topic, partition, expectedOffset, res, recs)
+	return condOutcome(topic, partition, cond, res, recs)
 }
 
 // condBatch builds the batch of a conditional append, and the channel its
 // outcome comes on.
-func (p *Producer) condBatch(recs []*Record, expectedOffset int64) (*pbatch, chan condResult, error) {
+func (p *Producer) condBatch(recs []*Record, cond condition) (*pbatch, chan condResult, error) {
 	b := p.builders.Get().(*batch.Builder)
 	var br batch.Record
 	now := time.Now()
@@ -121,13 +142,14 @@ func (p *Producer) condBatch(recs []*Record, expectedOffset int64) (*pbatch, cha
 		created:      now,
 		producerID:   batch.NoProducerID,
 		baseSequence: batch.NoSequence,
-		expected:     expectedOffset,
+		expected:     cond.expected,
+		keyExps:      cond.keys,
 		notify:       done,
 	}, done, nil
 }
 
 // condOutcome is ProduceIf's answer from the batch's outcome.
-func condOutcome(topic string, partition int32, expectedOffset int64, res condResult, recs []*Record) (int64, error) {
+func condOutcome(topic string, partition int32, cond condition, res condResult, recs []*Record) (int64, error) {
 	err := res.err
 	switch {
 	case err == nil:
@@ -136,12 +158,14 @@ func condOutcome(topic string, partition int32, expectedOffset int64, res condRe
 		}
 		return res.base, nil
 	case errors.Is(err, ErrOffsetMismatch) && res.uncertain:
-		// Conditional batches carry no producer sequence (the expected
-		// offset is their guard), so even the idempotent producer cannot
-		// tell whether the unanswered attempt landed.
-		return -1, fmt.Errorf("conditional append to %s/%d: %w (an earlier attempt timed out and may have appended these records at offset %d)", topic, partition, err, expectedOffset)
+		// The idempotent producer's deduplication does not survive a reset
+		// of its epoch, so a mismatch after an unanswered attempt cannot
+		// tell whether that attempt landed.
+		return -1, fmt.Errorf("conditional append to %s/%d: %w (an earlier attempt timed out and may have appended these records at offset %d)", topic, partition, err, cond.expected)
 	case errors.Is(err, ErrOffsetMismatch):
-		return -1, fmt.Errorf("conditional append to %s/%d at offset %d: %w", topic, partition, expectedOffset, err)
+		return -1, fmt.Errorf("conditional append to %s/%d at offset %d: %w", topic, partition, cond.expected, err)
+	case errors.Is(err, ErrKeyOffsetMismatch):
+		return -1, fmt.Errorf("conditional append to %s/%d: %w", topic, partition, err)
 	case errors.Is(err, ErrClosed):
 		return -1, err
 	}

@@ -65,6 +65,10 @@ var (
 	// ErrOffsetMismatch: a conditional append found another next offset;
 	// *Error.NextOffset holds it. Fatal to the request.
 	ErrOffsetMismatch = errors.New("offset mismatch")
+	// ErrKeyOffsetMismatch: a per-key conditional append (ProduceIfKeys)
+	// found a key's last offset other than expected; *Error.KeyOffsets
+	// holds each failing key's actual last offset. Fatal to the request.
+	ErrKeyOffsetMismatch = errors.New("key offset mismatch")
 	// ErrOffsetOutOfRange: the offset is outside [LogStartOffset,
 	// HighWatermark] of the *Error. Fatal to the request.
 	ErrOffsetOutOfRange = errors.New("offset out of range")
@@ -114,6 +118,7 @@ var reasonSentinels = map[skeinv1.ErrorReason]error{
 	skeinv1.ErrorReason_FENCED_LEADER_EPOCH:   ErrFencedLeaderEpoch,
 	skeinv1.ErrorReason_UNKNOWN_LEADER_EPOCH:  ErrUnknownLeaderEpoch,
 	skeinv1.ErrorReason_OFFSET_MISMATCH:       ErrOffsetMismatch,
+	skeinv1.ErrorReason_KEY_OFFSET_MISMATCH:   ErrKeyOffsetMismatch,
 	skeinv1.ErrorReason_NOT_ENOUGH_REPLICAS:   ErrNotEnoughReplicas,
 	skeinv1.ErrorReason_OFFSET_OUT_OF_RANGE:   ErrOffsetOutOfRange,
 	skeinv1.ErrorReason_UNKNOWN_TOPIC:         ErrUnknownTopic,
@@ -149,6 +154,9 @@ type Error struct {
 	// NextOffset: with ErrOffsetMismatch, the partition's actual next
 	// offset.
 	NextOffset int64
+	// KeyOffsets: with ErrKeyOffsetMismatch, each failing key and its
+	// actual last offset (-1: the key has no record).
+	KeyOffsets []KeyExpectation
 	// LogStartOffset and HighWatermark: with ErrOffsetOutOfRange, the
 	// partition's readable range.
 	LogStartOffset int64
@@ -178,6 +186,8 @@ func (e *Error) Error() string {
 		}
 	case skeinv1.ErrorReason_OFFSET_MISMATCH:
 		fmt.Fprintf(&b, " (next offset is %d)", e.NextOffset)
+	case skeinv1.ErrorReason_KEY_OFFSET_MISMATCH:
+		writeKeyOffsets(&b, e.KeyOffsets)
 	case skeinv1.ErrorReason_OFFSET_OUT_OF_RANGE:
 		fmt.Fprintf(&b, " (valid offsets are %d to %d)", e.LogStartOffset, e.HighWatermark)
 	}
@@ -227,7 +237,12 @@ func errorFromDetail(d *skeinv1.ErrorDetail) *Error {
 		// unset still failed the request.
 		code = codes.Unknown
 	}
+	var kos []KeyExpectation
+	for _, k := range d.GetKeyOffsets() {
+		kos = append(kos, KeyExpectation{Key: k.GetKey(), Offset: k.GetOffset()})
+	}
 	return &Error{
+		KeyOffsets:     kos,
 		code:           code,
 		reason:         d.GetReason(),
 		Message:        d.GetMessage(),

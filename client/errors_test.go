@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -25,10 +26,10 @@ func TestErrorDetailRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got *Error
-	if back := fromRPC(st.Err()); !errors.As(back, &got) || *got != *want {
+	if back := fromRPC(st.Err()); !errors.As(back, &got) || !reflect.DeepEqual(got, want) {
 		t.Fatalf("from status: got %+v, want %+v", got, want)
 	}
-	if got := errorFromDetail(d); *got != *want {
+	if got := errorFromDetail(d); !reflect.DeepEqual(got, want) {
 		t.Fatalf("from detail: got %+v, want %+v", got, want)
 	}
 	if got.Kind() != ErrNotLeader || !got.Retriable() {

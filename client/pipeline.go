@@ -83,7 +83,9 @@ type pbatch struct {
 	// A ProduceIf batch: its expected offset (-1 for every other batch)
 	// and where its outcome goes.
 	expected int64
-	notify   chan<- condResult
+	// A ProduceIfKeys batch: its key expectations.
+	keyExps []KeyExpectation
+	notify  chan<- condResult
 	// uncertain: an attempt got no definite answer (timeout, lost
 	// connection), so it may have been appended.
 	uncertain bool
@@ -489,7 +491,7 @@ func (pp *partProducer) failQueued(err error) {
 func (pp *partProducer) send(s *sink, ps *pstream, b *pbatch, l leaderInfo) {
 	cfg := &pp.p.cfg
 	acks := cfg.acks
-	if b.expected >= 0 && acks == AcksNone {
+	if b.conditional() && acks == AcksNone {
 		acks = AcksLeader // ProduceIf waits for its answer
 	}
 	req := &skeinv1.ProduceRequest{
@@ -502,6 +504,9 @@ func (pp *partProducer) send(s *sink, ps *pstream, b *pbatch, l leaderInfo) {
 	}
 	if b.expected >= 0 {
 		req.ExpectedOffset = &b.expected
+	}
+	for _, e := range b.keyExps {
+		req.KeyExpectations = append(req.KeyExpectations, &skeinv1.KeyOffset{Key: e.Key, Offset: e.Offset})
 	}
 	pp.st.sent(b, ps, l.gen)
 	results := pp.results
@@ -614,3 +619,6 @@ func (pp *partProducer) abort() {
 		pp.complete(b, -1, ErrClosed)
 	}
 }
+
+// conditional reports whether b is a ProduceIf or ProduceIfKeys batch.
+func (b *pbatch) conditional() bool { return b.expected >= 0 || len(b.keyExps) > 0 }

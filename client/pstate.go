@@ -311,7 +311,7 @@ func (s *pstate) retriable(b *pbatch, err error) bool {
 	case IsRetriable(err):
 		return true
 	case isTimeout(err):
-		return s.idempotent || b.expected >= 0
+		return s.idempotent || b.conditional()
 	case errors.Is(err, ErrOutOfOrderSequence):
 		return b.producerID >= 0
 	}
