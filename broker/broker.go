@@ -43,8 +43,9 @@ type Broker struct {
 	http    *http.Server
 	metrics *metrics
 
-	inflight *byteBudget  // fetch and produce bytes in flight (budget.go)
-	badMsgs  *badMessages // requests that did not unmarshal (codec.go)
+	inflight *byteBudget   // fetch and produce bytes in flight (budget.go)
+	badMsgs  *badMessages  // requests that did not unmarshal (codec.go)
+	quotas   *quotaManager // client quota buckets (quota.go)
 
 	reconcileMu sync.Mutex // serialises reconcile
 
@@ -86,6 +87,7 @@ type controller interface {
 	DeleteTopic(ctx context.Context, name string) error
 	AlterTopic(ctx context.Context, name string, a cluster.TopicAlter) (cluster.Topic, error)
 	SetBrokerConfig(ctx context.Context, name, value string) error
+	AlterQuota(ctx context.Context, ch cluster.QuotaChange) error
 	AlterPartition(ctx context.Context, req cluster.AlterRequest) (cluster.PartitionMeta, error)
 	ControlledShutdown(ctx context.Context, id int32) (int, error)
 	AllocateProducerIDs(ctx context.Context, n int64) (int64, error)
@@ -141,6 +143,7 @@ func New(cfg Config) (*Broker, error) {
 		replicas: map[tp]*replica{},
 		stopping: make(chan struct{}),
 		fatal:    make(chan error, 1),
+		quotas:   newQuotaManager(time.Now),
 	}
 	b.initDynamic()
 	ok := false
@@ -196,6 +199,7 @@ func New(cfg Config) (*Broker, error) {
 	b.badMsgs = &badMessages{}
 	b.metrics = newMetrics(b)
 	b.repl.OnISRChange = b.metrics.reassign.isrChanged
+	b.metrics.reg.MustRegister(b.quotas)
 	b.groups = newCoordinator(b)
 	b.health = health.NewServer()
 	b.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

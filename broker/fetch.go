@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/skeinlog/skein/cluster"
 	"github.com/skeinlog/skein/partition"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
@@ -18,6 +19,7 @@ type fetchStream struct {
 	stream   pb.Skein_FetchServer
 	p        *partition.Partition
 	maxBytes int
+	caller   *caller // whose fetch quota the stream counts against
 	// buf grows with the data returned (never with max_bytes) and is
 	// dropped while the stream waits for data.
 	buf []byte
@@ -50,7 +52,7 @@ func (s *server) Fetch(req *pb.FetchRequest, stream pb.Skein_FetchServer) error 
 			return toStatus(&partition.EpochError{Requested: req.LeaderEpoch, Current: st.LeaderEpoch})
 		}
 	}
-	f := &fetchStream{s: s, stream: stream, p: p, maxBytes: maxBytes}
+	f := &fetchStream{s: s, stream: stream, p: p, maxBytes: maxBytes, caller: callerOf(ctx)}
 	defer f.close()
 	return f.run(ctx, req.Offset, wait)
 }
@@ -96,14 +98,21 @@ func (f *fetchStream) run(ctx context.Context, offset int64, wait time.Duration)
 		}
 		if len(res.Batches) > 0 {
 			caughtUp = res.NextOffset >= res.HighWatermark
+			throttle := b.quotas.record(f.caller.user, f.caller.clientID, cluster.QuotaFetch, float64(len(res.Batches)))
 			if err := f.send(&pb.FetchResponse{
 				Batches: res.Batches, NextOffset: res.NextOffset, HighWatermark: res.HighWatermark,
-				LogStartOffset: res.LogStartOffset, CaughtUp: caughtUp,
+				LogStartOffset: res.LogStartOffset, CaughtUp: caughtUp, ThrottleTimeMs: throttleMs(throttle),
 			}, held); err != nil {
 				return err
 			}
 			b.metrics.fetched(len(res.Batches))
 			offset = res.NextOffset
+			// Over the fetch quota: send nothing for the throttle time.
+			if throttle > 0 {
+				if err := b.throttleWait(ctx, throttle); err != nil {
+					return toStatus(err)
+				}
+			}
 			continue
 		}
 		b.inflight.release(held)

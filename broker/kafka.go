@@ -44,6 +44,7 @@ func (b *Broker) listenKafka(clientAdv string) error {
 	ks, err := kafka.Listen(kafka.Config{
 		Addr:          b.cfg.KafkaAddr,
 		MaxFrameBytes: b.cfg.MaxRequestBytes,
+		Throttler:     b.quotas,
 		Logger:        b.log,
 	}, &kafkaBackend{s: &server{b: b}, g: &groupsServer{b: b}})
 	if err != nil {

@@ -22,7 +22,12 @@ import (
 // health. An Internal call on a client listener is answered UNIMPLEMENTED:
 // no client can fetch as a follower, change an ISR or fence a broker.
 
-func (b *Broker) serverOptions() []grpc.ServerOption {
+func (b *Broker) serverOptions(client bool) []grpc.ServerOption {
+	unary := []grpc.UnaryServerInterceptor{b.metrics.unaryInterceptor, b.malformedUnary, b.readyUnary}
+	stream := []grpc.StreamServerInterceptor{b.metrics.streamInterceptor, b.malformedStream, b.readyStream}
+	if client {
+		unary, stream = append(unary, b.quotaUnary), append(stream, b.quotaStream)
+	}
 	return []grpc.ServerOption{
 		experimental.BufferPool(bufferPool),
 		grpc.MaxRecvMsgSize(b.cfg.MaxRequestBytes),
@@ -30,14 +35,14 @@ func (b *Broker) serverOptions() []grpc.ServerOption {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ForceServerCodecV2(newLenientCodec(b.badMsgs)),
-		grpc.ChainUnaryInterceptor(b.metrics.unaryInterceptor, b.malformedUnary, b.readyUnary),
-		grpc.ChainStreamInterceptor(b.metrics.streamInterceptor, b.malformedStream, b.readyStream),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	}
 }
 
 // newClientServer is the server of the client listeners.
 func (b *Broker) newClientServer() *grpc.Server {
-	s := grpc.NewServer(b.serverOptions()...)
+	s := grpc.NewServer(b.serverOptions(true)...)
 	pb.RegisterSkeinServer(s, &server{b: b})
 	pb.RegisterGroupsServer(s, &groupsServer{b: b})
 	healthpb.RegisterHealthServer(s, b.health)
@@ -47,7 +52,7 @@ func (b *Broker) newClientServer() *grpc.Server {
 
 // newPeerServer is the server of the inter-broker listener.
 func (b *Broker) newPeerServer() *grpc.Server {
-	s := grpc.NewServer(b.serverOptions()...)
+	s := grpc.NewServer(b.serverOptions(false)...)
 	pb.RegisterInternalServer(s, &internalServer{b: b})
 	healthpb.RegisterHealthServer(s, b.health)
 	return s

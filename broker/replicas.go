@@ -128,6 +128,7 @@ func (b *Broker) reconcile() error {
 	}
 	b.snap = snap
 	b.applyDynamicConfig(snap)
+	b.quotas.setQuotas(snap.Quotas)
 	return errors.Join(errs...)
 }
 

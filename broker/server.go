@@ -303,6 +303,8 @@ func produceParams(req *pb.ProduceRequest) (partition.Acks, int64, error) {
 }
 
 func (s *server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.ProduceResponse, error) {
+	c := callerOf(ctx)
+	c.note(s.b.quotas.record(c.user, c.clientID, cluster.QuotaProduce, float64(len(req.Batch))))
 	ch := make(chan *pb.ProduceResponse, 1)
 	s.produce(s.b.external(ctx), req, func(r *pb.ProduceResponse) { ch <- r })
 	select {
@@ -319,6 +321,7 @@ func (s *server) Produce(ctx context.Context, req *pb.ProduceRequest) (*pb.Produ
 func (s *server) ProduceStream(stream pb.Skein_ProduceStreamServer) error {
 	ctx := stream.Context()
 	external := s.b.external(ctx)
+	c := callerOf(ctx)
 	// One goroutine reads the stream so this handler can also watch for
 	// shutdown; requests are started in the order they arrive.
 	reqs := make(chan *pb.ProduceRequest)
@@ -377,10 +380,19 @@ func (s *server) ProduceStream(stream pb.Skein_ProduceStreamServer) error {
 				return finish(ctx.Err())
 			}
 			inflight.Add(1)
+			throttle := s.streamThrottle(c, req)
 			s.produce(external, req, func(r *pb.ProduceResponse) {
+				r.ThrottleTimeMs = throttleMs(throttle)
 				out <- r
 				inflight.Done()
 			})
+			// Over a quota: read nothing more for the throttle time, so
+			// HTTP/2 flow control holds the producer back.
+			if throttle > 0 {
+				if err := s.b.throttleWait(ctx, throttle); err != nil {
+					return finish(toStatus(err))
+				}
+			}
 		case err := <-recvErr:
 			if errors.Is(err, io.EOF) {
 				return finish(nil)
@@ -392,6 +404,14 @@ func (s *server) ProduceStream(stream pb.Skein_ProduceStreamServer) error {
 			return finish(err)
 		}
 	}
+}
+
+// streamThrottle counts one ProduceStream request against its caller's
+// request and produce quotas and returns the longer throttle.
+func (s *server) streamThrottle(c *caller, req *pb.ProduceRequest) time.Duration {
+	q := s.b.quotas
+	return max(q.record(c.user, c.clientID, cluster.QuotaRequest, 1),
+		q.record(c.user, c.clientID, cluster.QuotaProduce, float64(len(req.Batch))))
 }
 
 // ---- fetch ------------------------------------------------------------------

@@ -8,6 +8,13 @@ import (
 // maxBackoff caps exponential backoffs (unless the base is larger).
 const maxBackoff = time.Second
 
+// retryWait is the wait before retry number attempt after err: the
+// backoff, or longer when the broker asked for a longer wait
+// (retry_after_ms).
+func retryWait(base time.Duration, attempt int, err error) time.Duration {
+	return max(backoff(base, attempt), retryAfter(err))
+}
+
 // backoff returns the wait before retry number attempt (1 for the first
 // retry): base doubled per attempt up to max(1 s, base), then jittered down
 // by up to 20% so that clients retrying together spread out.

@@ -238,7 +238,7 @@ func (c *Client) callLeader(ctx context.Context, topic string, partition int32, 
 		if !c.meta.applyHint(topic, partition, err) {
 			c.refreshAsync(l.gen)
 		}
-		t := time.NewTimer(backoff(c.cfg.retryBackoff, attempt))
+		t := time.NewTimer(retryWait(c.cfg.retryBackoff, attempt, err))
 		select {
 		case <-ctx.Done():
 			t.Stop()

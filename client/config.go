@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	grpcmd "google.golang.org/grpc/metadata"
 
 	"github.com/skeinlog/skein/proto/batch"
 	"github.com/skeinlog/skein/proto/skeinv1"
@@ -41,6 +42,7 @@ type clientConfig struct {
 	requestTimeout time.Duration
 	metadataMaxAge time.Duration
 	retryBackoff   time.Duration
+	clientID       string
 }
 
 func defaultClientConfig() clientConfig {
@@ -65,6 +67,8 @@ func (c *clientConfig) validate() error {
 		return fmt.Errorf("skein client: timeouts and backoffs must be positive")
 	case c.keepAlive != 0 && c.keepAlive < minKeepAlive:
 		return fmt.Errorf("skein client: keepalive interval %v is below %v, which brokers refuse (they close connections that ping more often)", c.keepAlive, minKeepAlive)
+	case len(c.clientID) > 255 || strings.ContainsFunc(c.clientID, func(r rune) bool { return r < 0x20 || r >= 0x7f }):
+		return fmt.Errorf("skein client: client id %q: at most 255 bytes of printable ASCII", c.clientID)
 	case c.keepAlive != 0 && c.keepAliveWait <= 0:
 		return fmt.Errorf("skein client: keepalive timeout must be positive")
 	}
@@ -83,6 +87,15 @@ func (c *clientConfig) dialOptions() []grpc.DialOption {
 	}
 	if c.dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(c.dialer))
+	}
+	if id := c.clientID; id != "" {
+		opts = append(opts,
+			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, o ...grpc.CallOption) error {
+				return invoker(grpcmd.AppendToOutgoingContext(ctx, ClientIDHeader, id), method, req, reply, cc, o...)
+			}),
+			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, o ...grpc.CallOption) (grpc.ClientStream, error) {
+				return streamer(grpcmd.AppendToOutgoingContext(ctx, ClientIDHeader, id), desc, cc, method, o...)
+			}))
 	}
 	if c.keepAlive > 0 {
 		opts = append(opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{
@@ -128,6 +141,17 @@ func TLSConfig(cfg *tls.Config) ClientOpt {
 // plain TCP dial bounded by the context.
 func Dialer(dial func(ctx context.Context, addr string) (net.Conn, error)) ClientOpt {
 	return clientOpt(func(c *clientConfig) { c.dialer = dial })
+}
+
+// ClientIDHeader is the request metadata that carries the client id.
+const ClientIDHeader = "skein-client-id"
+
+// ClientID names this client to the brokers (Kafka's client.id): brokers
+// apply the client quotas set for it (broker quota set --client-id) and
+// show it in their quota metrics. At most 255 bytes of printable text.
+// Default "": only the default client quota applies.
+func ClientID(id string) ClientOpt {
+	return clientOpt(func(c *clientConfig) { c.clientID = id })
 }
 
 // KeepAlive makes the client ping each broker connection after interval

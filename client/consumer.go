@@ -424,7 +424,7 @@ func (k *Consumer) fetch(pc *partConsumer, pos int64) {
 		if !k.c.meta.applyHint(pc.topic, pc.partition, err) {
 			k.c.refreshAsync(k.c.meta.snap.Load().gen)
 		}
-		if !k.sleep(backoff(k.cfg.retryBackoff, failures)) {
+		if !k.sleep(retryWait(k.cfg.retryBackoff, failures, err)) {
 			return
 		}
 	}

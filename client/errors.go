@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -161,6 +162,10 @@ type Error struct {
 	// partition's readable range.
 	LogStartOffset int64
 	HighWatermark  int64
+	// RetryAfter: the broker refused the request for now (a budget is used
+	// up) and asks to wait at least this long before sending it again.
+	// The client's retries wait at least this long. 0 when not given.
+	RetryAfter time.Duration
 
 	code   codes.Code          // the gRPC status code
 	reason skeinv1.ErrorReason // unspecified for failures on the way
@@ -252,7 +257,20 @@ func errorFromDetail(d *skeinv1.ErrorDetail) *Error {
 		NextOffset:     d.GetNextOffset(),
 		LogStartOffset: d.GetLogStartOffset(),
 		HighWatermark:  d.GetHighWatermark(),
+		RetryAfter:     time.Duration(max(0, min(d.GetRetryAfterMs(), maxRetryAfter.Milliseconds()))) * time.Millisecond,
 	}
+}
+
+// maxRetryAfter bounds the wait a broker can ask of the client.
+const maxRetryAfter = time.Minute
+
+// retryAfter is the wait err asks for before a retry (0 if none).
+func retryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
 
 // fromRPC converts an error returned by a gRPC call into the client's error

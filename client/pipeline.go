@@ -310,6 +310,12 @@ func (pp *partProducer) sendHead(now time.Time, b *pbatch, w *wakeAt) (wait <-ch
 	}
 	pp.st.leaderFound()
 	s := pp.p.sink(l.addr)
+	if until := s.throttled(); now.Before(until) {
+		// Over a quota on that broker: wait out the throttle time it
+		// gave instead of queueing behind a stream it does not read.
+		w.at(until)
+		return nil, true
+	}
 	ps, err := s.stream()
 	if err != nil {
 		pp.streamDown(now, l, err, w)

@@ -297,6 +297,15 @@ func (s *pstate) requeue(now time.Time, ef *effects) {
 	}
 	ef.refresh = true
 	s.startRetry(now)
+	// A broker that asked for a longer wait (retry_after_ms) gets it.
+	s.retryAt = later(s.retryAt, now.Add(retryAfter(ef.cause)))
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // retriable is the producer's classification of a failed answer: may the

@@ -28,6 +28,9 @@ type sink struct {
 	cur    *pstream
 	nextID uint64
 	closed bool
+	// throttledUntil: the broker said this producer is over a quota and
+	// reads nothing more of its stream until then; nothing is sent before.
+	throttledUntil time.Time
 
 	wg sync.WaitGroup // receive goroutines
 }
@@ -82,6 +85,14 @@ func (s *sink) send(ps *pstream, req *skeinv1.ProduceRequest, noAck bool, done f
 	if noAck {
 		done(nil, nil)
 	}
+}
+
+// throttled returns until when the broker throttles this producer (zero
+// or past when it does not).
+func (s *sink) throttled() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.throttledUntil
 }
 
 // stream returns the live stream, opening one if needed.
@@ -140,6 +151,9 @@ func (s *sink) recv(ps *pstream) {
 			return
 		}
 		s.mu.Lock()
+		if t := resp.GetThrottleTimeMs(); t > 0 {
+			s.throttledUntil = time.Now().Add(time.Duration(t) * time.Millisecond)
+		}
 		pr := ps.pending[resp.GetCorrelationId()]
 		delete(ps.pending, resp.GetCorrelationId())
 		s.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -24,6 +25,9 @@ type conn struct {
 	handlers *sync.WaitGroup // handler goroutines of this connection
 	conv     *converter      // used by the reading goroutine only
 	owned    ownedMemo       // group members' owned partitions
+	// mutedUntil (Unix ns): over a quota, the connection is not read
+	// before then.
+	mutedUntil atomic.Int64
 }
 
 // dispatch starts work on one decoded request. Produce is started here, on
@@ -42,7 +46,11 @@ func (c *conn) dispatch(p *pending, req kmsg.Request) {
 	c.handlers.Add(1)
 	go func() {
 		defer c.handlers.Done()
-		p.answer(c.handle(p.clientID, req))
+		resp := c.handle(p.clientID, req)
+		if fr, ok := resp.(*kmsg.FetchResponse); ok {
+			c.throttleFetch(p, fr)
+		}
+		p.answer(resp)
 	}()
 }
 

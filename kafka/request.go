@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -106,6 +107,15 @@ func decodeRequest(frame []byte) (*pending, kmsg.Request, error) {
 		return nil, nil, fmt.Errorf("%w: %s v%d: %v", errMalformedBody, kmsg.NameForKey(key), version, err)
 	}
 	return p, req, nil
+}
+
+// clientIDLabel is a client id as quotas name it: valid UTF-8, at most
+// 255 bytes.
+func clientIDLabel(s string) string {
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // skipTags skips a header's tag section (uvarint count, then per tag a

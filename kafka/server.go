@@ -37,7 +37,10 @@ type Config struct {
 	// MaxRecordsBytes bounds a produced batch's decompressed records
 	// (default 64 MiB).
 	MaxRecordsBytes int
-	Logger          *slog.Logger
+	// Throttler applies client quotas (by the request header's client
+	// id); nil: none.
+	Throttler Throttler
+	Logger    *slog.Logger
 }
 
 func (c *Config) fill() {
@@ -181,6 +184,7 @@ type pending struct {
 	clientID string
 	done     chan struct{} // closed when resp is set (or there is none)
 	resp     kmsg.Response // nil: send nothing (produce with acks 0)
+	throttle time.Duration // over a quota: the answer carries it
 }
 
 func (p *pending) answer(r kmsg.Response) {
@@ -206,6 +210,9 @@ func (s *Server) serveConn(nc net.Conn) {
 	c := &conn{s: s, ctx: ctx, remote: nc.RemoteAddr().String(), handlers: &handlers, conv: newConverter(s.cfg.MaxRecordsBytes)}
 	br := bufio.NewReaderSize(nc, 64<<10)
 	for {
+		if !c.waitMuted() {
+			break
+		}
 		nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		frame, err := readFrame(br, s.cfg.MaxFrameBytes)
 		if err != nil {
@@ -226,6 +233,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		if ctx.Err() != nil {
 			break
 		}
+		c.throttleRequest(p, req)
 		c.dispatch(p, req)
 	}
 	cancel()
@@ -248,6 +256,7 @@ func (s *Server) writeLoop(ctx context.Context, nc net.Conn, queue <-chan *pendi
 		if p.resp == nil {
 			continue
 		}
+		setThrottle(p)
 		buf = encodeResponse(buf[:0], p)
 		nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		if _, err := bw.Write(buf); err != nil {

@@ -46,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runCluster(ctx, args[1:], stdout, stderr)
 		case "config":
 			return runConfig(ctx, args[1:], stdout, stderr)
+		case "quota", "quotas":
+			return runQuota(ctx, args[1:], stdout, stderr)
 		case "certs":
 			return runCerts(args[1:], stdout, stderr)
 		case "reassign":
@@ -84,6 +86,7 @@ const usage = `Usage:
   broker reassign plan|execute|status|cancel   move replicas between brokers (broker reassign -h)
   broker rebalance [--yes]            spread replicas and leaders evenly over every live broker
   broker decommission ID              move every replica off broker ID, then remove it from the cluster
+  broker quota set|remove|list        client quotas: produce/fetch bytes and requests per second (broker quota -h)
   broker healthcheck [--addr A]       exit 0 if the broker at A is serving
   broker certs create --dir D --hosts H1,H2 [--clients alice,bob]   a CA, broker and client certificates for TLS
 

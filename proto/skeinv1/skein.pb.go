@@ -26,6 +26,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type QuotaKind int32
+
+const (
+	QuotaKind_QUOTA_KIND_UNSPECIFIED   QuotaKind = 0
+	QuotaKind_QUOTA_KIND_PRODUCE_BYTES QuotaKind = 1
+	QuotaKind_QUOTA_KIND_FETCH_BYTES   QuotaKind = 2
+	QuotaKind_QUOTA_KIND_REQUESTS      QuotaKind = 3
+)
+
+// Enum value maps for QuotaKind.
+var (
+	QuotaKind_name = map[int32]string{
+		0: "QUOTA_KIND_UNSPECIFIED",
+		1: "QUOTA_KIND_PRODUCE_BYTES",
+		2: "QUOTA_KIND_FETCH_BYTES",
+		3: "QUOTA_KIND_REQUESTS",
+	}
+	QuotaKind_value = map[string]int32{
+		"QUOTA_KIND_UNSPECIFIED":   0,
+		"QUOTA_KIND_PRODUCE_BYTES": 1,
+		"QUOTA_KIND_FETCH_BYTES":   2,
+		"QUOTA_KIND_REQUESTS":      3,
+	}
+)
+
+func (x QuotaKind) Enum() *QuotaKind {
+	p := new(QuotaKind)
+	*p = x
+	return p
+}
+
+func (x QuotaKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (QuotaKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_skein_v1_skein_proto_enumTypes[0].Descriptor()
+}
+
+func (QuotaKind) Type() protoreflect.EnumType {
+	return &file_skein_v1_skein_proto_enumTypes[0]
+}
+
+func (x QuotaKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use QuotaKind.Descriptor instead.
+func (QuotaKind) EnumDescriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{0}
+}
+
 type Acks int32
 
 const (
@@ -63,11 +115,11 @@ func (x Acks) String() string {
 }
 
 func (Acks) Descriptor() protoreflect.EnumDescriptor {
-	return file_skein_v1_skein_proto_enumTypes[0].Descriptor()
+	return file_skein_v1_skein_proto_enumTypes[1].Descriptor()
 }
 
 func (Acks) Type() protoreflect.EnumType {
-	return &file_skein_v1_skein_proto_enumTypes[0]
+	return &file_skein_v1_skein_proto_enumTypes[1]
 }
 
 func (x Acks) Number() protoreflect.EnumNumber {
@@ -76,7 +128,7 @@ func (x Acks) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Acks.Descriptor instead.
 func (Acks) EnumDescriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{0}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{1}
 }
 
 // Why a request failed, for the errors a client acts on. Carried in a gRPC
@@ -215,11 +267,11 @@ func (x ErrorReason) String() string {
 }
 
 func (ErrorReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_skein_v1_skein_proto_enumTypes[1].Descriptor()
+	return file_skein_v1_skein_proto_enumTypes[2].Descriptor()
 }
 
 func (ErrorReason) Type() protoreflect.EnumType {
-	return &file_skein_v1_skein_proto_enumTypes[1]
+	return &file_skein_v1_skein_proto_enumTypes[2]
 }
 
 func (x ErrorReason) Number() protoreflect.EnumNumber {
@@ -228,7 +280,7 @@ func (x ErrorReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorReason.Descriptor instead.
 func (ErrorReason) EnumDescriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{1}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{2}
 }
 
 type TopicConfig struct {
@@ -866,6 +918,368 @@ func (x *GetBrokerConfigResponse) GetEntries() []*BrokerConfigEntry {
 	return nil
 }
 
+// Whom a quota applies to. A part is absent when its name is empty and its
+// default flag unset; "default" means every user or client id without a
+// quota of its own.
+type QuotaEntity struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	DefaultUser   bool                   `protobuf:"varint,2,opt,name=default_user,json=defaultUser,proto3" json:"default_user,omitempty"`
+	ClientId      string                 `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	DefaultClient bool                   `protobuf:"varint,4,opt,name=default_client,json=defaultClient,proto3" json:"default_client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuotaEntity) Reset() {
+	*x = QuotaEntity{}
+	mi := &file_skein_v1_skein_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuotaEntity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuotaEntity) ProtoMessage() {}
+
+func (x *QuotaEntity) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuotaEntity.ProtoReflect.Descriptor instead.
+func (*QuotaEntity) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *QuotaEntity) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *QuotaEntity) GetDefaultUser() bool {
+	if x != nil {
+		return x.DefaultUser
+	}
+	return false
+}
+
+func (x *QuotaEntity) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *QuotaEntity) GetDefaultClient() bool {
+	if x != nil {
+		return x.DefaultClient
+	}
+	return false
+}
+
+// Rates; 0 is not set.
+type QuotaLimits struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	ProduceBytesPerSec int64                  `protobuf:"varint,1,opt,name=produce_bytes_per_sec,json=produceBytesPerSec,proto3" json:"produce_bytes_per_sec,omitempty"`
+	FetchBytesPerSec   int64                  `protobuf:"varint,2,opt,name=fetch_bytes_per_sec,json=fetchBytesPerSec,proto3" json:"fetch_bytes_per_sec,omitempty"`
+	RequestsPerSec     float64                `protobuf:"fixed64,3,opt,name=requests_per_sec,json=requestsPerSec,proto3" json:"requests_per_sec,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *QuotaLimits) Reset() {
+	*x = QuotaLimits{}
+	mi := &file_skein_v1_skein_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuotaLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuotaLimits) ProtoMessage() {}
+
+func (x *QuotaLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuotaLimits.ProtoReflect.Descriptor instead.
+func (*QuotaLimits) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *QuotaLimits) GetProduceBytesPerSec() int64 {
+	if x != nil {
+		return x.ProduceBytesPerSec
+	}
+	return 0
+}
+
+func (x *QuotaLimits) GetFetchBytesPerSec() int64 {
+	if x != nil {
+		return x.FetchBytesPerSec
+	}
+	return 0
+}
+
+func (x *QuotaLimits) GetRequestsPerSec() float64 {
+	if x != nil {
+		return x.RequestsPerSec
+	}
+	return 0
+}
+
+type AlterQuotaRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Entity *QuotaEntity           `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
+	// The rates to set (the non-zero ones); the others are kept.
+	Set *QuotaLimits `protobuf:"bytes,2,opt,name=set,proto3" json:"set,omitempty"`
+	// The rates to remove.
+	Remove        []QuotaKind `protobuf:"varint,3,rep,packed,name=remove,proto3,enum=skein.v1.QuotaKind" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlterQuotaRequest) Reset() {
+	*x = AlterQuotaRequest{}
+	mi := &file_skein_v1_skein_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterQuotaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterQuotaRequest) ProtoMessage() {}
+
+func (x *AlterQuotaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterQuotaRequest.ProtoReflect.Descriptor instead.
+func (*AlterQuotaRequest) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AlterQuotaRequest) GetEntity() *QuotaEntity {
+	if x != nil {
+		return x.Entity
+	}
+	return nil
+}
+
+func (x *AlterQuotaRequest) GetSet() *QuotaLimits {
+	if x != nil {
+		return x.Set
+	}
+	return nil
+}
+
+func (x *AlterQuotaRequest) GetRemove() []QuotaKind {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+type AlterQuotaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlterQuotaResponse) Reset() {
+	*x = AlterQuotaResponse{}
+	mi := &file_skein_v1_skein_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterQuotaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterQuotaResponse) ProtoMessage() {}
+
+func (x *AlterQuotaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterQuotaResponse.ProtoReflect.Descriptor instead.
+func (*AlterQuotaResponse) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{13}
+}
+
+type ListQuotasRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQuotasRequest) Reset() {
+	*x = ListQuotasRequest{}
+	mi := &file_skein_v1_skein_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQuotasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQuotasRequest) ProtoMessage() {}
+
+func (x *ListQuotasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQuotasRequest.ProtoReflect.Descriptor instead.
+func (*ListQuotasRequest) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{14}
+}
+
+type Quota struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entity        *QuotaEntity           `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
+	Limits        *QuotaLimits           `protobuf:"bytes,2,opt,name=limits,proto3" json:"limits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Quota) Reset() {
+	*x = Quota{}
+	mi := &file_skein_v1_skein_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Quota) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Quota) ProtoMessage() {}
+
+func (x *Quota) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Quota.ProtoReflect.Descriptor instead.
+func (*Quota) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Quota) GetEntity() *QuotaEntity {
+	if x != nil {
+		return x.Entity
+	}
+	return nil
+}
+
+func (x *Quota) GetLimits() *QuotaLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+type ListQuotasResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Quotas        []*Quota               `protobuf:"bytes,1,rep,name=quotas,proto3" json:"quotas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQuotasResponse) Reset() {
+	*x = ListQuotasResponse{}
+	mi := &file_skein_v1_skein_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQuotasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQuotasResponse) ProtoMessage() {}
+
+func (x *ListQuotasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_skein_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQuotasResponse.ProtoReflect.Descriptor instead.
+func (*ListQuotasResponse) Descriptor() ([]byte, []int) {
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListQuotasResponse) GetQuotas() []*Quota {
+	if x != nil {
+		return x.Quotas
+	}
+	return nil
+}
+
 type DeleteTopicRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -875,7 +1289,7 @@ type DeleteTopicRequest struct {
 
 func (x *DeleteTopicRequest) Reset() {
 	*x = DeleteTopicRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[10]
+	mi := &file_skein_v1_skein_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1301,7 @@ func (x *DeleteTopicRequest) String() string {
 func (*DeleteTopicRequest) ProtoMessage() {}
 
 func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[10]
+	mi := &file_skein_v1_skein_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1314,7 @@ func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{10}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteTopicRequest) GetName() string {
@@ -918,7 +1332,7 @@ type DeleteTopicResponse struct {
 
 func (x *DeleteTopicResponse) Reset() {
 	*x = DeleteTopicResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[11]
+	mi := &file_skein_v1_skein_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1344,7 @@ func (x *DeleteTopicResponse) String() string {
 func (*DeleteTopicResponse) ProtoMessage() {}
 
 func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[11]
+	mi := &file_skein_v1_skein_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1357,7 @@ func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{11}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{18}
 }
 
 type ListTopicsRequest struct {
@@ -957,7 +1371,7 @@ type ListTopicsRequest struct {
 
 func (x *ListTopicsRequest) Reset() {
 	*x = ListTopicsRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[12]
+	mi := &file_skein_v1_skein_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1383,7 @@ func (x *ListTopicsRequest) String() string {
 func (*ListTopicsRequest) ProtoMessage() {}
 
 func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[12]
+	mi := &file_skein_v1_skein_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1396,7 @@ func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{12}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListTopicsRequest) GetInternal() bool {
@@ -1001,7 +1415,7 @@ type ListTopicsResponse struct {
 
 func (x *ListTopicsResponse) Reset() {
 	*x = ListTopicsResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[13]
+	mi := &file_skein_v1_skein_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1427,7 @@ func (x *ListTopicsResponse) String() string {
 func (*ListTopicsResponse) ProtoMessage() {}
 
 func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[13]
+	mi := &file_skein_v1_skein_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1440,7 @@ func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{13}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListTopicsResponse) GetTopics() []*TopicMetadata {
@@ -1045,7 +1459,7 @@ type DescribeTopicRequest struct {
 
 func (x *DescribeTopicRequest) Reset() {
 	*x = DescribeTopicRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[14]
+	mi := &file_skein_v1_skein_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1471,7 @@ func (x *DescribeTopicRequest) String() string {
 func (*DescribeTopicRequest) ProtoMessage() {}
 
 func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[14]
+	mi := &file_skein_v1_skein_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1484,7 @@ func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicRequest.ProtoReflect.Descriptor instead.
 func (*DescribeTopicRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{14}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DescribeTopicRequest) GetName() string {
@@ -1090,7 +1504,7 @@ type DescribeTopicResponse struct {
 
 func (x *DescribeTopicResponse) Reset() {
 	*x = DescribeTopicResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[15]
+	mi := &file_skein_v1_skein_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1516,7 @@ func (x *DescribeTopicResponse) String() string {
 func (*DescribeTopicResponse) ProtoMessage() {}
 
 func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[15]
+	mi := &file_skein_v1_skein_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1529,7 @@ func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicResponse.ProtoReflect.Descriptor instead.
 func (*DescribeTopicResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{15}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DescribeTopicResponse) GetTopic() *TopicMetadata {
@@ -1144,7 +1558,7 @@ type BrokerInfo struct {
 
 func (x *BrokerInfo) Reset() {
 	*x = BrokerInfo{}
-	mi := &file_skein_v1_skein_proto_msgTypes[16]
+	mi := &file_skein_v1_skein_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1570,7 @@ func (x *BrokerInfo) String() string {
 func (*BrokerInfo) ProtoMessage() {}
 
 func (x *BrokerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[16]
+	mi := &file_skein_v1_skein_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1583,7 @@ func (x *BrokerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BrokerInfo.ProtoReflect.Descriptor instead.
 func (*BrokerInfo) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{16}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BrokerInfo) GetId() int32 {
@@ -1209,7 +1623,7 @@ type PartitionMetadata struct {
 
 func (x *PartitionMetadata) Reset() {
 	*x = PartitionMetadata{}
-	mi := &file_skein_v1_skein_proto_msgTypes[17]
+	mi := &file_skein_v1_skein_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1635,7 @@ func (x *PartitionMetadata) String() string {
 func (*PartitionMetadata) ProtoMessage() {}
 
 func (x *PartitionMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[17]
+	mi := &file_skein_v1_skein_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1648,7 @@ func (x *PartitionMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionMetadata.ProtoReflect.Descriptor instead.
 func (*PartitionMetadata) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{17}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PartitionMetadata) GetPartition() int32 {
@@ -1292,7 +1706,7 @@ type TopicMetadata struct {
 
 func (x *TopicMetadata) Reset() {
 	*x = TopicMetadata{}
-	mi := &file_skein_v1_skein_proto_msgTypes[18]
+	mi := &file_skein_v1_skein_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1718,7 @@ func (x *TopicMetadata) String() string {
 func (*TopicMetadata) ProtoMessage() {}
 
 func (x *TopicMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[18]
+	mi := &file_skein_v1_skein_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1731,7 @@ func (x *TopicMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicMetadata.ProtoReflect.Descriptor instead.
 func (*TopicMetadata) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{18}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TopicMetadata) GetName() string {
@@ -1368,7 +1782,7 @@ type PartitionStatus struct {
 
 func (x *PartitionStatus) Reset() {
 	*x = PartitionStatus{}
-	mi := &file_skein_v1_skein_proto_msgTypes[19]
+	mi := &file_skein_v1_skein_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1794,7 @@ func (x *PartitionStatus) String() string {
 func (*PartitionStatus) ProtoMessage() {}
 
 func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[19]
+	mi := &file_skein_v1_skein_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1807,7 @@ func (x *PartitionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionStatus.ProtoReflect.Descriptor instead.
 func (*PartitionStatus) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{19}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PartitionStatus) GetPartition() int32 {
@@ -1476,7 +1890,7 @@ type MetadataRequest struct {
 
 func (x *MetadataRequest) Reset() {
 	*x = MetadataRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[20]
+	mi := &file_skein_v1_skein_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1902,7 @@ func (x *MetadataRequest) String() string {
 func (*MetadataRequest) ProtoMessage() {}
 
 func (x *MetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[20]
+	mi := &file_skein_v1_skein_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1915,7 @@ func (x *MetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataRequest.ProtoReflect.Descriptor instead.
 func (*MetadataRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{20}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MetadataRequest) GetTopics() []string {
@@ -1523,7 +1937,7 @@ type MetadataResponse struct {
 
 func (x *MetadataResponse) Reset() {
 	*x = MetadataResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[21]
+	mi := &file_skein_v1_skein_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1949,7 @@ func (x *MetadataResponse) String() string {
 func (*MetadataResponse) ProtoMessage() {}
 
 func (x *MetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[21]
+	mi := &file_skein_v1_skein_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1962,7 @@ func (x *MetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataResponse.ProtoReflect.Descriptor instead.
 func (*MetadataResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{21}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MetadataResponse) GetClusterId() string {
@@ -1591,7 +2005,7 @@ type InitProducerRequest struct {
 
 func (x *InitProducerRequest) Reset() {
 	*x = InitProducerRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[22]
+	mi := &file_skein_v1_skein_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +2017,7 @@ func (x *InitProducerRequest) String() string {
 func (*InitProducerRequest) ProtoMessage() {}
 
 func (x *InitProducerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[22]
+	mi := &file_skein_v1_skein_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +2030,7 @@ func (x *InitProducerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitProducerRequest.ProtoReflect.Descriptor instead.
 func (*InitProducerRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{22}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InitProducerRequest) GetProducerId() int64 {
@@ -1644,7 +2058,7 @@ type InitProducerResponse struct {
 
 func (x *InitProducerResponse) Reset() {
 	*x = InitProducerResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[23]
+	mi := &file_skein_v1_skein_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +2070,7 @@ func (x *InitProducerResponse) String() string {
 func (*InitProducerResponse) ProtoMessage() {}
 
 func (x *InitProducerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[23]
+	mi := &file_skein_v1_skein_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +2083,7 @@ func (x *InitProducerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitProducerResponse.ProtoReflect.Descriptor instead.
 func (*InitProducerResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{23}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *InitProducerResponse) GetProducerId() int64 {
@@ -1733,7 +2147,7 @@ type ProduceRequest struct {
 
 func (x *ProduceRequest) Reset() {
 	*x = ProduceRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[24]
+	mi := &file_skein_v1_skein_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +2159,7 @@ func (x *ProduceRequest) String() string {
 func (*ProduceRequest) ProtoMessage() {}
 
 func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[24]
+	mi := &file_skein_v1_skein_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +2172,7 @@ func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceRequest.ProtoReflect.Descriptor instead.
 func (*ProduceRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{24}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ProduceRequest) GetCorrelationId() uint64 {
@@ -1835,7 +2249,7 @@ type KeyOffset struct {
 
 func (x *KeyOffset) Reset() {
 	*x = KeyOffset{}
-	mi := &file_skein_v1_skein_proto_msgTypes[25]
+	mi := &file_skein_v1_skein_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2261,7 @@ func (x *KeyOffset) String() string {
 func (*KeyOffset) ProtoMessage() {}
 
 func (x *KeyOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[25]
+	mi := &file_skein_v1_skein_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2274,7 @@ func (x *KeyOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyOffset.ProtoReflect.Descriptor instead.
 func (*KeyOffset) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{25}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KeyOffset) GetKey() []byte {
@@ -1890,7 +2304,7 @@ type GetKeyRequest struct {
 
 func (x *GetKeyRequest) Reset() {
 	*x = GetKeyRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[26]
+	mi := &file_skein_v1_skein_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +2316,7 @@ func (x *GetKeyRequest) String() string {
 func (*GetKeyRequest) ProtoMessage() {}
 
 func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[26]
+	mi := &file_skein_v1_skein_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +2329,7 @@ func (x *GetKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetKeyRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{26}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetKeyRequest) GetTopic() string {
@@ -1963,7 +2377,7 @@ type GetKeyResponse struct {
 
 func (x *GetKeyResponse) Reset() {
 	*x = GetKeyResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[27]
+	mi := &file_skein_v1_skein_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2389,7 @@ func (x *GetKeyResponse) String() string {
 func (*GetKeyResponse) ProtoMessage() {}
 
 func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[27]
+	mi := &file_skein_v1_skein_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2402,7 @@ func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetKeyResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{27}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetKeyResponse) GetFound() bool {
@@ -2050,7 +2464,7 @@ type RecordHeader struct {
 
 func (x *RecordHeader) Reset() {
 	*x = RecordHeader{}
-	mi := &file_skein_v1_skein_proto_msgTypes[28]
+	mi := &file_skein_v1_skein_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2476,7 @@ func (x *RecordHeader) String() string {
 func (*RecordHeader) ProtoMessage() {}
 
 func (x *RecordHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[28]
+	mi := &file_skein_v1_skein_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2489,7 @@ func (x *RecordHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordHeader.ProtoReflect.Descriptor instead.
 func (*RecordHeader) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{28}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RecordHeader) GetKey() string {
@@ -2104,14 +2518,17 @@ type ProduceResponse struct {
 	Error *ErrorDetail `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	// The leader epoch the batch was appended in (stamped on it in the log);
 	// -1 for a duplicate of an idempotent producer's earlier batch.
-	LeaderEpoch   int32 `protobuf:"varint,5,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LeaderEpoch int32 `protobuf:"varint,5,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	// How long the answer was delayed (Produce) or the stream stops being
+	// read (ProduceStream) because the caller is over a quota; 0 when not.
+	ThrottleTimeMs int32 `protobuf:"varint,6,opt,name=throttle_time_ms,json=throttleTimeMs,proto3" json:"throttle_time_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ProduceResponse) Reset() {
 	*x = ProduceResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[29]
+	mi := &file_skein_v1_skein_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2540,7 @@ func (x *ProduceResponse) String() string {
 func (*ProduceResponse) ProtoMessage() {}
 
 func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[29]
+	mi := &file_skein_v1_skein_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2553,7 @@ func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceResponse.ProtoReflect.Descriptor instead.
 func (*ProduceResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{29}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ProduceResponse) GetCorrelationId() uint64 {
@@ -2174,6 +2591,13 @@ func (x *ProduceResponse) GetLeaderEpoch() int32 {
 	return 0
 }
 
+func (x *ProduceResponse) GetThrottleTimeMs() int32 {
+	if x != nil {
+		return x.ThrottleTimeMs
+	}
+	return 0
+}
+
 type FetchRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -2195,7 +2619,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[30]
+	mi := &file_skein_v1_skein_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2207,7 +2631,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[30]
+	mi := &file_skein_v1_skein_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2220,7 +2644,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{30}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -2275,14 +2699,17 @@ type FetchResponse struct {
 	HighWatermark  int64 `protobuf:"varint,3,opt,name=high_watermark,json=highWatermark,proto3" json:"high_watermark,omitempty"`
 	LogStartOffset int64 `protobuf:"varint,4,opt,name=log_start_offset,json=logStartOffset,proto3" json:"log_start_offset,omitempty"`
 	// Set when next_offset has reached the high watermark.
-	CaughtUp      bool `protobuf:"varint,5,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CaughtUp bool `protobuf:"varint,5,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// The caller is over its fetch or request quota: the stream sends
+	// nothing for this long after this answer. 0 when not throttled.
+	ThrottleTimeMs int32 `protobuf:"varint,6,opt,name=throttle_time_ms,json=throttleTimeMs,proto3" json:"throttle_time_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[31]
+	mi := &file_skein_v1_skein_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2721,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[31]
+	mi := &file_skein_v1_skein_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2734,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{31}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FetchResponse) GetBatches() []byte {
@@ -2345,6 +2772,13 @@ func (x *FetchResponse) GetCaughtUp() bool {
 	return false
 }
 
+func (x *FetchResponse) GetThrottleTimeMs() int32 {
+	if x != nil {
+		return x.ThrottleTimeMs
+	}
+	return 0
+}
+
 type ListOffsetsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -2361,7 +2795,7 @@ type ListOffsetsRequest struct {
 
 func (x *ListOffsetsRequest) Reset() {
 	*x = ListOffsetsRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[32]
+	mi := &file_skein_v1_skein_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2807,7 @@ func (x *ListOffsetsRequest) String() string {
 func (*ListOffsetsRequest) ProtoMessage() {}
 
 func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[32]
+	mi := &file_skein_v1_skein_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2820,7 @@ func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*ListOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{32}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListOffsetsRequest) GetTopic() string {
@@ -2474,7 +2908,7 @@ type ListOffsetsResponse struct {
 
 func (x *ListOffsetsResponse) Reset() {
 	*x = ListOffsetsResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[33]
+	mi := &file_skein_v1_skein_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2486,7 +2920,7 @@ func (x *ListOffsetsResponse) String() string {
 func (*ListOffsetsResponse) ProtoMessage() {}
 
 func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[33]
+	mi := &file_skein_v1_skein_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2499,7 +2933,7 @@ func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*ListOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{33}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListOffsetsResponse) GetOffset() int64 {
@@ -2538,7 +2972,7 @@ type DescribeClusterRequest struct {
 
 func (x *DescribeClusterRequest) Reset() {
 	*x = DescribeClusterRequest{}
-	mi := &file_skein_v1_skein_proto_msgTypes[34]
+	mi := &file_skein_v1_skein_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2984,7 @@ func (x *DescribeClusterRequest) String() string {
 func (*DescribeClusterRequest) ProtoMessage() {}
 
 func (x *DescribeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[34]
+	mi := &file_skein_v1_skein_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2997,7 @@ func (x *DescribeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeClusterRequest.ProtoReflect.Descriptor instead.
 func (*DescribeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{34}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{41}
 }
 
 type ClusterMember struct {
@@ -2594,7 +3028,7 @@ type ClusterMember struct {
 
 func (x *ClusterMember) Reset() {
 	*x = ClusterMember{}
-	mi := &file_skein_v1_skein_proto_msgTypes[35]
+	mi := &file_skein_v1_skein_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2606,7 +3040,7 @@ func (x *ClusterMember) String() string {
 func (*ClusterMember) ProtoMessage() {}
 
 func (x *ClusterMember) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[35]
+	mi := &file_skein_v1_skein_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2619,7 +3053,7 @@ func (x *ClusterMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMember.ProtoReflect.Descriptor instead.
 func (*ClusterMember) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{35}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ClusterMember) GetId() int32 {
@@ -2722,7 +3156,7 @@ type PartitionProblem struct {
 
 func (x *PartitionProblem) Reset() {
 	*x = PartitionProblem{}
-	mi := &file_skein_v1_skein_proto_msgTypes[36]
+	mi := &file_skein_v1_skein_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +3168,7 @@ func (x *PartitionProblem) String() string {
 func (*PartitionProblem) ProtoMessage() {}
 
 func (x *PartitionProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[36]
+	mi := &file_skein_v1_skein_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +3181,7 @@ func (x *PartitionProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionProblem.ProtoReflect.Descriptor instead.
 func (*PartitionProblem) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{36}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PartitionProblem) GetTopic() string {
@@ -2807,7 +3241,7 @@ type DescribeClusterResponse struct {
 
 func (x *DescribeClusterResponse) Reset() {
 	*x = DescribeClusterResponse{}
-	mi := &file_skein_v1_skein_proto_msgTypes[37]
+	mi := &file_skein_v1_skein_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2819,7 +3253,7 @@ func (x *DescribeClusterResponse) String() string {
 func (*DescribeClusterResponse) ProtoMessage() {}
 
 func (x *DescribeClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[37]
+	mi := &file_skein_v1_skein_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2832,7 +3266,7 @@ func (x *DescribeClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeClusterResponse.ProtoReflect.Descriptor instead.
 func (*DescribeClusterResponse) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{37}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DescribeClusterResponse) GetClusterId() string {
@@ -2909,7 +3343,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_skein_v1_skein_proto_msgTypes[38]
+	mi := &file_skein_v1_skein_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2921,7 +3355,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_skein_v1_skein_proto_msgTypes[38]
+	mi := &file_skein_v1_skein_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2934,7 +3368,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_skein_v1_skein_proto_rawDescGZIP(), []int{38}
+	return file_skein_v1_skein_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ErrorDetail) GetCode() uint32 {
@@ -3077,7 +3511,27 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x03doc\x18\x04 \x01(\tR\x03doc\"m\n" +
 	"\x17GetBrokerConfigResponse\x12\x1b\n" +
 	"\tbroker_id\x18\x01 \x01(\x05R\bbrokerId\x125\n" +
-	"\aentries\x18\x02 \x03(\v2\x1b.skein.v1.BrokerConfigEntryR\aentries\"(\n" +
+	"\aentries\x18\x02 \x03(\v2\x1b.skein.v1.BrokerConfigEntryR\aentries\"\x88\x01\n" +
+	"\vQuotaEntity\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12!\n" +
+	"\fdefault_user\x18\x02 \x01(\bR\vdefaultUser\x12\x1b\n" +
+	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12%\n" +
+	"\x0edefault_client\x18\x04 \x01(\bR\rdefaultClient\"\x99\x01\n" +
+	"\vQuotaLimits\x121\n" +
+	"\x15produce_bytes_per_sec\x18\x01 \x01(\x03R\x12produceBytesPerSec\x12-\n" +
+	"\x13fetch_bytes_per_sec\x18\x02 \x01(\x03R\x10fetchBytesPerSec\x12(\n" +
+	"\x10requests_per_sec\x18\x03 \x01(\x01R\x0erequestsPerSec\"\x98\x01\n" +
+	"\x11AlterQuotaRequest\x12-\n" +
+	"\x06entity\x18\x01 \x01(\v2\x15.skein.v1.QuotaEntityR\x06entity\x12'\n" +
+	"\x03set\x18\x02 \x01(\v2\x15.skein.v1.QuotaLimitsR\x03set\x12+\n" +
+	"\x06remove\x18\x03 \x03(\x0e2\x13.skein.v1.QuotaKindR\x06remove\"\x14\n" +
+	"\x12AlterQuotaResponse\"\x13\n" +
+	"\x11ListQuotasRequest\"e\n" +
+	"\x05Quota\x12-\n" +
+	"\x06entity\x18\x01 \x01(\v2\x15.skein.v1.QuotaEntityR\x06entity\x12-\n" +
+	"\x06limits\x18\x02 \x01(\v2\x15.skein.v1.QuotaLimitsR\x06limits\"=\n" +
+	"\x12ListQuotasResponse\x12'\n" +
+	"\x06quotas\x18\x01 \x03(\v2\x0f.skein.v1.QuotaR\x06quotas\"(\n" +
 	"\x12DeleteTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
 	"\x13DeleteTopicResponse\"/\n" +
@@ -3172,28 +3626,30 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x0ehigh_watermark\x18\a \x01(\x03R\rhighWatermark\"6\n" +
 	"\fRecordHeader\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"\xd3\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\xfd\x01\n" +
 	"\x0fProduceResponse\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\x04R\rcorrelationId\x12\x1f\n" +
 	"\vbase_offset\x18\x02 \x01(\x03R\n" +
 	"baseOffset\x12(\n" +
 	"\x10log_start_offset\x18\x03 \x01(\x03R\x0elogStartOffset\x12+\n" +
 	"\x05error\x18\x04 \x01(\v2\x15.skein.v1.ErrorDetailR\x05error\x12!\n" +
-	"\fleader_epoch\x18\x05 \x01(\x05R\vleaderEpoch\"\xba\x01\n" +
+	"\fleader_epoch\x18\x05 \x01(\x05R\vleaderEpoch\x12(\n" +
+	"\x10throttle_time_ms\x18\x06 \x01(\x05R\x0ethrottleTimeMs\"\xba\x01\n" +
 	"\fFetchRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x1b\n" +
 	"\tmax_bytes\x18\x04 \x01(\x05R\bmaxBytes\x12\x1e\n" +
 	"\vmax_wait_ms\x18\x05 \x01(\x05R\tmaxWaitMs\x12!\n" +
-	"\fleader_epoch\x18\x06 \x01(\x05R\vleaderEpoch\"\xb8\x01\n" +
+	"\fleader_epoch\x18\x06 \x01(\x05R\vleaderEpoch\"\xe2\x01\n" +
 	"\rFetchResponse\x12\x18\n" +
 	"\abatches\x18\x01 \x01(\fR\abatches\x12\x1f\n" +
 	"\vnext_offset\x18\x02 \x01(\x03R\n" +
 	"nextOffset\x12%\n" +
 	"\x0ehigh_watermark\x18\x03 \x01(\x03R\rhighWatermark\x12(\n" +
 	"\x10log_start_offset\x18\x04 \x01(\x03R\x0elogStartOffset\x12\x1b\n" +
-	"\tcaught_up\x18\x05 \x01(\bR\bcaughtUp\"\xad\x01\n" +
+	"\tcaught_up\x18\x05 \x01(\bR\bcaughtUp\x12(\n" +
+	"\x10throttle_time_ms\x18\x06 \x01(\x05R\x0ethrottleTimeMs\"\xad\x01\n" +
 	"\x12ListOffsetsRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1c\n" +
@@ -3257,7 +3713,12 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x0eretry_after_ms\x18\n" +
 	" \x01(\x03R\fretryAfterMs\x124\n" +
 	"\vkey_offsets\x18\v \x03(\v2\x13.skein.v1.KeyOffsetR\n" +
-	"keyOffsets*4\n" +
+	"keyOffsets*z\n" +
+	"\tQuotaKind\x12\x1a\n" +
+	"\x16QUOTA_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18QUOTA_KIND_PRODUCE_BYTES\x10\x01\x12\x1a\n" +
+	"\x16QUOTA_KIND_FETCH_BYTES\x10\x02\x12\x17\n" +
+	"\x13QUOTA_KIND_REQUESTS\x10\x03*4\n" +
 	"\x04Acks\x12\f\n" +
 	"\bACKS_ALL\x10\x00\x12\x0f\n" +
 	"\vACKS_LEADER\x10\x01\x12\r\n" +
@@ -3288,7 +3749,7 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\x13FENCED_MEMBER_EPOCH\x10\x14\x12\x13\n" +
 	"\x0fGROUP_NOT_EMPTY\x10\x15\x12\x11\n" +
 	"\rINVALID_GROUP\x10\x16\x12\x17\n" +
-	"\x13KEY_OFFSET_MISMATCH\x10\x172\xbc\f\n" +
+	"\x13KEY_OFFSET_MISMATCH\x10\x172\xce\r\n" +
 	"\x05Skein\x12J\n" +
 	"\vCreateTopic\x12\x1c.skein.v1.CreateTopicRequest\x1a\x1d.skein.v1.CreateTopicResponse\x12J\n" +
 	"\vDeleteTopic\x12\x1c.skein.v1.DeleteTopicRequest\x1a\x1d.skein.v1.DeleteTopicResponse\x12G\n" +
@@ -3296,6 +3757,10 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"AlterTopic\x12\x1b.skein.v1.AlterTopicRequest\x1a\x1c.skein.v1.AlterTopicResponse\x12V\n" +
 	"\x0fSetBrokerConfig\x12 .skein.v1.SetBrokerConfigRequest\x1a!.skein.v1.SetBrokerConfigResponse\x12V\n" +
 	"\x0fGetBrokerConfig\x12 .skein.v1.GetBrokerConfigRequest\x1a!.skein.v1.GetBrokerConfigResponse\x12G\n" +
+	"\n" +
+	"AlterQuota\x12\x1b.skein.v1.AlterQuotaRequest\x1a\x1c.skein.v1.AlterQuotaResponse\x12G\n" +
+	"\n" +
+	"ListQuotas\x12\x1b.skein.v1.ListQuotasRequest\x1a\x1c.skein.v1.ListQuotasResponse\x12G\n" +
 	"\n" +
 	"ListTopics\x12\x1b.skein.v1.ListTopicsRequest\x1a\x1c.skein.v1.ListTopicsResponse\x12P\n" +
 	"\rDescribeTopic\x12\x1e.skein.v1.DescribeTopicRequest\x1a\x1f.skein.v1.DescribeTopicResponse\x12A\n" +
@@ -3325,125 +3790,143 @@ func file_skein_v1_skein_proto_rawDescGZIP() []byte {
 	return file_skein_v1_skein_proto_rawDescData
 }
 
-var file_skein_v1_skein_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_skein_v1_skein_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_skein_v1_skein_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_skein_v1_skein_proto_goTypes = []any{
-	(Acks)(0),                           // 0: skein.v1.Acks
-	(ErrorReason)(0),                    // 1: skein.v1.ErrorReason
-	(*TopicConfig)(nil),                 // 2: skein.v1.TopicConfig
-	(*CreateTopicRequest)(nil),          // 3: skein.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),         // 4: skein.v1.CreateTopicResponse
-	(*AlterTopicRequest)(nil),           // 5: skein.v1.AlterTopicRequest
-	(*AlterTopicResponse)(nil),          // 6: skein.v1.AlterTopicResponse
-	(*SetBrokerConfigRequest)(nil),      // 7: skein.v1.SetBrokerConfigRequest
-	(*SetBrokerConfigResponse)(nil),     // 8: skein.v1.SetBrokerConfigResponse
-	(*GetBrokerConfigRequest)(nil),      // 9: skein.v1.GetBrokerConfigRequest
-	(*BrokerConfigEntry)(nil),           // 10: skein.v1.BrokerConfigEntry
-	(*GetBrokerConfigResponse)(nil),     // 11: skein.v1.GetBrokerConfigResponse
-	(*DeleteTopicRequest)(nil),          // 12: skein.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),         // 13: skein.v1.DeleteTopicResponse
-	(*ListTopicsRequest)(nil),           // 14: skein.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),          // 15: skein.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),        // 16: skein.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil),       // 17: skein.v1.DescribeTopicResponse
-	(*BrokerInfo)(nil),                  // 18: skein.v1.BrokerInfo
-	(*PartitionMetadata)(nil),           // 19: skein.v1.PartitionMetadata
-	(*TopicMetadata)(nil),               // 20: skein.v1.TopicMetadata
-	(*PartitionStatus)(nil),             // 21: skein.v1.PartitionStatus
-	(*MetadataRequest)(nil),             // 22: skein.v1.MetadataRequest
-	(*MetadataResponse)(nil),            // 23: skein.v1.MetadataResponse
-	(*InitProducerRequest)(nil),         // 24: skein.v1.InitProducerRequest
-	(*InitProducerResponse)(nil),        // 25: skein.v1.InitProducerResponse
-	(*ProduceRequest)(nil),              // 26: skein.v1.ProduceRequest
-	(*KeyOffset)(nil),                   // 27: skein.v1.KeyOffset
-	(*GetKeyRequest)(nil),               // 28: skein.v1.GetKeyRequest
-	(*GetKeyResponse)(nil),              // 29: skein.v1.GetKeyResponse
-	(*RecordHeader)(nil),                // 30: skein.v1.RecordHeader
-	(*ProduceResponse)(nil),             // 31: skein.v1.ProduceResponse
-	(*FetchRequest)(nil),                // 32: skein.v1.FetchRequest
-	(*FetchResponse)(nil),               // 33: skein.v1.FetchResponse
-	(*ListOffsetsRequest)(nil),          // 34: skein.v1.ListOffsetsRequest
-	(*ListOffsetsResponse)(nil),         // 35: skein.v1.ListOffsetsResponse
-	(*DescribeClusterRequest)(nil),      // 36: skein.v1.DescribeClusterRequest
-	(*ClusterMember)(nil),               // 37: skein.v1.ClusterMember
-	(*PartitionProblem)(nil),            // 38: skein.v1.PartitionProblem
-	(*DescribeClusterResponse)(nil),     // 39: skein.v1.DescribeClusterResponse
-	(*ErrorDetail)(nil),                 // 40: skein.v1.ErrorDetail
-	(*PlanReassignmentRequest)(nil),     // 41: skein.v1.PlanReassignmentRequest
-	(*ExecuteReassignmentRequest)(nil),  // 42: skein.v1.ExecuteReassignmentRequest
-	(*ReassignmentStatusRequest)(nil),   // 43: skein.v1.ReassignmentStatusRequest
-	(*CancelReassignmentRequest)(nil),   // 44: skein.v1.CancelReassignmentRequest
-	(*DecommissionRequest)(nil),         // 45: skein.v1.DecommissionRequest
-	(*PlanReassignmentResponse)(nil),    // 46: skein.v1.PlanReassignmentResponse
-	(*ExecuteReassignmentResponse)(nil), // 47: skein.v1.ExecuteReassignmentResponse
-	(*ReassignmentStatusResponse)(nil),  // 48: skein.v1.ReassignmentStatusResponse
-	(*CancelReassignmentResponse)(nil),  // 49: skein.v1.CancelReassignmentResponse
-	(*DecommissionResponse)(nil),        // 50: skein.v1.DecommissionResponse
+	(QuotaKind)(0),                      // 0: skein.v1.QuotaKind
+	(Acks)(0),                           // 1: skein.v1.Acks
+	(ErrorReason)(0),                    // 2: skein.v1.ErrorReason
+	(*TopicConfig)(nil),                 // 3: skein.v1.TopicConfig
+	(*CreateTopicRequest)(nil),          // 4: skein.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),         // 5: skein.v1.CreateTopicResponse
+	(*AlterTopicRequest)(nil),           // 6: skein.v1.AlterTopicRequest
+	(*AlterTopicResponse)(nil),          // 7: skein.v1.AlterTopicResponse
+	(*SetBrokerConfigRequest)(nil),      // 8: skein.v1.SetBrokerConfigRequest
+	(*SetBrokerConfigResponse)(nil),     // 9: skein.v1.SetBrokerConfigResponse
+	(*GetBrokerConfigRequest)(nil),      // 10: skein.v1.GetBrokerConfigRequest
+	(*BrokerConfigEntry)(nil),           // 11: skein.v1.BrokerConfigEntry
+	(*GetBrokerConfigResponse)(nil),     // 12: skein.v1.GetBrokerConfigResponse
+	(*QuotaEntity)(nil),                 // 13: skein.v1.QuotaEntity
+	(*QuotaLimits)(nil),                 // 14: skein.v1.QuotaLimits
+	(*AlterQuotaRequest)(nil),           // 15: skein.v1.AlterQuotaRequest
+	(*AlterQuotaResponse)(nil),          // 16: skein.v1.AlterQuotaResponse
+	(*ListQuotasRequest)(nil),           // 17: skein.v1.ListQuotasRequest
+	(*Quota)(nil),                       // 18: skein.v1.Quota
+	(*ListQuotasResponse)(nil),          // 19: skein.v1.ListQuotasResponse
+	(*DeleteTopicRequest)(nil),          // 20: skein.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),         // 21: skein.v1.DeleteTopicResponse
+	(*ListTopicsRequest)(nil),           // 22: skein.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),          // 23: skein.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),        // 24: skein.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),       // 25: skein.v1.DescribeTopicResponse
+	(*BrokerInfo)(nil),                  // 26: skein.v1.BrokerInfo
+	(*PartitionMetadata)(nil),           // 27: skein.v1.PartitionMetadata
+	(*TopicMetadata)(nil),               // 28: skein.v1.TopicMetadata
+	(*PartitionStatus)(nil),             // 29: skein.v1.PartitionStatus
+	(*MetadataRequest)(nil),             // 30: skein.v1.MetadataRequest
+	(*MetadataResponse)(nil),            // 31: skein.v1.MetadataResponse
+	(*InitProducerRequest)(nil),         // 32: skein.v1.InitProducerRequest
+	(*InitProducerResponse)(nil),        // 33: skein.v1.InitProducerResponse
+	(*ProduceRequest)(nil),              // 34: skein.v1.ProduceRequest
+	(*KeyOffset)(nil),                   // 35: skein.v1.KeyOffset
+	(*GetKeyRequest)(nil),               // 36: skein.v1.GetKeyRequest
+	(*GetKeyResponse)(nil),              // 37: skein.v1.GetKeyResponse
+	(*RecordHeader)(nil),                // 38: skein.v1.RecordHeader
+	(*ProduceResponse)(nil),             // 39: skein.v1.ProduceResponse
+	(*FetchRequest)(nil),                // 40: skein.v1.FetchRequest
+	(*FetchResponse)(nil),               // 41: skein.v1.FetchResponse
+	(*ListOffsetsRequest)(nil),          // 42: skein.v1.ListOffsetsRequest
+	(*ListOffsetsResponse)(nil),         // 43: skein.v1.ListOffsetsResponse
+	(*DescribeClusterRequest)(nil),      // 44: skein.v1.DescribeClusterRequest
+	(*ClusterMember)(nil),               // 45: skein.v1.ClusterMember
+	(*PartitionProblem)(nil),            // 46: skein.v1.PartitionProblem
+	(*DescribeClusterResponse)(nil),     // 47: skein.v1.DescribeClusterResponse
+	(*ErrorDetail)(nil),                 // 48: skein.v1.ErrorDetail
+	(*PlanReassignmentRequest)(nil),     // 49: skein.v1.PlanReassignmentRequest
+	(*ExecuteReassignmentRequest)(nil),  // 50: skein.v1.ExecuteReassignmentRequest
+	(*ReassignmentStatusRequest)(nil),   // 51: skein.v1.ReassignmentStatusRequest
+	(*CancelReassignmentRequest)(nil),   // 52: skein.v1.CancelReassignmentRequest
+	(*DecommissionRequest)(nil),         // 53: skein.v1.DecommissionRequest
+	(*PlanReassignmentResponse)(nil),    // 54: skein.v1.PlanReassignmentResponse
+	(*ExecuteReassignmentResponse)(nil), // 55: skein.v1.ExecuteReassignmentResponse
+	(*ReassignmentStatusResponse)(nil),  // 56: skein.v1.ReassignmentStatusResponse
+	(*CancelReassignmentResponse)(nil),  // 57: skein.v1.CancelReassignmentResponse
+	(*DecommissionResponse)(nil),        // 58: skein.v1.DecommissionResponse
 }
 var file_skein_v1_skein_proto_depIdxs = []int32{
-	20, // 0: skein.v1.CreateTopicResponse.topic:type_name -> skein.v1.TopicMetadata
-	20, // 1: skein.v1.AlterTopicResponse.topic:type_name -> skein.v1.TopicMetadata
-	10, // 2: skein.v1.GetBrokerConfigResponse.entries:type_name -> skein.v1.BrokerConfigEntry
-	20, // 3: skein.v1.ListTopicsResponse.topics:type_name -> skein.v1.TopicMetadata
-	20, // 4: skein.v1.DescribeTopicResponse.topic:type_name -> skein.v1.TopicMetadata
-	21, // 5: skein.v1.DescribeTopicResponse.partitions:type_name -> skein.v1.PartitionStatus
-	2,  // 6: skein.v1.TopicMetadata.config:type_name -> skein.v1.TopicConfig
-	19, // 7: skein.v1.TopicMetadata.partitions:type_name -> skein.v1.PartitionMetadata
-	18, // 8: skein.v1.MetadataResponse.brokers:type_name -> skein.v1.BrokerInfo
-	20, // 9: skein.v1.MetadataResponse.topics:type_name -> skein.v1.TopicMetadata
-	0,  // 10: skein.v1.ProduceRequest.acks:type_name -> skein.v1.Acks
-	27, // 11: skein.v1.ProduceRequest.key_expectations:type_name -> skein.v1.KeyOffset
-	30, // 12: skein.v1.GetKeyResponse.headers:type_name -> skein.v1.RecordHeader
-	40, // 13: skein.v1.ProduceResponse.error:type_name -> skein.v1.ErrorDetail
-	37, // 14: skein.v1.DescribeClusterResponse.members:type_name -> skein.v1.ClusterMember
-	38, // 15: skein.v1.DescribeClusterResponse.problems:type_name -> skein.v1.PartitionProblem
-	1,  // 16: skein.v1.ErrorDetail.reason:type_name -> skein.v1.ErrorReason
-	27, // 17: skein.v1.ErrorDetail.key_offsets:type_name -> skein.v1.KeyOffset
-	3,  // 18: skein.v1.Skein.CreateTopic:input_type -> skein.v1.CreateTopicRequest
-	12, // 19: skein.v1.Skein.DeleteTopic:input_type -> skein.v1.DeleteTopicRequest
-	5,  // 20: skein.v1.Skein.AlterTopic:input_type -> skein.v1.AlterTopicRequest
-	7,  // 21: skein.v1.Skein.SetBrokerConfig:input_type -> skein.v1.SetBrokerConfigRequest
-	9,  // 22: skein.v1.Skein.GetBrokerConfig:input_type -> skein.v1.GetBrokerConfigRequest
-	14, // 23: skein.v1.Skein.ListTopics:input_type -> skein.v1.ListTopicsRequest
-	16, // 24: skein.v1.Skein.DescribeTopic:input_type -> skein.v1.DescribeTopicRequest
-	22, // 25: skein.v1.Skein.Metadata:input_type -> skein.v1.MetadataRequest
-	24, // 26: skein.v1.Skein.InitProducer:input_type -> skein.v1.InitProducerRequest
-	26, // 27: skein.v1.Skein.Produce:input_type -> skein.v1.ProduceRequest
-	26, // 28: skein.v1.Skein.ProduceStream:input_type -> skein.v1.ProduceRequest
-	32, // 29: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
-	34, // 30: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
-	36, // 31: skein.v1.Skein.DescribeCluster:input_type -> skein.v1.DescribeClusterRequest
-	41, // 32: skein.v1.Skein.PlanReassignment:input_type -> skein.v1.PlanReassignmentRequest
-	42, // 33: skein.v1.Skein.ExecuteReassignment:input_type -> skein.v1.ExecuteReassignmentRequest
-	43, // 34: skein.v1.Skein.ReassignmentStatus:input_type -> skein.v1.ReassignmentStatusRequest
-	44, // 35: skein.v1.Skein.CancelReassignment:input_type -> skein.v1.CancelReassignmentRequest
-	45, // 36: skein.v1.Skein.Decommission:input_type -> skein.v1.DecommissionRequest
-	28, // 37: skein.v1.Skein.GetKey:input_type -> skein.v1.GetKeyRequest
-	4,  // 38: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
-	13, // 39: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
-	6,  // 40: skein.v1.Skein.AlterTopic:output_type -> skein.v1.AlterTopicResponse
-	8,  // 41: skein.v1.Skein.SetBrokerConfig:output_type -> skein.v1.SetBrokerConfigResponse
-	11, // 42: skein.v1.Skein.GetBrokerConfig:output_type -> skein.v1.GetBrokerConfigResponse
-	15, // 43: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
-	17, // 44: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
-	23, // 45: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
-	25, // 46: skein.v1.Skein.InitProducer:output_type -> skein.v1.InitProducerResponse
-	31, // 47: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
-	31, // 48: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
-	33, // 49: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
-	35, // 50: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
-	39, // 51: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
-	46, // 52: skein.v1.Skein.PlanReassignment:output_type -> skein.v1.PlanReassignmentResponse
-	47, // 53: skein.v1.Skein.ExecuteReassignment:output_type -> skein.v1.ExecuteReassignmentResponse
-	48, // 54: skein.v1.Skein.ReassignmentStatus:output_type -> skein.v1.ReassignmentStatusResponse
-	49, // 55: skein.v1.Skein.CancelReassignment:output_type -> skein.v1.CancelReassignmentResponse
-	50, // 56: skein.v1.Skein.Decommission:output_type -> skein.v1.DecommissionResponse
-	29, // 57: skein.v1.Skein.GetKey:output_type -> skein.v1.GetKeyResponse
-	38, // [38:58] is the sub-list for method output_type
-	18, // [18:38] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	28, // 0: skein.v1.CreateTopicResponse.topic:type_name -> skein.v1.TopicMetadata
+	28, // 1: skein.v1.AlterTopicResponse.topic:type_name -> skein.v1.TopicMetadata
+	11, // 2: skein.v1.GetBrokerConfigResponse.entries:type_name -> skein.v1.BrokerConfigEntry
+	13, // 3: skein.v1.AlterQuotaRequest.entity:type_name -> skein.v1.QuotaEntity
+	14, // 4: skein.v1.AlterQuotaRequest.set:type_name -> skein.v1.QuotaLimits
+	0,  // 5: skein.v1.AlterQuotaRequest.remove:type_name -> skein.v1.QuotaKind
+	13, // 6: skein.v1.Quota.entity:type_name -> skein.v1.QuotaEntity
+	14, // 7: skein.v1.Quota.limits:type_name -> skein.v1.QuotaLimits
+	18, // 8: skein.v1.ListQuotasResponse.quotas:type_name -> skein.v1.Quota
+	28, // 9: skein.v1.ListTopicsResponse.topics:type_name -> skein.v1.TopicMetadata
+	28, // 10: skein.v1.DescribeTopicResponse.topic:type_name -> skein.v1.TopicMetadata
+	29, // 11: skein.v1.DescribeTopicResponse.partitions:type_name -> skein.v1.PartitionStatus
+	3,  // 12: skein.v1.TopicMetadata.config:type_name -> skein.v1.TopicConfig
+	27, // 13: skein.v1.TopicMetadata.partitions:type_name -> skein.v1.PartitionMetadata
+	26, // 14: skein.v1.MetadataResponse.brokers:type_name -> skein.v1.BrokerInfo
+	28, // 15: skein.v1.MetadataResponse.topics:type_name -> skein.v1.TopicMetadata
+	1,  // 16: skein.v1.ProduceRequest.acks:type_name -> skein.v1.Acks
+	35, // 17: skein.v1.ProduceRequest.key_expectations:type_name -> skein.v1.KeyOffset
+	38, // 18: skein.v1.GetKeyResponse.headers:type_name -> skein.v1.RecordHeader
+	48, // 19: skein.v1.ProduceResponse.error:type_name -> skein.v1.ErrorDetail
+	45, // 20: skein.v1.DescribeClusterResponse.members:type_name -> skein.v1.ClusterMember
+	46, // 21: skein.v1.DescribeClusterResponse.problems:type_name -> skein.v1.PartitionProblem
+	2,  // 22: skein.v1.ErrorDetail.reason:type_name -> skein.v1.ErrorReason
+	35, // 23: skein.v1.ErrorDetail.key_offsets:type_name -> skein.v1.KeyOffset
+	4,  // 24: skein.v1.Skein.CreateTopic:input_type -> skein.v1.CreateTopicRequest
+	20, // 25: skein.v1.Skein.DeleteTopic:input_type -> skein.v1.DeleteTopicRequest
+	6,  // 26: skein.v1.Skein.AlterTopic:input_type -> skein.v1.AlterTopicRequest
+	8,  // 27: skein.v1.Skein.SetBrokerConfig:input_type -> skein.v1.SetBrokerConfigRequest
+	10, // 28: skein.v1.Skein.GetBrokerConfig:input_type -> skein.v1.GetBrokerConfigRequest
+	15, // 29: skein.v1.Skein.AlterQuota:input_type -> skein.v1.AlterQuotaRequest
+	17, // 30: skein.v1.Skein.ListQuotas:input_type -> skein.v1.ListQuotasRequest
+	22, // 31: skein.v1.Skein.ListTopics:input_type -> skein.v1.ListTopicsRequest
+	24, // 32: skein.v1.Skein.DescribeTopic:input_type -> skein.v1.DescribeTopicRequest
+	30, // 33: skein.v1.Skein.Metadata:input_type -> skein.v1.MetadataRequest
+	32, // 34: skein.v1.Skein.InitProducer:input_type -> skein.v1.InitProducerRequest
+	34, // 35: skein.v1.Skein.Produce:input_type -> skein.v1.ProduceRequest
+	34, // 36: skein.v1.Skein.ProduceStream:input_type -> skein.v1.ProduceRequest
+	40, // 37: skein.v1.Skein.Fetch:input_type -> skein.v1.FetchRequest
+	42, // 38: skein.v1.Skein.ListOffsets:input_type -> skein.v1.ListOffsetsRequest
+	44, // 39: skein.v1.Skein.DescribeCluster:input_type -> skein.v1.DescribeClusterRequest
+	49, // 40: skein.v1.Skein.PlanReassignment:input_type -> skein.v1.PlanReassignmentRequest
+	50, // 41: skein.v1.Skein.ExecuteReassignment:input_type -> skein.v1.ExecuteReassignmentRequest
+	51, // 42: skein.v1.Skein.ReassignmentStatus:input_type -> skein.v1.ReassignmentStatusRequest
+	52, // 43: skein.v1.Skein.CancelReassignment:input_type -> skein.v1.CancelReassignmentRequest
+	53, // 44: skein.v1.Skein.Decommission:input_type -> skein.v1.DecommissionRequest
+	36, // 45: skein.v1.Skein.GetKey:input_type -> skein.v1.GetKeyRequest
+	5,  // 46: skein.v1.Skein.CreateTopic:output_type -> skein.v1.CreateTopicResponse
+	21, // 47: skein.v1.Skein.DeleteTopic:output_type -> skein.v1.DeleteTopicResponse
+	7,  // 48: skein.v1.Skein.AlterTopic:output_type -> skein.v1.AlterTopicResponse
+	9,  // 49: skein.v1.Skein.SetBrokerConfig:output_type -> skein.v1.SetBrokerConfigResponse
+	12, // 50: skein.v1.Skein.GetBrokerConfig:output_type -> skein.v1.GetBrokerConfigResponse
+	16, // 51: skein.v1.Skein.AlterQuota:output_type -> skein.v1.AlterQuotaResponse
+	19, // 52: skein.v1.Skein.ListQuotas:output_type -> skein.v1.ListQuotasResponse
+	23, // 53: skein.v1.Skein.ListTopics:output_type -> skein.v1.ListTopicsResponse
+	25, // 54: skein.v1.Skein.DescribeTopic:output_type -> skein.v1.DescribeTopicResponse
+	31, // 55: skein.v1.Skein.Metadata:output_type -> skein.v1.MetadataResponse
+	33, // 56: skein.v1.Skein.InitProducer:output_type -> skein.v1.InitProducerResponse
+	39, // 57: skein.v1.Skein.Produce:output_type -> skein.v1.ProduceResponse
+	39, // 58: skein.v1.Skein.ProduceStream:output_type -> skein.v1.ProduceResponse
+	41, // 59: skein.v1.Skein.Fetch:output_type -> skein.v1.FetchResponse
+	43, // 60: skein.v1.Skein.ListOffsets:output_type -> skein.v1.ListOffsetsResponse
+	47, // 61: skein.v1.Skein.DescribeCluster:output_type -> skein.v1.DescribeClusterResponse
+	54, // 62: skein.v1.Skein.PlanReassignment:output_type -> skein.v1.PlanReassignmentResponse
+	55, // 63: skein.v1.Skein.ExecuteReassignment:output_type -> skein.v1.ExecuteReassignmentResponse
+	56, // 64: skein.v1.Skein.ReassignmentStatus:output_type -> skein.v1.ReassignmentStatusResponse
+	57, // 65: skein.v1.Skein.CancelReassignment:output_type -> skein.v1.CancelReassignmentResponse
+	58, // 66: skein.v1.Skein.Decommission:output_type -> skein.v1.DecommissionResponse
+	37, // 67: skein.v1.Skein.GetKey:output_type -> skein.v1.GetKeyResponse
+	46, // [46:68] is the sub-list for method output_type
+	24, // [24:46] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_skein_v1_skein_proto_init() }
@@ -3454,9 +3937,9 @@ func file_skein_v1_skein_proto_init() {
 	file_skein_v1_reassign_proto_init()
 	file_skein_v1_skein_proto_msgTypes[1].OneofWrappers = []any{}
 	file_skein_v1_skein_proto_msgTypes[3].OneofWrappers = []any{}
-	file_skein_v1_skein_proto_msgTypes[22].OneofWrappers = []any{}
-	file_skein_v1_skein_proto_msgTypes[24].OneofWrappers = []any{}
-	file_skein_v1_skein_proto_msgTypes[32].OneofWrappers = []any{
+	file_skein_v1_skein_proto_msgTypes[29].OneofWrappers = []any{}
+	file_skein_v1_skein_proto_msgTypes[31].OneofWrappers = []any{}
+	file_skein_v1_skein_proto_msgTypes[39].OneofWrappers = []any{
 		(*ListOffsetsRequest_Earliest)(nil),
 		(*ListOffsetsRequest_Latest)(nil),
 		(*ListOffsetsRequest_TimestampMs)(nil),
@@ -3466,8 +3949,8 @@ func file_skein_v1_skein_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_skein_v1_skein_proto_rawDesc), len(file_skein_v1_skein_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   39,
+			NumEnums:      3,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

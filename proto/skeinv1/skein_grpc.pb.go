@@ -29,6 +29,8 @@ const (
 	Skein_AlterTopic_FullMethodName          = "/skein.v1.Skein/AlterTopic"
 	Skein_SetBrokerConfig_FullMethodName     = "/skein.v1.Skein/SetBrokerConfig"
 	Skein_GetBrokerConfig_FullMethodName     = "/skein.v1.Skein/GetBrokerConfig"
+	Skein_AlterQuota_FullMethodName          = "/skein.v1.Skein/AlterQuota"
+	Skein_ListQuotas_FullMethodName          = "/skein.v1.Skein/ListQuotas"
 	Skein_ListTopics_FullMethodName          = "/skein.v1.Skein/ListTopics"
 	Skein_DescribeTopic_FullMethodName       = "/skein.v1.Skein/DescribeTopic"
 	Skein_Metadata_FullMethodName            = "/skein.v1.Skein/Metadata"
@@ -69,6 +71,13 @@ type SkeinClient interface {
 	// GetBrokerConfig lists the run-time settings of the broker that answers:
 	// each with its value and where the value comes from.
 	GetBrokerConfig(ctx context.Context, in *GetBrokerConfigRequest, opts ...grpc.CallOption) (*GetBrokerConfigResponse, error)
+	// AlterQuota sets or removes the client quotas of one entity (a user, a
+	// client id, both, or their defaults) on every broker, through the
+	// controller; kept across restarts. INVALID_ARGUMENT names a bad entity
+	// or rate; nothing is changed then.
+	AlterQuota(ctx context.Context, in *AlterQuotaRequest, opts ...grpc.CallOption) (*AlterQuotaResponse, error)
+	// ListQuotas lists every client quota.
+	ListQuotas(ctx context.Context, in *ListQuotasRequest, opts ...grpc.CallOption) (*ListQuotasResponse, error)
 	// ListTopics lists every topic with its configuration.
 	ListTopics(ctx context.Context, in *ListTopicsRequest, opts ...grpc.CallOption) (*ListTopicsResponse, error)
 	// DescribeTopic returns a topic's configuration and the live state of
@@ -185,6 +194,26 @@ func (c *skeinClient) GetBrokerConfig(ctx context.Context, in *GetBrokerConfigRe
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetBrokerConfigResponse)
 	err := c.cc.Invoke(ctx, Skein_GetBrokerConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *skeinClient) AlterQuota(ctx context.Context, in *AlterQuotaRequest, opts ...grpc.CallOption) (*AlterQuotaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AlterQuotaResponse)
+	err := c.cc.Invoke(ctx, Skein_AlterQuota_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *skeinClient) ListQuotas(ctx context.Context, in *ListQuotasRequest, opts ...grpc.CallOption) (*ListQuotasResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListQuotasResponse)
+	err := c.cc.Invoke(ctx, Skein_ListQuotas_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -376,6 +405,13 @@ type SkeinServer interface {
 	// GetBrokerConfig lists the run-time settings of the broker that answers:
 	// each with its value and where the value comes from.
 	GetBrokerConfig(context.Context, *GetBrokerConfigRequest) (*GetBrokerConfigResponse, error)
+	// AlterQuota sets or removes the client quotas of one entity (a user, a
+	// client id, both, or their defaults) on every broker, through the
+	// controller; kept across restarts. INVALID_ARGUMENT names a bad entity
+	// or rate; nothing is changed then.
+	AlterQuota(context.Context, *AlterQuotaRequest) (*AlterQuotaResponse, error)
+	// ListQuotas lists every client quota.
+	ListQuotas(context.Context, *ListQuotasRequest) (*ListQuotasResponse, error)
 	// ListTopics lists every topic with its configuration.
 	ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error)
 	// DescribeTopic returns a topic's configuration and the live state of
@@ -462,6 +498,12 @@ func (UnimplementedSkeinServer) SetBrokerConfig(context.Context, *SetBrokerConfi
 }
 func (UnimplementedSkeinServer) GetBrokerConfig(context.Context, *GetBrokerConfigRequest) (*GetBrokerConfigResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBrokerConfig not implemented")
+}
+func (UnimplementedSkeinServer) AlterQuota(context.Context, *AlterQuotaRequest) (*AlterQuotaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AlterQuota not implemented")
+}
+func (UnimplementedSkeinServer) ListQuotas(context.Context, *ListQuotasRequest) (*ListQuotasResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListQuotas not implemented")
 }
 func (UnimplementedSkeinServer) ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTopics not implemented")
@@ -615,6 +657,42 @@ func _Skein_GetBrokerConfig_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SkeinServer).GetBrokerConfig(ctx, req.(*GetBrokerConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Skein_AlterQuota_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AlterQuotaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).AlterQuota(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_AlterQuota_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).AlterQuota(ctx, req.(*AlterQuotaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Skein_ListQuotas_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListQuotasRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SkeinServer).ListQuotas(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Skein_ListQuotas_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SkeinServer).ListQuotas(ctx, req.(*ListQuotasRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -897,6 +975,14 @@ var Skein_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBrokerConfig",
 			Handler:    _Skein_GetBrokerConfig_Handler,
+		},
+		{
+			MethodName: "AlterQuota",
+			Handler:    _Skein_AlterQuota_Handler,
+		},
+		{
+			MethodName: "ListQuotas",
+			Handler:    _Skein_ListQuotas_Handler,
 		},
 		{
 			MethodName: "ListTopics",
