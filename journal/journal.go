@@ -92,6 +92,10 @@ type Journal struct {
 	mu       sync.Mutex
 	space    *sync.Cond // signalled when pending bytes drop
 	fill     *group     // records waiting for the next commit
+	// spare is the batch of the last group committed, cleared: the next
+	// group fills it, so its buffer is not grown again from nothing
+	// (copying it at every growth) for every group.
+	spare twal.Batch
 	next     uint64     // index the next record gets
 	scratch  []byte
 	broken   error
@@ -207,6 +211,7 @@ func (j *Journal) commit() {
 		return
 	}
 	j.fill = newGroup()
+	j.fill.batch, j.spare = j.spare, twal.Batch{}
 	j.space.Broadcast()
 	err := j.broken
 	j.mu.Unlock()
@@ -234,7 +239,11 @@ func (j *Journal) commit() {
 		j.bytes.Add(int64(g.bytes))
 	}
 	g.err = err
-	g.batch = twal.Batch{}
+	if err == nil { // WriteBatch cleared it
+		j.mu.Lock()
+		j.spare, g.batch = g.batch, twal.Batch{}
+		j.mu.Unlock()
+	}
 	close(g.done)
 }
 
