@@ -42,11 +42,12 @@ cluster-down:
 cluster-wipe:
 	./scripts/cluster.sh wipe
 
-## chaos: the fault-injection suite's CI tier (root); chaos-long: the long tier
+## chaos: the fault-injection suite's CI tier (root); chaos-long: the long tier;
+## ENGINE=journal runs the brokers on that storage engine
 ## (10 runs x 5 min of mixed faults, then 10 x 5 min with none: about 2 hours)
 .PHONY: chaos chaos-long
 chaos:
-	$(GO) run ./cmd/chaos -seed 1 -runs 4 -duration 40s -scenario process,partition,storage,mix
+	$(GO) run ./cmd/chaos -seed 1 -runs 4 -duration 40s -scenario process,partition,storage,mix $(if $(ENGINE),-storage-engine $(ENGINE))
 chaos-long:
-	$(GO) run ./cmd/chaos -seed 100 -runs 10 -duration 5m -scenario mix
-	$(GO) run ./cmd/chaos -seed 200 -runs 10 -duration 5m -scenario none
+	$(GO) run ./cmd/chaos -seed 100 -runs 10 -duration 5m -scenario mix $(if $(ENGINE),-storage-engine $(ENGINE))
+	$(GO) run ./cmd/chaos -seed 200 -runs 10 -duration 5m -scenario none $(if $(ENGINE),-storage-engine $(ENGINE))

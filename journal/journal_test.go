@@ -387,3 +387,34 @@ func TestForgetAfterDetach(t *testing.T) {
 	}
 	s.close(t)
 }
+
+// TestReplayKeepsWrittenEntries: entries a process crash left in the
+// segments (written, their journal group not yet committed) are kept by
+// the replay of the partition's other records, as a log per partition
+// keeps what reached the page cache: a follower may already have copied
+// them, and a leader cutting them would lose records its followers hold.
+func TestReplayKeepsWrittenEntries(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	s.open(t, "p")
+	p := s.parts["p"]
+	for i := range 50 {
+		must(t, p.Append(entry("p", int64(i), 0)))
+	}
+	must(t, s.j.Checkpoint())
+	for i := 50; i < 80; i++ {
+		must(t, p.Append(entry("p", int64(i), 0)))
+	}
+	for i := 80; i < 90; i++ { // written to the segments, never journaled
+		must(t, p.Log().Write(entry("p", int64(i), 0)))
+	}
+	s.crash()
+
+	s = newStore(t, dir)
+	s.open(t)
+	gens, start, next := readGens(t, s.segDir("p"), "p", s.sopts)
+	if start != 0 || next != 90 || len(gens) != 90 || len(s.report.Damaged) > 0 {
+		t.Fatalf("after replay: [%d, %d) with %d entries, report %+v; want [0, 90)", start, next, len(gens), s.report)
+	}
+	s.close(t)
+}

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"fmt"
+	"math"
 	"maps"
 	"slices"
 
@@ -244,12 +245,19 @@ func (r *replayer) apply(rec record) error {
 // log opens rec's partition on first use and brings it back to a state
 // the records can be applied to. Its segments hold the checkpoint's state
 // up to its durable offset, plus some of the later operations (a process
-// crash keeps them all, a power loss any part of them). The prefix below
-// c = min(durable offset, lowest truncation among the records) is the
-// checkpoint's and no later record changes it, so the log is cut to c and
-// every record applied after it. A reset needs no cut: it empties the log.
-// For a partition the checkpoint does not know, c is where its first
-// append starts.
+// crash keeps them all, a power loss any part of them; the segment's own
+// tail repair drops a torn frame). A truncation among the records may have
+// been lost with the rest, so the log is cut at the lowest one: nothing it
+// held past that from before it may survive. Past that the segments keep
+// what they hold if it reads back intact (else they are cut back to what
+// the checkpoint says was durable and rewritten from the journal): the appends the journal also holds are skipped when
+// applied, and entries written but not yet journaled when the process
+// died stay, as a log per partition keeps what reached the page cache (a
+// follower may have copied them already; cutting them here would leave
+// the leader without records its followers have). What the checkpoint says
+// was durable (below the lowest truncation) must be there; for a partition
+// the checkpoint does not know, everything before its first append. A reset
+// needs no cut: it empties the log.
 func (r *replayer) log(rec record) (*segment.Log, error) {
 	if l, ok := r.logs[rec.name]; ok {
 		return l, nil
@@ -264,27 +272,49 @@ func (r *replayer) log(rec record) (*segment.Log, error) {
 	if pl.reset {
 		return l, nil
 	}
-	c, known := r.cp.Partitions[rec.name]
-	known = known && !pl.afterDrop
-	switch {
-	case !known && rec.kind == KindAppend:
-		c = rec.entry.BaseOffset
-	case !known && pl.minCut < 0:
-		return l, nil // the first record sets the log's shape
-	case !known || pl.minCut >= 0 && pl.minCut < c:
-		c = pl.minCut
-	}
-	if l.NextOffset() > c {
-		if _, err := l.TruncateTo(c); err != nil {
-			r.damaged(rec.name, fmt.Sprintf("cutting back to offset %d: %v", c, err))
+	if pl.minCut >= 0 && l.NextOffset() > pl.minCut {
+		if _, err := l.TruncateTo(pl.minCut); err != nil {
+			r.damaged(rec.name, fmt.Sprintf("cutting back to offset %d: %v", pl.minCut, err))
 			return nil, nil
 		}
+	}
+	c, known := r.cp.Partitions[rec.name]
+	switch known = known && !pl.afterDrop; {
+	case known && pl.minCut >= 0:
+		c = min(c, pl.minCut)
+	case !known && rec.kind == KindAppend:
+		c = rec.entry.BaseOffset
+	case !known && pl.minCut >= 0:
+		c = pl.minCut
+	case !known:
+		return l, nil // the first record sets the log's shape
 	}
 	if next := l.NextOffset(); next < c {
 		r.damaged(rec.name, fmt.Sprintf("segments end at %d but offsets below %d were durable", next, c))
 		return nil, nil
 	}
+	if l.NextOffset() > c && readsBadFrom(l, c) {
+		// A power loss tore what was written past c: rewrite it from the
+		// journal (what it lacks was never acknowledged).
+		if _, err := l.TruncateTo(c); err != nil {
+			r.damaged(rec.name, fmt.Sprintf("cutting back to offset %d: %v", c, err))
+			return nil, nil
+		}
+	}
 	return l, nil
+}
+
+// readsBadFrom reports whether reading l from offset c to its end fails
+// (a damaged frame: pages a power loss left as zeros, say).
+func readsBadFrom(l *segment.Log, c int64) bool {
+	for at := max(c, l.StartOffset()); at < l.NextOffset(); {
+		next, err := l.ReadEntries(at, 1<<20, math.MaxInt64, func(segment.Entry) error { return nil })
+		if err != nil || next <= at {
+			return true
+		}
+		at = next
+	}
+	return false
 }
 
 func (r *replayer) damaged(name, why string) {

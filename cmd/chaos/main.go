@@ -49,7 +49,7 @@ type options struct {
 	runs, rate, parts, members int
 	duration                   time.Duration
 	scenarios                  []string
-	dir, bin                   string
+	dir, bin, engine           string
 	jsonOut, cleanup           bool
 }
 
@@ -94,6 +94,7 @@ func parseOptions(args []string, stderr io.Writer) (o options, code int, ok bool
 	fs.IntVar(&o.rate, "rate", 300, "records per second over the asynchronous producers")
 	fs.IntVar(&o.parts, "partitions", 3, "partitions of the test topic (replication factor 3, min.insync 2)")
 	fs.IntVar(&o.members, "group-members", 2, "members of the consumer group that shares the test topic (each replaced now and then); 0 for no group")
+	fs.StringVar(&o.engine, "storage-engine", "", "the brokers' --storage-engine: wal or journal (default: the broker's default)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print each run's report as a JSON line on stdout instead of the table")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "remove namespaces and bridges that killed runs left behind, and exit")
 	fs.Usage = func() {
@@ -116,6 +117,10 @@ func parseOptions(args []string, stderr io.Writer) (o options, code int, ok bool
 			fmt.Fprintf(stderr, "chaos: unknown scenario %q: one of %s\n", sc, strings.Join(chaos.ScenarioNames(), ", "))
 			return o, 2, false
 		}
+	}
+	if o.engine != "" && o.engine != "wal" && o.engine != "journal" {
+		fmt.Fprintf(stderr, "chaos: -storage-engine %q: wal or journal\n", o.engine)
+		return o, 2, false
 	}
 	if o.runs < 1 || o.duration < 10*time.Second || o.rate < 1 || o.parts < 1 || o.members < 0 {
 		fmt.Fprintln(stderr, "chaos: -runs must be at least 1, -duration at least 10s, -rate and -partitions at least 1, -group-members at least 0")
@@ -173,7 +178,7 @@ func runAll(o options, stdout, stderr io.Writer) int {
 			return 1
 		}
 		rep := chaos.Run(chaos.Config{Seed: s, Duration: o.duration, Scenario: sc, Dir: runDir,
-			Rate: o.rate, Partitions: o.parts, GroupMembers: o.members, Logf: logf})
+			Rate: o.rate, Partitions: o.parts, GroupMembers: o.members, StorageEngine: o.engine, Logf: logf})
 		reports = append(reports, rep)
 		if !rep.Pass {
 			failed++

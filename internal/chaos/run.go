@@ -38,6 +38,8 @@ type Config struct {
 	// topic; 0 for none.
 	GroupMembers int
 	Topic        string
+	// StorageEngine is the brokers' --storage-engine ("" for their default).
+	StorageEngine string
 	// Logf receives progress lines.
 	Logf func(format string, args ...any)
 }
@@ -186,8 +188,11 @@ func (r *runner) startCluster(n *nemesis) {
 			r.t.Cleanup(unmount)
 		}
 	}
-	r.cluster = proctest.StartNetnsClusterIn(r.t, r.lab, dirs, logs, "--replica-lag-time", "5s",
-		"--offsets-topic-partitions", "3")
+	args := []string{"--replica-lag-time", "5s", "--offsets-topic-partitions", "3"}
+	if cfg.StorageEngine != "" {
+		args = append(args, "--storage-engine", cfg.StorageEngine)
+	}
+	r.cluster = proctest.StartNetnsClusterIn(r.t, r.lab, dirs, logs, args...)
 	admin, err := anyClient(r.cluster)
 	if err != nil {
 		r.t.Fatalf("%v", err)
