@@ -89,14 +89,14 @@ type Journal struct {
 	tw   *twal.Log
 
 	// mu guards the group being filled and the fields below it.
-	mu       sync.Mutex
-	space    *sync.Cond // signalled when pending bytes drop
-	fill     *group     // records waiting for the next commit
+	mu    sync.Mutex
+	space *sync.Cond // signalled when pending bytes drop
+	fill  *group     // records waiting for the next commit
 	// spare is the batch of the last group committed, cleared: the next
 	// group fills it, so its buffer is not grown again from nothing
 	// (copying it at every growth) for every group.
-	spare twal.Batch
-	next     uint64     // index the next record gets
+	spare    twal.Batch
+	next     uint64 // index the next record gets
 	scratch  []byte
 	broken   error
 	closed   bool

@@ -2,8 +2,8 @@ package journal
 
 import (
 	"fmt"
-	"math"
 	"maps"
+	"math"
 	"slices"
 
 	"github.com/skeinlog/skein/segment"
