@@ -147,15 +147,15 @@ func atoi(s string) int {
 	return n
 }
 
-// rss2000: write at least one segment (1 MiB segments here) to each of
+// rss2000: write at least one segment (512 KiB segments here) to each of
 // 2,000 partitions, RSS after; then a consumer reads every partition from
 // the beginning, RSS sampled while it reads.
 func rss2000() []result {
-	return perEngine("1 broker, 2,000 partitions written 1.5 segments each (1 MiB segments)", "RSS target < 1 GiB", func(e string, run int) engineRun {
-		b := single(fmt.Sprintf("rss-%d-%d", slices.Index(engines, e), run), engineArgs(e, "--segment-bytes", strconv.Itoa(1<<20))...)
+	return perEngine("1 broker, 2,000 partitions written 1.5 segments each on average (512 KiB segments)", "RSS target < 1 GiB", func(e string, run int) engineRun {
+		b := single(fmt.Sprintf("rss-%d-%d", slices.Index(engines, e), run), engineArgs(e, "--segment-bytes", strconv.Itoa(512<<10))...)
 		defer b.stop()
 		createTopic(b.addr(), "t", "--partitions", "2000")
-		recs := 2000 * 1536 // 1.5 MiB of 1 KiB records per partition on average
+		recs := 2000 * 768 // 768 KiB of 1 KiB records per partition on average
 		if quick {
 			recs = 40000
 		}
