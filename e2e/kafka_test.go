@@ -341,7 +341,15 @@ func sameRec(a, b jsonRec) bool {
 // produced; one consumer is stopped midway. Nothing is lost (every record
 // is consumed), and the group's committed offsets, polled all along, never
 // go backwards.
-func TestKafkaConsumerGroupMemberLost(t *testing.T) {
+func TestKafkaConsumerGroupMemberLost(t *testing.T) { groupMemberLost(t, kgo.ServerSideBalancer()) }
+
+// The same with the classic protocol: franz-go's default balancers, the
+// leader member assigning on the client side.
+func TestKafkaClassicGroupMemberLost(t *testing.T) {
+	groupMemberLost(t, kgo.SessionTimeout(6*time.Second))
+}
+
+func groupMemberLost(t *testing.T, protocol kgo.Opt) {
 	c := proctest.StartCluster(t, 3)
 	var seeds []string
 	for _, id := range c.IDs {
@@ -357,7 +365,7 @@ func TestKafkaConsumerGroupMemberLost(t *testing.T) {
 	seen := make(chan string, 4*n)
 	var members []*kgo.Client
 	for i := 0; i < 3; i++ {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup("g1"), kgo.ConsumeTopics("grp"), kgo.ServerSideBalancer(),
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup("g1"), kgo.ConsumeTopics("grp"), protocol,
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
 		if err != nil {
 			t.Fatal(err)

@@ -78,7 +78,10 @@ func TestKafkaClassicGroup(t *testing.T) {
 			return false
 		}
 		d := dg["classic"]
-		if d.State != "Stable" || d.ProtocolType != "consumer" || len(d.Members) != 2 {
+		if d.Protocol == "uniform" {
+			t.Fatal("the group uses the consumer (KIP-848) protocol, not the classic one")
+		}
+		if d.State != "Stable" || d.ProtocolType != "consumer" || d.Protocol != "cooperative-sticky" || len(d.Members) != 2 {
 			return false
 		}
 		total := 0
