@@ -22,6 +22,7 @@ import (
 const topicUsage = `Usage:
   broker topic create NAME [--partitions N] [--replication-factor N] [--min-insync N]
                            [--retention DURATION] [--retention-bytes SIZE] [--max-record-bytes SIZE]
+                           [--key-index]
   broker topic alter NAME [--partitions N] [--min-insync N] [--retention DURATION]
                           [--retention-bytes SIZE] [--max-record-bytes SIZE]
   broker topic list [--internal]
@@ -59,9 +60,11 @@ var topicCommands = map[string]topicCommand{
 type createFlags struct {
 	partitions, rf, minInsync   int
 	retention, retBytes, maxRec string
+	keyIndex                    bool
 }
 
 func (c *createFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&c.keyIndex, "key-index", false, "keep a key index per partition: per-key conditional appends (produce --expect-key-offset) and key lookups (consume --key); fixed at creation")
 	fs.IntVar(&c.partitions, "partitions", 1, "number of partitions")
 	fs.IntVar(&c.partitions, "p", 1, "shorthand for --partitions")
 	fs.IntVar(&c.rf, "replication-factor", 0, "replicas per partition (default: the broker's, 1 on a single broker)")
@@ -119,6 +122,7 @@ func runTopic(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	switch sub {
 	case "create":
 		ta.cfg, err = topicConfig(cf.partitions, cf.rf, cf.minInsync, cf.retention, cf.retBytes, cf.maxRec)
+		ta.cfg.KeyIndex = cf.keyIndex
 	case "alter":
 		ta.alt, err = af.alter(fs)
 	}
@@ -158,9 +162,9 @@ func topicCreate(ctx context.Context, cl *client.Client, a topicArgs, stdout io.
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "created topic %q: %d partition(s), replication factor %d, min.insync.replicas %d, retention %s / %s, max record %s\n",
+	fmt.Fprintf(stdout, "created topic %q: %d partition(s), replication factor %d, min.insync.replicas %d, retention %s / %s, max record %s%s\n",
 		t.Name, t.Config.Partitions, t.Config.ReplicationFactor, t.Config.MinInsyncReplicas,
-		fmtRetention(t.Config.RetentionMs), fmtBytesLimit(t.Config.RetentionBytes), fmtBytes(int64(t.Config.MaxRecordBytes)))
+		fmtRetention(t.Config.RetentionMs), fmtBytesLimit(t.Config.RetentionBytes), fmtBytes(int64(t.Config.MaxRecordBytes)), keyIndexWords(t.Config.KeyIndex))
 	return nil
 }
 
@@ -237,6 +241,13 @@ func (c *alterFlags) alter(fs *flag.FlagSet) (client.TopicAlter, error) {
 
 func ptr[T any](v T) *T { return &v }
 
+func keyIndexWords(on bool) string {
+	if on {
+		return ", key index"
+	}
+	return ""
+}
+
 func topicDelete(ctx context.Context, cl *client.Client, a topicArgs, stdout io.Writer) error {
 	if err := cl.DeleteTopic(ctx, a.name); err != nil {
 		return err
@@ -272,9 +283,9 @@ func topicDescribe(ctx context.Context, cl *client.Client, a topicArgs, stdout i
 		return err
 	}
 	c := d.Config
-	fmt.Fprintf(stdout, "topic %s (id %s)\n  partitions %d, replication factor %d, min.insync.replicas %d\n  retention %s, retention bytes %s, max record %s\n\n",
+	fmt.Fprintf(stdout, "topic %s (id %s)\n  partitions %d, replication factor %d, min.insync.replicas %d\n  retention %s, retention bytes %s, max record %s%s\n\n",
 		d.Name, d.ID, c.Partitions, c.ReplicationFactor, c.MinInsyncReplicas, fmtRetention(c.RetentionMs),
-		fmtBytesLimit(c.RetentionBytes), fmtBytes(int64(c.MaxRecordBytes)))
+		fmtBytesLimit(c.RetentionBytes), fmtBytes(int64(c.MaxRecordBytes)), keyIndexWords(c.KeyIndex))
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tLEADER\tEPOCH\tREPLICAS\tISR\tLOG-START\tHIGH-WATERMARK\tLOG-END\tSIZE")
 	for _, p := range d.Status {

@@ -50,11 +50,17 @@ following the log until Ctrl-C (or -e / -c). -x and --x are the same flag.
       --rack RACK      with -G: this member's rack (env SKEIN_RACK): it is
                        given partitions led by brokers of that rack (the
                        brokers' --rack) where the balance allows
+      --key KEY        print the latest committed record of KEY (default format
+                       '%o %v\n') and exit, looked up in the key index of a topic
+                       created with --key-index (no scan); -p N names the
+                       partition (default: the key's, murmur2); exit status 3
+                       when the key has no record
       --stats json     print records, bytes, seconds, records/s, MB/s as JSON on
                        stdout at exit
   -v                   print that summary on stderr at exit
 
-Exit status: 0 at the end or on Ctrl-C, 1 on an error, 2 for bad usage.
+Exit status: 0 at the end or on Ctrl-C, 1 on an error, 2 for bad usage, 3 when
+--key has no record.
 `
 
 type config struct {
@@ -69,6 +75,7 @@ type config struct {
 	stats      string
 	verbose    bool
 	group      groupFlags
+	key        []byte // --key: look up the key's latest record
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -95,6 +102,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&cfg.json, "json", false, "JSON output")
 	fs.StringVar(&cfg.stats, "stats", "", "stats format")
 	fs.BoolVar(&cfg.verbose, "v", false, "summary on stderr")
+	var key string
+	fs.StringVar(&key, "key", "", "print the latest committed record of this key and exit")
 	cfg.group.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -128,6 +137,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if cfg.json && set["f"] {
 		return bad("-f and --json are exclusive")
+	}
+	if set["key"] {
+		if err := cfg.checkKey(key, set); err != nil {
+			return bad("%v", err)
+		}
+		if !set["f"] {
+			format = `%o %v\n`
+		}
 	}
 	if cfg.format, err = compileFormat(format); err != nil {
 		return bad("-f: %v", err)
@@ -175,6 +192,9 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	defer c.Close()
 	if cfg.group.name != "" {
 		return runGroup(ctx, c, cfg, stdout, stderr, logf)
+	}
+	if cfg.key != nil {
+		return lookupKey(ctx, c, cfg, stdout, logf)
 	}
 	k, code := startConsumer(ctx, c, cfg, logf)
 	if k == nil {

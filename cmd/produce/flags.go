@@ -23,28 +23,31 @@ const (
 )
 
 type config struct {
-	brokers        string
-	topic          string
-	delim          []byte
-	keySep         []byte
-	key            []byte
-	headers        []client.Header
-	partition      int // -1: partitioner
-	acks           client.Acks
-	json           bool
-	expectOffset   int64 // -1: unconditional
-	compression    client.Compression
-	linger         time.Duration
-	batchBytes     int
-	maxRecordBytes int
-	count          int64
-	size           int
-	rate           float64
-	payload        string
-	stats          string
-	report         bool
-	timeout        time.Duration
-	idempotent     bool
+	brokers      string
+	topic        string
+	delim        []byte
+	keySep       []byte
+	key          []byte
+	headers      []client.Header
+	partition    int // -1: partitioner
+	acks         client.Acks
+	json         bool
+	expectOffset int64 // -1: unconditional
+	// --expect-key-offset
+	expectKey       bool
+	expectKeyOffset int64
+	compression     client.Compression
+	linger          time.Duration
+	batchBytes      int
+	maxRecordBytes  int
+	count           int64
+	size            int
+	rate            float64
+	payload         string
+	stats           string
+	report          bool
+	timeout         time.Duration
+	idempotent      bool
 }
 
 type headerFlags struct{ hs *[]client.Header }
@@ -78,6 +81,11 @@ generated ones with --count. -x and --x are the same flag.
       --json              each line is a JSON record, as consume --json writes
       --expect-offset N   append all input as ONE batch to ONE partition, only if its
                           next offset is N (exit status 3 otherwise)
+      --expect-key-offset N  append all input (records of ONE key, from -K or -k) as
+                          ONE batch, only if the key's last record is at offset N
+                          (-1 or none: the key has no record); topics created with
+                          --key-index. Exit status 3 otherwise, printing the key's
+                          actual last offset
       --compression C     none, gzip, snappy, lz4, zstd (default none)
       --linger D          how long a batch waits for more records (default 5ms)
       --batch-bytes N     largest batch (default 1048576)
@@ -92,12 +100,12 @@ generated ones with --count. -x and --x are the same flag.
                           (input is "line N", or "record N" in bench mode)
 
 Escapes \n \t \r \0 \\ \xNN work in -D, -K and -k. Exit status: 0 all records
-acknowledged, 1 some failed or an error, 2 bad usage, 3 --expect-offset
-mismatch, 130 interrupted.
+acknowledged, 1 some failed or an error, 2 bad usage, 3 --expect-offset or
+--expect-key-offset mismatch, 130 interrupted.
 `
 
 // rawFlags are the flags parsed further after flag.Parse.
-type rawFlags struct{ delim, keySep, key, acks, compression, expect string }
+type rawFlags struct{ delim, keySep, key, acks, compression, expect, expectKey string }
 
 // parseFlags parses the command line; on error it has printed the reason
 // and the usage to stderr.
@@ -140,6 +148,7 @@ func registerFlags(fs *flag.FlagSet, cfg *config, raw *rawFlags) {
 	fs.BoolVar(&cfg.idempotent, "idempotent", true, "idempotent producer: retries never write a record twice (off with --acks none)")
 	fs.BoolVar(&cfg.json, "json", false, "each input line is a JSON record (as consume --json writes)")
 	fs.StringVar(&raw.expect, "expect-offset", "", "append all input as one batch only if the partition's next offset is N")
+	fs.StringVar(&raw.expectKey, "expect-key-offset", "", "append all input (one key) as one batch only if the key's last record is at offset N (-1: none)")
 	fs.StringVar(&raw.compression, "compression", "none", "batch codec: none, gzip, snappy, lz4, zstd")
 	fs.DurationVar(&cfg.linger, "linger", 5*time.Millisecond, "how long a batch waits for more records")
 	fs.IntVar(&cfg.batchBytes, "batch-bytes", 1<<20, "maximum batch size in bytes")
@@ -219,6 +228,18 @@ func (cfg *config) checkProducer(raw *rawFlags, set map[string]bool) error {
 	if raw.expect != "" {
 		if cfg.expectOffset, err = strconv.ParseInt(raw.expect, 10, 64); err != nil || cfg.expectOffset < 0 {
 			return fmt.Errorf("--expect-offset %q: want an offset, 0 or more", raw.expect)
+		}
+	}
+	if set["expect-key-offset"] {
+		if cfg.expectKeyOffset, err = parseKeyOffset(raw.expectKey); err != nil {
+			return err
+		}
+		cfg.expectKey = true
+		if raw.expect != "" || set["count"] {
+			return errors.New("--expect-key-offset appends standard input: drop --expect-offset and --count")
+		}
+		if !set["K"] && !set["k"] && !cfg.json {
+			return errors.New("--expect-key-offset needs keyed records: give -K SEP or -k KEY")
 		}
 	}
 	if cfg.linger < 0 || cfg.batchBytes <= 0 || cfg.maxRecordBytes < 0 || cfg.timeout <= 0 {

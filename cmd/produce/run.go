@@ -77,6 +77,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if cfg.expectOffset >= 0 {
 		return conditional(ctx, cfg, p, rd, nparts, stdin, out, stderr, st)
 	}
+	if cfg.expectKey {
+		return conditionalKey(ctx, cfg, p, rd, stdin, out, stderr, st)
+	}
 
 	return produceAll(ctx, cfg, p, rd, stdin, out, &outMu, stderr, st)
 }
@@ -214,33 +217,15 @@ func conditional(ctx context.Context, cfg *config, p *client.Producer, rd *reade
 		}
 		part = 0
 	}
-	// Read everything first: nothing is sent unless all of it is valid.
-	items := make(chan item, 256)
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go rd.read(rctx, stdin, items)
-	var recs []*client.Record
-	total := 0
-	for it := range items {
-		if it.err != nil {
-			logf("%v; nothing was sent", it.err)
-			return exitFailed
-		}
+	recs, code := readBatch(ctx, rd, stdin, logf, func(it item) error {
 		if it.rec.Partition >= 0 && int(it.rec.Partition) != part {
-			logf("line %d asks for partition %d, but --expect-offset appends to partition %d; nothing was sent", it.line, it.rec.Partition, part)
-			return exitFailed
+			return fmt.Errorf("line %d asks for partition %d, but --expect-offset appends to partition %d", it.line, it.rec.Partition, part)
 		}
 		it.rec.Partition = int32(part)
-		total += recordSize(it.rec)
-		recs = append(recs, it.rec)
-	}
-	if ctx.Err() != nil {
-		logf("interrupted; nothing was sent")
-		return exitInterrupted
-	}
-	if len(recs) == 0 {
-		logf("no input records; nothing was sent")
-		return exitFailed
+		return nil
+	})
+	if recs == nil {
+		return code
 	}
 	st.start = time.Now()
 	st.sent.Add(int64(len(recs)))

@@ -117,6 +117,9 @@ type summary struct {
 	// --expect-offset
 	ExpectedOffset *int64 `json:"expected_offset,omitempty"`
 	NextOffset     *int64 `json:"next_offset,omitempty"`
+	// --expect-key-offset: the key's last offset (after the append, or the
+	// actual one on a mismatch; -1: none)
+	KeyOffset *int64 `json:"key_offset,omitempty"`
 }
 
 type latency struct {
