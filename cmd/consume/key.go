@@ -55,4 +55,3 @@ func lookupKey(ctx context.Context, c *client.Client, cfg *config, stdout io.Wri
 	}
 	return exitOK
 }
-
