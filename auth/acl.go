@@ -56,6 +56,9 @@ func (r Resource) String() string {
 	if r.Type == Cluster {
 		return "cluster"
 	}
+	if r.Name == "*" {
+		return "any " + string(r.Type)
+	}
 	return fmt.Sprintf("%s %q", r.Type, r.Name)
 }
 

@@ -63,6 +63,21 @@ func (a *Authorizer) Decide(p Principal, op Operation, r Resource) Decision {
 	return Decide(a.cfg.ACLs(), a.cfg.SuperUsers, p, op, r)
 }
 
+// AuthorizeAny is Authorize for "op on some resource of type t" (see
+// DecideAny); a denial names r.
+func (a *Authorizer) AuthorizeAny(p Principal, op Operation, t ResourceType) error {
+	if !a.Enabled() {
+		return nil
+	}
+	d := DecideAny(a.cfg.ACLs(), a.cfg.SuperUsers, p, op, t)
+	if d.Allowed {
+		return nil
+	}
+	r := Resource{Type: t, Name: "*"}
+	a.audit(slog.LevelWarn, p, op, r, "denied", "reason", d.Reason)
+	return &DeniedError{Principal: p, Operation: op, Resource: r}
+}
+
 // Authorize returns nil if p may perform op on r, else a *DeniedError,
 // after writing the denial to the audit log.
 func (a *Authorizer) Authorize(p Principal, op Operation, r Resource) error {

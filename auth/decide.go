@@ -51,3 +51,20 @@ type DeniedError struct {
 func (e *DeniedError) Error() string {
 	return fmt.Sprintf("%s is not authorized to %s %s", e.Principal, e.Operation, e.Resource)
 }
+
+// DecideAny reports whether p may perform op on some resource of type t:
+// a super user, or one allow ACL of p (or User:*) for that type and
+// operation. It answers requests that name no resource but need one, such
+// as allocating an idempotent producer id (write on some topic, as in
+// Kafka). Deny ACLs are weighed when the resource is used.
+func DecideAny(acls []ACL, supers []Principal, p Principal, op Operation, t ResourceType) Decision {
+	if slices.Contains(supers, p) {
+		return Decision{Allowed: true, Reason: "super user"}
+	}
+	for _, a := range acls {
+		if !a.Deny && (a.Principal == p || a.Principal == "User:*") && a.Type == t && implies(a.Operation, op, false) {
+			return Decision{Allowed: true, Reason: "allowed by " + a.String()}
+		}
+	}
+	return Decision{Reason: "no acl allows it"}
+}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/skeinlog/skein/auth"
 	"github.com/skeinlog/skein/cluster"
 	"github.com/skeinlog/skein/kafka"
 	"github.com/skeinlog/skein/partition"
@@ -70,6 +71,9 @@ type Broker struct {
 	dyn      dynamicState  // run-time broker settings applied
 	progress progress      // reassignment copy rates, for status ETAs
 
+	authz   *auth.Authorizer // ACLs and the audit log (auth.go)
+	pwCache *auth.Cache      // recent password verifications
+
 	storageMu sync.Mutex // guards storageID
 	storageID string     // this data directory's storage identity (node.json)
 
@@ -91,6 +95,10 @@ type controller interface {
 	AlterPartition(ctx context.Context, req cluster.AlterRequest) (cluster.PartitionMeta, error)
 	ControlledShutdown(ctx context.Context, id int32) (int, error)
 	AllocateProducerIDs(ctx context.Context, n int64) (int64, error)
+	PutUser(ctx context.Context, name string, creds []auth.Credential) (bool, error)
+	DeleteUser(ctx context.Context, name string) error
+	AddACL(ctx context.Context, a auth.ACL) error
+	RemoveACL(ctx context.Context, a auth.ACL) error
 	Members() []cluster.Member
 	Voters() map[int32]bool
 	GossipAddr() string
@@ -144,7 +152,9 @@ func New(cfg Config) (*Broker, error) {
 		stopping: make(chan struct{}),
 		fatal:    make(chan error, 1),
 		quotas:   newQuotaManager(time.Now),
+		pwCache:  auth.NewCache(passwordVerifyTTL, 10000),
 	}
+	b.authz = b.newAuthorizer()
 	b.initDynamic()
 	ok := false
 	defer func() {

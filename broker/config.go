@@ -143,6 +143,8 @@ type Config struct {
 	ProducerExpiry time.Duration
 	// Groups configures consumer groups and the offsets topic.
 	Groups GroupsConfig
+	// Security configures authentication and ACLs (auth.go).
+	Security SecurityConfig
 
 	Logger *slog.Logger
 	// LogLevel, when set, is the level Logger's handler uses: the log.level
@@ -188,7 +190,7 @@ func (c *Config) validate() error {
 	if c.Addr == "" {
 		c.Addr = d.Addr
 	}
-	for _, check := range []func() error{c.validateAddrs, c.validateKafka, c.validateCluster} {
+	for _, check := range []func() error{c.validateAddrs, c.validateKafka, c.validateCluster, c.Security.validate} {
 		if err := check(); err != nil {
 			return err
 		}

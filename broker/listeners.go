@@ -42,9 +42,10 @@ func (b *Broker) serverOptions(client bool) []grpc.ServerOption {
 
 // newClientServer is the server of the client listeners.
 func (b *Broker) newClientServer() *grpc.Server {
-	s := grpc.NewServer(b.serverOptions(true)...)
+	s := grpc.NewServer(append(b.serverOptions(true), b.clientAuthOptions()...)...)
 	pb.RegisterSkeinServer(s, &server{b: b})
 	pb.RegisterGroupsServer(s, &groupsServer{b: b})
+	pb.RegisterSecurityServer(s, &securityServer{b: b})
 	healthpb.RegisterHealthServer(s, b.health)
 	reflection.Register(s)
 	return s
@@ -52,8 +53,14 @@ func (b *Broker) newClientServer() *grpc.Server {
 
 // newPeerServer is the server of the inter-broker listener.
 func (b *Broker) newPeerServer() *grpc.Server {
-	s := grpc.NewServer(b.serverOptions(false)...)
+	s := grpc.NewServer(append(b.serverOptions(false), b.peerAuthOptions()...)...)
 	pb.RegisterInternalServer(s, &internalServer{b: b})
+	// The public services too, for the requests a broker forwards to the
+	// controller and its metadata probes: they travel among brokers, as
+	// brokers, never through a client port.
+	pb.RegisterSkeinServer(s, &server{b: b})
+	pb.RegisterGroupsServer(s, &groupsServer{b: b})
+	pb.RegisterSecurityServer(s, &securityServer{b: b})
 	healthpb.RegisterHealthServer(s, b.health)
 	return s
 }

@@ -81,17 +81,18 @@ func (p *peers) internal(id int32) (pb.InternalClient, error) {
 	return pb.NewInternalClient(c), nil
 }
 
-// connTo is the connection to broker id's client listener (the public
-// services).
+// connTo is the connection to broker id's inter-broker listener, for the
+// public services a broker calls as a broker (forwarding to the controller,
+// metadata probes).
 func (p *peers) connTo(id int32) (*grpc.ClientConn, error) {
-	addr, err := p.brokerAddr(id, false)
+	addr, err := p.brokerAddr(id, true)
 	if err != nil {
 		return nil, err
 	}
 	return p.conn(addr)
 }
 
-// public is the Skein service of broker id, on its client listener.
+// public is the Skein service of broker id, on its inter-broker listener.
 func (p *peers) public(id int32) (pb.SkeinClient, error) {
 	c, err := p.connTo(id)
 	if err != nil {
@@ -241,12 +242,18 @@ func identify(ctx context.Context, addr string) (cluster.Identity, error) {
 // forward sends a public request to the controller broker, retrying while
 // an election is under way.
 func (b *Broker) forward(ctx context.Context, fn func(ctx context.Context, c pb.SkeinClient) error) error {
+	return b.forwardConn(ctx, func(ctx context.Context, c *grpc.ClientConn) error { return fn(ctx, pb.NewSkeinClient(c)) })
+}
+
+// forwardConn is forward with the connection to the controller's
+// inter-broker listener, for any of its public services.
+func (b *Broker) forwardConn(ctx context.Context, fn func(ctx context.Context, c *grpc.ClientConn) error) error {
 	return b.peers.toController(ctx, func(ctx context.Context, local bool, _ pb.InternalClient) error {
 		id := b.ctrl.ControllerID()
 		if local || id == b.self.ID {
 			return &cluster.NotControllerError{LeaderID: id} // became controller meanwhile: the caller's path handles it next time
 		}
-		c, err := b.peers.public(id)
+		c, err := b.peers.connTo(id)
 		if err != nil {
 			return err
 		}

@@ -120,13 +120,23 @@ const maxRecvMsg = batch.MaxBatchBytes + 1<<20
 
 // conn returns the API stub for a broker address, dialling it on first use.
 func (c *Client) conn(addr string) (skeinv1.SkeinClient, error) {
+	cc, err := c.rawConn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return skeinv1.NewSkeinClient(cc), nil
+}
+
+// rawConn returns the connection to a broker address, dialling it on first
+// use.
+func (c *Client) rawConn(addr string) (*grpc.ClientConn, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopping {
 		return nil, ErrClosed
 	}
 	if cc, ok := c.conns[addr]; ok {
-		return skeinv1.NewSkeinClient(cc), nil
+		return cc, nil
 	}
 	target := addr
 	if !strings.Contains(addr, "://") {
@@ -134,12 +144,16 @@ func (c *Client) conn(addr string) (skeinv1.SkeinClient, error) {
 		// so custom dialers (tests, proxies) see the address itself.
 		target = "passthrough:///" + addr
 	}
-	cc, err := grpc.NewClient(target, c.cfg.dialOptions()...)
+	creds, err := c.cfg.credsFor(addr)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := grpc.NewClient(target, append(c.cfg.dialOptions(), creds...)...)
 	if err != nil {
 		return nil, fmt.Errorf("skein client: dial %s: %w", addr, err)
 	}
 	c.conns[addr] = cc
-	return skeinv1.NewSkeinClient(cc), nil
+	return cc, nil
 }
 
 // goFunc runs f as a goroutine owned by the client (Close waits for it). It
@@ -184,9 +198,16 @@ func (c *Client) callAny(ctx context.Context, what string, fn func(context.Conte
 
 // callAnyOf is callAny over the given brokers, in order.
 func (c *Client) callAnyOf(ctx context.Context, addrs []string, what string, fn func(context.Context, skeinv1.SkeinClient) error) error {
+	return c.callAnyConn(ctx, addrs, what, func(ctx context.Context, cc grpc.ClientConnInterface) error {
+		return fn(ctx, skeinv1.NewSkeinClient(cc))
+	})
+}
+
+// callAnyConn is callAnyOf with the connection, for any service.
+func (c *Client) callAnyConn(ctx context.Context, addrs []string, what string, fn func(context.Context, grpc.ClientConnInterface) error) error {
 	var last error
 	for _, addr := range addrs {
-		cl, err := c.conn(addr)
+		cl, err := c.rawConn(addr)
 		if err != nil {
 			return err
 		}

@@ -43,6 +43,7 @@ type clientConfig struct {
 	metadataMaxAge time.Duration
 	retryBackoff   time.Duration
 	clientID       string
+	user, password string // UserPassword
 }
 
 func defaultClientConfig() clientConfig {

@@ -111,6 +111,13 @@ var (
 	// delivery timeout. The error also wraps the last error seen for the
 	// record, if any.
 	ErrDeliveryTimeout = errors.New("delivery timeout")
+	// ErrNotAuthorized: the broker's ACLs do not allow the principal the
+	// request's operation on its topic, group or the cluster (the message
+	// names all three); nothing was changed. Not retriable.
+	ErrNotAuthorized = errors.New("not authorized")
+	// ErrAuthentication: the user name or password was refused, or a
+	// password was sent without TLS to a broker that is not on this host.
+	ErrAuthentication = errors.New("authentication failed")
 )
 
 // reasonSentinels maps each reason to the sentinel it matches.
@@ -221,6 +228,10 @@ func (e *Error) Is(target error) bool {
 		return target == context.Canceled
 	case codes.AlreadyExists:
 		return target == ErrTopicExists
+	case codes.PermissionDenied:
+		return target == ErrNotAuthorized
+	case codes.Unauthenticated:
+		return target == ErrAuthentication
 	}
 	return false
 }

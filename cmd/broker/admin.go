@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skeinlog/skein/client"
+	"github.com/skeinlog/skein/internal/cli"
 )
 
 const defaultBrokers = "127.0.0.1:9420"
@@ -18,6 +19,7 @@ const defaultBrokers = "127.0.0.1:9420"
 type adminFlags struct {
 	brokers string
 	timeout time.Duration
+	user    cli.UserFlags
 }
 
 func (a *adminFlags) register(fs *flag.FlagSet) {
@@ -27,6 +29,7 @@ func (a *adminFlags) register(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&a.brokers, "brokers", def, "comma-separated broker addresses (env SKEIN_BROKERS)")
 	fs.StringVar(&a.brokers, "b", def, "shorthand for --brokers")
+	a.user.Register(fs)
 	fs.DurationVar(&a.timeout, "timeout", 30*time.Second,
 		"keep retrying while the cluster is starting, has no controller or is unavailable, for up to this long")
 }
@@ -89,7 +92,12 @@ func adminCall(ctx context.Context, stderr io.Writer, what string, timeout time.
 
 // withClient connects to the brokers of a and runs fn with adminCall.
 func withClient(ctx context.Context, stderr io.Writer, what string, a adminFlags, fn func(context.Context, *client.Client) error) int {
-	cl, err := client.New(client.Brokers(a.brokers))
+	userOpts, err := a.user.ClientOpts()
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", what, err)
+		return 2
+	}
+	cl, err := client.New(append(userOpts, client.Brokers(a.brokers))...)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", what, err)
 		return 2

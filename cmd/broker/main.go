@@ -12,6 +12,8 @@
 //	broker reassign plan|execute|status|cancel   move replicas between brokers
 //	broker rebalance [--yes]             spread replicas and leaders over every broker
 //	broker decommission ID               move every replica off a broker, then remove it
+//	broker user create|delete|list       SCRAM users
+//	broker acl add|remove|list           access rules (--authorizer acl)
 //	broker healthcheck                   exit 0 if the broker at --addr serves
 //	broker certs create                  a CA, broker and client certificates
 //
@@ -48,6 +50,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runConfig(ctx, args[1:], stdout, stderr)
 		case "quota", "quotas":
 			return runQuota(ctx, args[1:], stdout, stderr)
+		case "user", "users":
+			return runUser(ctx, args[1:], stdout, stderr)
+		case "acl", "acls":
+			return runACL(ctx, args[1:], stdout, stderr)
 		case "certs":
 			return runCerts(args[1:], stdout, stderr)
 		case "reassign":
@@ -87,6 +93,8 @@ const usage = `Usage:
   broker rebalance [--yes]            spread replicas and leaders evenly over every live broker
   broker decommission ID              move every replica off broker ID, then remove it from the cluster
   broker quota set|remove|list        client quotas: produce/fetch bytes and requests per second (broker quota -h)
+  broker user create|delete|list      SCRAM users (broker user -h)
+  broker acl add|remove|list          access rules for --authorizer acl (broker acl -h)
   broker healthcheck [--addr A]       exit 0 if the broker at A is serving
   broker certs create --dir D --hosts H1,H2 [--clients alice,bob]   a CA, broker and client certificates for TLS
 

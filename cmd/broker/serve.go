@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skeinlog/skein/auth"
 	"github.com/skeinlog/skein/broker"
 )
 
@@ -75,6 +76,7 @@ type serveFlags struct {
 	join, logLevel, logFormat, gossipKey, lagTime        string
 	producerExpiry, gossipKeyFile, journalCheckpoint     string
 	unsafeNoFsync                                        bool
+	superUsers                                           string
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -166,6 +168,8 @@ func registerServeFlags(ef *envFlags, cfg *broker.Config, sf *serveFlags) {
 	ef.bool(&sf.unsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they reach the disk: a machine crash LOSES acknowledged records; benchmarks only")
 	ef.str(&sf.logLevel, "log-level", "info", "debug, info, warn or error")
 	ef.str(&sf.logFormat, "log-format", "text", "text or json")
+	ef.str(&cfg.Security.Authorizer, "authorizer", "", "acl: check every request against the ACLs (broker acl), deny by default; unset: no ACLs")
+	ef.str(&sf.superUsers, "super-users", "", "comma-separated principals allowed everything, e.g. User:admin (User:broker, the brokers, always is)")
 }
 
 // applyServeFlags converts and checks the flags that need it into cfg.
@@ -194,6 +198,9 @@ func applyServeFlags(ef *envFlags, cfg *broker.Config, sf serveFlags) error {
 	cfg.Groups.OffsetsPartitions = int32(sf.offsetsParts)
 	if cfg.ProducerExpiry, err = time.ParseDuration(sf.producerExpiry); err != nil || cfg.ProducerExpiry == 0 {
 		return fmt.Errorf("--producer-id-expiry %q: want a duration such as 168h (negative: never)", sf.producerExpiry)
+	}
+	if cfg.Security.SuperUsers, err = auth.ParsePrincipals(sf.superUsers); err != nil {
+		return fmt.Errorf("--super-users: %v", err)
 	}
 	cfg.Join = append(cfg.Join, splitList(sf.join)...)
 	if len(cfg.Join) > 0 || cfg.BootstrapExpect > 0 {

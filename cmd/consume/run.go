@@ -27,7 +27,7 @@ Reads records from a Skein topic and writes them to standard output,
 following the log until Ctrl-C (or -e / -c). -x and --x are the same flag.
 
   -b, --brokers LIST   brokers, comma-separated (env SKEIN_BROKERS, default 127.0.0.1:9420)
-  -t, --topic TOPIC    topic to read (required)
+` + cli.UserUsage + `  -t, --topic TOPIC    topic to read (required)
   -p LIST              partitions, e.g. 0,2 or 0-3 (default all)
   -o OFFSET            beginning, end, N, -N (N before the end), @TIME (RFC 3339
                        or unix ms) (default end)
@@ -76,6 +76,7 @@ type config struct {
 	verbose    bool
 	group      groupFlags
 	key        []byte // --key: look up the key's latest record
+	user       cli.UserFlags
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -91,6 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	for _, n := range []string{"b", "brokers"} {
 		fs.StringVar(&cfg.brokers, n, defBrokers, "brokers")
 	}
+	cfg.user.Register(fs)
 	for _, n := range []string{"t", "topic"} {
 		fs.StringVar(&cfg.topic, n, "", "topic")
 	}
@@ -184,7 +186,12 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "consume: "+format+"\n", a...) }
 
-	c, err := client.New(client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))
+	userOpts, err := cfg.user.ClientOpts()
+	if err != nil {
+		fmt.Fprintf(stderr, "consume: %v\n", err)
+		return exitUsage
+	}
+	c, err := client.New(append(userOpts, client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))...)
 	if err != nil {
 		logf("%v", err)
 		return exitUsage

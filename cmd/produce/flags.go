@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/skeinlog/skein/client"
+	"github.com/skeinlog/skein/internal/cli"
 )
 
 // Exit codes.
@@ -23,6 +24,7 @@ const (
 )
 
 type config struct {
+	user         cli.UserFlags
 	brokers      string
 	topic        string
 	delim        []byte
@@ -69,7 +71,7 @@ Writes records to a Skein topic: one per line of standard input, or
 generated ones with --count. -x and --x are the same flag.
 
   -b, --brokers LIST      brokers, comma-separated (env SKEIN_BROKERS, default 127.0.0.1:9420)
-  -t, --topic TOPIC       topic to produce to (required)
+` + cli.UserUsage + `  -t, --topic TOPIC       topic to produce to (required)
   -D DELIM                record delimiter of the input (default \n)
   -K SEP                  key separator: the text before the first SEP of a line is the key
   -k KEY                  fixed key for every record
@@ -136,6 +138,7 @@ func registerFlags(fs *flag.FlagSet, cfg *config, raw *rawFlags) {
 	for _, n := range []string{"b", "brokers"} {
 		fs.StringVar(&cfg.brokers, n, defBrokers, "brokers, a comma-separated list (env SKEIN_BROKERS)")
 	}
+	cfg.user.Register(fs)
 	for _, n := range []string{"t", "topic"} {
 		fs.StringVar(&cfg.topic, n, "", "topic to produce to (required)")
 	}

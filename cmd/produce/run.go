@@ -29,7 +29,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "produce: "+format+"\n", a...) }
 
-	c, err := client.New(client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))
+	userOpts, err := cfg.user.ClientOpts()
+	if err != nil {
+		logf("%v", err)
+		return exitUsage
+	}
+	c, err := client.New(append(userOpts, client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))...)
 	if err != nil {
 		logf("%v", err)
 		return exitUsage
