@@ -1,14 +1,15 @@
 package auth
 
 import (
+	"crypto/hmac"
+	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
 	"fmt"
+	"hash"
 	"strings"
-
-	"github.com/xdg-go/scram"
 )
 
 // Mechanism is a SASL SCRAM mechanism.
@@ -43,11 +44,11 @@ func ParseMechanism(s string) (Mechanism, error) {
 	return "", fmt.Errorf("mechanism %q: want SCRAM-SHA-256 or SCRAM-SHA-512", s)
 }
 
-func (m Mechanism) hash() scram.HashGeneratorFcn {
+func (m Mechanism) hash() func() hash.Hash {
 	if m == SCRAMSHA512 {
-		return scram.HashGeneratorFcn(sha512.New)
+		return sha512.New
 	}
-	return scram.HashGeneratorFcn(sha256.New)
+	return sha256.New
 }
 
 func (m Mechanism) size() int {
@@ -59,8 +60,10 @@ func (m Mechanism) size() int {
 
 // Credential is a user's SCRAM secret as the broker stores it (RFC 5802):
 // the salt, the iteration count, StoredKey = H(HMAC(SaltedPassword,
-// "Client Key")) and ServerKey = HMAC(SaltedPassword, "Server Key"). The
-// password cannot be recovered from it.
+// "Client Key")) and ServerKey = HMAC(SaltedPassword, "Server Key"), with
+// SaltedPassword = PBKDF2(password, salt, iterations). The password cannot
+// be recovered from it. The password is used as its UTF-8 bytes, without
+// SASLprep, as Kafka does.
 type Credential struct {
 	Mechanism  Mechanism `json:"mechanism"`
 	Salt       []byte    `json:"salt"`
@@ -75,29 +78,42 @@ func NewCredential(m Mechanism, password string, iterations int) (Credential, er
 	if iterations == 0 {
 		iterations = DefaultIterations
 	}
-	salt := make([]byte, saltBytes)
-	rand.Read(salt)
-	c := Credential{Mechanism: m, Salt: salt, Iterations: iterations}
 	if _, err := ParseMechanism(string(m)); err != nil {
 		return Credential{}, err
 	}
 	if password == "" {
 		return Credential{}, fmt.Errorf("empty password")
 	}
-	sc, err := c.derive(password)
-	if err != nil {
+	c := Credential{Mechanism: m, Salt: make([]byte, saltBytes), Iterations: iterations}
+	rand.Read(c.Salt)
+	if iterations < MinIterations {
+		return Credential{}, fmt.Errorf("%d iterations: at least %d", iterations, MinIterations)
+	}
+	var err error
+	if c.StoredKey, c.ServerKey, err = c.derive(password); err != nil {
 		return Credential{}, err
 	}
-	c.StoredKey, c.ServerKey = sc.StoredKey, sc.ServerKey
 	return c, c.Validate()
 }
 
-func (c Credential) derive(password string) (scram.StoredCredentials, error) {
-	cl, err := c.Mechanism.hash().NewClient("", password, "")
+// derive computes StoredKey and ServerKey for password with c's salt and
+// iterations.
+func (c Credential) derive(password string) (storedKey, serverKey []byte, err error) {
+	h := c.Mechanism.hash()
+	salted, err := pbkdf2.Key(h, password, c.Salt, c.Iterations, c.Mechanism.size())
 	if err != nil {
-		return scram.StoredCredentials{}, fmt.Errorf("password: %w", err)
+		return nil, nil, err
 	}
-	return cl.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(c.Salt), Iters: c.Iterations})
+	clientKey := hmacOf(h, salted, "Client Key")
+	sum := h()
+	sum.Write(clientKey)
+	return sum.Sum(nil), hmacOf(h, salted, "Server Key"), nil
+}
+
+func hmacOf(h func() hash.Hash, key []byte, msg string) []byte {
+	m := hmac.New(h, key)
+	m.Write([]byte(msg))
+	return m.Sum(nil)
 }
 
 // Validate checks a credential is complete and strong enough.
@@ -120,59 +136,9 @@ func (c Credential) Validate() error {
 // Verify reports whether password is the one c was derived from. It pays
 // the full key derivation: see Cache.
 func (c Credential) Verify(password string) bool {
-	sc, err := c.derive(password)
+	stored, _, err := c.derive(password)
 	if err != nil {
 		return false
 	}
-	return subtle.ConstantTimeCompare(sc.StoredKey, c.StoredKey) == 1
-}
-
-func (c Credential) stored() scram.StoredCredentials {
-	return scram.StoredCredentials{
-		KeyFactors: scram.KeyFactors{Salt: string(c.Salt), Iters: c.Iterations},
-		StoredKey:  c.StoredKey,
-		ServerKey:  c.ServerKey,
-	}
-}
-
-// Lookup finds a user's credential for a mechanism.
-type Lookup func(user string, m Mechanism) (Credential, bool)
-
-// SCRAMServer is the server side of one SCRAM exchange (Kafka's
-// SaslAuthenticate rounds).
-type SCRAMServer struct {
-	conv *scram.ServerConversation
-}
-
-// NewSCRAMServer starts a server conversation for mechanism m.
-func NewSCRAMServer(m Mechanism, lookup Lookup) (*SCRAMServer, error) {
-	if _, err := ParseMechanism(string(m)); err != nil {
-		return nil, err
-	}
-	srv, err := m.hash().NewServer(func(user string) (scram.StoredCredentials, error) {
-		c, ok := lookup(user, m)
-		if !ok {
-			return scram.StoredCredentials{}, fmt.Errorf("unknown user or no %s credential", m)
-		}
-		return c.stored(), nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &SCRAMServer{conv: srv.NewConversation()}, nil
-}
-
-// Step answers one client message. Done is true after the last one;
-// an error means authentication failed.
-func (s *SCRAMServer) Step(msg []byte) (resp []byte, done bool, err error) {
-	out, err := s.conv.Step(string(msg))
-	return []byte(out), s.conv.Done(), err
-}
-
-// Principal is the authenticated user, once Done without error.
-func (s *SCRAMServer) Principal() (Principal, bool) {
-	if !s.conv.Done() || !s.conv.Valid() {
-		return "", false
-	}
-	return User(s.conv.Username()), true
+	return subtle.ConstantTimeCompare(stored, c.StoredKey) == 1
 }

@@ -45,6 +45,8 @@ func (b *Broker) listenKafka(clientAdv string) error {
 		Addr:          b.cfg.KafkaAddr,
 		MaxFrameBytes: b.cfg.MaxRequestBytes,
 		Throttler:     b.quotas,
+		Authorizer:    b.authz,
+		Credentials:   b.lookupCredential,
 		Logger:        b.log,
 	}, &kafkaBackend{s: &server{b: b}, g: &groupsServer{b: b}})
 	if err != nil {

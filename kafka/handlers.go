@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/skeinlog/skein/auth"
 	"github.com/skeinlog/skein/internal/topicname"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 )
@@ -28,6 +29,11 @@ type conn struct {
 	// mutedUntil (Unix ns): over a quota, the connection is not read
 	// before then.
 	mutedUntil atomic.Int64
+	// principal is who the client authenticated as (ANONYMOUS until it
+	// does). Written by the reading goroutine only, before it starts the
+	// handlers that read it.
+	principal auth.Principal
+	saslState *saslState // used by the reading goroutine only
 }
 
 // dispatch starts work on one decoded request. Produce is started here, on
@@ -35,13 +41,19 @@ type conn struct {
 // requests (an idempotent producer relies on it); its answer comes from the
 // partition. Everything else runs on its own goroutine, bounded by the
 // connection's in-flight limit.
-func (c *conn) dispatch(p *pending, req kmsg.Request) {
+// dispatch returns false when the connection must close after this
+// request's answer: a failed authentication, or a request the listener may
+// not serve.
+func (c *conn) dispatch(p *pending, req kmsg.Request) bool {
 	if req == nil {
-		return // answered while decoding
+		return true // answered while decoding
+	}
+	if ok := c.gate(p, req); !ok || p.resp != nil {
+		return ok
 	}
 	if r, ok := req.(*kmsg.ProduceRequest); ok {
 		c.produce(p, r)
-		return
+		return true
 	}
 	c.handlers.Add(1)
 	go func() {
@@ -52,6 +64,39 @@ func (c *conn) dispatch(p *pending, req kmsg.Request) {
 		}
 		p.answer(resp)
 	}()
+	return true
+}
+
+// gate runs the SASL exchange and the authorization hook on the reading
+// goroutine, before a request is worked on. It answers p itself when the
+// request is refused or is part of SASL; false means close the connection
+// after that answer.
+func (c *conn) gate(p *pending, req kmsg.Request) bool {
+	if isSASL(req) {
+		resp, closeConn := c.sasl(req)
+		p.last = closeConn
+		p.answer(resp)
+		return !closeConn
+	}
+	if _, versions := req.(*kmsg.ApiVersionsRequest); c.saslPending() && !versions {
+		c.s.log.Warn("kafka: closing connection: a request before SASL authentication finished", "remote", c.remote, "api", kmsg.NameForKey(req.Key()))
+		p.last = true
+		p.answer(nil)
+		return false
+	}
+	deny, post, ok := c.authorize(req)
+	if !ok {
+		c.s.log.Warn("kafka: closing connection: no authorization hook for this API", "remote", c.remote, "api", kmsg.NameForKey(req.Key()))
+		p.last = true
+		p.answer(nil)
+		return false
+	}
+	if deny != nil {
+		p.answer(deny)
+		return true
+	}
+	p.post = post
+	return true
 }
 
 func (c *conn) handle(clientID string, req kmsg.Request) kmsg.Response {

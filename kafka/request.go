@@ -42,6 +42,8 @@ var supported = map[int16]versionRange{
 	37: {0, 3},  // CreatePartitions
 	33: {0, 2},  // AlterConfigs
 	44: {0, 1},  // IncrementalAlterConfigs
+	17: {0, 1},  // SaslHandshake: v0 only advertised (librdkafka needs it) and refused; v1 with SaslAuthenticate
+	36: {0, 2},  // SaslAuthenticate
 }
 
 // Request decoding errors: each closes the connection, as Kafka does.

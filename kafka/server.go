@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/skeinlog/skein/auth"
 )
 
 // Config configures a Server.
@@ -41,6 +43,11 @@ type Config struct {
 	// id); nil: none.
 	Throttler Throttler
 	Logger    *slog.Logger
+	// Authorizer checks every request (nil: everything is allowed).
+	Authorizer *auth.Authorizer
+	// Credentials finds a user's SCRAM credential for SaslAuthenticate
+	// (nil: SASL is refused).
+	Credentials auth.Lookup
 }
 
 func (c *Config) fill() {
@@ -185,9 +192,17 @@ type pending struct {
 	done     chan struct{} // closed when resp is set (or there is none)
 	resp     kmsg.Response // nil: send nothing (produce with acks 0)
 	throttle time.Duration // over a quota: the answer carries it
+	// post, when set, amends the answer before it is sent (the
+	// authorization hook adds the topics it refused).
+	post func(kmsg.Response)
+	// last: close the connection once this answer is written.
+	last bool
 }
 
 func (p *pending) answer(r kmsg.Response) {
+	if r != nil && p.post != nil {
+		p.post(r)
+	}
 	p.resp = r
 	close(p.done)
 }
@@ -226,6 +241,9 @@ func (s *Server) serveConn(nc net.Conn) {
 			s.log.Warn("kafka: closing connection after a bad request", "remote", c.remote, "err", err)
 			break
 		}
+		if c.principal == "" {
+			c.principal = tlsPrincipal(nc)
+		}
 		select {
 		case queue <- p:
 		case <-ctx.Done():
@@ -234,7 +252,10 @@ func (s *Server) serveConn(nc net.Conn) {
 			break
 		}
 		c.throttleRequest(p, req)
-		c.dispatch(p, req)
+		if !c.dispatch(p, req) {
+			<-writerDone // the last answer is written, then the connection closed
+			break
+		}
 	}
 	cancel()
 	close(queue)
@@ -254,12 +275,19 @@ func (s *Server) writeLoop(ctx context.Context, nc net.Conn, queue <-chan *pendi
 			return
 		}
 		if p.resp == nil {
+			if p.last {
+				return
+			}
 			continue
 		}
 		setThrottle(p)
 		buf = encodeResponse(buf[:0], p)
 		nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
 		if _, err := bw.Write(buf); err != nil {
+			return
+		}
+		if p.last {
+			bw.Flush()
 			return
 		}
 		// Flush when nothing else is queued, so pipelined answers share a
