@@ -45,6 +45,7 @@ var rpcRules = map[string]rpcRule{
 	"/skein.v1.Skein/Produce":         {checks: topicCheck(auth.Write, func(r any) string { return r.(*pb.ProduceRequest).Topic })},
 	"/skein.v1.Skein/ProduceStream":   {checks: topicCheck(auth.Write, func(r any) string { return r.(*pb.ProduceRequest).Topic })},
 	"/skein.v1.Skein/Fetch":           {checks: topicCheck(auth.Read, func(r any) string { return r.(*pb.FetchRequest).Topic })},
+	"/skein.v1.Skein/GetKey":          {checks: topicCheck(auth.Read, func(r any) string { return r.(*pb.GetKeyRequest).Topic })},
 	"/skein.v1.Skein/ListOffsets":     {checks: topicCheck(auth.Describe, func(r any) string { return r.(*pb.ListOffsetsRequest).Topic })},
 	"/skein.v1.Skein/DescribeCluster": {checks: clusterCheck(auth.Describe)},
 
