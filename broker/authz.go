@@ -42,12 +42,17 @@ var rpcRules = map[string]rpcRule{
 	"/skein.v1.Skein/InitProducer": {checks: func(any) []check {
 		return []check{{op: auth.Write, anyTopic: true}}
 	}},
-	"/skein.v1.Skein/Produce":         {checks: topicCheck(auth.Write, func(r any) string { return r.(*pb.ProduceRequest).Topic })},
-	"/skein.v1.Skein/ProduceStream":   {checks: topicCheck(auth.Write, func(r any) string { return r.(*pb.ProduceRequest).Topic })},
-	"/skein.v1.Skein/Fetch":           {checks: topicCheck(auth.Read, func(r any) string { return r.(*pb.FetchRequest).Topic })},
-	"/skein.v1.Skein/GetKey":          {checks: topicCheck(auth.Read, func(r any) string { return r.(*pb.GetKeyRequest).Topic })},
-	"/skein.v1.Skein/ListOffsets":     {checks: topicCheck(auth.Describe, func(r any) string { return r.(*pb.ListOffsetsRequest).Topic })},
-	"/skein.v1.Skein/DescribeCluster": {checks: clusterCheck(auth.Describe)},
+	"/skein.v1.Skein/Produce":             {checks: topicCheck(auth.Write, func(r any) string { return r.(*pb.ProduceRequest).Topic })},
+	"/skein.v1.Skein/ProduceStream":       {checks: topicCheck(auth.Write, func(r any) string { return r.(*pb.ProduceRequest).Topic })},
+	"/skein.v1.Skein/Fetch":               {checks: topicCheck(auth.Read, func(r any) string { return r.(*pb.FetchRequest).Topic })},
+	"/skein.v1.Skein/GetKey":              {checks: topicCheck(auth.Read, func(r any) string { return r.(*pb.GetKeyRequest).Topic })},
+	"/skein.v1.Skein/ListOffsets":         {checks: topicCheck(auth.Describe, func(r any) string { return r.(*pb.ListOffsetsRequest).Topic })},
+	"/skein.v1.Skein/DescribeCluster":     {checks: clusterCheck(auth.Describe)},
+	"/skein.v1.Skein/PlanReassignment":    {checks: clusterCheck(auth.Describe)},
+	"/skein.v1.Skein/ReassignmentStatus":  {checks: clusterCheck(auth.Describe)},
+	"/skein.v1.Skein/ExecuteReassignment": {checks: clusterCheck(auth.Alter), audit: always},
+	"/skein.v1.Skein/CancelReassignment":  {checks: clusterCheck(auth.Alter), audit: always},
+	"/skein.v1.Skein/Decommission":        {checks: clusterCheck(auth.Alter), audit: always},
 
 	"/skein.v1.Groups/FindCoordinator": {checks: groupCheck(auth.Describe, func(r any) string { return r.(*pb.FindCoordinatorRequest).Group })},
 	"/skein.v1.Groups/Heartbeat":       {checks: heartbeatChecks},

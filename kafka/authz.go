@@ -36,6 +36,9 @@ var authzHooks = map[int16]authzHook{
 	20: deleteTopicsAuthz,
 	22: initProducerIDAuthz,
 	32: describeConfigsAuthz,
+	33: alterConfigsAuthz,
+	37: createPartitionsAuthz,
+	44: alterConfigsAuthz,
 	36: noAuthz, // SaslAuthenticate
 	42: deleteGroupsAuthz,
 	68: consumerGroupHeartbeatAuthz,

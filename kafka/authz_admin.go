@@ -9,7 +9,7 @@ import (
 
 // auditedAPIs change the cluster: their hooks run even with ACLs off, to
 // write the audit log.
-var auditedAPIs = map[int16]bool{8: true, 19: true, 20: true, 42: true}
+var auditedAPIs = map[int16]bool{8: true, 19: true, 20: true, 33: true, 37: true, 42: true, 44: true}
 
 // kerrOf is a Kafka error code as an error (nil for 0).
 func kerrOf(code int16) error { return kerr.ErrorForCode(code) }
@@ -115,4 +115,87 @@ func describeConfigsAuthz(c *conn, _ kmsg.Request) (kmsg.Response, func(kmsg.Res
 			}
 		}
 	}
+}
+
+// createPartitionsAuthz: alter on each topic; audited.
+func createPartitionsAuthz(c *conn, r kmsg.Request) (kmsg.Response, func(kmsg.Response)) {
+	req := r.(*kmsg.CreatePartitionsRequest)
+	denied := splitTopics(c, &req.Topics, func(t *kmsg.CreatePartitionsRequestTopic) string { return t.Topic }, auth.Alter)
+	return nil, func(r kmsg.Response) {
+		resp := r.(*kmsg.CreatePartitionsResponse)
+		for _, t := range resp.Topics {
+			c.s.cfg.Authorizer.Audit(c.principal, auth.Alter, auth.TopicResource(t.Topic), kerrOf(t.ErrorCode))
+		}
+		for _, t := range denied {
+			rt := kmsg.NewCreatePartitionsResponseTopic()
+			rt.Topic, rt.ErrorCode = t.Topic, topicDenied
+			resp.Topics = append(resp.Topics, rt)
+		}
+	}
+}
+
+// configTarget is the permission to alter one config resource: a topic's
+// alter, or the cluster's for a broker's.
+func configTarget(typ kmsg.ConfigResourceType, name string) (auth.Resource, int16) {
+	if typ == kmsg.ConfigResourceTypeTopic {
+		return auth.TopicResource(name), topicDenied
+	}
+	return auth.ClusterResource(), clusterDenied
+}
+
+// alterConfigsAuthz serves AlterConfigs and IncrementalAlterConfigs:
+// alter on each resource; audited. Refused resources get the error in the
+// answer and are not changed.
+func alterConfigsAuthz(c *conn, r kmsg.Request) (kmsg.Response, func(kmsg.Response)) {
+	type refused struct {
+		typ  kmsg.ConfigResourceType
+		name string
+		code int16
+	}
+	var denied []refused
+	keep := func(typ kmsg.ConfigResourceType, name string) bool {
+		res, code := configTarget(typ, name)
+		ok := c.may(auth.Alter, res)
+		if !ok {
+			denied = append(denied, refused{typ, name, code})
+		}
+		return ok
+	}
+	switch req := r.(type) {
+	case *kmsg.AlterConfigsRequest:
+		req.Resources = slicesFilter(req.Resources, func(x *kmsg.AlterConfigsRequestResource) bool { return keep(x.ResourceType, x.ResourceName) })
+	case *kmsg.IncrementalAlterConfigsRequest:
+		req.Resources = slicesFilter(req.Resources, func(x *kmsg.IncrementalAlterConfigsRequestResource) bool { return keep(x.ResourceType, x.ResourceName) })
+	}
+	return nil, func(r kmsg.Response) {
+		switch resp := r.(type) {
+		case *kmsg.AlterConfigsResponse:
+			for _, x := range resp.Resources {
+				res, _ := configTarget(x.ResourceType, x.ResourceName)
+				c.s.cfg.Authorizer.Audit(c.principal, auth.Alter, res, kerrOf(x.ErrorCode))
+			}
+			for _, d := range denied {
+				resp.Resources = append(resp.Resources, kmsg.AlterConfigsResponseResource{ErrorCode: d.code, ResourceType: d.typ, ResourceName: d.name})
+			}
+		case *kmsg.IncrementalAlterConfigsResponse:
+			for _, x := range resp.Resources {
+				res, _ := configTarget(x.ResourceType, x.ResourceName)
+				c.s.cfg.Authorizer.Audit(c.principal, auth.Alter, res, kerrOf(x.ErrorCode))
+			}
+			for _, d := range denied {
+				resp.Resources = append(resp.Resources, kmsg.IncrementalAlterConfigsResponseResource{ErrorCode: d.code, ResourceType: d.typ, ResourceName: d.name})
+			}
+		}
+	}
+}
+
+// slicesFilter keeps the elements for which keep is true, in place.
+func slicesFilter[T any](s []T, keep func(*T) bool) []T {
+	out := s[:0]
+	for i := range s {
+		if keep(&s[i]) {
+			out = append(out, s[i])
+		}
+	}
+	return out
 }
