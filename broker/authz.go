@@ -48,6 +48,8 @@ var rpcRules = map[string]rpcRule{
 	"/skein.v1.Skein/GetKey":              {checks: topicCheck(auth.Read, func(r any) string { return r.(*pb.GetKeyRequest).Topic })},
 	"/skein.v1.Skein/ListOffsets":         {checks: topicCheck(auth.Describe, func(r any) string { return r.(*pb.ListOffsetsRequest).Topic })},
 	"/skein.v1.Skein/DescribeCluster":     {checks: clusterCheck(auth.Describe)},
+	"/skein.v1.Skein/ListQuotas":          {checks: clusterCheck(auth.Describe)},
+	"/skein.v1.Skein/AlterQuota":          {checks: clusterCheck(auth.Alter), audit: always},
 	"/skein.v1.Skein/PlanReassignment":    {checks: clusterCheck(auth.Describe)},
 	"/skein.v1.Skein/ReassignmentStatus":  {checks: clusterCheck(auth.Describe)},
 	"/skein.v1.Skein/ExecuteReassignment": {checks: clusterCheck(auth.Alter), audit: always},
