@@ -17,7 +17,7 @@ const quotaUsage = `Usage:
   broker quota set ENTITY [--produce-bytes RATE] [--fetch-bytes RATE] [--request-rate N]
   broker quota remove ENTITY [--produce-bytes] [--fetch-bytes] [--request-rate]   (none: all of the entity's rates)
   broker quota list
-ENTITY is --client-id ID or --default-client, and/or --user NAME or --default-user.
+ENTITY is --client-id ID or --default-client, and/or --quota-user NAME or --default-user.
 RATE is bytes per second with a unit: 10MB/s, 512KiB/s, 1GB/s (B, KB, MB, GB, KiB, MiB, GiB).
 N is requests per second (0.5, 100). A client over a quota is throttled: its answers are
 delayed until its rate is back under the quota. Set on every broker, kept across restarts.
@@ -35,7 +35,7 @@ type quotaFlags struct {
 func (q *quotaFlags) register(fs *flag.FlagSet, remove bool) {
 	fs.StringVar(&q.entity.ClientID, "client-id", "", "the client id the quota applies to")
 	fs.BoolVar(&q.entity.DefaultClient, "default-client", false, "the quota of every client id without one of its own")
-	fs.StringVar(&q.entity.User, "user", "", "the user (principal name) the quota applies to")
+	fs.StringVar(&q.entity.User, "quota-user", "", "the user (principal name) the quota applies to (--user is who runs the command)")
 	fs.BoolVar(&q.entity.DefaultUser, "default-user", false, "the quota of every user without one of its own")
 	if remove {
 		fs.BoolVar(&q.rmProduce, "produce-bytes", false, "remove the produce byte rate")
