@@ -369,3 +369,73 @@ func TestClassicLeaderSeesAllMetadata(t *testing.T) {
 		}
 	}
 }
+
+// FuzzClassic drives a classic group with arbitrary sequences of joins,
+// syncs, heartbeats, leaves, commits and time. Nothing may panic, the
+// generation never goes back, a Stable or CompletingRebalance group has a
+// leader among its members, and an Empty one has none.
+func FuzzClassic(f *testing.F) {
+	f.Add([]byte{0, 0, 1, 0, 2, 1, 3, 0, 4, 9, 5, 1})
+	f.Add([]byte{0, 1, 0, 2, 0, 3, 1, 1, 4, 200, 4, 200, 2, 2})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		g := NewClassic("g", seqIDs())
+		now := t0
+		var known []string
+		pick := func(b byte) string {
+			if len(known) == 0 || b%7 == 6 {
+				return fmt.Sprintf("m%d", b)
+			}
+			return known[int(b)%len(known)]
+		}
+		gen := g.Generation
+		for i := 0; i+1 < len(ops); i += 2 {
+			op, arg := ops[i]%6, ops[i+1]
+			id := pick(arg)
+			ref := MemberRef{MemberID: id, Generation: g.Generation - int32(arg%3/2)}
+			switch op {
+			case 0:
+				q := joinReq(id)
+				if arg%5 == 0 {
+					q.MemberID = ""
+				}
+				if arg%11 == 0 {
+					q.InstanceID = fmt.Sprint("i", arg%3)
+				}
+				if r, _, err := g.Join(now, q); r.MemberID != "" && (err == nil || errors.Is(err, ErrMemberIDRequired)) {
+					known = append(known, r.MemberID)
+				}
+			case 1:
+				as := map[string][]byte{}
+				for _, k := range known {
+					as[k] = []byte(k)
+				}
+				g.Sync(now, SyncRequest{MemberRef: ref, Assignments: as})
+			case 2:
+				g.Heartbeat(now, ref)
+			case 3:
+				g.Leave(now, []MemberRef{ref})
+			case 4:
+				now = now.Add(time.Duration(arg) * 200 * time.Millisecond)
+				g.Tick(now)
+			case 5:
+				g.CheckCommit(now, ref)
+				g.JoinAnswer(id)
+				g.SyncAnswer(ref)
+			}
+			if g.Generation < gen {
+				t.Fatalf("generation went from %d to %d", gen, g.Generation)
+			}
+			gen = g.Generation
+			switch g.State {
+			case StateStable, StateCompletingRebalance:
+				if g.members[g.Leader] == nil {
+					t.Fatalf("%s without its leader %q", g.State, g.Leader)
+				}
+			case StateEmpty:
+				if g.Len() != 0 {
+					t.Fatalf("Empty with %d members", g.Len())
+				}
+			}
+		}
+	})
+}

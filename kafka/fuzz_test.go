@@ -25,7 +25,9 @@ func FuzzRequest(f *testing.F) {
 		kmsg.NewPtrListOffsetsRequest(), kmsg.NewPtrCreateTopicsRequest(), kmsg.NewPtrDeleteTopicsRequest(),
 		kmsg.NewPtrInitProducerIDRequest(), kmsg.NewPtrDescribeConfigsRequest(), kmsg.NewPtrOffsetCommitRequest(),
 		kmsg.NewPtrOffsetFetchRequest(), kmsg.NewPtrFindCoordinatorRequest(), kmsg.NewPtrListGroupsRequest(),
-		kmsg.NewPtrDeleteGroupsRequest(), kmsg.NewPtrConsumerGroupHeartbeatRequest()} {
+		kmsg.NewPtrDeleteGroupsRequest(), kmsg.NewPtrConsumerGroupHeartbeatRequest(), kmsg.NewPtrJoinGroupRequest(),
+		kmsg.NewPtrSyncGroupRequest(), kmsg.NewPtrHeartbeatRequest(), kmsg.NewPtrLeaveGroupRequest(), kmsg.NewPtrDescribeGroupsRequest(),
+		kmsg.NewPtrCreatePartitionsRequest(), kmsg.NewPtrAlterConfigsRequest(), kmsg.NewPtrIncrementalAlterConfigsRequest()} {
 		vr := supported[r.Key()]
 		r.SetVersion(vr.max)
 		seed(r)
