@@ -119,7 +119,7 @@ func reasonCode(r pb.ErrorReason) int16 {
 		return kerr.NonEmptyGroup.Code
 	case pb.ErrorReason_INVALID_GROUP:
 		return kerr.InvalidGroupID.Code
-	case pb.ErrorReason_INVALID_REQUEST, pb.ErrorReason_OFFSET_MISMATCH:
+	case pb.ErrorReason_INVALID_REQUEST, pb.ErrorReason_OFFSET_MISMATCH, pb.ErrorReason_KEY_OFFSET_MISMATCH:
 		return kerr.InvalidRequest.Code
 	}
 	return kerr.UnknownServerError.Code

@@ -39,7 +39,7 @@ func (r *rawClient) do(req kmsg.Request, version int16) kmsg.Response {
 	if _, err := io.ReadFull(r.c, body); err != nil {
 		r.t.Fatal(err)
 	}
-	body = body[4:] // correlation id
+	body = body[4:]                          // correlation id
 	if req.IsFlexible() && req.Key() != 18 { // ApiVersions answers with the old header
 		body = body[1:] // header tag section
 	}
