@@ -197,6 +197,10 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 		known: map[string]bool{}, view: map[string]Member{}, changed: make(chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{}), name: mc.Name,
 	}
+	// Before memberlist starts: its callbacks (record) write known too.
+	for _, s := range cfg.Seeds {
+		m.known[s] = true
+	}
 	d := &delegate{m: m, meta: meta}
 	m.d = d
 	mc.Delegate, mc.Events, mc.Conflict = d, d, d
@@ -206,9 +210,6 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
 	}
 	m.ml = ml
-	for _, s := range cfg.Seeds {
-		m.known[s] = true
-	}
 	go m.rejoinLoop()
 	return m, nil
 }
