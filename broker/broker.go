@@ -49,6 +49,10 @@ type Broker struct {
 	quotas   *quotaManager // client quota buckets (quota.go)
 
 	reconcileMu sync.Mutex // serialises reconcile
+	// sweepFloor is the controller's metadata version learnt after start:
+	// leftover partition data is deleted only from metadata at least as new
+	// (0: not learnt yet). See stale.go.
+	sweepFloor atomic.Uint64
 
 	mu       sync.RWMutex // guards replicas and snap
 	replicas map[tp]*replica
@@ -106,6 +110,7 @@ type controller interface {
 	RaftState() cluster.RaftState
 	SetStorageID(id string) error
 	CaughtUp() bool
+	CommittedVersion(ctx context.Context) (uint64, error)
 	Leave(timeout time.Duration)
 	Close() error
 	reassigner

@@ -153,20 +153,29 @@ func (b *Broker) logOpener() func(dir string) (partition.Log, error) {
 	}
 }
 
-// forgetTopic records in the journals that the partitions of the topic
-// directory tdir are deleted (their replicas are closed), so that a replay
-// after a crash neither writes their records into a directory being
-// removed nor into a topic created again under the name.
-func (b *Broker) forgetTopic(tdir string) error {
+// forgetLogs records in the journals that the partitions under dir (a
+// topic directory, or one partition's) are deleted (their replicas are
+// closed), so that a replay after a crash neither writes their records
+// into a directory being removed nor into a topic or replica created again
+// under the name.
+func (b *Broker) forgetLogs(dir string) error {
 	if b.engine == nil {
 		return nil
 	}
-	logs, _ := filepath.Glob(filepath.Join(tdir, "*", walSubdir))
+	logs, _ := filepath.Glob(filepath.Join(dir, "*", walSubdir))
+	if own := filepath.Join(dir, walSubdir); dirExists(own) {
+		logs = append(logs, own)
+	}
 	var errs []error
 	for _, l := range logs {
 		errs = append(errs, b.engine.journals.Forget(b.logName(l)))
 	}
 	return errors.Join(errs...)
+}
+
+func dirExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 // closeStorage closes the journals (after the partitions: their last

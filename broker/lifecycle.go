@@ -76,8 +76,9 @@ func (b *Broker) Run(ctx context.Context) error {
 			break
 		}
 	}
-	b.bg.Add(4)
+	b.bg.Add(5)
 	go b.groups.run()
+	go b.learnSweepFloor()
 	go b.retentionLoop()
 	go b.watchMetadata()
 	go b.tickLeaders()

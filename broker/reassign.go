@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -319,24 +318,10 @@ var throttleSettingDef = dynamicSetting{
 	},
 }
 
-// removePartitionDir moves aside, then deletes in the background, the
-// data of a replica this broker no longer holds (moved elsewhere).
+// removePartitionDir deletes the data of a replica this broker no longer
+// holds (moved elsewhere).
 func (b *Broker) removePartitionDir(k tp, topicID string) {
-	base := filepath.Join(b.cfg.DataDir, topicsDir)
-	src := filepath.Join(base, k.topic, strconv.Itoa(int(k.partition)))
-	dst := filepath.Join(base, fmt.Sprintf("%s%s-%s-p%d-%d", deletedPrefix, k.topic, topicID, k.partition, time.Now().UnixNano()))
-	if err := os.Rename(src, dst); err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			b.log.Error("could not remove a moved replica's data", "dir", src, "err", err)
-		}
-		return
-	}
+	src := filepath.Join(b.cfg.DataDir, topicsDir, k.topic, strconv.Itoa(int(k.partition)))
 	b.log.Info("replica moved to other brokers: its data is deleted", "topic", k.topic, "partition", k.partition)
-	b.bg.Add(1)
-	go func() {
-		defer b.bg.Done()
-		if err := os.RemoveAll(dst); err != nil {
-			b.log.Error("could not remove a moved replica's data", "dir", dst, "err", err)
-		}
-	}()
+	b.discardDir(src, fmt.Sprintf("%s-%s-p%d", k.topic, topicID, k.partition))
 }

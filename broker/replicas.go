@@ -112,6 +112,7 @@ func (b *Broker) reconcile() error {
 		b.removePartitionDir(k, id)
 	}
 	errs := b.openReplicas(plan)
+	b.sweepStale(snap)
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -354,30 +355,9 @@ func (b *Broker) openReplica(t cluster.Topic, part int32) (*partition.Partition,
 	})
 }
 
-// removeTopicDir renames a topic's directory aside (atomic, so a crash
-// cannot leave half a topic under its name) and deletes it in the background.
+// removeTopicDir deletes a topic's directory (discardDir).
 func (b *Broker) removeTopicDir(name, id string) {
-	base := filepath.Join(b.cfg.DataDir, topicsDir)
-	src := filepath.Join(base, name)
-	dst := filepath.Join(base, deletedPrefix+name+"-"+id)
-	if err := b.forgetTopic(src); err != nil {
-		// Keep the data: a replay could write deleted records into it.
-		b.log.Error("could not record the deletion of a topic's partitions in the journal; its directory stays", "dir", src, "err", err)
-		return
-	}
-	if err := os.Rename(src, dst); err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			b.log.Error("could not remove topic directory", "dir", src, "err", err)
-		}
-		return
-	}
-	b.bg.Add(1)
-	go func() {
-		defer b.bg.Done()
-		if err := os.RemoveAll(dst); err != nil {
-			b.log.Error("could not remove topic directory", "dir", dst, "err", err)
-		}
-	}()
+	b.discardDir(filepath.Join(b.cfg.DataDir, topicsDir, name), name+"-"+id)
 }
 
 // lookup finds a partition's metadata and, if this broker hosts it, its

@@ -330,6 +330,27 @@ func lastCommand(store raft.LogStore) uint64 {
 // AppliedIndex runs ahead of the FSM, so the FSM's version is the measure.)
 func (c *Controller) CaughtUp() bool { return c.fsm.current().Version >= c.startIndex }
 
+// CommittedVersion is, on the controller, the version of the metadata with
+// everything committed so far applied (a Raft barrier first): a broker
+// whose own metadata has reached it knows every change made before it
+// asked. Other brokers answer a NotControllerError.
+func (c *Controller) CommittedVersion(ctx context.Context) (uint64, error) {
+	if !c.IsController() {
+		return 0, &NotControllerError{LeaderID: c.ControllerID()}
+	}
+	timeout := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	if err := c.raft.Barrier(timeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, &NotControllerError{LeaderID: c.ControllerID()}
+		}
+		return 0, fmt.Errorf("apply the committed metadata: %w", err)
+	}
+	return c.fsm.current().Version, nil
+}
+
 // maybeBootstrap creates the quorum when this broker is the one to do it.
 // A data directory that holds Raft state never bootstraps again.
 func (c *Controller) maybeBootstrap() error {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -344,4 +345,187 @@ func TestReassignSurvivesFailover(t *testing.T) {
 		t.Fatal("timed out")
 	}
 	t.Logf("moved %v -> %v through a controller kill (%d) and a receiving broker kill (%d)", before, target, ctrl, recv)
+}
+
+// A broker down while its replica moved away and a topic it held was
+// deleted finds their data on its restart and deletes it, once its
+// metadata is the controller's; the replicas it still holds keep theirs.
+func TestReassignLeftoverDataDeletedOnRestart(t *testing.T) {
+	c := proctest.StartCluster(t, 4, "--replica-lag-time", "3s")
+	cl := c.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for name, n := range map[string]int32{"moved": 1, "kept": 4, "dropped": 1} {
+		if _, err := cl.CreateTopic(ctx, name, client.TopicConfig{Partitions: n, ReplicationFactor: 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acked := map[string]map[string]int64{}
+	for _, k := range []struct {
+		topic string
+		part  int32
+	}{{"moved", 0}, {"dropped", 0}, {"kept", 0}, {"kept", 1}, {"kept", 2}, {"kept", 3}} {
+		key := fmt.Sprintf("%s-%d", k.topic, k.part)
+		acked[key] = produceN(t, cl, k.topic, k.part, 200)
+	}
+	d, err := cl.DescribeTopic(ctx, "moved")
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := cl.DescribeCluster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The broker to stop holds a replica of "moved" and is not the controller.
+	before := d.Partitions[0].Replicas
+	var gone, recv int32 = -1, -1
+	for _, id := range c.IDs {
+		switch {
+		case !slices.Contains(before, id):
+			recv = id
+		case id != desc.ControllerID && gone < 0:
+			gone = id
+		}
+	}
+	dir := c.Brokers[gone].Dir
+	kept := keptPartitions(t, cl, "kept", gone)
+	files := map[int32]map[string]uint64{}
+	for _, p := range kept {
+		files[p] = inodes(t, filepath.Join(dir, "topics", "kept", fmt.Sprint(p)))
+	}
+	for _, p := range []string{"moved/0", "dropped/0"} {
+		if _, err := os.Stat(filepath.Join(dir, "topics", p)); err != nil {
+			t.Fatalf("broker %d has no %s before the test: %v", gone, p, err)
+		}
+	}
+	c.Brokers[gone].Kill()
+	target := slices.DeleteFunc(slices.Clone(before), func(r int32) bool { return r == gone })
+	target = append(target, recv)
+	if _, err := cl.ExecuteReassignment(ctx, []client.ReassignTarget{{Topic: "moved", Partition: 0, Replicas: target}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.DeleteTopic(ctx, "dropped"); err != nil {
+		t.Fatal(err)
+	}
+	waitReassigned(t, cl, time.Minute)
+	for _, p := range []string{"moved/0", "dropped"} {
+		if _, err := os.Stat(filepath.Join(dir, "topics", p)); err != nil {
+			t.Fatalf("%s went while broker %d was down: %v", p, gone, err)
+		}
+	}
+	c.Restart(gone)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err1 := os.Stat(filepath.Join(dir, "topics", "moved", "0"))
+		_, err2 := os.Stat(filepath.Join(dir, "topics", "dropped"))
+		if errors.Is(err1, os.ErrNotExist) && errors.Is(err2, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the restart broker %d still has moved/0 (%v) or dropped (%v)\n%s", gone, err1, err2, c.Brokers[gone].Logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	logs := c.Brokers[gone].Logs()
+	for _, want := range []string{"deleting the data of a partition this broker holds no replica of", "deleting the data of a topic this broker holds no replica of"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("broker %d did not log %q", gone, want)
+		}
+	}
+	c.WaitHealthy(30 * time.Second)
+	for _, p := range kept {
+		key := fmt.Sprintf("kept-%d", p)
+		now := inodes(t, filepath.Join(dir, "topics", "kept", fmt.Sprint(p)))
+		for name, ino := range files[p] {
+			if now[name] != ino {
+				t.Fatalf("kept/%d/%s was replaced or deleted on broker %d", p, name, gone)
+			}
+		}
+		mine := proctest.ReplicaLog(t, c.Brokers[gone].PeerAddr, "kept", p, int64(len(acked[key])))
+		lead := c.Leader(cl, "kept", p, -1, 10*time.Second)
+		theirs := proctest.ReplicaLog(t, c.Brokers[lead].PeerAddr, "kept", p, int64(len(acked[key])))
+		if string(mine) != string(theirs) {
+			t.Fatalf("kept/%d on broker %d differs from the leader's (%d): %d vs %d bytes", p, gone, lead, len(mine), len(theirs))
+		}
+		checkLog(t, proctest.ReadAll(t, cl, "kept", p), acked[key])
+	}
+	checkLog(t, proctest.ReadAll(t, cl, "moved", 0), acked["moved-0"])
+	t.Logf("broker %d, down while moved/0 went %v -> %v and dropped was deleted, deleted both on restart; kept its replicas of kept %v", gone, before, target, kept)
+}
+
+// inodes maps the files of a directory to their inode numbers: a file
+// deleted and written again gets another.
+func inodes(t *testing.T, dir string) map[string]uint64 {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && !e.IsDir() {
+			out[e.Name()] = st.Ino
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s holds no files", dir)
+	}
+	return out
+}
+
+// produceN produces n records to a partition with acks=all and returns
+// their acknowledged offsets.
+func produceN(t *testing.T, cl *client.Client, topic string, part int32, n int) map[string]int64 {
+	t.Helper()
+	p, err := cl.NewProducer(client.RecordPartitioner(client.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	acked := map[string]int64{}
+	var mu sync.Mutex
+	for i := range n {
+		v := fmt.Sprintf("%s-%d-%05d", topic, part, i)
+		p.Produce(ctx, &client.Record{Topic: topic, Partition: part, Value: []byte(v)}, func(r *client.Record, err error) {
+			if err == nil {
+				mu.Lock()
+				acked[v] = r.Offset
+				mu.Unlock()
+			}
+		})
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(acked) != n {
+		t.Fatalf("%d of %d records acknowledged", len(acked), n)
+	}
+	return acked
+}
+
+// keptPartitions lists the partitions of a topic broker id holds a replica of.
+func keptPartitions(t *testing.T, cl *client.Client, topic string, id int32) []int32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := cl.DescribeTopic(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int32
+	for _, p := range d.Partitions {
+		if slices.Contains(p.Replicas, id) {
+			out = append(out, p.Partition)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("broker %d holds no replica of %s", id, topic)
+	}
+	return out
 }

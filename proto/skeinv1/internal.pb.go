@@ -845,6 +845,86 @@ func (x *IdentifyResponse) GetGossipAddr() string {
 	return ""
 }
 
+type MetadataVersionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetadataVersionRequest) Reset() {
+	*x = MetadataVersionRequest{}
+	mi := &file_skein_v1_internal_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetadataVersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetadataVersionRequest) ProtoMessage() {}
+
+func (x *MetadataVersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_internal_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetadataVersionRequest.ProtoReflect.Descriptor instead.
+func (*MetadataVersionRequest) Descriptor() ([]byte, []int) {
+	return file_skein_v1_internal_proto_rawDescGZIP(), []int{12}
+}
+
+type MetadataVersionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetadataVersionResponse) Reset() {
+	*x = MetadataVersionResponse{}
+	mi := &file_skein_v1_internal_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetadataVersionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetadataVersionResponse) ProtoMessage() {}
+
+func (x *MetadataVersionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_skein_v1_internal_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetadataVersionResponse.ProtoReflect.Descriptor instead.
+func (*MetadataVersionResponse) Descriptor() ([]byte, []int) {
+	return file_skein_v1_internal_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *MetadataVersionResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 var File_skein_v1_internal_proto protoreflect.FileDescriptor
 
 const file_skein_v1_internal_proto_rawDesc = "" +
@@ -915,7 +995,10 @@ const file_skein_v1_internal_proto_rawDesc = "" +
 	"\n" +
 	"storage_id\x18\x02 \x01(\tR\tstorageId\x12\x1f\n" +
 	"\vgossip_addr\x18\x03 \x01(\tR\n" +
-	"gossipAddr2\xcb\x04\n" +
+	"gossipAddr\"\x18\n" +
+	"\x16MetadataVersionRequest\"3\n" +
+	"\x17MetadataVersionResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion2\xa3\x05\n" +
 	"\bInternal\x12M\n" +
 	"\fReplicaFetch\x12\x1d.skein.v1.ReplicaFetchRequest\x1a\x1e.skein.v1.ReplicaFetchResponse\x12e\n" +
 	"\x14OffsetForLeaderEpoch\x12%.skein.v1.OffsetForLeaderEpochRequest\x1a&.skein.v1.OffsetForLeaderEpochResponse\x12S\n" +
@@ -923,7 +1006,8 @@ const file_skein_v1_internal_proto_rawDesc = "" +
 	"\x12ControlledShutdown\x12#.skein.v1.ControlledShutdownRequest\x1a$.skein.v1.ControlledShutdownResponse\x12A\n" +
 	"\bLocalLog\x12\x19.skein.v1.LocalLogRequest\x1a\x1a.skein.v1.LocalLogResponse\x12A\n" +
 	"\bIdentify\x12\x19.skein.v1.IdentifyRequest\x1a\x1a.skein.v1.IdentifyResponse\x12M\n" +
-	"\fReplicaSizes\x12\x1d.skein.v1.ReplicaSizesRequest\x1a\x1e.skein.v1.ReplicaSizesResponseB1Z/github.com/skeinlog/skein/proto/skeinv1;skeinv1b\x06proto3"
+	"\fReplicaSizes\x12\x1d.skein.v1.ReplicaSizesRequest\x1a\x1e.skein.v1.ReplicaSizesResponse\x12V\n" +
+	"\x0fMetadataVersion\x12 .skein.v1.MetadataVersionRequest\x1a!.skein.v1.MetadataVersionResponseB1Z/github.com/skeinlog/skein/proto/skeinv1;skeinv1b\x06proto3"
 
 var (
 	file_skein_v1_internal_proto_rawDescOnce sync.Once
@@ -937,7 +1021,7 @@ func file_skein_v1_internal_proto_rawDescGZIP() []byte {
 	return file_skein_v1_internal_proto_rawDescData
 }
 
-var file_skein_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_skein_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_skein_v1_internal_proto_goTypes = []any{
 	(*ReplicaFetchRequest)(nil),          // 0: skein.v1.ReplicaFetchRequest
 	(*ReplicaFetchResponse)(nil),         // 1: skein.v1.ReplicaFetchResponse
@@ -951,34 +1035,38 @@ var file_skein_v1_internal_proto_goTypes = []any{
 	(*LocalLogResponse)(nil),             // 9: skein.v1.LocalLogResponse
 	(*IdentifyRequest)(nil),              // 10: skein.v1.IdentifyRequest
 	(*IdentifyResponse)(nil),             // 11: skein.v1.IdentifyResponse
-	(*ErrorDetail)(nil),                  // 12: skein.v1.ErrorDetail
-	(*PartitionMetadata)(nil),            // 13: skein.v1.PartitionMetadata
-	(*ReplicaSizesRequest)(nil),          // 14: skein.v1.ReplicaSizesRequest
-	(*ReplicaSizesResponse)(nil),         // 15: skein.v1.ReplicaSizesResponse
+	(*MetadataVersionRequest)(nil),       // 12: skein.v1.MetadataVersionRequest
+	(*MetadataVersionResponse)(nil),      // 13: skein.v1.MetadataVersionResponse
+	(*ErrorDetail)(nil),                  // 14: skein.v1.ErrorDetail
+	(*PartitionMetadata)(nil),            // 15: skein.v1.PartitionMetadata
+	(*ReplicaSizesRequest)(nil),          // 16: skein.v1.ReplicaSizesRequest
+	(*ReplicaSizesResponse)(nil),         // 17: skein.v1.ReplicaSizesResponse
 }
 var file_skein_v1_internal_proto_depIdxs = []int32{
-	12, // 0: skein.v1.ReplicaFetchResponse.error:type_name -> skein.v1.ErrorDetail
-	12, // 1: skein.v1.OffsetForLeaderEpochResponse.error:type_name -> skein.v1.ErrorDetail
-	13, // 2: skein.v1.AlterPartitionResponse.partition:type_name -> skein.v1.PartitionMetadata
-	12, // 3: skein.v1.AlterPartitionResponse.error:type_name -> skein.v1.ErrorDetail
-	12, // 4: skein.v1.ControlledShutdownResponse.error:type_name -> skein.v1.ErrorDetail
-	12, // 5: skein.v1.LocalLogResponse.error:type_name -> skein.v1.ErrorDetail
+	14, // 0: skein.v1.ReplicaFetchResponse.error:type_name -> skein.v1.ErrorDetail
+	14, // 1: skein.v1.OffsetForLeaderEpochResponse.error:type_name -> skein.v1.ErrorDetail
+	15, // 2: skein.v1.AlterPartitionResponse.partition:type_name -> skein.v1.PartitionMetadata
+	14, // 3: skein.v1.AlterPartitionResponse.error:type_name -> skein.v1.ErrorDetail
+	14, // 4: skein.v1.ControlledShutdownResponse.error:type_name -> skein.v1.ErrorDetail
+	14, // 5: skein.v1.LocalLogResponse.error:type_name -> skein.v1.ErrorDetail
 	0,  // 6: skein.v1.Internal.ReplicaFetch:input_type -> skein.v1.ReplicaFetchRequest
 	2,  // 7: skein.v1.Internal.OffsetForLeaderEpoch:input_type -> skein.v1.OffsetForLeaderEpochRequest
 	4,  // 8: skein.v1.Internal.AlterPartition:input_type -> skein.v1.AlterPartitionRequest
 	6,  // 9: skein.v1.Internal.ControlledShutdown:input_type -> skein.v1.ControlledShutdownRequest
 	8,  // 10: skein.v1.Internal.LocalLog:input_type -> skein.v1.LocalLogRequest
 	10, // 11: skein.v1.Internal.Identify:input_type -> skein.v1.IdentifyRequest
-	14, // 12: skein.v1.Internal.ReplicaSizes:input_type -> skein.v1.ReplicaSizesRequest
-	1,  // 13: skein.v1.Internal.ReplicaFetch:output_type -> skein.v1.ReplicaFetchResponse
-	3,  // 14: skein.v1.Internal.OffsetForLeaderEpoch:output_type -> skein.v1.OffsetForLeaderEpochResponse
-	5,  // 15: skein.v1.Internal.AlterPartition:output_type -> skein.v1.AlterPartitionResponse
-	7,  // 16: skein.v1.Internal.ControlledShutdown:output_type -> skein.v1.ControlledShutdownResponse
-	9,  // 17: skein.v1.Internal.LocalLog:output_type -> skein.v1.LocalLogResponse
-	11, // 18: skein.v1.Internal.Identify:output_type -> skein.v1.IdentifyResponse
-	15, // 19: skein.v1.Internal.ReplicaSizes:output_type -> skein.v1.ReplicaSizesResponse
-	13, // [13:20] is the sub-list for method output_type
-	6,  // [6:13] is the sub-list for method input_type
+	16, // 12: skein.v1.Internal.ReplicaSizes:input_type -> skein.v1.ReplicaSizesRequest
+	12, // 13: skein.v1.Internal.MetadataVersion:input_type -> skein.v1.MetadataVersionRequest
+	1,  // 14: skein.v1.Internal.ReplicaFetch:output_type -> skein.v1.ReplicaFetchResponse
+	3,  // 15: skein.v1.Internal.OffsetForLeaderEpoch:output_type -> skein.v1.OffsetForLeaderEpochResponse
+	5,  // 16: skein.v1.Internal.AlterPartition:output_type -> skein.v1.AlterPartitionResponse
+	7,  // 17: skein.v1.Internal.ControlledShutdown:output_type -> skein.v1.ControlledShutdownResponse
+	9,  // 18: skein.v1.Internal.LocalLog:output_type -> skein.v1.LocalLogResponse
+	11, // 19: skein.v1.Internal.Identify:output_type -> skein.v1.IdentifyResponse
+	17, // 20: skein.v1.Internal.ReplicaSizes:output_type -> skein.v1.ReplicaSizesResponse
+	13, // 21: skein.v1.Internal.MetadataVersion:output_type -> skein.v1.MetadataVersionResponse
+	14, // [14:22] is the sub-list for method output_type
+	6,  // [6:14] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -997,7 +1085,7 @@ func file_skein_v1_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_skein_v1_internal_proto_rawDesc), len(file_skein_v1_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

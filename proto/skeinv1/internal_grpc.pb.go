@@ -31,6 +31,7 @@ const (
 	Internal_LocalLog_FullMethodName             = "/skein.v1.Internal/LocalLog"
 	Internal_Identify_FullMethodName             = "/skein.v1.Internal/Identify"
 	Internal_ReplicaSizes_FullMethodName         = "/skein.v1.Internal/ReplicaSizes"
+	Internal_MetadataVersion_FullMethodName      = "/skein.v1.Internal/MetadataVersion"
 )
 
 // InternalClient is the client API for Internal service.
@@ -62,6 +63,11 @@ type InternalClient interface {
 	Identify(ctx context.Context, in *IdentifyRequest, opts ...grpc.CallOption) (*IdentifyResponse, error)
 	// ReplicaSizes lists the replicas this broker holds with their sizes.
 	ReplicaSizes(ctx context.Context, in *ReplicaSizesRequest, opts ...grpc.CallOption) (*ReplicaSizesResponse, error)
+	// MetadataVersion is answered by the controller: the version of the
+	// metadata with everything committed so far applied. A broker whose own
+	// metadata has reached it has seen every change made before it asked
+	// (it deletes leftover partition data only then).
+	MetadataVersion(ctx context.Context, in *MetadataVersionRequest, opts ...grpc.CallOption) (*MetadataVersionResponse, error)
 }
 
 type internalClient struct {
@@ -142,6 +148,16 @@ func (c *internalClient) ReplicaSizes(ctx context.Context, in *ReplicaSizesReque
 	return out, nil
 }
 
+func (c *internalClient) MetadataVersion(ctx context.Context, in *MetadataVersionRequest, opts ...grpc.CallOption) (*MetadataVersionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MetadataVersionResponse)
+	err := c.cc.Invoke(ctx, Internal_MetadataVersion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -171,6 +187,11 @@ type InternalServer interface {
 	Identify(context.Context, *IdentifyRequest) (*IdentifyResponse, error)
 	// ReplicaSizes lists the replicas this broker holds with their sizes.
 	ReplicaSizes(context.Context, *ReplicaSizesRequest) (*ReplicaSizesResponse, error)
+	// MetadataVersion is answered by the controller: the version of the
+	// metadata with everything committed so far applied. A broker whose own
+	// metadata has reached it has seen every change made before it asked
+	// (it deletes leftover partition data only then).
+	MetadataVersion(context.Context, *MetadataVersionRequest) (*MetadataVersionResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -201,6 +222,9 @@ func (UnimplementedInternalServer) Identify(context.Context, *IdentifyRequest) (
 }
 func (UnimplementedInternalServer) ReplicaSizes(context.Context, *ReplicaSizesRequest) (*ReplicaSizesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReplicaSizes not implemented")
+}
+func (UnimplementedInternalServer) MetadataVersion(context.Context, *MetadataVersionRequest) (*MetadataVersionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MetadataVersion not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -349,6 +373,24 @@ func _Internal_ReplicaSizes_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_MetadataVersion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MetadataVersionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).MetadataVersion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_MetadataVersion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).MetadataVersion(ctx, req.(*MetadataVersionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -383,6 +425,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReplicaSizes",
 			Handler:    _Internal_ReplicaSizes_Handler,
+		},
+		{
+			MethodName: "MetadataVersion",
+			Handler:    _Internal_MetadataVersion_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
