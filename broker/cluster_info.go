@@ -16,6 +16,7 @@ func (s *server) DescribeCluster(ctx context.Context, req *pb.DescribeClusterReq
 	snap := s.b.ctrl.Snapshot()
 	resp := &pb.DescribeClusterResponse{ClusterId: snap.ClusterID, ControllerId: s.b.ctrl.ControllerID(), AnsweredBy: s.b.self.ID}
 	gossip := map[int32]*pb.ClusterMember{}
+	storage := map[int32]string{}
 	for _, m := range s.b.ctrl.Members() {
 		// Several members may claim one id (a restart not yet noticed, or
 		// a node impersonating a broker): the one at the broker's
@@ -27,6 +28,7 @@ func (s *server) DescribeCluster(ctx context.Context, req *pb.DescribeClusterReq
 		}
 		gossip[m.Meta.ID] = &pb.ClusterMember{Id: m.Meta.ID, Addr: m.Meta.Addr, Rack: m.Meta.Rack, GossipState: m.State,
 			GossipAddr: m.GossipAddr, RaftAddr: m.Meta.RaftAddr}
+		storage[m.Meta.ID] = m.Meta.StorageID
 	}
 	voters := s.b.ctrl.Voters()
 	seen := map[int32]bool{}
@@ -55,7 +57,10 @@ func (s *server) DescribeCluster(ctx context.Context, req *pb.DescribeClusterReq
 	}
 	for id, m := range gossip {
 		if !seen[id] {
-			add(m) // gossiping, not registered yet
+			// Gossiping, not registered: not yet, or no longer (its data
+			// directory was decommissioned).
+			m.Decommissioned = snap.Decommissioned(id, storage[id])
+			add(m)
 		}
 	}
 	sort.Slice(resp.Members, func(i, j int) bool { return resp.Members[i].Id < resp.Members[j].Id })

@@ -420,6 +420,9 @@ type ClusterMember struct {
 	Bytes    int64
 	// Draining: it is being decommissioned.
 	Draining bool
+	// Decommissioned: removed from the cluster, still running (it can be
+	// stopped).
+	Decommissioned bool
 }
 
 // PartitionProblem is a partition that needs attention.
@@ -469,7 +472,8 @@ func (c *Client) DescribeCluster(ctx context.Context) (ClusterDescription, error
 	for _, m := range resp.GetMembers() {
 		d.Members = append(d.Members, ClusterMember{ID: m.GetId(), Addr: m.GetAddr(), Rack: m.GetRack(), GossipState: m.GetGossipState(),
 			Fenced: m.GetFenced(), QuorumRole: m.GetQuorumRole(), GossipAddr: m.GetGossipAddr(), RaftAddr: m.GetRaftAddr(),
-			Replicas: m.GetReplicas(), Leaders: m.GetLeaders(), Bytes: m.GetBytes(), Draining: m.GetDraining()})
+			Replicas: m.GetReplicas(), Leaders: m.GetLeaders(), Bytes: m.GetBytes(), Draining: m.GetDraining(),
+			Decommissioned: m.GetDecommissioned()})
 	}
 	for _, p := range resp.GetProblems() {
 		d.Problems = append(d.Problems, PartitionProblem{Topic: p.GetTopic(), Partition: p.GetPartition(), Leader: p.GetLeader(),

@@ -46,7 +46,7 @@ func sameRegistration(b, info BrokerInfo) bool {
 func admit(s *Snapshot, m Member, liveAtRegistered bool) (admission, string) {
 	b, ok := s.Broker(m.Meta.ID)
 	if !ok {
-		if s.removedStorage(m.Meta.ID, m.Meta.StorageID) {
+		if s.Decommissioned(m.Meta.ID, m.Meta.StorageID) {
 			return admitRefuse, fmt.Sprintf("broker %d was decommissioned; to join again it needs an empty data directory", m.Meta.ID)
 		}
 		return admitNew, ""

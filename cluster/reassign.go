@@ -270,8 +270,8 @@ func drained(s *Snapshot) []int32 {
 	return out
 }
 
-// removedStorage reports whether a broker id with storage id was
-// decommissioned.
-func (s *Snapshot) removedStorage(id int32, storageID string) bool {
+// Decommissioned reports whether the broker id with storage id (its data
+// directory's) was decommissioned.
+func (s *Snapshot) Decommissioned(id int32, storageID string) bool {
 	return slices.Contains(s.Removed, RemovedBroker{ID: id, StorageID: storageID})
 }

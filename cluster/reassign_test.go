@@ -187,7 +187,7 @@ func TestDecommissionRemovesDrainedBroker(t *testing.T) {
 	if res := apply(s, &command{Op: opRemoveBroker, BrokerID: 2}); res.err != nil {
 		t.Fatal(res.err)
 	}
-	if _, ok := s.Broker(2); ok || !s.removedStorage(2, "s2") {
+	if _, ok := s.Broker(2); ok || !s.Decommissioned(2, "s2") {
 		t.Fatalf("broker 2 still registered: %+v", s.Brokers)
 	}
 	// Its old data directory is refused; a new one may join.

@@ -174,6 +174,9 @@ func Build(ctx context.Context, src Source, now time.Time) (Overview, error) {
 		Brokers: []Broker{}, Problems: []Problem{}, Topics: []Topic{}}
 	index := map[int32]int{}
 	for _, m := range d.Members {
+		if m.Decommissioned {
+			continue // no longer a broker of the cluster, only not stopped yet
+		}
 		index[m.ID] = len(ov.Brokers)
 		ov.Brokers = append(ov.Brokers, Broker{ID: m.ID, Addr: m.Addr, Rack: m.Rack, Gossip: m.GossipState,
 			Fenced: m.Fenced, Quorum: m.QuorumRole, Controller: m.ID == d.ControllerID})

@@ -79,6 +79,20 @@ func TestBuildSumsTheCluster(t *testing.T) {
 	}
 }
 
+// A decommissioned broker still gossiping until it is stopped is no
+// broker of the cluster: not listed, not counted down.
+func TestBuildLeavesOutDecommissioned(t *testing.T) {
+	src := threeBrokers()
+	src.cluster.Members = append(src.cluster.Members, client.ClusterMember{ID: 4, Addr: "a:4", GossipState: "alive", Decommissioned: true})
+	ov, err := Build(context.Background(), src, time.UnixMilli(42))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ov.Totals.Brokers != 3 || ov.Totals.BrokersDown != 1 || len(ov.Brokers) != 3 || ov.Brokers[2].ID != 3 {
+		t.Fatalf("brokers %+v, totals %+v", ov.Brokers, ov.Totals)
+	}
+}
+
 func TestHandler(t *testing.T) {
 	src := threeBrokers()
 	srv := httptest.NewServer(Handler("/ui/", func() (Source, error) { return src, nil }))

@@ -196,17 +196,21 @@ func TestReassignDecommission(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Still running, broker 2 still gossips: it shows as decommissioned.
 		i := slices.IndexFunc(d.Members, func(m client.ClusterMember) bool { return m.ID == 2 })
-		if i < 0 || d.Members[i].QuorumRole == "" && d.Members[i].Replicas == 0 && !d.Members[i].Draining {
+		if i >= 0 && d.Members[i].QuorumRole == "" && d.Members[i].Replicas == 0 && !d.Members[i].Draining && d.Members[i].Decommissioned {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("broker 2 still in the cluster: %+v", d.Members[i])
+			t.Fatalf("broker 2 not shown as decommissioned: %+v", d.Members)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	if reps, _ := placement(t, cl, "drain"); reps[2] != 0 {
 		t.Fatalf("broker 2 still holds replicas: %v", reps)
+	}
+	if r := proctest.MustCLI(t, "broker", "", "cluster", "--brokers", c.Brokers[1].Addr); !strings.Contains(r.Stdout, "broker 2 is decommissioned") {
+		t.Fatalf("broker cluster does not show broker 2 decommissioned:\n%s", r.Stdout)
 	}
 	c.Brokers[2].Kill()
 	time.Sleep(time.Second)

@@ -56,6 +56,9 @@ func printCluster(stdout io.Writer, d client.ClusterDescription) {
 		if m.Draining {
 			status += ",draining"
 		}
+		if m.Decommissioned {
+			status = "decommissioned"
+		}
 		role := m.QuorumRole
 		if role == "" {
 			role = "-"
@@ -70,6 +73,11 @@ func printCluster(stdout io.Writer, d client.ClusterDescription) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", m.ID, m.Addr, m.GossipState, status, role, rack, m.Replicas, m.Leaders, fmtBytes(m.Bytes))
 	}
 	tw.Flush()
+	for _, m := range d.Members {
+		if m.Decommissioned {
+			fmt.Fprintf(stdout, "\nbroker %d is decommissioned: it is no longer part of the cluster and can be stopped\n", m.ID)
+		}
+	}
 	if len(d.Problems) == 0 {
 		fmt.Fprintln(stdout, "\nevery partition has a leader and a full ISR")
 		return

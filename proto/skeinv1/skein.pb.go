@@ -3021,9 +3021,12 @@ type ClusterMember struct {
 	Leaders  int32 `protobuf:"varint,10,opt,name=leaders,proto3" json:"leaders,omitempty"`
 	Bytes    int64 `protobuf:"varint,11,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	// Being decommissioned.
-	Draining      bool `protobuf:"varint,12,opt,name=draining,proto3" json:"draining,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Draining bool `protobuf:"varint,12,opt,name=draining,proto3" json:"draining,omitempty"`
+	// Decommissioned: no longer a broker of the cluster (removed from it and
+	// its controller quorum), still gossiping until it is stopped.
+	Decommissioned bool `protobuf:"varint,13,opt,name=decommissioned,proto3" json:"decommissioned,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ClusterMember) Reset() {
@@ -3136,6 +3139,13 @@ func (x *ClusterMember) GetBytes() int64 {
 func (x *ClusterMember) GetDraining() bool {
 	if x != nil {
 		return x.Draining
+	}
+	return false
+}
+
+func (x *ClusterMember) GetDecommissioned() bool {
+	if x != nil {
+		return x.Decommissioned
 	}
 	return false
 }
@@ -3662,7 +3672,7 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\ftimestamp_ms\x18\x02 \x01(\x03R\vtimestampMs\x12(\n" +
 	"\x10log_start_offset\x18\x03 \x01(\x03R\x0elogStartOffset\x12%\n" +
 	"\x0ehigh_watermark\x18\x04 \x01(\x03R\rhighWatermark\"\x18\n" +
-	"\x16DescribeClusterRequest\"\xc9\x02\n" +
+	"\x16DescribeClusterRequest\"\xf1\x02\n" +
 	"\rClusterMember\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
@@ -3678,7 +3688,8 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\aleaders\x18\n" +
 	" \x01(\x05R\aleaders\x12\x14\n" +
 	"\x05bytes\x18\v \x01(\x03R\x05bytes\x12\x1a\n" +
-	"\bdraining\x18\f \x01(\bR\bdraining\"\xa6\x01\n" +
+	"\bdraining\x18\f \x01(\bR\bdraining\x12&\n" +
+	"\x0edecommissioned\x18\r \x01(\bR\x0edecommissioned\"\xa6\x01\n" +
 	"\x10PartitionProblem\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
