@@ -52,8 +52,10 @@ var Scenarios = map[string][]string{
 	"partition": {FaultIsolate, FaultLeaderCut, FaultBridge, FaultOneWay, FaultFlap, FaultLongCut},
 	"storage":   {FaultTornTail, FaultZeroTail, FaultGarbage, FaultBitFlip, FaultWipe},
 	"disk":      {FaultDiskFull},
+	// reassign: moves, each during a process or network fault (4 brokers).
+	"reassign": {FaultReassign},
 	"mix": {FaultKill, FaultTerm, FaultPause, FaultKillAll, FaultKillController, FaultIsolate, FaultLeaderCut, FaultBridge, FaultOneWay, FaultFlap, FaultLongCut,
-		FaultTornTail, FaultZeroTail, FaultGarbage, FaultBitFlip, FaultWipe, FaultDiskFull},
+		FaultTornTail, FaultZeroTail, FaultGarbage, FaultBitFlip, FaultWipe, FaultDiskFull, FaultReassign},
 }
 
 // ScenarioNames lists the scenarios, sorted.
@@ -75,6 +77,11 @@ type nemesis struct {
 	r      *runner
 	rng    *rand.Rand
 	faults []string
+	// companions are the faults a move is paired with (reassign.go).
+	companions []string
+	// extra lists the companion faults injected since injectFaults last
+	// counted them.
+	extra []string
 	// diskBroker has its data directory on a tmpfs of diskSize bytes.
 	diskBroker int32
 }

@@ -72,7 +72,7 @@ type Report struct {
 // binaries named by proctest.SetBins.
 func Run(cfg Config) (rep Report) {
 	if cfg.Brokers == 0 {
-		cfg.Brokers = 3
+		cfg.Brokers = brokersFor(Scenarios[cfg.Scenario])
 	}
 	if cfg.Partitions == 0 {
 		cfg.Partitions = 3
@@ -123,7 +123,7 @@ func (r *runner) run(rep *Report) {
 		r.t.Fatalf("unknown scenario %q (one of %v)", cfg.Scenario, ScenarioNames())
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed*0x9E3779B97F4A7C15))
-	n := &nemesis{r: r, rng: rng, faults: faults}
+	n := &nemesis{r: r, rng: rng, faults: faults, companions: companions(faults)}
 	r.startCluster(n)
 
 	// The workload's client knows every broker.
@@ -152,6 +152,9 @@ func (r *runner) run(rep *Report) {
 	r.restartExited(rep)
 	if err := r.cluster.TryWaitHealthy(60 * time.Second); err != nil {
 		r.t.Fatalf("no recovery after the final heal: %v", err)
+	}
+	if err := r.awaitMoves(90 * time.Second); err != nil {
+		r.t.Fatalf("after the final heal: %v", err)
 	}
 	time.Sleep(5 * time.Second)
 	w.StopSending()
@@ -227,6 +230,10 @@ func (r *runner) injectFaults(n *nemesis, rep *Report, deadline time.Time) (heal
 			r.t.Fatalf("fault %s: %v", f, err)
 		}
 		rep.Faults[f]++
+		for _, e := range n.extra {
+			rep.Faults[e]++
+		}
+		n.extra = nil
 		healed := time.Now()
 		healAt = r.h.Since(healed)
 		r.restartExited(rep)
@@ -271,9 +278,16 @@ func (r *runner) readBack(w *Workload) (Final, []string) {
 		f.HW[p] = lo.HighWatermark
 	}
 	short := w.Drain(f.HW, 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	d, err := r.admin.DescribeTopic(ctx, r.cfg.Topic)
+	cancel()
+	if err != nil || len(d.Partitions) != r.cfg.Partitions {
+		r.t.Fatalf("replicas of %s: %v (%d partitions)", r.cfg.Topic, err, len(d.Partitions))
+	}
 	for p := int32(0); p < int32(r.cfg.Partitions); p++ {
 		f.Reads[p] = r.readPartition(p, f.HW[p])
-		for _, id := range r.cluster.IDs {
+		// Every replica the metadata names (replicas moved away are gone).
+		for _, id := range d.Partitions[p].Replicas {
 			raw, recs, err := localLog(r.cluster.Brokers[id].PeerAddr, r.cfg.Topic, p, f.HW[p])
 			if err != nil {
 				short = append(short, fmt.Sprintf("replica %d of partition %d: %v", id, p, err))
