@@ -1,9 +1,10 @@
 // Command chaos runs Skein's fault-injection suite: a three-broker cluster
-// in network namespaces, a history-recording workload on the Go client
-// (idempotent producers with requests in flight, conditional writers,
-// following consumers, high-watermark polls), a seeded nemesis (kill -9,
-// SIGTERM, SIGSTOP, power loss of every broker, partitions, storage damage,
-// a full disk), and a checker that counts every anomaly of RELIABILITY.md.
+// (four when replicas move) in network namespaces, a history-recording
+// workload on the Go client (idempotent producers with requests in flight,
+// conditional writers, following consumers, high-watermark polls), a seeded
+// nemesis (kill -9, SIGTERM, SIGSTOP, power loss of every broker,
+// partitions, storage damage, a full disk, replica moves during other
+// faults), and a checker that counts every anomaly of RELIABILITY.md.
 //
 //	go run ./cmd/chaos                                # one 60 s run of the mix, seed 1
 //	go run ./cmd/chaos -seed 7 -runs 10 -duration 5m  # the long tier

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -286,6 +287,7 @@ func (r *runner) readBack(w *Workload) (Final, []string) {
 	}
 	for p := int32(0); p < int32(r.cfg.Partitions); p++ {
 		f.Reads[p] = r.readPartition(p, f.HW[p])
+		short = append(short, r.leftovers(p, d.Partitions[p].Replicas)...)
 		// Every replica the metadata names (replicas moved away are gone).
 		for _, id := range d.Partitions[p].Replicas {
 			raw, recs, err := localLog(r.cluster.Brokers[id].PeerAddr, r.cfg.Topic, p, f.HW[p])
@@ -297,6 +299,19 @@ func (r *runner) readBack(w *Workload) (Final, []string) {
 		}
 	}
 	return f, short
+}
+
+// leftovers names the brokers outside a partition's replicas that still
+// keep a directory of it (a replica moved away must be deleted).
+func (r *runner) leftovers(p int32, replicas []int32) []string {
+	var out []string
+	for _, id := range r.cluster.IDs {
+		dir := filepath.Join(r.cluster.Brokers[id].Dir, "topics", r.cfg.Topic, fmt.Sprint(p))
+		if _, err := os.Stat(dir); err == nil && !slices.Contains(replicas, id) {
+			out = append(out, fmt.Sprintf("broker %d keeps %s, a partition it holds no replica of (replicas %v)", id, dir, replicas))
+		}
+	}
+	return out
 }
 
 // readPartition reads p from its start to hw through the client.
