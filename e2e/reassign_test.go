@@ -234,27 +234,7 @@ func TestReassignSurvivesFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	// About 16 MB to copy, at 2 MB/s: long enough to kill brokers during.
-	p, err := cl.NewProducer(client.RecordPartitioner(client.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	acked := map[string]int64{}
-	var mu sync.Mutex
-	val := strings.Repeat("x", 16<<10)
-	for i := range 1000 {
-		v := fmt.Sprintf("%06d%s", i, val)
-		p.Produce(ctx, &client.Record{Topic: "move", Partition: 0, Value: []byte(v)}, func(r *client.Record, err error) {
-			if err == nil {
-				mu.Lock()
-				acked[v] = r.Offset
-				mu.Unlock()
-			}
-		})
-	}
-	if err := p.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	p.Close()
+	acked := produceN(t, cl, "move", 0, 1000, 16<<10)
 	d, err := cl.DescribeTopic(ctx, "move")
 	if err != nil {
 		t.Fatal(err)
@@ -370,7 +350,7 @@ func TestReassignLeftoverDataDeletedOnRestart(t *testing.T) {
 		part  int32
 	}{{"moved", 0}, {"dropped", 0}, {"kept", 0}, {"kept", 1}, {"kept", 2}, {"kept", 3}} {
 		key := fmt.Sprintf("%s-%d", k.topic, k.part)
-		acked[key] = produceN(t, cl, k.topic, k.part, 200)
+		acked[key] = produceN(t, cl, k.topic, k.part, 200, 0)
 	}
 	d, err := cl.DescribeTopic(ctx, "moved")
 	if err != nil {
@@ -481,9 +461,9 @@ func inodes(t *testing.T, dir string) map[string]uint64 {
 	return out
 }
 
-// produceN produces n records to a partition with acks=all and returns
-// their acknowledged offsets.
-func produceN(t *testing.T, cl *client.Client, topic string, part int32, n int) map[string]int64 {
+// produceN produces n records (padded by pad bytes) to a partition with
+// acks=all and returns their acknowledged offsets.
+func produceN(t *testing.T, cl *client.Client, topic string, part int32, n, pad int) map[string]int64 {
 	t.Helper()
 	p, err := cl.NewProducer(client.RecordPartitioner(client.ManualPartitioner()))
 	if err != nil {
@@ -495,7 +475,7 @@ func produceN(t *testing.T, cl *client.Client, topic string, part int32, n int) 
 	acked := map[string]int64{}
 	var mu sync.Mutex
 	for i := range n {
-		v := fmt.Sprintf("%s-%d-%05d", topic, part, i)
+		v := fmt.Sprintf("%s-%d-%05d%s", topic, part, i, strings.Repeat("x", pad))
 		p.Produce(ctx, &client.Record{Topic: topic, Partition: part, Value: []byte(v)}, func(r *client.Record, err error) {
 			if err == nil {
 				mu.Lock()
