@@ -234,7 +234,7 @@ func TestReassignSurvivesFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	// About 16 MB to copy, at 2 MB/s: long enough to kill brokers during.
-	acked := produceN(t, cl, "move", 0, 1000, 16<<10)
+	acked := produceAcked(t, cl, "move", 0, 1000, 16<<10)
 	d, err := cl.DescribeTopic(ctx, "move")
 	if err != nil {
 		t.Fatal(err)
@@ -350,7 +350,7 @@ func TestReassignLeftoverDataDeletedOnRestart(t *testing.T) {
 		part  int32
 	}{{"moved", 0}, {"dropped", 0}, {"kept", 0}, {"kept", 1}, {"kept", 2}, {"kept", 3}} {
 		key := fmt.Sprintf("%s-%d", k.topic, k.part)
-		acked[key] = produceN(t, cl, k.topic, k.part, 200, 0)
+		acked[key] = produceAcked(t, cl, k.topic, k.part, 200, 0)
 	}
 	d, err := cl.DescribeTopic(ctx, "moved")
 	if err != nil {
@@ -461,9 +461,9 @@ func inodes(t *testing.T, dir string) map[string]uint64 {
 	return out
 }
 
-// produceN produces n records (padded by pad bytes) to a partition with
+// produceAcked produces n records (padded by pad bytes) to a partition with
 // acks=all and returns their acknowledged offsets.
-func produceN(t *testing.T, cl *client.Client, topic string, part int32, n, pad int) map[string]int64 {
+func produceAcked(t *testing.T, cl *client.Client, topic string, part int32, n, pad int) map[string]int64 {
 	t.Helper()
 	p, err := cl.NewProducer(client.RecordPartitioner(client.ManualPartitioner()))
 	if err != nil {
