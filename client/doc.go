@@ -85,6 +85,14 @@
 // the optimistic-concurrency example (a counter kept as a log of events,
 // incremented by concurrent writers with no lost update).
 //
+// On a topic created with the key index (TopicConfig.KeyIndex),
+// Producer.ProduceIfKeys conditions the batch on the last offsets of keys
+// instead (KeyExpectation; NoRecord for a key without records), so writers
+// of different keys of a partition never conflict; a mismatch matches
+// ErrKeyOffsetMismatch, and *Error.KeyOffsets holds each failing key's
+// actual last offset. Client.GetKey reads a key's latest committed record
+// from the partition leader's key index.
+//
 // # Consumer
 //
 // A Consumer reads assigned partitions from a chosen Offset (Beginning, End,

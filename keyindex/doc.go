@@ -16,10 +16,12 @@
 // A hash names a key only probably: two keys may share one. The index
 // never answers for a key by itself; it gives the candidate offset, and
 // the caller confirms it by reading the record there and comparing its key
-// (Candidate), falling back to a scan of the log when they differ. A hash
+// (Resolve, Confirm), falling back to a scan of the log when they differ. A hash
 // with no entry proves that no record of the key was indexed.
 //
-// Checkpoints (Save, Load) write the committed table to a file with a
-// checksum, so a clean start reads no log; after an unclean one the
-// caller rebuilds the index from the log.
+// Checkpoints (Save, Load) write the table and the overlay to a file with
+// a checksum, so a clean start reads no log; after an unclean one the
+// caller rebuilds the index from the log (NewTrusted: the records of a
+// restarted log are taken as committed, and a truncation below them asks
+// for another rebuild).
 package keyindex

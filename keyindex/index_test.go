@@ -119,7 +119,8 @@ func runModel(t *testing.T, seed uint64, hash func([]byte) uint64) {
 }
 
 // checkpointed saves ix, loads it back and indexes the records after its
-// committed offset again, as a partition does on a clean start.
+// end again (none: the overlay is saved too), as a partition does on a
+// clean start.
 func checkpointed(t *testing.T, ix *Index, m *modelLog, path string, hash func([]byte) uint64) *Index {
 	t.Helper()
 	if err := ix.Save(path); err != nil {
@@ -129,8 +130,8 @@ func checkpointed(t *testing.T, ix *Index, m *modelLog, path string, hash func([
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Committed() != ix.Committed() {
-		t.Fatalf("loaded committed %d, saved %d", got.Committed(), ix.Committed())
+	if got.Committed() != ix.Committed() || got.End() != ix.End() {
+		t.Fatalf("loaded committed %d and end %d, saved %d and %d: the overlay must survive a clean restart", got.Committed(), got.End(), ix.Committed(), ix.End())
 	}
 	for o := got.End(); o < m.end(); o++ {
 		if err := got.Add(m.keys[o-m.start], o); err != nil {

@@ -48,14 +48,3 @@ func Confirm(key []byte, off, end int64, l Log) (int64, bool, error) {
 	// Another key shares the hash (or the record is gone): look.
 	return l.LastOf(key, end)
 }
-
-// ResolveCommitted is Resolve for the committed records only (those below
-// Committed): the latest value a reader may see, never a record a
-// truncation could take back.
-func (ix *Index) ResolveCommitted(key []byte, l Log) (int64, bool, error) {
-	off, ok := ix.base.get(ix.hash(key))
-	if !ok {
-		return -1, false, nil
-	}
-	return Confirm(key, off, ix.committed, l)
-}

@@ -67,6 +67,18 @@
 // TestProducerStateMemory), so 100,000 producers writing to one partition
 // hold 17 MB, and a snapshot about 140 bytes per producer.
 //
+// # Key index
+//
+// A partition opened with Config.KeyIndex keeps the offset of every key's
+// last record (package keyindex; keys.go): the leader adds a group's keys
+// once it is on disk, a follower the batches it copies, the high watermark
+// commits them, TruncateTo cuts them (rebuilding from the log when the cut
+// reaches entries taken as committed), Reset empties them. An append may
+// carry KeyExpectations, checked after the producer sequence and counting
+// the batches before it (planGroup); Latest reads a key's last committed
+// record. Close saves the index beside the log, so a clean start reads no
+// log; an unclean one rebuilds it by reading the log once.
+//
 // # Leader epochs
 //
 // Every batch is stamped with the leader epoch under which it was appended,
