@@ -18,6 +18,7 @@ import (
 
 	"github.com/skeinlog/skein/auth"
 	"github.com/skeinlog/skein/cluster"
+	"github.com/skeinlog/skein/internal/tlsconf"
 	"github.com/skeinlog/skein/kafka"
 	"github.com/skeinlog/skein/partition"
 	"github.com/skeinlog/skein/replication"
@@ -38,6 +39,7 @@ type Broker struct {
 	kafka   *kafka.Server // the optional Kafka protocol listener
 	peerLis net.Listener  // the inter-broker listener
 	httpLis net.Listener
+	tls     *tlsconf.Source // the TLS certificate, key and CA; nil: plaintext
 	grpc    *grpc.Server // client listeners: the Skein service only
 	peer    *grpc.Server // inter-broker listener: the Internal service
 	health  *health.Server
@@ -167,6 +169,9 @@ func New(cfg Config) (*Broker, error) {
 			b.release()
 		}
 	}()
+	if err := b.openTLS(); err != nil {
+		return nil, err
+	}
 	if err := b.openDataDir(); err != nil {
 		return nil, err
 	}
@@ -197,8 +202,8 @@ func New(cfg Config) (*Broker, error) {
 		GossipAddr: cfg.GossipAddr, GossipAdvertise: gossipAdv,
 		RaftAddr: cfg.RaftAddr, RaftAdvertise: raftAdv,
 		Join: cfg.Join, BootstrapExpect: cfg.BootstrapExpect, MaxVoters: cfg.ControllerVoters,
-		GossipKey: cfg.GossipKey, GossipLabel: cfg.GossipLabel, Local: cfg.LoopbackTimings,
-		Defaults: cfg.TopicDefaults, Probe: probe, Verify: identify, Logger: cfg.Logger.With("node", cfg.NodeID),
+		GossipKey: cfg.GossipKey, GossipKeyring: cfg.GossipKeyring, GossipLabel: cfg.GossipLabel, Local: cfg.LoopbackTimings,
+		TLS: b.tls, Defaults: cfg.TopicDefaults, Probe: b.probe, Verify: b.identify, Logger: cfg.Logger.With("node", cfg.NodeID),
 	})
 	if err != nil {
 		return nil, err
@@ -222,6 +227,8 @@ func New(cfg Config) (*Broker, error) {
 	if b.httpLis != nil {
 		b.http = &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
+	b.warnPlaintext(map[string]string{"--addr": b.Addr(), "--external-addr": b.ExternalListenAddr(), "--peer-addr": b.PeerAddr(),
+		"--kafka-addr": b.KafkaAddr(), "--http-addr": b.HTTPAddr(), "--gossip-addr": ctrl.GossipAddr(), "--raft-addr": ctrl.RaftAddr()})
 	ok = true
 	return b, nil
 }
@@ -245,6 +252,7 @@ func (b *Broker) listen() error {
 		if b.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return fmt.Errorf("listen on --http-addr %s: %w (choose another with --http-addr)", cfg.HTTPAddr, err)
 		}
+		b.httpLis = b.httpListener(b.httpLis)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skeinlog/skein/cluster"
+	"github.com/skeinlog/skein/internal/tlsconf"
 	"github.com/skeinlog/skein/partition"
 )
 
@@ -69,6 +70,20 @@ type Config struct {
 	// several clusters on one network apart.
 	GossipKey   []byte
 	GossipLabel string
+	// GossipKeyring holds further gossip keys accepted besides GossipKey
+	// (which encrypts what this broker sends): rotate by adding the new
+	// key here on every broker, then making it GossipKey, then dropping
+	// the old one.
+	GossipKeyring [][]byte
+	// TLS names the certificate, key and CA files. Given, every listener
+	// speaks TLS 1.2 or later: the client, external, Kafka and HTTP
+	// listeners with the broker's certificate, the inter-broker and Raft
+	// listeners with mutual TLS among broker certificates; and a gossip key
+	// is required. The files are re-read when they change.
+	TLS tlsconf.Files
+	// TLSClientAuth is what the client, external and Kafka listeners ask
+	// of clients' certificates (the HTTP listener asks at most "request").
+	TLSClientAuth tlsconf.ClientAuth
 	// Rack labels the broker for rack-aware replica placement.
 	Rack string
 	// ReplicaLagTime is replica.lag.time.max: a follower that has not caught
@@ -252,8 +267,16 @@ func (c *Config) validateCluster() error {
 	if c.ControllerVoters != 1 && c.ControllerVoters != 3 && c.ControllerVoters != 5 {
 		return fmt.Errorf("config: --controller-voters %d: want 3 or 5 (1 for a single broker)", c.ControllerVoters)
 	}
-	if k := len(c.GossipKey); k != 0 && k != 16 && k != 24 && k != 32 {
-		return fmt.Errorf("config: gossip key is %d bytes: want 16, 24 or 32 (base64 of random bytes)", k)
+	for _, k := range append([][]byte{c.GossipKey}, c.GossipKeyring...) {
+		if n := len(k); n != 0 && n != 16 && n != 24 && n != 32 {
+			return fmt.Errorf("config: gossip key is %d bytes: want 16, 24 or 32 (base64 of random bytes)", n)
+		}
+	}
+	if len(c.GossipKeyring) > 0 && len(c.GossipKey) == 0 {
+		return errors.New("config: further gossip keys given without a primary gossip key")
+	}
+	if c.TLS.Enabled() && len(c.GossipKey) == 0 {
+		return errors.New("config: TLS is on but gossip is not encrypted: give a gossip key (--gossip-key-file FILE or SKEIN_GOSSIP_KEY; make one with: head -c 32 /dev/urandom | base64), the same on every broker, or a node without a certificate could still join the cluster's gossip")
 	}
 	if c.ReplicaLagTime == 0 {
 		c.ReplicaLagTime = 10 * time.Second

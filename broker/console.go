@@ -24,7 +24,8 @@ func (b *Broker) consoleSource() (console.Source, error) {
 	if b.console.c != nil {
 		return b.console.c, nil
 	}
-	c, err := client.New(client.Brokers(loopbackAddr(b.Addr())), client.RequestTimeout(5*time.Second), client.Logger(b.log))
+	addr := loopbackAddr(b.Addr())
+	c, err := client.New(append(b.selfClientOpts(addr), client.Brokers(addr), client.RequestTimeout(5*time.Second), client.Logger(b.log))...)
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,7 @@ func (b *Broker) listenKafka(clientAdv string) error {
 		Throttler:     b.quotas,
 		Authorizer:    b.authz,
 		Credentials:   b.lookupCredential,
+		TLS:           b.kafkaTLS(),
 		Logger:        b.log,
 	}, &kafkaBackend{s: &server{b: b}, g: &groupsServer{b: b}})
 	if err != nil {

@@ -28,7 +28,7 @@ func (b *Broker) serverOptions(client bool) []grpc.ServerOption {
 	if client {
 		unary, stream = append(unary, b.quotaUnary), append(stream, b.quotaStream)
 	}
-	return []grpc.ServerOption{
+	return append(b.serverCreds(!client),
 		experimental.BufferPool(bufferPool),
 		grpc.MaxRecvMsgSize(b.cfg.MaxRequestBytes),
 		grpc.MaxConcurrentStreams(uint32(b.cfg.MaxStreamsPerConn)),
@@ -37,7 +37,7 @@ func (b *Broker) serverOptions(client bool) []grpc.ServerOption {
 		grpc.ForceServerCodecV2(newLenientCodec(b.badMsgs)),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
-	}
+	)
 }
 
 // newClientServer is the server of the client listeners.

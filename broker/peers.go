@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -40,7 +39,7 @@ func (p *peers) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	c, err := grpc.NewClient(addr,
 		experimental.WithBufferPool(bufferPool),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(p.b.dialCreds()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(p.b.cfg.MaxRequestBytes)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
 	)
@@ -207,8 +206,8 @@ func retryController(err error) bool {
 
 // probe checks that a broker's gRPC server answers at all: any answer of the
 // health service, serving or not, means the process is up and reachable.
-func probe(ctx context.Context, addr string) error {
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func (b *Broker) probe(ctx context.Context, addr string) error {
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(b.dialCreds()))
 	if err != nil {
 		return err
 	}
@@ -226,8 +225,8 @@ func probe(ctx context.Context, addr string) error {
 // identify asks the inter-broker listener at addr who it is (cluster
 // Config.Verify). One connection per question: the address is a gossip
 // member's claim, not yet a broker's.
-func identify(ctx context.Context, addr string) (cluster.Identity, error) {
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func (b *Broker) identify(ctx context.Context, addr string) (cluster.Identity, error) {
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(b.dialCreds()))
 	if err != nil {
 		return cluster.Identity{}, err
 	}

@@ -318,7 +318,40 @@ func fromRPC(err error) error {
 			return e
 		}
 	}
+	if st.Code() == codes.Unavailable {
+		if code, msg, ok := tlsFailure(st.Message()); ok {
+			return &Error{code: code, Message: msg, LeaderID: -1}
+		}
+	}
 	return &Error{code: st.Code(), Message: st.Message(), LeaderID: -1}
+}
+
+// tlsFailure explains a connection failure that TLS settings cause. A
+// handshake the certificates decided (an untrusted or expired broker
+// certificate, a client certificate required or refused, TLS to a
+// plaintext port) cannot succeed by retrying: it becomes Unauthenticated,
+// so callers fail at once instead of retrying until a timeout. A broker
+// that closes the connection before answering may be serving TLS to a
+// plaintext client, or restarting: that stays Unavailable, with a hint.
+func tlsFailure(msg string) (codes.Code, string, bool) {
+	switch {
+	case strings.Contains(msg, "x509: certificate signed by unknown authority"):
+		return codes.Unauthenticated, msg + " (the broker's certificate is not signed by the CA this client trusts: check --tls-ca-file)", true
+	case strings.Contains(msg, "x509: certificate has expired or is not yet valid"):
+		return codes.Unauthenticated, msg + " (the broker's certificate is outside its validity: renew it, or check the clocks)", true
+	case strings.Contains(msg, "x509: certificate is valid for"):
+		return codes.Unauthenticated, msg + " (the broker's certificate does not name the address dialled: use a name it holds, or --tls-server-name)", true
+	case strings.Contains(msg, "remote error: tls: certificate required"):
+		return codes.Unauthenticated, msg + " (the broker requires a client certificate: give --tls-cert-file and --tls-key-file)", true
+	case strings.Contains(msg, "remote error: tls: bad certificate"), strings.Contains(msg, "remote error: tls: unknown certificate authority"),
+		strings.Contains(msg, "remote error: tls: expired certificate"):
+		return codes.Unauthenticated, msg + " (the broker refused this client's certificate: it must be valid now and signed by the broker's CA)", true
+	case strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return codes.Unauthenticated, msg + " (the broker does not speak TLS on this port: drop --tls-ca-file, or turn TLS on at the broker)", true
+	case strings.Contains(msg, "error reading server preface: EOF"):
+		return codes.Unavailable, msg + " (the broker closed the connection at once: if it serves TLS, give --tls-ca-file)", true
+	}
+	return 0, "", false
 }
 
 // IsRetriable reports whether a request that failed with err can be sent

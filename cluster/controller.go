@@ -18,6 +18,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/skeinlog/skein/internal/tlsconf"
 )
 
 // Config configures a broker's controller: its gossip membership and its
@@ -47,6 +49,12 @@ type Config struct {
 	// clusters on one network apart.
 	GossipKey   []byte
 	GossipLabel string
+	// GossipKeyring holds further gossip keys accepted (rotation).
+	GossipKeyring [][]byte
+	// TLS, when set, runs the Raft transport over mutual TLS: this broker
+	// dials with its certificate and accepts only broker certificates the
+	// CA signed.
+	TLS *tlsconf.Source
 	// Local tunes gossip and Raft timings for loopback tests.
 	Local bool
 	// Defaults for new topics.
@@ -143,7 +151,7 @@ func Open(cfg Config) (*Controller, error) {
 	c.meta = meta
 	m, err := StartMembership(MembershipConfig{
 		Meta: meta, BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.GossipAdvertise,
-		Seeds: cfg.Join, SecretKey: cfg.GossipKey, Label: cfg.GossipLabel, Local: cfg.Local, Logger: cfg.Logger,
+		Seeds: cfg.Join, SecretKey: cfg.GossipKey, Keyring: cfg.GossipKeyring, Label: cfg.GossipLabel, Local: cfg.Local, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -180,7 +188,7 @@ func (c *Controller) openRaft() error {
 			return fmt.Errorf("raft advertise address %q: %w", c.cfg.RaftAdvertise, err)
 		}
 	}
-	trans, err := raft.NewTCPTransportWithConfig(c.cfg.RaftAddr, adv, &raft.NetworkTransportConfig{
+	tc := &raft.NetworkTransportConfig{
 		// Peers are dialled at the Raft address they gossip now, not the one
 		// stored in the Raft configuration: a broker back at a new address
 		// (a rescheduled pod, a compose restart) is reachable at once.
@@ -188,7 +196,17 @@ func (c *Controller) openRaft() error {
 		MaxPool:               3,
 		Timeout:               10 * time.Second,
 		Logger:                hl,
-	})
+	}
+	var trans *raft.NetworkTransport
+	if c.cfg.TLS != nil {
+		var stream raft.StreamLayer
+		if stream, err = listenTLSStream(c.cfg.RaftAddr, adv, c.cfg.TLS, c.log); err == nil {
+			tc.Stream = stream
+			trans = raft.NewNetworkTransportWithConfig(tc)
+		}
+	} else {
+		trans, err = raft.NewTCPTransportWithConfig(c.cfg.RaftAddr, adv, tc)
+	}
 	if err != nil {
 		return fmt.Errorf("listen on --raft-addr %s: %w", c.cfg.RaftAddr, err)
 	}

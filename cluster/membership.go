@@ -68,7 +68,10 @@ type MembershipConfig struct {
 	// SecretKey (16, 24 or 32 bytes) encrypts gossip; Label tags every
 	// packet so clusters sharing a network ignore each other.
 	SecretKey []byte
-	Label     string
+	// Keyring holds further keys accepted besides SecretKey, which
+	// encrypts what this node sends (key rotation).
+	Keyring [][]byte
+	Label   string
 	// Local tunes failure detection for loopback tests.
 	Local          bool
 	RejoinInterval time.Duration
@@ -181,6 +184,11 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 	mc.DeadNodeReclaimTime = 10 * time.Second
 	if len(cfg.SecretKey) > 0 {
 		mc.SecretKey = cfg.SecretKey
+		kr, err := memberlist.NewKeyring(cfg.Keyring, cfg.SecretKey)
+		if err != nil {
+			return nil, fmt.Errorf("gossip keys: %w", err)
+		}
+		mc.Keyring = kr
 	}
 	mc.Label = cfg.Label
 	if cfg.RejoinInterval <= 0 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -42,7 +43,10 @@ type Config struct {
 	// Throttler applies client quotas (by the request header's client
 	// id); nil: none.
 	Throttler Throttler
-	Logger    *slog.Logger
+	// TLS, when set, serves Kafka over TLS with it (a client's handshake
+	// runs on its first read).
+	TLS    *tls.Config
+	Logger *slog.Logger
 	// Authorizer checks every request (nil: everything is allowed).
 	Authorizer *auth.Authorizer
 	// Credentials finds a user's SCRAM credential for SaslAuthenticate
@@ -94,6 +98,9 @@ func Listen(cfg Config, be Backend) (*Server, error) {
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.TLS != nil {
+		lis = tls.NewListener(lis, cfg.TLS)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{cfg: cfg, be: be, lis: lis, log: cfg.Logger, ctx: ctx, stop: cancel, conns: map[net.Conn]struct{}{}}, nil

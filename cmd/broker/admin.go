@@ -20,6 +20,7 @@ type adminFlags struct {
 	brokers string
 	timeout time.Duration
 	user    cli.UserFlags
+	tls     cli.TLSFlags
 }
 
 func (a *adminFlags) register(fs *flag.FlagSet) {
@@ -32,6 +33,7 @@ func (a *adminFlags) register(fs *flag.FlagSet) {
 	a.user.Register(fs)
 	fs.DurationVar(&a.timeout, "timeout", 30*time.Second,
 		"keep retrying while the cluster is starting, has no controller or is unavailable, for up to this long")
+	a.tls.Register(fs)
 }
 
 // parseArgs parses flags that may come before or after positional arguments
@@ -97,7 +99,12 @@ func withClient(ctx context.Context, stderr io.Writer, what string, a adminFlags
 		fmt.Fprintf(stderr, "%s: %v\n", what, err)
 		return 2
 	}
-	cl, err := client.New(append(userOpts, client.Brokers(a.brokers))...)
+	tlsOpts, err := a.tls.ClientOpts()
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", what, err)
+		return 2
+	}
+	cl, err := client.New(append(append(userOpts, tlsOpts...), client.Brokers(a.brokers))...)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", what, err)
 		return 2

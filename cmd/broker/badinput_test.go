@@ -30,6 +30,11 @@ func TestBadInputServeFlags(t *testing.T) {
 		{[]string{"--max-request-bytes", "10"}, "max request bytes 10"},
 		{[]string{"--producer-id-expiry", "0s"}, "--producer-id-expiry"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--tls-client-auth", "yes"}, "want none, request or require"},
+		{[]string{"--tls-client-auth", "require"}, "--tls-client-auth needs TLS"},
+		{[]string{"--tls-cert-file", "/c", "--tls-key-file", "/k", "--tls-ca-file", "/ca"}, "TLS is on but gossip is not encrypted"},
+		{[]string{"--tls-cert-file", "/c", "--gossip-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, "--tls-cert-file and --tls-key-file go together"},
+		{[]string{"--tls-cert-file", "/nonexistent/c", "--tls-key-file", "/k", "--tls-ca-file", "/ca", "--gossip-key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}, "--tls-cert-file: stat /nonexistent/c"},
 	} {
 		t.Run(strings.Join(tc.args, " ")[:min(40, len(strings.Join(tc.args, " ")))], func(t *testing.T) {
 			dir := t.TempDir()

@@ -30,8 +30,9 @@ func TestReadGossipKey(t *testing.T) {
 		{"", write("short", "c2hvcnQ=\n"), "the key is 5 bytes", nil},
 		{"", write("junk", "not base64!\n"), "not base64", nil},
 		{key, good, "both given", nil},
+		{"", write("two", key+"\n\nc2hvcnQ=\n"), "key 2: the key is 5 bytes", nil},
 	} {
-		got, err := readGossipKey(tc.key, tc.file)
+		got, _, err := readGossipKey(tc.key, tc.file)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("key %q file %q: err %v, want %q", tc.key, tc.file, err, tc.err)
@@ -41,5 +42,18 @@ func TestReadGossipKey(t *testing.T) {
 		if err != nil || !bytes.Equal(got, tc.want) {
 			t.Errorf("key %q file %q: %q %v, want %q", tc.key, tc.file, got, err, tc.want)
 		}
+	}
+}
+
+// A key file with several keys: the first encrypts, the others are
+// accepted (rotation).
+func TestReadGossipKeyring(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(p, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n  \nYWJjZGVmZ2hpamtsbW5vcA==\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	primary, more, err := readGossipKey("", p)
+	if err != nil || string(primary) != "0123456789abcdef0123456789abcdef" || len(more) != 1 || string(more[0]) != "abcdefghijklmnop" {
+		t.Fatalf("%q %q %v", primary, more, err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/skeinlog/skein/auth"
 	"github.com/skeinlog/skein/broker"
+	"github.com/skeinlog/skein/internal/tlsconf"
 )
 
 // envFlags registers flags whose defaults come from SKEIN_* variables.
@@ -75,6 +76,7 @@ type serveFlags struct {
 	maxInflight, maxStreams, offsetsParts                int
 	join, logLevel, logFormat, gossipKey, lagTime        string
 	producerExpiry, gossipKeyFile, journalCheckpoint     string
+	tlsClientAuth                                        string
 	unsafeNoFsync                                        bool
 	superUsers                                           string
 }
@@ -150,7 +152,11 @@ func registerServeFlags(ef *envFlags, cfg *broker.Config, sf *serveFlags) {
 	ef.int(&sf.bootstrapExpect, "bootstrap-expect", 0, "brokers started together: wait for this many (each with the same setting), then the lowest id bootstraps the controller quorum")
 	ef.int(&sf.voters, "controller-voters", 3, "size of the Raft controller quorum: 3 or 5; further brokers follow it as non-voters")
 	ef.str(&sf.gossipKey, "gossip-key", "", "base64 of 16, 24 or 32 random bytes: encrypts gossip (every broker needs the same key); on the command line it is visible in the process list: prefer the variable or --gossip-key-file")
-	ef.str(&sf.gossipKeyFile, "gossip-key-file", "", "file holding the gossip key (base64, as for --gossip-key)")
+	ef.str(&sf.gossipKeyFile, "gossip-key-file", "", "file holding the gossip key (base64, as for --gossip-key); several keys one per line rotate: the first encrypts, all are accepted")
+	ef.str(&cfg.TLS.CertFile, "tls-cert-file", "", "PEM certificate of this broker (server, and client to other brokers): with --tls-key-file and --tls-ca-file turns TLS on for every listener; re-read when it changes")
+	ef.str(&cfg.TLS.KeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	ef.str(&cfg.TLS.CAFile, "tls-ca-file", "", "PEM certificate(s) of the CA that signs brokers' and clients' certificates")
+	ef.str(&sf.tlsClientAuth, "tls-client-auth", "none", "client certificates on the client, external and Kafka listeners: none, request (checked if given) or require (mutual TLS); brokers always require each other's")
 	ef.bool(&cfg.Pprof, "pprof", false, "serve the Go profiler under /debug/pprof on --http-addr (off by default)")
 	ef.str(&cfg.GossipLabel, "gossip-label", "", "label on every gossip packet, so clusters sharing a network ignore each other")
 	ef.str(&cfg.Rack, "rack", "", "rack label for rack-aware replica placement")
@@ -180,8 +186,14 @@ func applyServeFlags(ef *envFlags, cfg *broker.Config, sf serveFlags) error {
 	cfg.NodeID = int32(sf.nodeID)
 	cfg.BootstrapExpect, cfg.ControllerVoters = sf.bootstrapExpect, sf.voters
 	var err error
-	if cfg.GossipKey, err = readGossipKey(sf.gossipKey, sf.gossipKeyFile); err != nil {
+	if cfg.GossipKey, cfg.GossipKeyring, err = readGossipKey(sf.gossipKey, sf.gossipKeyFile); err != nil {
 		return err
+	}
+	if cfg.TLSClientAuth, err = tlsconf.ParseClientAuth(sf.tlsClientAuth); err != nil {
+		return err
+	}
+	if !cfg.TLS.Enabled() && ef.given("tls-client-auth") {
+		return errors.New("--tls-client-auth needs TLS: give --tls-cert-file, --tls-key-file and --tls-ca-file")
 	}
 	if cfg.ReplicaLagTime, err = time.ParseDuration(sf.lagTime); err != nil {
 		return fmt.Errorf("--replica-lag-time %q: %v", sf.lagTime, err)
@@ -228,34 +240,56 @@ func freePortOn(addr string) string {
 	return net.JoinHostPort(host, "0")
 }
 
-// readGossipKey decodes the gossip key from --gossip-key (or its variable)
-// or from the file --gossip-key-file names; neither: no key.
-func readGossipKey(key, file string) ([]byte, error) {
+// readGossipKey decodes the gossip keys from --gossip-key (or its
+// variable) or from the file --gossip-key-file names (one key per line; the
+// first encrypts, all are accepted: rotation); neither: no key.
+func readGossipKey(key, file string) (primary []byte, more [][]byte, err error) {
 	const how = "make one with: head -c 32 /dev/urandom | base64"
 	what := "--gossip-key"
+	lines := []string{key}
 	switch {
 	case key != "" && file != "":
-		return nil, errors.New("--gossip-key and --gossip-key-file both given: give one")
+		return nil, nil, errors.New("--gossip-key and --gossip-key-file both given: give one")
 	case file != "":
 		data, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("--gossip-key-file: %w", err)
+			return nil, nil, fmt.Errorf("--gossip-key-file: %w", err)
 		}
-		if key = strings.TrimSpace(string(data)); key == "" {
-			return nil, fmt.Errorf("--gossip-key-file %s is empty: it holds the key in base64 (%s)", file, how)
+		lines = splitLines(string(data))
+		if len(lines) == 0 {
+			return nil, nil, fmt.Errorf("--gossip-key-file %s is empty: it holds the key in base64 (%s)", file, how)
 		}
 		what = "--gossip-key-file " + file
 	case key == "":
-		return nil, nil
+		return nil, nil, nil
 	}
-	k, err := base64.StdEncoding.DecodeString(key)
-	if err != nil {
-		return nil, fmt.Errorf("%s: not base64: %v (%s)", what, err, how)
+	var keys [][]byte
+	for i, line := range lines {
+		which := what
+		if len(lines) > 1 {
+			which = fmt.Sprintf("%s: key %d", what, i+1)
+		}
+		k, err := base64.StdEncoding.DecodeString(line)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: not base64: %v (%s)", which, err, how)
+		}
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return nil, nil, fmt.Errorf("%s: the key is %d bytes, want 16, 24 or 32 (%s)", which, n, how)
+		}
+		keys = append(keys, k)
 	}
-	if n := len(k); n != 16 && n != 24 && n != 32 {
-		return nil, fmt.Errorf("%s: the key is %d bytes, want 16, 24 or 32 (%s)", what, n, how)
+	return keys[0], keys[1:], nil
+}
+
+// splitLines is the non-empty, trimmed lines of s.
+func splitLines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
 	}
-	return k, nil
+	return out
 }
 
 // newLogger builds the broker's logger, with its level in a LevelVar that

@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/skeinlog/skein/client"
+	"github.com/skeinlog/skein/internal/cli"
 )
 
 const topicUsage = `Usage:
@@ -436,15 +438,26 @@ func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	addr := fs.String("addr", def, "broker gRPC address (env SKEIN_ADDR)")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
+	var tf cli.TLSFlags
+	tf.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
+	tc, err := tf.Config()
+	if err != nil {
+		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
+		return 2
+	}
+	creds := insecure.NewCredentials()
+	if tc != nil {
+		creds = credentials.NewTLS(tc)
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
 		return 1

@@ -58,7 +58,7 @@ following the log until Ctrl-C (or -e / -c). -x and --x are the same flag.
       --stats json     print records, bytes, seconds, records/s, MB/s as JSON on
                        stdout at exit
   -v                   print that summary on stderr at exit
-
+` + cli.TLSUsage + `
 Exit status: 0 at the end or on Ctrl-C, 1 on an error, 2 for bad usage, 3 when
 --key has no record.
 `
@@ -77,6 +77,7 @@ type config struct {
 	group      groupFlags
 	key        []byte // --key: look up the key's latest record
 	user       cli.UserFlags
+	tls        cli.TLSFlags
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -107,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	var key string
 	fs.StringVar(&key, "key", "", "print the latest committed record of this key and exit")
 	cfg.group.register(fs)
+	cfg.tls.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -191,7 +193,12 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		fmt.Fprintf(stderr, "consume: %v\n", err)
 		return exitUsage
 	}
-	c, err := client.New(append(userOpts, client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))...)
+	tlsOpts, err := cfg.tls.ClientOpts()
+	if err != nil {
+		logf("%v", err)
+		return exitUsage
+	}
+	c, err := client.New(append(append(userOpts, tlsOpts...), client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))...)
 	if err != nil {
 		logf("%v", err)
 		return exitUsage

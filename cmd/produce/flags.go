@@ -50,6 +50,7 @@ type config struct {
 	report          bool
 	timeout         time.Duration
 	idempotent      bool
+	tls             cli.TLSFlags
 }
 
 type headerFlags struct{ hs *[]client.Header }
@@ -100,7 +101,7 @@ generated ones with --count. -x and --x are the same flag.
       --stats json        print the summary as one JSON object on stdout
       --report, -v        print "partition offset input" per acknowledged record
                           (input is "line N", or "record N" in bench mode)
-
+` + cli.TLSUsage + `
 Escapes \n \t \r \0 \\ \xNN work in -D, -K and -k. Exit status: 0 all records
 acknowledged, 1 some failed or an error, 2 bad usage, 3 --expect-offset or
 --expect-key-offset mismatch, 130 interrupted.
@@ -165,6 +166,7 @@ func registerFlags(fs *flag.FlagSet, cfg *config, raw *rawFlags) {
 		fs.BoolVar(&cfg.report, n, false, `print "partition offset input" for every acknowledged record`)
 	}
 	fs.DurationVar(&cfg.timeout, "delivery-timeout", 2*time.Minute, "give up on a record after this long")
+	cfg.tls.Register(fs)
 }
 
 // check validates the parsed flags and fills in the fields parsed from raw.

@@ -34,7 +34,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		logf("%v", err)
 		return exitUsage
 	}
-	c, err := client.New(append(userOpts, client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))...)
+	tlsOpts, err := cfg.tls.ClientOpts()
+	if err != nil {
+		logf("%v", err)
+		return exitUsage
+	}
+	c, err := client.New(append(append(userOpts, tlsOpts...), client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))...)
 	if err != nil {
 		logf("%v", err)
 		return exitUsage

@@ -23,11 +23,20 @@ type Cluster struct {
 	Brokers map[int32]*Broker
 	IDs     []int32
 	extra   []string
+	// ClientOpts are added to every client the cluster makes (TLS).
+	ClientOpts []client.ClientOpt
 }
 
 func StartCluster(t TB, n int, extra ...string) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, Brokers: map[int32]*Broker{}, extra: extra}
+	return StartClusterWith(t, n, nil, extra...)
+}
+
+// StartClusterWith is StartCluster whose clients (Client, WaitHealthy) take
+// opts, such as client.TLSConfig for brokers serving TLS.
+func StartClusterWith(t TB, n int, opts []client.ClientOpt, extra ...string) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, Brokers: map[int32]*Broker{}, extra: extra, ClientOpts: opts}
 	for i := 1; i <= n; i++ {
 		id := int32(i)
 		args := append([]string{"--node-id", strconv.Itoa(i)}, extra...)
@@ -51,7 +60,7 @@ func (c *Cluster) Addrs() []string {
 
 func (c *Cluster) Client() *client.Client {
 	c.t.Helper()
-	cl, err := client.New(client.Brokers(c.Addrs()...), client.RequestTimeout(10*time.Second))
+	cl, err := client.New(append([]client.ClientOpt{client.Brokers(c.Addrs()...), client.RequestTimeout(10 * time.Second)}, c.ClientOpts...)...)
 	if err != nil {
 		c.t.Fatalf("%v", err)
 	}
@@ -115,7 +124,7 @@ func (c *Cluster) WaitHealthy(d time.Duration) {
 
 // TryWaitHealthy is WaitHealthy returning the error.
 func (c *Cluster) TryWaitHealthy(d time.Duration) error {
-	cl, err := client.New(client.Brokers(c.Addrs()...), client.RequestTimeout(2*time.Second))
+	cl, err := client.New(append([]client.ClientOpt{client.Brokers(c.Addrs()...), client.RequestTimeout(2 * time.Second)}, c.ClientOpts...)...)
 	if err != nil {
 		return err
 	}

@@ -149,6 +149,19 @@ func StartBroker(t TB, dir, addr string, extra ...string) *Broker {
 	return b
 }
 
+// TryStartBroker runs a broker on dir like StartBroker, but returns an
+// error, with what it logged, if it is not ready within d (the process is
+// then killed) or exits first.
+func TryStartBroker(t TB, dir, addr string, d time.Duration, extra ...string) (*Broker, error) {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	b := &Broker{t: t, Dir: dir, args: extra}
+	t.Cleanup(func() { b.Kill() })
+	return b, b.tryStartWithin(addr, d)
+}
+
 func (b *Broker) start(addr string) {
 	b.t.Helper()
 	if err := b.tryStart(addr); err != nil {
@@ -157,7 +170,9 @@ func (b *Broker) start(addr string) {
 }
 
 // tryStart starts the process and waits until it logs "broker ready".
-func (b *Broker) tryStart(addr string) error {
+func (b *Broker) tryStart(addr string) error { return b.tryStartWithin(addr, 30*time.Second) }
+
+func (b *Broker) tryStartWithin(addr string, d time.Duration) error {
 	gossip, raft, peer := b.GossipAddr, b.RaftAddr, b.PeerAddr
 	if gossip == "" {
 		gossip, raft = "127.0.0.1:0", "127.0.0.1:0"
@@ -224,9 +239,9 @@ func (b *Broker) tryStart(addr string) error {
 	case err := <-b.done:
 		b.cmd = nil
 		return fmt.Errorf("broker exited during start (%v):\n%s", err, b.logs.String())
-	case <-time.After(30 * time.Second):
+	case <-time.After(d):
 		b.Kill()
-		return fmt.Errorf("broker not ready after 30s:\n%s", b.logs.String())
+		return fmt.Errorf("broker not ready after %v:\n%s", d, b.logs.String())
 	}
 }
 
