@@ -255,7 +255,7 @@ func readGossipKey(key, file string) (primary []byte, more [][]byte, err error) 
 		if err != nil {
 			return nil, nil, fmt.Errorf("--gossip-key-file: %w", err)
 		}
-		lines = splitLines(string(data))
+		lines = splitList(string(data), "\n")
 		if len(lines) == 0 {
 			return nil, nil, fmt.Errorf("--gossip-key-file %s is empty: it holds the key in base64 (%s)", file, how)
 		}
@@ -279,17 +279,6 @@ func readGossipKey(key, file string) (primary []byte, more [][]byte, err error) 
 		keys = append(keys, k)
 	}
 	return keys[0], keys[1:], nil
-}
-
-// splitLines is the non-empty, trimmed lines of s.
-func splitLines(s string) []string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			out = append(out, l)
-		}
-	}
-	return out
 }
 
 // newLogger builds the broker's logger, with its level in a LevelVar that

@@ -12,25 +12,17 @@ import (
 // asked for and checked against the current CA as auth says. nextProtos
 // are the ALPN protocols offered (gRPC adds h2 itself).
 func (s *Source) ServerConfig(auth ClientAuth, nextProtos ...string) *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			cert, pool := s.current()
-			return &tls.Config{
-				MinVersion:   tls.VersionTLS12,
-				Certificates: []tls.Certificate{*cert},
-				ClientCAs:    pool,
-				ClientAuth:   auth.tlsType(),
-				NextProtos:   nextProtos,
-			}, nil
-		},
-	}
+	return s.serverConfig(auth.tlsType(), nil, nextProtos)
 }
 
 // PeerServerConfig is the inter-broker and Raft listeners' configuration:
 // mutual TLS always, and the client's certificate must be a broker's
 // (IsBrokerCert), not a client's.
 func (s *Source) PeerServerConfig() *tls.Config {
+	return s.serverConfig(tls.RequireAndVerifyClientCert, requireBroker("client"), nil)
+}
+
+func (s *Source) serverConfig(auth tls.ClientAuthType, verify func(tls.ConnectionState) error, nextProtos []string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -39,8 +31,9 @@ func (s *Source) PeerServerConfig() *tls.Config {
 				MinVersion:       tls.VersionTLS12,
 				Certificates:     []tls.Certificate{*cert},
 				ClientCAs:        pool,
-				ClientAuth:       tls.RequireAndVerifyClientCert,
-				VerifyConnection: requireBroker("client"),
+				ClientAuth:       auth,
+				VerifyConnection: verify,
+				NextProtos:       nextProtos,
 			}, nil
 		},
 	}
