@@ -40,8 +40,8 @@ type Broker struct {
 	peerLis net.Listener  // the inter-broker listener
 	httpLis net.Listener
 	tls     *tlsconf.Source // the TLS certificate, key and CA; nil: plaintext
-	grpc    *grpc.Server // client listeners: the Skein service only
-	peer    *grpc.Server // inter-broker listener: the Internal service
+	grpc    *grpc.Server    // client listeners: the Skein service only
+	peer    *grpc.Server    // inter-broker listener: the Internal service
 	health  *health.Server
 	http    *http.Server
 	metrics *metrics
