@@ -37,7 +37,7 @@ func runCerts(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "broker certs create: takes no arguments (got %s)\n", strings.Join(positional, " "))
 		return 2
 	}
-	o.Hosts, o.Clients = splitList(hosts, ","), splitList(clients, ",")
+	o.Hosts, o.Clients = splitList(hosts), splitList(clients)
 	files, err := tlsconf.Create(o)
 	if err != nil {
 		fmt.Fprintf(stderr, "broker certs create: %v\n", err)
@@ -63,9 +63,11 @@ func printCertFlags(w io.Writer, dir string, clients []string) {
 	fmt.Fprintf(w, "\nKeep %s away from the brokers: it signs certificates.\n", f("ca.key"))
 }
 
-// splitList splits a list separated by sep, trimming items and dropping
-// empty ones.
-func splitList(s, sep string) []string {
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string { return splitOn(s, ",") }
+
+// splitOn splits s at every sep, trimming items and dropping empty ones.
+func splitOn(s, sep string) []string {
 	var out []string
 	for _, p := range strings.Split(s, sep) {
 		if p = strings.TrimSpace(p); p != "" {

@@ -255,7 +255,7 @@ func readGossipKey(key, file string) (primary []byte, more [][]byte, err error) 
 		if err != nil {
 			return nil, nil, fmt.Errorf("--gossip-key-file: %w", err)
 		}
-		lines = splitList(string(data), "\n")
+		lines = splitOn(string(data), "\n")
 		if len(lines) == 0 {
 			return nil, nil, fmt.Errorf("--gossip-key-file %s is empty: it holds the key in base64 (%s)", file, how)
 		}
