@@ -324,31 +324,10 @@ func TestKafkaConsumerGroup(t *testing.T) {
 	seen := make(chan string, 2*n)
 	var consumers []*kgo.Client
 	for c := 0; c < 2; c++ {
-		cl := kafkaClient(t, b.KafkaAddr(), kgo.ConsumerGroup("grp"), kgo.ConsumeTopics("g"), kgo.ServerSideBalancer(),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
-		consumers = append(consumers, cl)
-		go func() {
-			for ctx.Err() == nil {
-				fs := cl.PollFetches(ctx)
-				if fs.IsClientClosed() {
-					return
-				}
-				fs.EachRecord(func(r *kgo.Record) { seen <- string(r.Value) })
-				if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
-					t.Logf("commit: %v", err)
-				}
-			}
-		}()
+		consumers = append(consumers, groupMember(t, ctx, b.KafkaAddr(), seen, kgo.ConsumerGroup("grp"), kgo.ConsumeTopics("g"), kgo.ServerSideBalancer()))
 	}
 	got := map[string]int{}
-	for len(got) < n {
-		select {
-		case v := <-seen:
-			got[v]++
-		case <-ctx.Done():
-			t.Fatalf("consumed %d distinct records of %d", len(got), n)
-		}
-	}
+	collect(t, ctx, seen, got, n)
 	// Committed offsets reach the ends of all four partitions.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -400,5 +379,37 @@ func TestKafkaConsumerGroup(t *testing.T) {
 	}
 	for _, cl := range consumers {
 		cl.Close()
+	}
+}
+
+// groupMember starts a franz-go group consumer that sends each record's
+// value to seen and commits after every poll.
+func groupMember(t *testing.T, ctx context.Context, addr string, seen chan<- string, opts ...kgo.Opt) *kgo.Client {
+	cl := kafkaClient(t, addr, append([]kgo.Opt{kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit()}, opts...)...)
+	go func() {
+		for ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			if fs.IsClientClosed() {
+				return
+			}
+			fs.EachRecord(func(r *kgo.Record) { seen <- string(r.Value) })
+			if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
+				t.Logf("commit: %v", err)
+			}
+		}
+	}()
+	return cl
+}
+
+// collect counts the values from seen until got holds n distinct ones.
+func collect(t *testing.T, ctx context.Context, seen <-chan string, got map[string]int, n int) {
+	t.Helper()
+	for len(got) < n {
+		select {
+		case v := <-seen:
+			got[v]++
+		case <-ctx.Done():
+			t.Fatalf("consumed %d distinct records of %d", len(got), n)
+		}
 	}
 }

@@ -46,31 +46,11 @@ func TestKafkaClassicGroup(t *testing.T) {
 	seen := make(chan string, 4*n)
 	var consumers []*kgo.Client
 	for i := 0; i < 2; i++ {
-		cl := kafkaClient(t, b.KafkaAddr(), kgo.ConsumerGroup("classic"), kgo.ConsumeTopics("c"),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.SessionTimeout(6*time.Second))
-		consumers = append(consumers, cl)
-		go func() {
-			for ctx.Err() == nil {
-				fs := cl.PollFetches(ctx)
-				if fs.IsClientClosed() {
-					return
-				}
-				fs.EachRecord(func(r *kgo.Record) { seen <- string(r.Value) })
-				if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
-					t.Logf("commit: %v", err)
-				}
-			}
-		}()
+		consumers = append(consumers, groupMember(t, ctx, b.KafkaAddr(), seen, kgo.ConsumerGroup("classic"), kgo.ConsumeTopics("c"),
+			kgo.SessionTimeout(6*time.Second)))
 	}
 	got := map[string]int{}
-	for len(got) < n {
-		select {
-		case v := <-seen:
-			got[v]++
-		case <-ctx.Done():
-			t.Fatalf("consumed %d distinct records of %d", len(got), n)
-		}
-	}
+	collect(t, ctx, seen, got, n)
 	// Both members hold partitions, as kadm and the native API describe.
 	waitFor(t, 20*time.Second, "two members sharing four partitions", func() bool {
 		dg, err := adm.DescribeGroups(ctx, "classic")
@@ -114,14 +94,7 @@ func TestKafkaClassicGroup(t *testing.T) {
 	// One leaves: the other owns all four partitions and reads new records.
 	consumers[0].Close()
 	produceN(t, ctx, b.KafkaAddr(), "c", 40, "after-")
-	for len(got) < n+40 {
-		select {
-		case v := <-seen:
-			got[v]++
-		case <-ctx.Done():
-			t.Fatalf("after a leave: consumed %d distinct records of %d", len(got), n+40)
-		}
-	}
+	collect(t, ctx, seen, got, n+40)
 	waitFor(t, 20*time.Second, "one member with all partitions", func() bool {
 		gr, err := groups.DescribeGroup(ctx, &pb.DescribeGroupRequest{Group: "classic"})
 		return err == nil && len(gr.Members) == 1 && len(gr.Members[0].Assigned) == 1 && len(gr.Members[0].Assigned[0].Partitions) == 4

@@ -117,18 +117,37 @@ func (c *conn) alterConfigs(ctx context.Context, typ int8, name string, ops []al
 	return err
 }
 
-func (c *conn) incrementalAlterConfigs(req *kmsg.IncrementalAlterConfigsRequest) kmsg.Response {
-	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
+// alterResource is one resource of an alter request.
+type alterResource struct {
+	typ  int8
+	name string
+	ops  []alterOp
+}
+
+// alterAll applies each resource; one error (or nil) per resource.
+func (c *conn) alterAll(res []alterResource, validateOnly bool) []error {
 	ctx, cancel := c.requestTimeout(0)
 	defer cancel()
-	for _, r := range req.Resources {
-		var ops []alterOp
+	errs := make([]error, len(res))
+	for i, r := range res {
+		errs[i] = c.alterConfigs(ctx, r.typ, r.name, r.ops, validateOnly)
+	}
+	return errs
+}
+
+func (c *conn) incrementalAlterConfigs(req *kmsg.IncrementalAlterConfigsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
+	res := make([]alterResource, len(req.Resources))
+	for i, r := range req.Resources {
+		res[i] = alterResource{typ: int8(r.ResourceType), name: r.ResourceName}
 		for _, cfg := range r.Configs {
-			ops = append(ops, alterOp{name: cfg.Name, value: cfg.Value, op: int8(cfg.Op)})
+			res[i].ops = append(res[i].ops, alterOp{name: cfg.Name, value: cfg.Value, op: int8(cfg.Op)})
 		}
+	}
+	for i, err := range c.alterAll(res, req.ValidateOnly) {
 		rr := kmsg.NewIncrementalAlterConfigsResponseResource()
-		rr.ResourceType, rr.ResourceName = r.ResourceType, r.ResourceName
-		if err := c.alterConfigs(ctx, int8(r.ResourceType), r.ResourceName, ops, req.ValidateOnly); err != nil {
+		rr.ResourceType, rr.ResourceName = req.Resources[i].ResourceType, req.Resources[i].ResourceName
+		if err != nil {
 			rr.ErrorCode, rr.ErrorMessage = errorCode(err), errorMessage(err)
 		}
 		resp.Resources = append(resp.Resources, rr)
@@ -141,16 +160,17 @@ func (c *conn) incrementalAlterConfigs(req *kmsg.IncrementalAlterConfigsRequest)
 // the broker defaults.
 func (c *conn) alterConfigsLegacy(req *kmsg.AlterConfigsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
-	ctx, cancel := c.requestTimeout(0)
-	defer cancel()
-	for _, r := range req.Resources {
-		var ops []alterOp
+	res := make([]alterResource, len(req.Resources))
+	for i, r := range req.Resources {
+		res[i] = alterResource{typ: int8(r.ResourceType), name: r.ResourceName}
 		for _, cfg := range r.Configs {
-			ops = append(ops, alterOp{name: cfg.Name, value: cfg.Value})
+			res[i].ops = append(res[i].ops, alterOp{name: cfg.Name, value: cfg.Value})
 		}
+	}
+	for i, err := range c.alterAll(res, req.ValidateOnly) {
 		rr := kmsg.NewAlterConfigsResponseResource()
-		rr.ResourceType, rr.ResourceName = r.ResourceType, r.ResourceName
-		if err := c.alterConfigs(ctx, int8(r.ResourceType), r.ResourceName, ops, req.ValidateOnly); err != nil {
+		rr.ResourceType, rr.ResourceName = req.Resources[i].ResourceType, req.Resources[i].ResourceName
+		if err != nil {
 			rr.ErrorCode, rr.ErrorMessage = errorCode(err), errorMessage(err)
 		}
 		resp.Resources = append(resp.Resources, rr)
