@@ -299,3 +299,40 @@ func TestKeyIndexCollisionsNeverAnswerWrong(t *testing.T) {
 	}
 	wantLast(t, p, "absent", -1)
 }
+
+func TestKeyIndexRetentionAndReset(t *testing.T) {
+	p := openKeyed(t, t.TempDir(), walOpen, nil)
+	leader(t, p, 1)
+	// "old" has records only at the start; retention removes them.
+	if _, err := p.Append(context.Background(), AppendRequest{Batch: keyedBatch(t, batch.None, "old=1"), LeaderEpoch: -1, ExpectedOffset: -1}); err != nil {
+		t.Fatal(err)
+	}
+	last := fillKeys(t, p, 200, 5)
+	if _, err := p.ApplyRetention(Retention{MaxBytes: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if start, _, _ := p.Offsets(); start == 0 {
+		t.Fatal("retention deleted nothing")
+	}
+	wantLast(t, p, "old", -1)
+	if kr, err := p.Latest([]byte("old")); err != nil || kr.Found {
+		t.Fatalf("Latest of a key retention removed: %+v %v", kr, err)
+	}
+	checkKeys(t, p, last)
+	// A follower whose log is emptied forgets every key.
+	if err := p.BecomeFollower(2, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Reset(500); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.KeyIndexStats(); st.Keys != 0 {
+		t.Fatalf("%d keys after Reset", st.Keys)
+	}
+	if err := p.BecomeLeader(1, LeaderState{Epoch: 3, ISR: []int32{1}, MinISR: 1, Solo: true}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := appendIf(p, keyedBatch(t, batch.None, "k1=new"), map[string]int64{"k1": -1}); err != nil || r.BaseOffset != 500 {
+		t.Fatalf("after Reset: %+v %v", r, err)
+	}
+}
