@@ -67,13 +67,15 @@ func (c *coordinator) classicOf(ctx context.Context, name string, create bool) (
 	}
 	sh.mu.Lock()
 	g := sh.classic[name]
-	if g == nil && create {
+	if create {
 		if kg := sh.groups[name]; kg != nil && kg.Len() > 0 {
 			sh.mu.Unlock()
 			return nil, nil, fmt.Errorf("%w: group %q has %d member(s) using the consumer protocol (KIP-848, ConsumerGroupHeartbeat); a classic member cannot join it", group.ErrInconsistentProtocol, name, kg.Len())
 		}
-		g = group.NewClassic(name, cluster.NewID)
-		sh.classic[name] = g
+		if g == nil {
+			g = group.NewClassic(name, cluster.NewID)
+			sh.classic[name] = g
+		}
 	}
 	if g == nil {
 		sh.mu.Unlock()
@@ -197,7 +199,7 @@ func (c *coordinator) DescribeKafka(ctx context.Context, name string) (group.Des
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if g := sh.classic[name]; g != nil {
+	if g := sh.classicView(name); g != nil {
 		return group.Description{State: g.State, ProtocolType: g.ProtocolType, Protocol: g.Protocol, Members: g.Members()}, nil
 	}
 	if g := sh.groups[name]; g != nil && g.Len() > 0 {
@@ -212,4 +214,14 @@ func (c *coordinator) DescribeKafka(ctx context.Context, name string) (group.Des
 		return group.Description{State: group.StateEmpty, ProtocolType: "consumer"}, nil
 	}
 	return group.Description{State: group.StateDead}, nil
+}
+
+// classicView is the group's classic side when it is the one that counts:
+// it has members, or the group has no KIP-848 side. With sh.mu held.
+func (sh *shard) classicView(name string) *group.Classic {
+	g := sh.classic[name]
+	if g == nil || g.Len() == 0 && sh.groups[name] != nil {
+		return nil
+	}
+	return g
 }

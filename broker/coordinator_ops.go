@@ -143,7 +143,7 @@ func (c *coordinator) Commit(ctx context.Context, name string, ref group.MemberR
 // checkCommit applies the rules of the group's protocol to a commit. With
 // sh.mu held.
 func checkCommit(sh *shard, name string, ref group.MemberRef, tps []group.TopicPartition) error {
-	if g := sh.classic[name]; g != nil {
+	if g := sh.classicView(name); g != nil {
 		if ref.MemberID == "" && ref.InstanceID == "" {
 			ref.Generation = -1
 		}
@@ -219,7 +219,7 @@ func (c *coordinator) Heartbeat(ctx context.Context, name string, req group.Hear
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	g := sh.groups[name]
-	if cg := sh.classic[name]; g == nil && cg != nil && req.MemberEpoch != -1 {
+	if cg := sh.classic[name]; g == nil && cg != nil && cg.Len() > 0 && req.MemberEpoch != -1 {
 		return group.HeartbeatResult{}, fmt.Errorf("%w: group %q has %d classic member(s) (JoinGroup/SyncGroup); a consumer-protocol member cannot join it until they leave", group.ErrNotConsumerGroup, name, cg.Len())
 	}
 	if g == nil {
@@ -273,7 +273,7 @@ func (c *coordinator) Describe(ctx context.Context, name string) (GroupDescripti
 	if g := sh.groups[name]; g != nil {
 		d.State, d.Epoch, d.Members = g.State(), g.Epoch, g.Members()
 	}
-	if g := sh.classic[name]; g != nil {
+	if g := sh.classicView(name); g != nil {
 		d.State, d.Epoch, d.Members, d.Protocol = g.State, g.Generation, g.AsMembers(), "classic"
 	}
 	sh.mu.Unlock()
@@ -358,7 +358,7 @@ func (c *coordinator) List(ctx context.Context) ([]GroupSummary, error) {
 			if g := sh.groups[name]; g != nil {
 				s.State, s.Members = g.State(), g.Len()
 			}
-			if g := sh.classic[name]; g != nil {
+			if g := sh.classicView(name); g != nil {
 				s.State, s.Members, s.Protocol = g.State, g.Len(), "classic"
 			}
 			out = append(out, s)

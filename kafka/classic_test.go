@@ -279,6 +279,23 @@ func TestKafkaClassicGroupBadInput(t *testing.T) {
 	}
 	jr := join("", func(q *kmsg.JoinGroupRequest) { q.Group = "kip848"; q.Version = 3 })
 	expect("classic join into a consumer-protocol group", jr.ErrorCode, kerr.InconsistentGroupProtocol)
+
+	// An id handed out to a classic member does not hold the group: a
+	// consumer-protocol member may take it, and the classic one is then
+	// refused.
+	pendingJoin := join("", func(q *kmsg.JoinGroupRequest) { q.Group = "mixed" })
+	expect("classic first join", pendingJoin.ErrorCode, kerr.MemberIDRequired)
+	cg.Group = "mixed"
+	cgr, err = cg.RequestWith(ctx, cl)
+	if err != nil || cgr.ErrorCode != 0 || cgr.MemberID == nil {
+		t.Fatalf("consumer-protocol join of a group with a pending classic id: %v %v", err, kerr.ErrorForCode(cgr.ErrorCode))
+	}
+	jr = join(pendingJoin.MemberID, func(q *kmsg.JoinGroupRequest) { q.Group = "mixed" })
+	expect("classic join after a consumer-protocol member took the group", jr.ErrorCode, kerr.InconsistentGroupProtocol)
+	dg, _ = adm.DescribeGroups(ctx, "mixed")
+	if dg["mixed"].Protocol != "uniform" || len(dg["mixed"].Members) != 1 {
+		t.Fatalf("mixed group: %+v", dg["mixed"])
+	}
 }
 
 var nil0 = &kerr.Error{Message: "NONE", Code: 0}
