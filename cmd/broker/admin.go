@@ -94,17 +94,12 @@ func adminCall(ctx context.Context, stderr io.Writer, what string, timeout time.
 
 // withClient connects to the brokers of a and runs fn with adminCall.
 func withClient(ctx context.Context, stderr io.Writer, what string, a adminFlags, fn func(context.Context, *client.Client) error) int {
-	userOpts, err := a.user.ClientOpts()
+	opts, err := cli.ConnectOpts(&a.user, &a.tls)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", what, err)
 		return 2
 	}
-	tlsOpts, err := a.tls.ClientOpts()
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", what, err)
-		return 2
-	}
-	cl, err := client.New(append(append(userOpts, tlsOpts...), client.Brokers(a.brokers))...)
+	cl, err := client.New(append(opts, client.Brokers(a.brokers))...)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", what, err)
 		return 2

@@ -188,17 +188,12 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "consume: "+format+"\n", a...) }
 
-	userOpts, err := cfg.user.ClientOpts()
-	if err != nil {
-		fmt.Fprintf(stderr, "consume: %v\n", err)
-		return exitUsage
-	}
-	tlsOpts, err := cfg.tls.ClientOpts()
+	opts, err := cli.ConnectOpts(&cfg.user, &cfg.tls)
 	if err != nil {
 		logf("%v", err)
 		return exitUsage
 	}
-	c, err := client.New(append(append(userOpts, tlsOpts...), client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))...)
+	c, err := client.New(append(opts, client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))...)
 	if err != nil {
 		logf("%v", err)
 		return exitUsage

@@ -29,17 +29,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "produce: "+format+"\n", a...) }
 
-	userOpts, err := cfg.user.ClientOpts()
+	opts, err := cli.ConnectOpts(&cfg.user, &cfg.tls)
 	if err != nil {
 		logf("%v", err)
 		return exitUsage
 	}
-	tlsOpts, err := cfg.tls.ClientOpts()
-	if err != nil {
-		logf("%v", err)
-		return exitUsage
-	}
-	c, err := client.New(append(append(userOpts, tlsOpts...), client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))...)
+	c, err := client.New(append(opts, client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))...)
 	if err != nil {
 		logf("%v", err)
 		return exitUsage

@@ -99,3 +99,16 @@ const TLSUsage = `      --tls-ca-file F     connect over TLS, trusting brokers' 
       --tls-server-name N name to verify the brokers' certificates against (default: each address's host)
                           (env SKEIN_TLS_CA_FILE, SKEIN_TLS_CERT_FILE, SKEIN_TLS_KEY_FILE, SKEIN_TLS_SERVER_NAME)
 `
+
+// ConnectOpts are the client options the user and TLS flags give together.
+func ConnectOpts(u *UserFlags, t *TLSFlags) ([]client.ClientOpt, error) {
+	userOpts, err := u.ClientOpts()
+	if err != nil {
+		return nil, err
+	}
+	tlsOpts, err := t.ClientOpts()
+	if err != nil {
+		return nil, err
+	}
+	return append(userOpts, tlsOpts...), nil
+}
