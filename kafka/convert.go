@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -115,7 +116,12 @@ func (cv *converter) toSkein(raw []byte) ([]byte, error) {
 // records and codec, and a valid CRC-32C.
 func appendKafka(dst, buf []byte) ([]byte, error) {
 	var recs []batch.Record
-	var scratch, body []byte
+	var scratch []byte
+	// One allocation each for the output and the records of a batch: the
+	// Kafka form of a batch is about the size of the Skein one, so growing
+	// them by appends would copy every byte several times.
+	dst = slices.Grow(dst, len(buf)+len(buf)/8+64)
+	body := make([]byte, 0, min(len(buf), 1<<20))
 	for len(buf) > 0 {
 		v, rest, err := batch.Next(buf)
 		if err != nil {
