@@ -188,11 +188,11 @@ func (b *Broker) httpHandler() http.Handler {
 	if !b.cfg.Pprof {
 		return mux
 	}
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/", b.pprofGuard(pprof.Index))
+	mux.HandleFunc("/debug/pprof/cmdline", b.pprofGuard(pprof.Cmdline))
+	mux.HandleFunc("/debug/pprof/profile", b.pprofGuard(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/symbol", b.pprofGuard(pprof.Symbol))
+	mux.HandleFunc("/debug/pprof/trace", b.pprofGuard(pprof.Trace))
 	return mux
 }
 
