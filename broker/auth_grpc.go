@@ -23,49 +23,32 @@ func (b *Broker) clientAuthOptions() []grpc.ServerOption {
 	}
 }
 
-// peerAuthOptions are the interceptors of the inter-broker listener: a
-// caller with a verified certificate must be a broker (a super user); one
-// without TLS is trusted as a broker, as the network is (see
-// docs/security.md).
+// peerAuthOptions are the interceptors of the inter-broker listener: its
+// callers are brokers, not subject to ACLs. With TLS the listener admits
+// only broker certificates of the cluster's CA (mutual TLS); without it the
+// network is trusted (see docs/security.md). The principal recorded is the
+// certificate's, else BrokerPrincipal.
 func (b *Broker) peerAuthOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			ctx, err := b.peerPrincipal(ctx)
-			if err != nil {
-				return nil, err
-			}
-			return h(ctx, req)
+			return h(peerPrincipal(ctx), req)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			ctx, err := b.peerPrincipal(ss.Context())
-			if err != nil {
-				return err
-			}
-			return h(srv, &principalStream{ServerStream: ss, ctx: ctx})
+			return h(srv, &principalStream{ServerStream: ss, ctx: peerPrincipal(ss.Context())})
 		}),
 	}
 }
 
-func (b *Broker) peerPrincipal(ctx context.Context) (context.Context, error) {
+func peerPrincipal(ctx context.Context) context.Context {
 	p := BrokerPrincipal
 	if pr, ok := peer.FromContext(ctx); ok {
 		if ti, ok := pr.AuthInfo.(credentials.TLSInfo); ok {
-			cp, ok := auth.FromTLS(&ti.State)
-			if !ok || !b.authz.IsSuperUser(cp) {
-				b.authz.Audit(cp, auth.ClusterAction, auth.ClusterResource(), errAuthFailed)
-				return nil, status.Errorf(codes.PermissionDenied, "%s is not a broker: the inter-broker listener serves brokers only", orAnonymous(cp))
+			if cp, ok := auth.FromTLS(&ti.State); ok {
+				p = cp
 			}
-			p = cp
 		}
 	}
-	return context.WithValue(ctx, principalKey{}, p), nil
-}
-
-func orAnonymous(p auth.Principal) auth.Principal {
-	if p == "" {
-		return auth.Anonymous
-	}
-	return p
+	return context.WithValue(ctx, principalKey{}, p)
 }
 
 // authenticate puts the caller's principal in ctx.
