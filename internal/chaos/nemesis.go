@@ -55,7 +55,10 @@ var Scenarios = map[string][]string{
 	// reassign: moves, each during a process or network fault (4 brokers).
 	"reassign": {FaultReassign},
 	"mix": {FaultKill, FaultTerm, FaultPause, FaultKillAll, FaultKillController, FaultIsolate, FaultLeaderCut, FaultBridge, FaultOneWay, FaultFlap, FaultLongCut,
-		FaultTornTail, FaultZeroTail, FaultGarbage, FaultBitFlip, FaultWipe, FaultDiskFull, FaultReassign},
+		FaultTornTail, FaultZeroTail, FaultGarbage, FaultBitFlip, FaultWipe, FaultDiskFull,
+		// Four times: a move pairs with one of the others, and a 40 s run
+		// of a few faults should see one.
+		FaultReassign, FaultReassign, FaultReassign, FaultReassign},
 }
 
 // ScenarioNames lists the scenarios, sorted.

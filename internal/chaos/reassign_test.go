@@ -58,7 +58,7 @@ func TestReassignScenario(t *testing.T) {
 		t.Fatalf("companions of reassign: %v", got)
 	}
 	mix := companions(Scenarios["mix"])
-	if slices.Contains(mix, FaultReassign) || slices.Contains(mix, FaultLongCut) || !slices.Contains(mix, FaultDiskFull) || len(mix) != len(Scenarios["mix"])-2 {
+	if slices.Contains(mix, FaultReassign) || slices.Contains(mix, FaultLongCut) || !slices.Contains(mix, FaultDiskFull) || len(mix) != len(Scenarios["mix"])-5 {
 		t.Fatalf("companions of mix: %v", mix)
 	}
 	for _, f := range append(mix, companionFallback...) {
