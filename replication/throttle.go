@@ -55,21 +55,28 @@ func (t *Throttle) throttled(topic string, partition int32) (bool, int64) {
 	return rate > 0 && t.Applies(topic, partition), rate
 }
 
+// spendCredit is how much unused budget counts, as time: a quarter second,
+// the size of one throttled fetch (fetchBytes).
+const spendCredit = time.Second / 4
+
 // spend accounts n bytes fetched at now and returns how long the fetcher
 // waits before its next fetch: the budget is paid back at the rate, and
 // every throttled fetcher of the broker waits for what all of them spent.
-// Unused budget is not saved up.
+// The time since the budget was last spent (the fetch and its write) counts,
+// up to spendCredit: a fetcher whose fetches take time itself is not made
+// to wait that time again, which would hold it well below the rate. Longer
+// idle time is not saved up.
 func (t *Throttle) spend(n int, now time.Time) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.rate <= 0 {
 		return 0
 	}
-	if t.next.Before(now) {
-		t.next = now
+	if floor := now.Add(-spendCredit); t.next.Before(floor) {
+		t.next = floor
 	}
 	t.next = t.next.Add(time.Duration(float64(n) / float64(t.rate) * float64(time.Second)))
-	return t.next.Sub(now)
+	return max(0, t.next.Sub(now))
 }
 
 // ParseRate reads a byte rate: "50MB/s", "10MiB/s", "1048576" (bytes a

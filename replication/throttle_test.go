@@ -37,16 +37,17 @@ func TestThrottleSpend(t *testing.T) {
 	}
 	now := time.Unix(100, 0)
 	// Two fetchers of 512 KiB each at the same moment share the budget:
-	// the second waits for both.
-	if d := th.spend(512<<10, now); d != 500*time.Millisecond {
+	// the second waits for both (less the quarter second of credit).
+	if d := th.spend(512<<10, now); d != 250*time.Millisecond {
 		t.Fatalf("first wait %v", d)
 	}
-	if d := th.spend(512<<10, now); d != time.Second {
+	if d := th.spend(512<<10, now); d != 750*time.Millisecond {
 		t.Fatalf("second wait %v", d)
 	}
-	// Idle time is not saved up.
+	// Idle time is saved up to a quarter second only: a minute later, 512
+	// KiB still waits a quarter second.
 	later := now.Add(time.Minute)
-	if d := th.spend(256<<10, later); d != 250*time.Millisecond {
+	if d := th.spend(512<<10, later); d != 250*time.Millisecond {
 		t.Fatalf("after idle %v", d)
 	}
 	if got := th.fetchBytes(1<<20, 4<<20); got != 256<<10 {
@@ -54,6 +55,24 @@ func TestThrottleSpend(t *testing.T) {
 	}
 	if got := th.fetchBytes(1<<10, 4<<20); got != 64<<10 {
 		t.Fatalf("fetch bytes floor %d", got)
+	}
+	// A fetcher whose fetch and write take 100 ms copies at the rate, not
+	// below it: after the first fetches, each 256 KiB (a quarter second
+	// of 1 MiB/s) waits the remaining 150 ms.
+	steady := &Throttle{}
+	steady.SetRate(1 << 20)
+	at := now
+	var copied int
+	var waits []time.Duration
+	for range 40 {
+		at = at.Add(100 * time.Millisecond)
+		d := steady.spend(256<<10, at)
+		waits = append(waits, d)
+		at = at.Add(d)
+		copied += 256 << 10
+	}
+	if rate := float64(copied) / at.Sub(now).Seconds(); rate < 0.95*(1<<20) || rate > 1.05*(1<<20) || waits[len(waits)-1] != 150*time.Millisecond {
+		t.Fatalf("steady copy at %.0f B/s (want 1 MiB/s), waits %v", rate, waits)
 	}
 	th.SetRate(0)
 	if d := th.spend(1<<20, later); d != 0 {
