@@ -161,6 +161,8 @@ func measureProduce(ctx context.Context, t *testing.T, cl *client.Client, topic 
 		t.Fatal("no record acknowledged")
 	}
 	slices.Sort(lat)
-	q := func(f float64) time.Duration { return lat[min(len(lat)-1, int(f*float64(len(lat))))].Round(10 * time.Microsecond) }
+	q := func(f float64) time.Duration {
+		return lat[min(len(lat)-1, int(f*float64(len(lat))))].Round(10 * time.Microsecond)
+	}
 	return fmt.Sprintf("%d records, p50 %v, p99 %v, max %v, %d failed", len(lat), q(0.5), q(0.99), lat[len(lat)-1].Round(10*time.Microsecond), failed)
 }
