@@ -69,6 +69,7 @@ type shard struct {
 	groups   map[string]*group.Group   // KIP-848 groups with members
 	classic  map[string]*group.Classic // classic groups with members
 	wake     chan struct{}             // closed when a classic group changes
+	dropped  bool                      // the leadership ended: waiters give up
 	snapAt   time.Time
 	snapping bool
 }
@@ -256,6 +257,10 @@ func (c *coordinator) drop(sh *shard) {
 	if c.shards[sh.part] == sh {
 		delete(c.shards, sh.part)
 	}
+	sh.mu.Lock()
+	sh.dropped = true
+	sh.changed() // classic joins and syncs waiting here answer NOT_COORDINATOR
+	sh.mu.Unlock()
 }
 
 // run expires members, drops shards this broker no longer leads and

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -35,6 +36,9 @@ func (sh *shard) await(ctx context.Context, limit time.Duration, check func() bo
 	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	for {
+		if sh.dropped {
+			return &notCoordinatorError{LeaderID: -1}
+		}
 		if sh.wake == nil {
 			sh.wake = make(chan struct{})
 		}
@@ -52,7 +56,7 @@ func (sh *shard) await(ctx context.Context, limit time.Duration, check func() bo
 		if err != nil {
 			return err
 		}
-		if check() {
+		if !sh.dropped && check() {
 			return nil
 		}
 	}
@@ -117,6 +121,11 @@ func (c *coordinator) JoinGroup(ctx context.Context, name string, req group.Join
 		}
 		return done
 	})
+	var nc *notCoordinatorError
+	if errors.As(werr, &nc) {
+		nc.Group = name
+		return group.JoinResult{}, werr
+	}
 	if werr != nil {
 		return group.JoinResult{}, fmt.Errorf("%w: the rebalance of group %q did not complete in time; join again", group.ErrRebalanceInProgress, name)
 	}
@@ -145,6 +154,11 @@ func (c *coordinator) SyncGroup(ctx context.Context, name string, req group.Sync
 		}
 		return done
 	})
+	var nc *notCoordinatorError
+	if errors.As(werr, &nc) {
+		nc.Group = name
+		return nil, werr
+	}
 	if werr != nil {
 		return nil, fmt.Errorf("%w: no assignment for group %q yet; join again", group.ErrRebalanceInProgress, name)
 	}
