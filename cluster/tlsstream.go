@@ -101,7 +101,7 @@ func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net
 	if err != nil {
 		return nil, err
 	}
-	tc := tls.Client(c, s.src.ClientConfig(tlsconf.HostOf(string(address))))
+	tc := tls.Client(c, s.src.RaftClientConfig())
 	tc.SetDeadline(time.Now().Add(max(timeout, time.Second)))
 	if err := tc.Handshake(); err != nil {
 		c.Close()

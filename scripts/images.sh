@@ -11,9 +11,9 @@ uid=10001
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 root=$ctx/rootfs
-mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" "$ctx/data"
+mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" "$ctx/data" "$ctx/certs"
 chmod 1777 "$root/tmp"
-chmod 0755 "$ctx/data"
+chmod 0755 "$ctx/data" "$ctx/certs"
 
 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$root/usr/local/bin/" ./cmd/...
 # The user has no shell and owns only /data.

@@ -49,6 +49,7 @@ if ! command -v docker-compose >/dev/null || ! command -v docker >/dev/null; the
 fi
 step "docker-compose config"
 docker-compose -f deploy/docker-compose.yml config -q
+docker-compose -f deploy/docker-compose.yml -f deploy/docker-compose.secure.yml config -q
 echo "ok"
 if ! timeout 20 docker info >/dev/null 2>&1; then
   missing "no Docker engine is reachable (docker info failed)"; exit 0

@@ -14,7 +14,7 @@ import (
 // certificates for a dev or test cluster.
 func runCerts(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprint(stderr, "Usage: broker certs create --dir DIR --hosts H1,H2 [--clients NAME,...] [--days N] [--force]\n")
+		fmt.Fprint(stderr, "Usage: broker certs create --dir DIR --hosts H1,H2 [--clients NAME,...] [--days N] [--force | --keep-existing]\n")
 		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 			return 0
 		}
@@ -29,6 +29,7 @@ func runCerts(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&clients, "clients", "", "comma-separated client names: one certificate each, its subject CN the principal")
 	fs.IntVar(&o.Days, "days", 365, "lifetime of the broker and client certificates in days (the CA lives ten times as long)")
 	fs.BoolVar(&o.Force, "force", false, "replace existing files")
+	fs.BoolVar(&o.KeepExisting, "keep-existing", false, "if every file exists already, keep them and succeed (first start of a container)")
 	positional, code, done := parseArgs(fs, args[1:])
 	if done {
 		return code
@@ -43,6 +44,10 @@ func runCerts(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "broker certs create: %v\n", err)
 		return 1
 	}
+	if len(files) == 0 {
+		fmt.Fprintf(stdout, "%s already holds every file: kept\n", o.Dir)
+		return 0
+	}
 	for _, f := range files {
 		fmt.Fprintf(stdout, "wrote %s\n", f.Path)
 	}
@@ -55,7 +60,7 @@ func printCertFlags(w io.Writer, dir string, clients []string) {
 	f := func(name string) string { return filepath.Join(dir, name) }
 	fmt.Fprintf(w, "\nBrokers (every broker of the cluster):\n  broker --tls-cert-file %s --tls-key-file %s --tls-ca-file %s [--tls-client-auth require]\n",
 		f("broker.crt"), f("broker.key"), f("ca.crt"))
-	fmt.Fprintln(w, "  and a gossip key: head -c 32 /dev/urandom | base64 > gossip.key; chmod 600 gossip.key; --gossip-key-file gossip.key")
+	fmt.Fprintf(w, "  --gossip-key-file %s\n", f("gossip.key"))
 	fmt.Fprintf(w, "Clients (produce, consume, broker topic ...):\n  --tls-ca-file %s", f("ca.crt"))
 	if len(clients) > 0 {
 		fmt.Fprintf(w, " --tls-cert-file %s --tls-key-file %s", f(clients[0]+".crt"), f(clients[0]+".key"))

@@ -33,6 +33,7 @@ func TestDeployFilesSetOnlyKnownVariables(t *testing.T) {
 	}{
 		{"Dockerfile", `(?m)\b(SKEIN_[A-Z0-9_]+)=`, 5},
 		{"docker-compose.yml", `(?m)^\s+(SKEIN_[A-Z0-9_]+):`, 7},
+		{"docker-compose.secure.yml", `(?m)^\s+(SKEIN_[A-Z0-9_]+):`, 5},
 		{"kubernetes/statefulset.yaml", `(?m)^\s*- name: (SKEIN_[A-Z0-9_]+)\s*$`, 6},
 		{"systemd/skein-broker.env", `(?m)^#?(SKEIN_[A-Z0-9_]+)=`, 10},
 	} {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -152,7 +153,11 @@ type CreateOptions struct {
 	// lives ten times as long.
 	Days  int
 	Force bool
-	Now   time.Time
+	// KeepExisting: when every file is there already, keep them all and
+	// write nothing (a container that makes its certificates on first
+	// start); when only some are, refuse as without it.
+	KeepExisting bool
+	Now          time.Time
 }
 
 // File is one file Create wrote, and what it is for.
@@ -205,17 +210,8 @@ func Create(o CreateOptions) ([]File, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	names := []string{"ca", BrokerCN}
-	names = append(names, o.Clients...)
-	if !o.Force {
-		for _, n := range names {
-			for _, ext := range []string{".crt", ".key"} {
-				p := filepath.Join(o.Dir, n+ext)
-				if _, err := os.Lstat(p); err == nil {
-					return nil, fmt.Errorf("%s exists: not replacing it (give --force to replace every file, or choose another --dir)", p)
-				}
-			}
-		}
+	if done, err := checkExisting(o); done || err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
@@ -241,6 +237,10 @@ func Create(o CreateOptions) ([]File, error) {
 		out = append(out, File{crt, what}, File{kf, what})
 		return nil
 	}
+	if err := writeGossipKey(o.Dir); err != nil {
+		return nil, err
+	}
+	out = append(out, File{filepath.Join(o.Dir, "gossip.key"), "the gossip encryption key (every broker's --gossip-key-file)"})
 	if err := write("ca", ca.CertPEM(), caKey, "the certificate authority (keep ca.key offline; every broker and client takes ca.crt)"); err != nil {
 		return nil, err
 	}
@@ -267,6 +267,40 @@ func Create(o CreateOptions) ([]File, error) {
 		}
 	}
 	return out, nil
+}
+
+// checkExisting refuses to replace files unless o.Force; with
+// o.KeepExisting and every file there, done is true: nothing to write.
+func checkExisting(o CreateOptions) (done bool, err error) {
+	if o.Force {
+		return false, nil
+	}
+	paths := []string{filepath.Join(o.Dir, "gossip.key")}
+	for _, n := range append([]string{"ca", BrokerCN}, o.Clients...) {
+		paths = append(paths, filepath.Join(o.Dir, n+".crt"), filepath.Join(o.Dir, n+".key"))
+	}
+	var exist []string
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err == nil {
+			exist = append(exist, p)
+		}
+	}
+	switch {
+	case len(exist) == 0:
+		return false, nil
+	case o.KeepExisting && len(exist) == len(paths):
+		return true, nil
+	}
+	return false, fmt.Errorf("%s exists: not replacing it (give --force to replace every file, or choose another --dir)", exist[0])
+}
+
+// writeGossipKey writes 32 random bytes in base64 to dir/gossip.key, 0600.
+func writeGossipKey(dir string) error {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomicPerm(filepath.Join(dir, "gossip.key"), []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
 }
 
 // IsBrokerCert reports whether cert is a broker's: usable both as a TLS

@@ -32,7 +32,7 @@ func TestCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 8 {
+	if len(files) != 9 {
 		t.Fatalf("%d files: %v", len(files), files)
 	}
 	for _, f := range files {
@@ -97,6 +97,15 @@ func TestCreateRefuses(t *testing.T) {
 	before, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
 	if _, err := tlsconf.Create(o); err == nil || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("second create: %v, want a refusal naming --force", err)
+	}
+	keep := o
+	keep.KeepExisting = true
+	if files, err := tlsconf.Create(keep); err != nil || len(files) != 0 {
+		t.Fatalf("create keeping complete files: %v %v", files, err)
+	}
+	keep.Clients = []string{"carol"} // carol's files are missing: not complete
+	if _, err := tlsconf.Create(keep); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("keeping an incomplete set: %v", err)
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, "ca.crt")); string(after) != string(before) {
 		t.Fatal("refused create changed ca.crt")

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 )
 
@@ -53,6 +54,43 @@ func (s *Source) ClientConfig(serverName string) *tls.Config {
 			return cert, nil
 		},
 		VerifyConnection: requireBroker("server"),
+	}
+}
+
+// RaftClientConfig is what a broker dials another's Raft listener with:
+// its own certificate, and the other end must hold a broker certificate the
+// current CA signed, valid now. Raft addresses are the resolved IP
+// addresses brokers advertise, which certificates for DNS names (a
+// Kubernetes pod's, a compose service's) do not hold, so the name is not
+// checked: every broker certificate is as good as another for Raft.
+func (s *Source) RaftClientConfig() *tls.Config {
+	_, pool := s.current()
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// The chain is verified in VerifyConnection below, against the CA,
+		// without a host name.
+		InsecureSkipVerify: true,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			cert, _ := s.current()
+			return cert, nil
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("tls: the server presented no certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			leaf := cs.PeerCertificates[0]
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+				return fmt.Errorf("tls: failed to verify the Raft peer's certificate: %w", err)
+			}
+			if !IsBrokerCert(leaf) {
+				return errors.New("tls: the Raft peer's certificate of " + leaf.Subject.CommonName + " is not a broker certificate")
+			}
+			return nil
+		},
 	}
 }
 

@@ -246,6 +246,31 @@ func TestPeerServerConfig(t *testing.T) {
 	if _, _, _, cerr := handshake(o.ServerConfig(NoClientCert), s.ClientConfig("127.0.0.1")); cerr == nil {
 		t.Fatal("a broker trusted another CA's broker")
 	}
+
+	// Raft dials check the chain and broker use, not the name: a broker
+	// certificate without the dialled address is accepted, another CA's or
+	// a client's is not.
+	noIP := p.issue("broker-x", true, hour(-1), hour(1))
+	leaf, _ := p.ca.Issue(LeafSpec{CommonName: "broker-x", Hosts: []string{"broker-x.example"}, Server: true, NotBefore: hour(-1), NotAfter: hour(1)})
+	p.write("broker-x.crt", leaf.CertPEM)
+	p.write("broker-x.key", leaf.KeyPEM)
+	named, err := Open(noIP, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, serr, cerr := handshake(named.PeerServerConfig(), s.RaftClientConfig()); serr != nil || cerr != nil {
+		t.Fatalf("raft dial to a broker certificate without the address: server %v, client %v", serr, cerr)
+	}
+	if _, _, _, cerr := handshake(o.PeerServerConfig(), s.RaftClientConfig()); cerr == nil {
+		t.Fatal("raft dial trusted another CA's broker")
+	}
+	aliceSrc, err := Open(alice, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, cerr := handshake(aliceSrc.ServerConfig(NoClientCert), s.RaftClientConfig()); cerr == nil {
+		t.Fatalf("raft dial to a client certificate: %v", cerr)
+	}
 }
 
 // Refused handshakes are logged once per source host per interval.
