@@ -3,6 +3,7 @@ package broker_test
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -78,5 +79,15 @@ func TestBadInputKeys(t *testing.T) {
 	r, err := c.GetKey(ctx, &pb.GetKeyRequest{Topic: "keyed", Key: []byte("acct-7"), LeaderEpoch: -1})
 	if err != nil || !r.Found || r.Offset != 0 || string(r.Value) != "+10" {
 		t.Fatalf("GetKey after the bad requests: %v %v", r, err)
+	}
+	// The key index's size is on /metrics, for key-indexed topics only.
+	if l := metric(t, b.HTTPAddr(), `skein_partition_key_index_keys{partition="0",topic="keyed"}`); !strings.HasSuffix(l, " 1") {
+		t.Fatalf("key index keys metric: %q", l)
+	}
+	if l := metric(t, b.HTTPAddr(), `skein_partition_key_index_keys{partition="0",topic="plain"}`); l != "" {
+		t.Fatalf("a topic without the key index has a key index metric: %q", l)
+	}
+	if l := metric(t, b.HTTPAddr(), `skein_produce_errors_total{reason="KEY_OFFSET_MISMATCH"}`); !strings.HasSuffix(l, " 1") {
+		t.Fatalf("key mismatches counted: %q", l)
 	}
 }

@@ -144,10 +144,12 @@ var (
 	descLSO  = prometheus.NewDesc("skein_partition_log_start_offset", "Log start offset of a local replica.", []string{"topic", "partition"}, nil)
 	descSize = prometheus.NewDesc("skein_partition_size_bytes", "Bytes in a local replica's log segments.", []string{"topic", "partition"}, nil)
 	descLead = prometheus.NewDesc("skein_partition_leader", "1 if this broker leads the partition.", []string{"topic", "partition"}, nil)
+	descKeys = prometheus.NewDesc("skein_partition_key_index_keys", "Keys in a local replica's key index (topics with the key index).", []string{"topic", "partition"}, nil)
+	descKeyB = prometheus.NewDesc("skein_partition_key_index_bytes", "Heap bytes of a local replica's key index, about (topics with the key index).", []string{"topic", "partition"}, nil)
 )
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHW, descLEO, descLSO, descSize, descLead} {
+	for _, d := range []*prometheus.Desc{descHW, descLEO, descLSO, descSize, descLead, descKeys, descKeyB} {
 		ch <- d
 	}
 }
@@ -171,6 +173,10 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLSO, prometheus.GaugeValue, float64(st.LogStartOffset), labels...)
 		ch <- prometheus.MustNewConstMetric(descSize, prometheus.GaugeValue, float64(st.SizeBytes), labels...)
 		ch <- prometheus.MustNewConstMetric(descLead, prometheus.GaugeValue, lead, labels...)
+		if ks := r.p.KeyIndexStats(); ks.Enabled {
+			ch <- prometheus.MustNewConstMetric(descKeys, prometheus.GaugeValue, float64(ks.Keys), labels...)
+			ch <- prometheus.MustNewConstMetric(descKeyB, prometheus.GaugeValue, float64(ks.Bytes), labels...)
+		}
 	}
 }
 

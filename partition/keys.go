@@ -403,8 +403,9 @@ func (p *Partition) Latest(key []byte) (KeyRecord, error) {
 
 // KeyIndexStats is the size of a partition's key index.
 type KeyIndexStats struct {
-	Keys  int // distinct key hashes
-	Bytes int // heap bytes, about
+	Enabled bool // the partition keeps a key index
+	Keys    int  // distinct key hashes
+	Bytes   int  // heap bytes, about
 }
 
 // KeyIndexStats reports the key index's size (zero without one).
@@ -414,7 +415,7 @@ func (p *Partition) KeyIndexStats() KeyIndexStats {
 	}
 	ix := p.keys.lock()
 	defer p.keys.unlock()
-	return KeyIndexStats{Keys: ix.Len(), Bytes: ix.Bytes()}
+	return KeyIndexStats{Enabled: true, Keys: ix.Len(), Bytes: ix.Bytes()}
 }
 
 // failExpecting fails the appends of group that carry key expectations
