@@ -327,7 +327,7 @@ func (p *Partition) resolveExpectations(group []*op) (map[string]int64, error) {
 			if cur == nil {
 				cur = make(map[string]int64)
 			}
-			off, err := p.lastOf(e.Key, false)
+			off, err := p.lastOf(p.log, e.Key, false)
 			if err != nil {
 				return nil, err
 			}
@@ -339,8 +339,8 @@ func (p *Partition) resolveExpectations(group []*op) (map[string]int64, error) {
 
 // lastOf returns the offset of key's last record (-1: none), among the
 // committed records only if committed. Collisions are confirmed against
-// the log, outside the index's lock.
-func (p *Partition) lastOf(key []byte, committed bool) (int64, error) {
+// the log lg, outside the index's lock.
+func (p *Partition) lastOf(lg Log, key []byte, committed bool) (int64, error) {
 	ix := p.keys.lock()
 	off, ok := ix.Lookup(key)
 	end := ix.End()
@@ -352,7 +352,7 @@ func (p *Partition) lastOf(key []byte, committed bool) (int64, error) {
 	if !ok {
 		return -1, nil
 	}
-	off, ok, err := keyindex.Confirm(key, off, end, keyLog{p.log})
+	off, ok, err := keyindex.Confirm(key, off, end, keyLog{lg})
 	if err != nil {
 		return -1, fmt.Errorf("%w: key index: read the log: %v", ErrStorage, err)
 	}
@@ -382,16 +382,16 @@ func (p *Partition) Latest(key []byte) (KeyRecord, error) {
 		return KeyRecord{}, fmt.Errorf("%w: key of %d bytes: must be 1 to %d bytes", ErrInvalidExpectation, len(key), MaxKeyBytes)
 	}
 	p.mu.Lock()
-	role, epoch, leader, ready, hw := p.role, p.epoch, p.leaderID, p.hw >= p.leaderStart, p.hw
+	role, epoch, leader, ready, hw, lg := p.role, p.epoch, p.leaderID, p.hw >= p.leaderStart, p.hw, p.log
 	p.mu.Unlock()
 	if role != RoleLeader || !ready {
 		return KeyRecord{}, &NotLeaderError{LeaderID: leader, LeaderEpoch: epoch}
 	}
-	off, err := p.lastOf(key, true)
+	off, err := p.lastOf(lg, key, true)
 	if err != nil || off < 0 {
 		return KeyRecord{HighWatermark: hw}, err
 	}
-	r, err := recordAt(p.log, off)
+	r, err := recordAt(lg, off)
 	if errors.Is(err, keyindex.ErrBelowStart) {
 		return KeyRecord{HighWatermark: hw}, nil
 	}
