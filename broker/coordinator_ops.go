@@ -153,7 +153,9 @@ func checkCommit(sh *shard, name string, ref group.MemberRef, tps []group.TopicP
 		return g.CheckCommit(ref.MemberID, ref.Generation, tps)
 	}
 	if ref.MemberID != "" {
-		return fmt.Errorf("%w: member %q is not in group %q (its session expired, it left, or the coordinator moved); nothing was committed", group.ErrFenced, ref.MemberID, name)
+		// Fenced for native clients, UNKNOWN_MEMBER_ID for Kafka's: both
+		// join again.
+		return fmt.Errorf("%w: %w: member %q is not in group %q (its session expired, it left, or the coordinator moved); nothing was committed", group.ErrFenced, group.ErrUnknownMember, ref.MemberID, name)
 	}
 	return nil
 }

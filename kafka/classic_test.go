@@ -230,6 +230,17 @@ func TestKafkaClassicGroupBadInput(t *testing.T) {
 	expect("commit, old generation", commit(id, gen-1, 1), kerr.IllegalGeneration)
 	expect("commit, unknown member", commit("stranger", gen, 1), kerr.UnknownMemberID)
 	expect("administrative commit with members", commit("", -1, 1), kerr.UnknownMemberID)
+	ghost := kmsg.NewPtrOffsetCommitRequest()
+	ghost.Group, ghost.MemberID, ghost.Generation = "ghostgroup", "ghost", 3
+	gt := kmsg.NewOffsetCommitRequestTopic()
+	gt.Topic = "bad"
+	gp := kmsg.NewOffsetCommitRequestTopicPartition()
+	gp.Partition, gp.Offset = 0, 1
+	gt.Partitions = append(gt.Partitions, gp)
+	ghost.Topics = append(ghost.Topics, gt)
+	if gr, err := ghost.RequestWith(ctx, cl); err != nil || gr.Topics[0].Partitions[0].ErrorCode != kerr.UnknownMemberID.Code {
+		t.Fatalf("commit of a member of a group without members: %v %+v", err, gr)
+	}
 	offs, err := adm.FetchOffsets(ctx, "bg")
 	if o, _ := offs.Lookup("bad", 0); err != nil || o.At != 3 {
 		t.Fatalf("committed offset %v (%v): a refused commit changed it", o.At, err)
