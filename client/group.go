@@ -363,8 +363,9 @@ func (g *GroupConsumer) Commit(ctx context.Context) error {
 
 // CommitRecords stores, for each partition among recs, the position after
 // the highest of its records (only forward: a position at or below the
-// committed one is skipped). Partitions the member does not own fail the
-// commit with ErrFencedMemberEpoch.
+// committed one is skipped). Partitions the member does not own, or lost
+// when the coordinator fenced it (even once it has rejoined and got them
+// back), fail the whole commit with ErrFencedMemberEpoch: nothing is stored.
 func (g *GroupConsumer) CommitRecords(ctx context.Context, recs ...*Record) error {
 	want := map[TopicPartition]int64{}
 	for _, r := range recs {
@@ -389,7 +390,9 @@ func (g *GroupConsumer) commitOwned(ctx context.Context, pos func(*groupPart) in
 	g.mu.Lock()
 	gps := make([]*groupPart, 0, len(g.parts))
 	for _, gp := range g.parts {
-		gps = append(gps, gp)
+		if !gp.lost {
+			gps = append(gps, gp)
+		}
 	}
 	g.mu.Unlock()
 	return g.commitParts(ctx, gps, pos)
@@ -405,6 +408,14 @@ func (g *GroupConsumer) commitParts(ctx context.Context, gps []*groupPart, pos f
 	g.mu.Lock()
 	req.MemberId, req.MemberEpoch = g.memberID, g.epoch
 	for _, gp := range gps {
+		if gp.lost {
+			// Lost to a fencing: the member that read it is gone, and the
+			// member id now is a new one's, which may own the partition
+			// again from a later commit. Committing this position under
+			// it would move the group's offset back.
+			g.mu.Unlock()
+			return fencedError("partition %s of group %q was lost when the member was fenced; its records will be read again from the last commit", gp.tp, g.group)
+		}
 		if p := pos(gp); p > gp.commit {
 			req.Offsets = append(req.Offsets, &skeinv1.OffsetCommit{Topic: gp.tp.Topic, Partition: gp.tp.Partition, Offset: p})
 			moved, offs = append(moved, gp), append(offs, p)

@@ -182,3 +182,64 @@ func TestGroupConsumerBadInput(t *testing.T) {
 		t.Fatalf("bad regex: %v", err)
 	}
 }
+
+// A member fenced by the coordinator (here: it restarted and forgot its
+// members) rejoins under a new member id. The partitions it lost are
+// revoked as lost: committing their records afterwards fails, even though
+// the new member id owns them again — else an old position would be
+// stored over the group's progress.
+func TestGroupConsumerLostPartitionsCannotBeCommitted(t *testing.T) {
+	b, c := groupBroker(t)
+	ctx := ctxT(t)
+	if _, err := c.CreateTopic(ctx, "t", client.TopicConfig{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	groupProduce(t, c, "t", 1, 10)
+	var recs []*client.Record
+	lostCommit := make(chan error, 1)
+	var g *client.GroupConsumer
+	g, err := c.NewGroupConsumer("g", []string{"t"}, client.ResetOffset(client.Beginning()), client.AutoCommit(false),
+		client.OnRevoked(func([]client.TopicPartition) {
+			time.Sleep(2500 * time.Millisecond) // the heartbeat loop rejoins meanwhile
+			select {
+			case lostCommit <- g.CommitRecords(ctxT(t), recs[7]):
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for len(recs) < 10 {
+		r, err := g.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	if err := g.CommitRecords(ctx, recs[4]); err != nil {
+		t.Fatal(err)
+	}
+	b.Restart()
+	groupProduce(t, c, "t", 1, 1)
+	for {
+		select {
+		case err := <-lostCommit:
+			if !errors.Is(err, client.ErrFencedMemberEpoch) {
+				t.Fatalf("commit of a lost partition after the rejoin: %v, want ErrFencedMemberEpoch", err)
+			}
+			offs, err := c.GroupOffsets(ctx, "g")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := offs[client.TopicPartition{Topic: "t", Partition: 0}]; got != 5 {
+				t.Fatalf("committed offset %d after the refused commit, want 5", got)
+			}
+			return
+		default:
+		}
+		sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		g.Next(sctx)
+		cancel()
+	}
+}
