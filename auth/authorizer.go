@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync/atomic"
 )
 
 // Config configures an Authorizer.
@@ -24,6 +25,54 @@ type Config struct {
 type Authorizer struct {
 	cfg Config
 	log *slog.Logger
+	idx atomic.Pointer[aclIndex] // the ACLs by principal, for the last ACL list seen
+}
+
+// aclIndex holds, for one ACL list, each principal's rules together with
+// the User:* ones, so a decision looks only at the rules that can apply.
+type aclIndex struct {
+	first *ACL // identifies the list: the controller replaces it on change
+	n     int
+	by    map[Principal][]ACL
+}
+
+// forPrincipal returns the rules that may apply to p.
+func (a *Authorizer) forPrincipal(p Principal) []ACL {
+	acls := a.cfg.ACLs()
+	if len(acls) == 0 {
+		return nil
+	}
+	idx := a.idx.Load()
+	if idx == nil || idx.first != &acls[0] || idx.n != len(acls) {
+		idx = buildIndex(acls)
+		a.idx.Store(idx)
+	}
+	if rules, ok := idx.by[p]; ok {
+		return rules
+	}
+	return idx.by["User:*"]
+}
+
+func buildIndex(acls []ACL) *aclIndex {
+	idx := &aclIndex{first: &acls[0], n: len(acls), by: map[Principal][]ACL{}}
+	var all []ACL
+	for _, a := range acls {
+		if a.Principal == "User:*" {
+			all = append(all, a)
+		}
+	}
+	for _, a := range acls {
+		if a.Principal != "User:*" && idx.by[a.Principal] == nil {
+			idx.by[a.Principal] = append([]ACL(nil), all...)
+		}
+	}
+	for _, a := range acls {
+		if a.Principal != "User:*" {
+			idx.by[a.Principal] = append(idx.by[a.Principal], a)
+		}
+	}
+	idx.by["User:*"] = all
+	return idx
 }
 
 // NewAuthorizer returns an Authorizer for cfg.
@@ -60,7 +109,7 @@ func (a *Authorizer) Decide(p Principal, op Operation, r Resource) Decision {
 	if !a.Enabled() {
 		return Decision{Allowed: true, Reason: "acls off"}
 	}
-	return Decide(a.cfg.ACLs(), a.cfg.SuperUsers, p, op, r)
+	return Decide(a.forPrincipal(p), a.cfg.SuperUsers, p, op, r)
 }
 
 // AuthorizeAny is Authorize for "op on some resource of type t" (see
@@ -69,7 +118,7 @@ func (a *Authorizer) AuthorizeAny(p Principal, op Operation, t ResourceType) err
 	if !a.Enabled() {
 		return nil
 	}
-	d := DecideAny(a.cfg.ACLs(), a.cfg.SuperUsers, p, op, t)
+	d := DecideAny(a.forPrincipal(p), a.cfg.SuperUsers, p, op, t)
 	if d.Allowed {
 		return nil
 	}

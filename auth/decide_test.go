@@ -113,3 +113,28 @@ func TestCheckUserName(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAuthorizerIndexAgreesWithDecide checks the per-principal index
+// decides as Decide over the whole list, and follows a new list.
+func TestAuthorizerIndexAgreesWithDecide(t *testing.T) {
+	acls := []ACL{
+		{Principal: "User:*", Operation: Read, Type: Topic, Name: "pub"},
+		{Principal: User("bob"), Operation: Read, Type: Topic, Name: "pub", Deny: true},
+		{Principal: User("alice"), Operation: Write, Type: Topic, Name: "a"},
+	}
+	cur := acls
+	a := NewAuthorizer(Config{Enabled: true, ACLs: func() []ACL { return cur }})
+	for _, p := range []Principal{User("alice"), User("bob"), User("carol"), Anonymous} {
+		for _, op := range []Operation{Read, Write, Describe} {
+			for _, r := range []Resource{TopicResource("pub"), TopicResource("a")} {
+				if got, want := a.Decide(p, op, r).Allowed, Decide(cur, nil, p, op, r).Allowed; got != want {
+					t.Errorf("%s %s %s: index %v, Decide %v", p, op, r, got, want)
+				}
+			}
+		}
+	}
+	cur = append([]ACL{}, acls[2:]...)
+	if a.Decide(User("carol"), Read, TopicResource("pub")).Allowed {
+		t.Fatal("a removed User:* rule still applies")
+	}
+}
