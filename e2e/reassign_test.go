@@ -334,8 +334,16 @@ func TestReassignSurvivesFailover(t *testing.T) {
 // A broker down while its replica moved away and a topic it held was
 // deleted finds their data on its restart and deletes it, once its
 // metadata is the controller's; the replicas it still holds keep theirs.
+// On both storage engines (the journal's records of the deleted partitions
+// are dropped first).
 func TestReassignLeftoverDataDeletedOnRestart(t *testing.T) {
-	c := proctest.StartCluster(t, 4, "--replica-lag-time", "3s")
+	for _, engine := range []string{"wal", "journal"} {
+		t.Run(engine, func(t *testing.T) { testLeftoverDataDeleted(t, engine) })
+	}
+}
+
+func testLeftoverDataDeleted(t *testing.T, engine string) {
+	c := proctest.StartCluster(t, 4, "--replica-lag-time", "3s", "--storage-engine", engine)
 	cl := c.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
