@@ -70,9 +70,30 @@ func (k *keyState) replace(ix *keyindex.Index) {
 // keyLog is what keyindex reads to confirm candidates: the partition's log.
 type keyLog struct{ l Log }
 
+// KeyAt reads the key of the record at offset (a copy), walking only the
+// keys of its batch.
 func (k keyLog) KeyAt(offset int64) ([]byte, error) {
-	r, err := recordAt(k.l, offset)
-	return r.Key, err
+	if offset < k.l.StartOffset() {
+		return nil, keyindex.ErrBelowStart
+	}
+	var key []byte
+	found := false
+	_, err := k.l.ReadEntries(offset, 1, offset+1, func(e wal.Entry) error {
+		return batch.View(e.Data).Keys(func(off int64, k []byte) {
+			if off == offset {
+				key, found = append([]byte(nil), k...), true
+			}
+		})
+	})
+	switch {
+	case errors.Is(err, wal.ErrOffsetOutOfRange):
+		return nil, keyindex.ErrBelowStart
+	case err != nil:
+		return nil, err
+	case !found:
+		return nil, fmt.Errorf("no record at offset %d", offset)
+	}
+	return key, nil
 }
 
 // LastOf scans the log from its start to below for key's last record (the
