@@ -51,3 +51,10 @@ chaos:
 chaos-long:
 	$(GO) run ./cmd/chaos -seed 100 -runs 10 -duration 5m -scenario mix $(if $(ENGINE),-storage-engine $(ENGINE))
 	$(GO) run ./cmd/chaos -seed 200 -runs 10 -duration 5m -scenario none $(if $(ENGINE),-storage-engine $(ENGINE))
+
+## soak: one broker under normal load plus abusive clients in rotation, RSS and
+## file handles sampled every second (soak-out/soak.csv, soak.png, summary.txt)
+.PHONY: soak
+DURATION ?= 30m
+soak:
+	$(GO) run ./scripts/soak -duration $(DURATION) -out soak-out
