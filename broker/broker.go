@@ -46,9 +46,10 @@ type Broker struct {
 	http    *http.Server
 	metrics *metrics
 
-	inflight *byteBudget   // fetch and produce bytes in flight (budget.go)
-	badMsgs  *badMessages  // requests that did not unmarshal (codec.go)
-	quotas   *quotaManager // client quota buckets (quota.go)
+	inflight  *byteBudget    // fetch and produce bytes in flight (budget.go)
+	badMsgs   *badMessages   // requests that did not unmarshal (codec.go)
+	quotas    *quotaManager  // client quota buckets (quota.go)
+	handleEst handleEstimate // open handles as topic creation counts them (handles.go)
 
 	reconcileMu sync.Mutex // serialises reconcile
 	// sweepFloor is the controller's metadata version learnt after start:
