@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/skeinlog/skein/internal/byterate"
 )
 
 // Client quotas, as Kafka's: a produce byte rate, a fetch byte rate and a
@@ -291,38 +293,16 @@ func resolutionOrder(user, clientID string) []QuotaEntity {
 }
 
 // ParseByteRate parses a byte rate such as "10MB/s", "512KiB/s" or
-// "1000000" (bytes per second). Units: B, KB, MB, GB (powers of 1000),
-// KiB, MiB, GiB (powers of 1024); "/s" is optional.
+// "1000000" (bytes per second): see byterate.Parse. At least 1 byte/s.
 func ParseByteRate(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	t = strings.TrimSuffix(t, "/s")
-	if strings.HasPrefix(t, "-") {
-		return 0, fmt.Errorf("byte rate %q: want a positive number, not a negative one", s)
+	r, err := byterate.Parse(s)
+	if err != nil {
+		return 0, err
 	}
-	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	num, unit := t, ""
-	if i >= 0 {
-		num, unit = t[:i], strings.TrimSpace(t[i:])
+	if r < 1 {
+		return 0, fmt.Errorf("byte rate %q: want at least 1 byte per second", s)
 	}
-	mult, ok := byteUnits[strings.ToLower(unit)]
-	if !ok {
-		return 0, fmt.Errorf("byte rate %q: unknown unit %q (use B, KB, MB, GB, KiB, MiB or GiB per second, like 10MB/s)", s, unit)
-	}
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || num == "" {
-		return 0, fmt.Errorf("byte rate %q: want a positive number and a unit, like 10MB/s or 512KiB/s", s)
-	}
-	r := v * float64(mult)
-	if r < 1 || r > math.MaxInt64/2 {
-		return 0, fmt.Errorf("byte rate %q: want at least 1 byte per second and at most 4 EiB/s", s)
-	}
-	return int64(r), nil
-}
-
-var byteUnits = map[string]int64{
-	"": 1, "b": 1,
-	"kb": 1e3, "mb": 1e6, "gb": 1e9,
-	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30,
+	return r, nil
 }
 
 // ParseRequestRate parses a request rate in requests per second ("100",

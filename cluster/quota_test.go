@@ -137,7 +137,7 @@ func TestQuotaChangeRefused(t *testing.T) {
 func TestParseByteRate(t *testing.T) {
 	ok := map[string]int64{
 		"10MB/s": 10_000_000, "10MiB/s": 10 << 20, "512KiB": 512 << 10, "1000": 1000,
-		"1.5GB/s": 1_500_000_000, "7B/s": 7, " 2 kb/s ": 2000,
+		"1.5GB/s": 1_500_000_000, "7B/s": 7, " 2 KB/s ": 2000,
 	}
 	for in, want := range ok {
 		got, err := ParseByteRate(in)
@@ -146,9 +146,9 @@ func TestParseByteRate(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"-5MB/s": "want a positive number", "10XB/s": `unknown unit "XB"`, "": "want a positive number",
+		"-5MB/s": "want a positive number", "10XB/s": `unknown unit "XB"`, "10Mb/s": `unknown unit "Mb"`, "": "want a positive number",
 		"MB/s": "want a positive number", "0": "at least 1 byte", "0.1B": "at least 1 byte",
-		"99999999999GB": "at most", "ten": "unknown unit",
+		"99999999999GB": "at most 1 PB/s", "ten": "unknown unit",
 	}
 	for in, msg := range bad {
 		if _, err := ParseByteRate(in); err == nil || !strings.Contains(err.Error(), msg) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/skeinlog/skein/internal/byterate"
 )
 
 // Throttle is one broker's byte budget for the fetches of its followers
@@ -87,22 +89,10 @@ func ParseRate(s string) (int64, error) {
 	if v == "off" || v == "0" {
 		return 0, nil
 	}
-	v = strings.TrimSuffix(v, "/s")
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}} {
-		if n, ok := strings.CutSuffix(v, u.suf); ok {
-			v, mult = n, u.m
-			break
-		}
-	}
-	n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-	if err != nil || n < 0 || n*float64(mult) > 1e15 {
+	r, err := byterate.Parse(v)
+	if err != nil {
 		return 0, errors.New(strconv.Quote(s) + ": want a byte rate like 50MB/s or 10MiB/s, or off")
 	}
-	r := int64(n * float64(mult))
 	if r > 0 && r < 1024 {
 		return 0, errors.New(strconv.Quote(s) + ": at least 1KiB/s, or off")
 	}
