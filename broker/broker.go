@@ -137,6 +137,9 @@ type replica struct {
 	cfg      cluster.TopicConfig   // guarded by b.mu: metadata changes update it
 	leader   *replication.Leader   // while this broker leads it with followers
 	follower *replication.Follower // while this broker follows a leader
+	// applied is the metadata applyRole last carried out (guarded by
+	// b.mu); reconcile skips a replica whose metadata has not changed since.
+	applied *assigned
 }
 
 const (

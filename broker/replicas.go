@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,19 +119,36 @@ func (b *Broker) reconcile() error {
 	defer b.mu.Unlock()
 	for k, w := range plan.wanted {
 		r, ok := b.replicas[k]
-		if !ok {
+		if !ok || (!r.damaged && unchanged(r.applied, w)) {
 			continue
 		}
 		r.cfg = w.topic.Config
 		r.p.SetMaxRecordBytes(int(w.topic.Config.MaxRecordBytes))
+		r.applied = nil
 		if err := b.applyRole(r, w.topic, w.meta); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", k, err))
+			continue
 		}
+		r.applied = &assigned{topic: cluster.Topic{ID: w.topic.ID, Config: w.topic.Config}, meta: w.meta}
 	}
 	b.snap = snap
 	b.applyDynamicConfig(snap)
 	b.quotas.setQuotas(snap.Quotas)
 	return errors.Join(errs...)
+}
+
+// unchanged reports whether a replica's metadata w is what applyRole last
+// carried out (prev): same topic incarnation and configuration, same
+// partition state. Applying it again would change nothing, and costs a
+// pass over every local replica at each metadata change. Pure.
+func unchanged(prev *assigned, w assigned) bool {
+	if prev == nil {
+		return false
+	}
+	a, b := prev.meta, w.meta
+	return prev.topic.ID == w.topic.ID && prev.topic.Config == w.topic.Config &&
+		a.Leader == b.Leader && a.LeaderEpoch == b.LeaderEpoch && a.PartitionEpoch == b.PartitionEpoch &&
+		slices.Equal(a.Replicas, b.Replicas) && slices.Equal(a.ISR, b.ISR)
 }
 
 // openReplicas opens plan.open, OpenConcurrency at a time, creating topic
