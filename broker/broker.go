@@ -46,10 +46,11 @@ type Broker struct {
 	http    *http.Server
 	metrics *metrics
 
-	inflight  *byteBudget    // fetch and produce bytes in flight (budget.go)
-	badMsgs   *badMessages   // requests that did not unmarshal (codec.go)
-	quotas    *quotaManager  // client quota buckets (quota.go)
-	handleEst handleEstimate // open handles as topic creation counts them (handles.go)
+	inflight   *byteBudget    // fetch and produce bytes in flight (budget.go)
+	fetchShare *byteBudget    // the part of inflight fetches may hold (budget.go)
+	badMsgs    *badMessages   // requests that did not unmarshal (codec.go)
+	quotas     *quotaManager  // client quota buckets (quota.go)
+	handleEst  handleEstimate // open handles as topic creation counts them (handles.go)
 
 	reconcileMu sync.Mutex // serialises reconcile
 	// sweepFloor is the controller's metadata version learnt after start:
@@ -220,6 +221,7 @@ func New(cfg Config) (*Broker, error) {
 		Throttle: &replication.Throttle{Applies: b.catchingUp},
 	}
 	b.inflight = newByteBudget(cfg.MaxInflightBytes, budgetWait)
+	b.fetchShare = newByteBudget(fetchShare(cfg.MaxInflightBytes), budgetWait)
 	b.badMsgs = &badMessages{}
 	b.metrics = newMetrics(b)
 	b.repl.OnISRChange = b.metrics.reassign.isrChanged

@@ -47,6 +47,11 @@ func newByteBudget(total int64, wait time.Duration) *byteBudget {
 	return &byteBudget{total: total, wait: wait, changed: make(chan struct{})}
 }
 
+// fetchShare is how much of the in-flight budget fetches may hold
+// together: three quarters, so readers that do not read (or read slowly)
+// never leave producers without room. Pure.
+func fetchShare(total int64) int64 { return total - total/4 }
+
 // fits reports whether n more bytes fit beside used under total. Pure.
 func fits(used, n, total int64) bool {
 	return used+n <= total || used == 0

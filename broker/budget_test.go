@@ -105,6 +105,49 @@ func TestInflightBudgetRefusesThenRecovers(t *testing.T) {
 	}
 }
 
+// Readers that stop reading hold at most the fetch share of the in-flight
+// budget (three quarters), so a producer still gets room beside them.
+func TestUnreadFetchesLeaveRoomForProduce(t *testing.T) {
+	const budget = 256 << 10
+	b := brokertest.Start(t, brokertest.WithConfig(func(c *broker.Config) {
+		c.MaxRequestBytes, c.MaxInflightBytes = budget, budget
+		c.TopicDefaults = cluster.DefaultDefaults()
+		c.TopicDefaults.MaxRecordBytes = 128 << 10
+	}))
+	c := dial(t, b.Addr())
+	createTopic(t, c, "held", 1)
+	for range 4 {
+		if _, err := c.Produce(context.Background(), &pb.ProduceRequest{Topic: "held", LeaderEpoch: -1, Batch: mkBatchSized(t, 60<<10)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow, err := grpc.NewClient(b.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Eight readers asking for 64 KiB each, from each batch: together
+	// they would hold the whole budget twice over.
+	for i := range 8 {
+		if _, err := pb.NewSkeinClient(slow).Fetch(ctx, &pb.FetchRequest{Topic: "held", Offset: int64(i % 4), LeaderEpoch: -1, MaxBytes: 64 << 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for metric(t, b.HTTPAddr(), "skein_inflight_bytes ") == "skein_inflight_bytes 0" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // the readers that got no room were refused
+	for i := range 3 {
+		if _, err := c.Produce(context.Background(), &pb.ProduceRequest{Topic: "held", LeaderEpoch: -1, Batch: mkBatchSized(t, 50<<10)}); err != nil {
+			t.Fatalf("produce %d beside unread fetches (%s): %v", i, metric(t, b.HTTPAddr(), "skein_inflight_bytes "), err)
+		}
+	}
+}
+
 // One connection gets at most MaxStreamsPerConn calls at once; a further
 // one waits until one ends.
 func TestStreamsPerConnectionLimit(t *testing.T) {

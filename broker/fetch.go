@@ -93,7 +93,7 @@ func (f *fetchStream) run(ctx context.Context, offset int64, wait time.Duration)
 			// there by reading (the HW it sees never goes back), so it is
 			// out of range like an offset below the log start, whatever
 			// the leader's log end.
-			b.inflight.release(held)
+			f.give(held)
 			return toStatus(&partition.OutOfRangeError{Offset: offset, LogStartOffset: res.LogStartOffset, HighWatermark: res.HighWatermark})
 		}
 		if len(res.Batches) > 0 {
@@ -115,7 +115,7 @@ func (f *fetchStream) run(ctx context.Context, offset int64, wait time.Duration)
 			}
 			continue
 		}
-		b.inflight.release(held)
+		f.give(held)
 		f.buf = nil
 		idle := &pb.FetchResponse{NextOffset: offset, HighWatermark: res.HighWatermark, LogStartOffset: res.LogStartOffset, CaughtUp: true}
 		if !caughtUp {
@@ -164,18 +164,18 @@ func resetTimer(t *time.Timer, d time.Duration) {
 func (f *fetchStream) read(ctx context.Context, offset int64) (partition.ReadResult, int64, error) {
 	b := f.s.b
 	grant := int64(f.maxBytes)
-	if err := b.inflight.acquire(ctx, grant); err != nil {
+	if err := f.take(ctx, grant); err != nil {
 		b.metrics.refusedRequest(err)
 		return partition.ReadResult{}, 0, err
 	}
 	res, err := f.p.Read(f.buf[:0], offset, f.maxBytes, partition.ReadCommitted)
 	if err != nil {
-		b.inflight.release(grant)
+		f.give(grant)
 		return res, 0, err
 	}
 	f.buf, f.hw, f.logStart = res.Batches, res.HighWatermark, res.LogStartOffset
 	held := min(grant, int64(cap(res.Batches)))
-	b.inflight.release(grant - held)
+	f.give(grant - held)
 	return res, held, nil
 }
 
@@ -183,7 +183,7 @@ func (f *fetchStream) read(ctx context.Context, offset int64) (partition.ReadRes
 // returns, the batches sent before have left, so their budget is given back.
 func (f *fetchStream) send(resp *pb.FetchResponse, held int64) error {
 	err := f.stream.Send(resp)
-	f.s.b.inflight.release(f.sent)
+	f.give(f.sent)
 	f.sent = held
 	return err
 }
@@ -194,14 +194,34 @@ func (f *fetchStream) send(resp *pb.FetchResponse, held int64) error {
 // returns once gRPC has written what came before (a client that does not
 // read keeps it waiting, holding only what it was sent).
 func (f *fetchStream) drainIfShort(offset int64) error {
-	if f.sent == 0 || f.s.b.inflight.hasRoom(int64(f.maxBytes)) {
+	if f.sent == 0 || f.s.b.inflight.hasRoom(int64(f.maxBytes)) && f.s.b.fetchShare.hasRoom(int64(f.maxBytes)) {
 		return nil
 	}
 	f.buf = nil
 	return f.send(&pb.FetchResponse{NextOffset: offset, HighWatermark: f.hw, LogStartOffset: f.logStart}, 0)
 }
 
+// take takes n bytes of the in-flight budget for a read: of the share
+// fetches may hold, and of the whole budget.
+func (f *fetchStream) take(ctx context.Context, n int64) error {
+	b := f.s.b
+	if err := b.fetchShare.acquire(ctx, n); err != nil {
+		return err
+	}
+	if err := b.inflight.acquire(ctx, n); err != nil {
+		b.fetchShare.release(n)
+		return err
+	}
+	return nil
+}
+
+// give gives back n bytes taken by take.
+func (f *fetchStream) give(n int64) {
+	f.s.b.inflight.release(n)
+	f.s.b.fetchShare.release(n)
+}
+
 func (f *fetchStream) close() {
-	f.s.b.inflight.release(f.sent)
+	f.give(f.sent)
 	f.sent = 0
 }
