@@ -37,15 +37,15 @@ func metric(t testing.TB, httpAddr, prefix string) string {
 	return ""
 }
 
-// A consumer that stops reading keeps what was sent to it in the broker's
-// memory; that counts against the in-flight budget, and once the budget is
-// used up a produce waits briefly, then is refused with RESOURCE_EXHAUSTED,
-// reason UNAVAILABLE (so clients retry) and a retry hint. When the reader
-// goes away the budget is free again.
-func TestInflightBudgetRefusesThenRecovers(t *testing.T) {
-	const budget = 256 << 10
+// heldBudget is the in-flight budget of heldTopic's broker.
+const heldBudget = 256 << 10
+
+// heldTopic starts a broker with a 256 KiB in-flight budget and a topic
+// "held" of four 60 KiB batches.
+func heldTopic(t *testing.T) (*brokertest.Broker, pb.SkeinClient) {
+	t.Helper()
 	b := brokertest.Start(t, brokertest.WithConfig(func(c *broker.Config) {
-		c.MaxRequestBytes, c.MaxInflightBytes = budget, budget
+		c.MaxRequestBytes, c.MaxInflightBytes = heldBudget, heldBudget
 		c.TopicDefaults = cluster.DefaultDefaults()
 		c.TopicDefaults.MaxRecordBytes = 128 << 10
 	}))
@@ -56,13 +56,31 @@ func TestInflightBudgetRefusesThenRecovers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A fixed 64 KiB window: the client takes no more than that unread.
-	slow, err := grpc.NewClient(b.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	return b, c
+}
+
+// slowConn has a fixed 64 KiB window: the client takes no more than that
+// unread.
+func slowConn(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	slow, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer slow.Close()
+	t.Cleanup(func() { slow.Close() })
+	return slow
+}
+
+// A consumer that stops reading keeps what was sent to it in the broker's
+// memory; that counts against the in-flight budget, and once the budget is
+// used up a produce waits briefly, then is refused with RESOURCE_EXHAUSTED,
+// reason UNAVAILABLE (so clients retry) and a retry hint. When the reader
+// goes away the budget is free again.
+func TestInflightBudgetRefusesThenRecovers(t *testing.T) {
+	const budget = heldBudget
+	b, c := heldTopic(t)
+	slow := slowConn(t, b.Addr())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if _, err := pb.NewSkeinClient(slow).Fetch(ctx, &pb.FetchRequest{Topic: "held", LeaderEpoch: -1, MaxBytes: budget}); err != nil {
@@ -74,7 +92,7 @@ func TestInflightBudgetRefusesThenRecovers(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	start := time.Now()
-	_, err = c.Produce(context.Background(), &pb.ProduceRequest{Topic: "held", LeaderEpoch: -1, Batch: mkBatchSized(t, 60<<10)})
+	_, err := c.Produce(context.Background(), &pb.ProduceRequest{Topic: "held", LeaderEpoch: -1, Batch: mkBatchSized(t, 60<<10)})
 	code, d := detail(t, err)
 	if code != codes.ResourceExhausted || d == nil || d.Reason != pb.ErrorReason_UNAVAILABLE || d.RetryAfterMs <= 0 ||
 		!strings.Contains(d.Message, "--max-inflight-bytes") {
@@ -108,25 +126,9 @@ func TestInflightBudgetRefusesThenRecovers(t *testing.T) {
 // Readers that stop reading hold at most the fetch share of the in-flight
 // budget (three quarters), so a producer still gets room beside them.
 func TestUnreadFetchesLeaveRoomForProduce(t *testing.T) {
-	const budget = 256 << 10
-	b := brokertest.Start(t, brokertest.WithConfig(func(c *broker.Config) {
-		c.MaxRequestBytes, c.MaxInflightBytes = budget, budget
-		c.TopicDefaults = cluster.DefaultDefaults()
-		c.TopicDefaults.MaxRecordBytes = 128 << 10
-	}))
-	c := dial(t, b.Addr())
-	createTopic(t, c, "held", 1)
-	for range 4 {
-		if _, err := c.Produce(context.Background(), &pb.ProduceRequest{Topic: "held", LeaderEpoch: -1, Batch: mkBatchSized(t, 60<<10)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	slow, err := grpc.NewClient(b.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
+	const budget = heldBudget
+	b, c := heldTopic(t)
+	slow := slowConn(t, b.Addr())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// Eight readers asking for 64 KiB each, from each batch: together

@@ -40,6 +40,15 @@ func rawConn(addr string) (*grpc.ClientConn, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20), grpc.MaxCallRecvMsgSize(64<<20)))
 }
 
+// skein is a client on a connection of its own (rawConn); done closes it.
+func (e *env) skein() (pb.SkeinClient, func(), error) {
+	conn, err := rawConn(e.b.addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pb.NewSkeinClient(conn), func() { conn.Close() }, nil
+}
+
 // unreadStreams opens 2,000 fetch streams (4 connections of 500) asking
 // for 16 MiB answers from the start of the normal topic and never reads
 // them.
@@ -79,12 +88,11 @@ func compressionBombs(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	conn, err := rawConn(e.b.addr)
+	c, done, err := e.skein()
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	c := pb.NewSkeinClient(conn)
+	defer done()
 	var wg sync.WaitGroup
 	for i := range 8 {
 		bomb := honest
@@ -152,12 +160,11 @@ func topicFlood(ctx context.Context, e *env) error {
 // slowConsumers runs 200 fetch streams from the start of the normal topic
 // that read one 1 MiB answer every 2 s.
 func slowConsumers(ctx context.Context, e *env) error {
-	conn, err := rawConn(e.b.addr)
+	c, done, err := e.skein()
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	c := pb.NewSkeinClient(conn)
+	defer done()
 	var wg sync.WaitGroup
 	for i := range 200 {
 		st, err := c.Fetch(ctx, &pb.FetchRequest{Topic: normalTopic, Partition: int32(i % 3), MaxBytes: 1 << 20, LeaderEpoch: -1})
