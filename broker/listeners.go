@@ -25,9 +25,6 @@ import (
 func (b *Broker) serverOptions(client bool) []grpc.ServerOption {
 	unary := []grpc.UnaryServerInterceptor{b.metrics.unaryInterceptor, b.malformedUnary, b.readyUnary}
 	stream := []grpc.StreamServerInterceptor{b.metrics.streamInterceptor, b.malformedStream, b.readyStream}
-	if client {
-		unary, stream = append(unary, b.quotaUnary), append(stream, b.quotaStream)
-	}
 	return append(b.serverCreds(!client),
 		experimental.BufferPool(bufferPool),
 		grpc.MaxRecvMsgSize(b.cfg.MaxRequestBytes),
@@ -42,7 +39,10 @@ func (b *Broker) serverOptions(client bool) []grpc.ServerOption {
 
 // newClientServer is the server of the client listeners.
 func (b *Broker) newClientServer() *grpc.Server {
-	s := grpc.NewServer(append(b.serverOptions(true), b.clientAuthOptions()...)...)
+	// Quotas after authentication: a user's quota needs its principal.
+	opts := append(append(b.serverOptions(true), b.clientAuthOptions()...),
+		grpc.ChainUnaryInterceptor(b.quotaUnary), grpc.ChainStreamInterceptor(b.quotaStream))
+	s := grpc.NewServer(opts...)
 	pb.RegisterSkeinServer(s, &server{b: b})
 	pb.RegisterGroupsServer(s, &groupsServer{b: b})
 	pb.RegisterSecurityServer(s, &securityServer{b: b})

@@ -49,14 +49,19 @@ func callerOf(ctx context.Context) *caller {
 	return newCaller(ctx)
 }
 
-// newCaller reads a call's client id (metadata) and user (the verified
-// client certificate's principal, when the connection has one).
+// newCaller reads a call's client id (metadata) and user: the name of the
+// principal authentication found (ANONYMOUS without credentials, as in
+// Kafka), or else of a verified client certificate.
 func newCaller(ctx context.Context) *caller {
 	c := &caller{}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(ClientIDHeader); len(v) > 0 {
 			c.clientID = cleanClientID(v[0])
 		}
+	}
+	if p, ok := ctx.Value(principalKey{}).(auth.Principal); ok {
+		c.user = p.Name()
+		return c
 	}
 	if p, ok := peer.FromContext(ctx); ok {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {

@@ -19,7 +19,8 @@ type Throttler interface {
 // goes out at once carrying throttle_time_ms, and the connection is not
 // read for that long (the client, which waits the same time, sees no
 // difference; a client that does not wait is held back all the same).
-// The listener has no authentication, so only client-id quotas apply.
+// The user is the connection's principal's name (ANONYMOUS without
+// credentials, as in Kafka).
 
 // throttleRequest counts a request that was just read against the
 // caller's request quota and, for a produce, its produce quota; the
@@ -29,9 +30,9 @@ func (c *conn) throttleRequest(p *pending, req kmsg.Request) {
 	if th == nil || req == nil {
 		return
 	}
-	t := th.Throttle("", clientIDLabel(p.clientID), cluster.QuotaRequest, 1)
+	t := th.Throttle(c.principal.Name(), clientIDLabel(p.clientID), cluster.QuotaRequest, 1)
 	if r, ok := req.(*kmsg.ProduceRequest); ok {
-		t = max(t, th.Throttle("", clientIDLabel(p.clientID), cluster.QuotaProduce, float64(produceBytes(r))))
+		t = max(t, th.Throttle(c.principal.Name(), clientIDLabel(p.clientID), cluster.QuotaProduce, float64(produceBytes(r))))
 	}
 	p.throttle = t
 	c.mute(t)
@@ -53,7 +54,7 @@ func (c *conn) throttleFetch(p *pending, resp *kmsg.FetchResponse) {
 	if n == 0 {
 		return
 	}
-	t := th.Throttle("", clientIDLabel(p.clientID), cluster.QuotaFetch, float64(n))
+	t := th.Throttle(c.principal.Name(), clientIDLabel(p.clientID), cluster.QuotaFetch, float64(n))
 	p.throttle = max(p.throttle, t)
 	c.mute(t)
 }
