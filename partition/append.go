@@ -275,6 +275,14 @@ func (p *Partition) commitGroup(group []*op) {
 // their offsets and epoch, and applies the staged producer state. On a
 // failed write it fails the group (writeFailed) and returns false. Loop only.
 func (p *Partition) writeGroup(plan *groupPlan) bool {
+	if err := p.retryRecovery(); err != nil {
+		// An earlier failed write is not cut back yet (no space): nothing
+		// else goes in before it is.
+		for _, o := range append(plan.accepted, plan.dups...) {
+			o.finish(AppendResult{}, err)
+		}
+		return false
+	}
 	entries := make([]wal.Entry, len(plan.accepted))
 	records, bytes := 0, 0
 	for i, o := range plan.accepted {
@@ -430,14 +438,22 @@ func (p *Partition) writeFailed(err error, accepted []*op, prevLEO int64) {
 		return
 	}
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		if rerr := p.reopenAt(prevLEO); rerr == nil {
+		rerr := p.reopenAt(prevLEO)
+		if rerr != nil && (errors.Is(rerr, syscall.ENOSPC) || errors.Is(rerr, syscall.EDQUOT)) {
+			// Cutting the log back needs space too. Nothing of the group
+			// was acknowledged or counted: keep the partition out of
+			// service and cut it back before the next write.
+			p.log2.Error("cannot cut the log back yet (disk full); retrying before the next write", "err", rerr, "log_end", prevLEO)
+			p.unrecovered = &unrecoveredAppend{leo: prevLEO}
+			rerr = nil
+		}
+		if rerr == nil {
 			for _, o := range accepted {
 				o.finish(AppendResult{}, fail)
 			}
 			return
-		} else {
-			p.log2.Error("log recovery after a failed write failed", "err", rerr)
 		}
+		p.log2.Error("log recovery after a failed write failed", "err", rerr)
 	}
 	p.mu.Lock()
 	p.failed = err

@@ -422,6 +422,24 @@ func TestStorageFailures(t *testing.T) {
 	if len(fatal) != 0 {
 		t.Fatal("ENOSPC was treated as fatal")
 	}
+	// Out of space, and cutting the log back needs space too: the broker
+	// stays up, the request fails, and the log is cut back before the next
+	// write (the fault suite's long tier stopped a leader's broker here).
+	m.mu.Lock()
+	m.failNext = fmt.Errorf("write: %w", syscall.ENOSPC)
+	m.failReopen = fmt.Errorf("create end segment: %w", syscall.ENOSPC)
+	m.mu.Unlock()
+	req.Batch = mkBatch(t, 1, "x")
+	if _, err := p.Append(ctx, req); !errors.Is(err, ErrStorage) {
+		t.Fatalf("ENOSPC with a failed cut: %v", err)
+	}
+	if len(fatal) != 0 {
+		t.Fatal("ENOSPC with a failed cut was treated as fatal")
+	}
+	req.Batch = mkBatch(t, 1, "c2")
+	if r, err := p.Append(ctx, req); err != nil || r.BaseOffset != 2 {
+		t.Fatalf("after space returns, with the cut first: %v %v", r, err)
+	}
 	// An I/O error is fatal: OnFatal runs and writes stop.
 	m.mu.Lock()
 	m.failNext = fmt.Errorf("fsync: %w", syscall.EIO)
@@ -437,7 +455,7 @@ func TestStorageFailures(t *testing.T) {
 	if _, err := p.Append(ctx, req); !errors.Is(err, ErrStorage) {
 		t.Fatalf("append after a fatal error: %v", err)
 	}
-	if got := readAll(t, p, 0, ReadCommitted); len(got) != 2 || string(got[1].Value) != "c" {
+	if got := readAll(t, p, 0, ReadCommitted); len(got) != 3 || string(got[1].Value) != "c" || string(got[2].Value) != "c2" {
 		t.Fatalf("log after failures: %d records", len(got))
 	}
 }

@@ -117,18 +117,19 @@ func planReplicated(batches []byte, next int64, latest int32) (replicatedPlan, e
 	return plan, nil
 }
 
-// retryRecovery cuts the log back if an earlier failed append could not be
-// cut back (no space), before anything else is appended. Loop only.
+// retryRecovery cuts the log back if an earlier failed append (a leader's
+// group or a replicated one) could not be cut back (no space), before
+// anything else is appended. Loop only.
 func (p *Partition) retryRecovery() error {
 	r := p.unrecovered
 	if r == nil {
 		return nil
 	}
 	if err := p.recoverAppend(r.leo, r.epochs); err != nil {
-		return fmt.Errorf("%w: cutting the log back to %d after a failed replicated append: %v; retrying later", ErrStorage, r.leo, err)
+		return fmt.Errorf("%w: cutting the log back to %d after a failed append: %v; retrying later", ErrStorage, r.leo, err)
 	}
 	p.unrecovered = nil
-	p.log2.Info("log cut back after the failed replicated append; fetching again", "log_end", r.leo)
+	p.log2.Info("log cut back after the failed append; taking writes again", "log_end", r.leo)
 	return nil
 }
 
@@ -198,7 +199,7 @@ func (p *Partition) Reset(next int64) error {
 	})
 }
 
-// unrecoveredAppend is a failed replicated append whose log could not be
+// unrecoveredAppend is a failed append whose log could not be
 // cut back yet: the log must end at leo again (and lose the epochs the
 // append added, if epochs) before it takes anything else.
 type unrecoveredAppend struct {
