@@ -142,12 +142,3 @@ func isLoopback(a net.Addr) bool {
 
 // principalKey carries the authenticated principal in a request's context.
 type principalKey struct{}
-
-// principalFrom is the principal authenticated for ctx's request
-// (ANONYMOUS when none was).
-func principalFrom(ctx context.Context) auth.Principal {
-	if p, ok := ctx.Value(principalKey{}).(auth.Principal); ok {
-		return p
-	}
-	return auth.Anonymous
-}
