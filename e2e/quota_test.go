@@ -46,7 +46,8 @@ func pacedProducer(t *testing.T, addr, clientID, topic string, rate float64, d t
 	val := []byte(strings.Repeat("q", size))
 	for sent := 0.0; time.Since(start) < d; {
 		// Pace to rate: send what is due, then sleep a little.
-		for due := rate * time.Since(start).Seconds(); sent < due; sent += size {
+		// Produce blocks while the buffer is full: stop at d all the same.
+		for due := rate * time.Since(start).Seconds(); sent < due && time.Since(start) < d; sent += size {
 			p.Produce(context.Background(), &client.Record{Topic: topic, Value: val}, func(_ *client.Record, err error) {
 				if err == nil {
 					mu.Lock()
