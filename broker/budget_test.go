@@ -126,7 +126,6 @@ func TestInflightBudgetRefusesThenRecovers(t *testing.T) {
 // Readers that stop reading hold at most the fetch share of the in-flight
 // budget (three quarters), so a producer still gets room beside them.
 func TestUnreadFetchesLeaveRoomForProduce(t *testing.T) {
-	const budget = heldBudget
 	b, c := heldTopic(t)
 	slow := slowConn(t, b.Addr())
 	ctx, cancel := context.WithCancel(context.Background())

@@ -18,9 +18,6 @@ const (
 	cfgMaxMessageBytes = "max.message.bytes" // the largest batch: a produce request's size limit
 )
 
-// alterable are the topic configs a topic may change (AlterTopic's).
-var alterable = []string{cfgMaxRecordBytes, cfgMinInsync, cfgRetentionBytes, cfgRetentionMs}
-
 // setConfig applies one name=value to an AlterTopic request; cleanup.policy
 // may only be set to what it is.
 func setConfig(q *pb.AlterTopicRequest, name, v string) error {

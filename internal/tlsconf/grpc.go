@@ -120,12 +120,12 @@ func (c clientCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthI
 }
 
 func (c clientCreds) Info() credentials.ProtocolInfo {
-	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.2"}
+	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
 }
 
 func (c clientCreds) Clone() credentials.TransportCredentials { return c }
 
-//lint:ignore SA1019 the interface still requires it
+// OverrideServerName is part of credentials.TransportCredentials.
 func (c clientCreds) OverrideServerName(string) error { return nil }
 
 // PeerCNFromContext is the verified client certificate's subject CN of a
