@@ -186,21 +186,35 @@ func New(cfg Config) (*Broker, error) {
 	if err := b.listen(); err != nil {
 		return nil, err
 	}
+	if err := b.openController(); err != nil {
+		return nil, err
+	}
+	b.wire()
+	b.warnPlaintext(map[string]string{"--addr": b.Addr(), "--external-addr": b.ExternalListenAddr(), "--peer-addr": b.PeerAddr(),
+		"--kafka-addr": b.KafkaAddr(), "--http-addr": b.HTTPAddr(), "--gossip-addr": b.ctrl.GossipAddr(), "--raft-addr": b.ctrl.RaftAddr()})
+	ok = true
+	return b, nil
+}
+
+// openController works out the addresses the broker advertises, binds the
+// Kafka listener and opens the controller (gossip and Raft).
+func (b *Broker) openController() error {
+	cfg := b.cfg
 	adv := cfg.AdvertiseAddr
 	if adv == "" {
 		adv = b.lis.Addr().String()
 	}
 	gossipAdv, raftAdv, err := advertised(cfg, adv)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	peerAdv, err := peerAdvertised(cfg, adv, b.peerLis.Addr().String())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	b.self = cluster.BrokerInfo{ID: cfg.NodeID, Addr: adv, ExternalAddr: cfg.ExternalAdvertiseAddr, PeerAddr: peerAdv, Rack: cfg.Rack, StorageID: b.storageID}
 	if err := b.listenKafka(adv); err != nil {
-		return nil, err
+		return err
 	}
 	ctrl, err := cluster.Open(cluster.Config{
 		Self: b.self, DataDir: cfg.DataDir,
@@ -211,9 +225,16 @@ func New(cfg Config) (*Broker, error) {
 		TLS: b.tls, Defaults: cfg.TopicDefaults, Probe: b.probe, Verify: b.identify, Logger: cfg.Logger.With("node", cfg.NodeID),
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	b.ctrl = ctrl
+	return nil
+}
+
+// wire builds what serves requests: replication, budgets, metrics, the
+// group coordinator, health, and the gRPC and HTTP servers.
+func (b *Broker) wire() {
+	cfg := b.cfg
 	b.peers = newPeers(b)
 	b.repl = replication.Config{
 		Self: cfg.NodeID, LagTime: cfg.ReplicaLagTime, Transport: b.peers, Controller: b.peers,
@@ -233,10 +254,6 @@ func New(cfg Config) (*Broker, error) {
 	if b.httpLis != nil {
 		b.http = &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
-	b.warnPlaintext(map[string]string{"--addr": b.Addr(), "--external-addr": b.ExternalListenAddr(), "--peer-addr": b.PeerAddr(),
-		"--kafka-addr": b.KafkaAddr(), "--http-addr": b.HTTPAddr(), "--gossip-addr": ctrl.GossipAddr(), "--raft-addr": ctrl.RaftAddr()})
-	ok = true
-	return b, nil
 }
 
 // listen binds the client, external, peer and HTTP listeners.

@@ -322,42 +322,11 @@ func (s *server) ProduceStream(stream pb.Skein_ProduceStreamServer) error {
 	ctx := stream.Context()
 	external := s.b.external(ctx)
 	c := callerOf(ctx)
-	// One goroutine reads the stream so this handler can also watch for
-	// shutdown; requests are started in the order they arrive.
-	reqs := make(chan *pb.ProduceRequest)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			req, err := stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case reqs <- req:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	reqs, recvErr := recvProduces(ctx, stream)
 	out := make(chan *pb.ProduceResponse, streamInFlight)
 	slots := make(chan struct{}, streamInFlight)
 	var inflight sync.WaitGroup
-	sendErr := make(chan error, 1)
-	sent := make(chan struct{})
-	go func() {
-		defer close(sent)
-		var failed bool
-		for r := range out {
-			if !failed {
-				if err := stream.Send(r); err != nil {
-					failed = true
-					sendErr <- err
-				}
-			}
-			<-slots
-		}
-	}()
+	sendErr, sent := sendProduceAnswers(stream, out, slots)
 	finish := func(err error) error {
 		inflight.Wait()
 		close(out)
@@ -404,6 +373,52 @@ func (s *server) ProduceStream(stream pb.Skein_ProduceStreamServer) error {
 			return finish(err)
 		}
 	}
+}
+
+// recvProduces reads a produce stream on a goroutine of its own, so the
+// handler can also watch for shutdown; requests come out in the order they
+// arrived, and the read error (io.EOF at the end) on the second channel.
+func recvProduces(ctx context.Context, stream pb.Skein_ProduceStreamServer) (<-chan *pb.ProduceRequest, <-chan error) {
+	reqs := make(chan *pb.ProduceRequest)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return reqs, recvErr
+}
+
+// sendProduceAnswers sends the answers put on out, freeing a slot for
+// each (after a failed send they are dropped); the first send error goes
+// on the first channel, and the second closes once out is closed and
+// drained.
+func sendProduceAnswers(stream pb.Skein_ProduceStreamServer, out <-chan *pb.ProduceResponse, slots <-chan struct{}) (<-chan error, <-chan struct{}) {
+	sendErr := make(chan error, 1)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		var failed bool
+		for r := range out {
+			if !failed {
+				if err := stream.Send(r); err != nil {
+					failed = true
+					sendErr <- err
+				}
+			}
+			<-slots
+		}
+	}()
+	return sendErr, sent
 }
 
 // streamThrottle counts one ProduceStream request against its caller's

@@ -143,16 +143,7 @@ func apply(s *Snapshot, c *command) applyResult {
 		}
 		s.Topics[c.Topic.Name] = *c.Topic
 	case opBrokerConfig:
-		// Name is the setting; an empty Value removes it (back to each
-		// broker's start-up value).
-		if c.Value == "" {
-			delete(s.BrokerConfig, c.Name)
-			break
-		}
-		if s.BrokerConfig == nil {
-			s.BrokerConfig = map[string]string{}
-		}
-		s.BrokerConfig[c.Name] = c.Value
+		setBrokerConfig(s, c.Name, c.Value)
 	case opAlterTopic:
 		return applyResult{err: alterTopic(s, c)}
 	case opQuota:
@@ -170,15 +161,7 @@ func apply(s *Snapshot, c *command) applyResult {
 		}
 		delete(s.Topics, c.Name)
 	case opRegisterBroker:
-		b := *c.Broker
-		i := slices.IndexFunc(s.Brokers, func(x BrokerInfo) bool { return x.ID == b.ID })
-		if i < 0 {
-			s.Brokers = append(s.Brokers, b)
-			slices.SortFunc(s.Brokers, func(a, b BrokerInfo) int { return int(a.ID - b.ID) })
-		} else {
-			b.Fenced, b.Draining = s.Brokers[i].Fenced, s.Brokers[i].Draining
-			s.Brokers[i] = b
-		}
+		registerBroker(s, *c.Broker)
 		// A new storage id comes with the broker's removal from ISRs.
 		return applyResult{applied: applyChanges(s, c.Changes)}
 	case opSetFenced:
@@ -208,6 +191,32 @@ func apply(s *Snapshot, c *command) applyResult {
 		return applyResult{err: fmt.Errorf("unknown controller command %q", c.Op)}
 	}
 	return applyResult{}
+}
+
+// setBrokerConfig sets a run-time broker setting; an empty value removes
+// it (back to each broker's start-up value).
+func setBrokerConfig(s *Snapshot, name, value string) {
+	if value == "" {
+		delete(s.BrokerConfig, name)
+		return
+	}
+	if s.BrokerConfig == nil {
+		s.BrokerConfig = map[string]string{}
+	}
+	s.BrokerConfig[name] = value
+}
+
+// registerBroker adds b, or replaces its entry keeping whether it is fenced
+// or draining.
+func registerBroker(s *Snapshot, b BrokerInfo) {
+	i := slices.IndexFunc(s.Brokers, func(x BrokerInfo) bool { return x.ID == b.ID })
+	if i < 0 {
+		s.Brokers = append(s.Brokers, b)
+		slices.SortFunc(s.Brokers, func(a, b BrokerInfo) int { return int(a.ID - b.ID) })
+		return
+	}
+	b.Fenced, b.Draining = s.Brokers[i].Fenced, s.Brokers[i].Draining
+	s.Brokers[i] = b
 }
 
 // applyChanges applies the changes whose epoch still matches.

@@ -159,25 +159,9 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 	mc.BindAddr, mc.BindPort = host, port
 	mc.AdvertisePort = port
 	if cfg.AdvertiseAddr != "" {
-		ahost, aport, err := splitHostPort(cfg.AdvertiseAddr)
-		if err != nil {
-			return nil, fmt.Errorf("gossip advertise address %q: %w", cfg.AdvertiseAddr, err)
+		if mc.AdvertiseAddr, mc.AdvertisePort, err = gossipAdvertise(cfg.AdvertiseAddr); err != nil {
+			return nil, err
 		}
-		if net.ParseIP(ahost) == nil {
-			// memberlist advertises an IP: resolve a host name once.
-			ips, err := net.LookupIP(ahost)
-			if err != nil || len(ips) == 0 {
-				return nil, fmt.Errorf("gossip advertise host %q does not resolve: %v", ahost, err)
-			}
-			ahost = ips[0].String()
-			for _, ip := range ips {
-				if ip.To4() != nil {
-					ahost = ip.String()
-					break
-				}
-			}
-		}
-		mc.AdvertiseAddr, mc.AdvertisePort = ahost, aport
 	}
 	// A broker that comes back at a new address (a rescheduled pod) is
 	// accepted once its old self has been dead this long.
@@ -220,6 +204,28 @@ func StartMembership(cfg MembershipConfig) (*Membership, error) {
 	m.ml = ml
 	go m.rejoinLoop()
 	return m, nil
+}
+
+// gossipAdvertise is the IP and port memberlist advertises for addr (it
+// advertises an IP: a host name is resolved once, preferring IPv4).
+func gossipAdvertise(addr string) (string, int, error) {
+	ahost, aport, err := splitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("gossip advertise address %q: %w", addr, err)
+	}
+	if net.ParseIP(ahost) != nil {
+		return ahost, aport, nil
+	}
+	ips, err := net.LookupIP(ahost)
+	if err != nil || len(ips) == 0 {
+		return "", 0, fmt.Errorf("gossip advertise host %q does not resolve: %v", ahost, err)
+	}
+	for _, ip := range ips {
+		if ip.To4() != nil {
+			return ip.String(), aport, nil
+		}
+	}
+	return ips[0].String(), aport, nil
 }
 
 func splitHostPort(addr string) (string, int, error) {
