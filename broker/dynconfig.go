@@ -197,9 +197,26 @@ func (s *server) SetBrokerConfig(ctx context.Context, req *pb.SetBrokerConfigReq
 	} else if err != nil {
 		return nil, toStatus(err)
 	}
-	s.b.awaitMetadata(ctx, func(snap *cluster.Snapshot) bool { return snap.BrokerConfig[req.Name] == req.Value })
+	s.b.awaitMetadata(ctx, func(snap *cluster.Snapshot) bool {
+		v, ok := snap.BrokerConfig[req.Name]
+		return v == req.Value && ok == (req.Value != "") // an unset: the setting is gone
+	})
+	s.b.awaitApplied(ctx, req.Name, req.Value)
 	s.b.log.Info("broker setting changed", "setting", req.Name, "value", req.Value)
 	return &pb.SetBrokerConfigResponse{}, nil
+}
+
+// awaitApplied waits (up to 10 s, or ctx) until this broker has made value
+// (its start-up value for "") the current one of the setting name: the
+// metadata carries it first, the broker applies it as it reconciles.
+func (b *Broker) awaitApplied(ctx context.Context, name, value string) {
+	if value == "" {
+		value = b.dyn.startup[name]
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.dyn.current(name) != value && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // GetBrokerConfig lists this broker's run-time settings.
