@@ -185,17 +185,13 @@ func (s *server) SetBrokerConfig(ctx context.Context, req *pb.SetBrokerConfigReq
 	if err := checkBrokerConfig(req.Name, req.Value); err != nil {
 		return nil, toStatus(err)
 	}
-	err := s.b.ctrl.SetBrokerConfig(ctx, req.Name, req.Value)
-	if errors.Is(err, cluster.ErrNotController) {
-		err = s.b.forward(ctx, func(ctx context.Context, c pb.SkeinClient) error {
-			_, err := c.SetBrokerConfig(ctx, req)
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-	} else if err != nil {
-		return nil, toStatus(err)
+	_, _, err := atController(s.b, ctx, func() (*pb.SetBrokerConfigResponse, error) {
+		return nil, s.b.ctrl.SetBrokerConfig(ctx, req.Name, req.Value)
+	}, func(ctx context.Context, c pb.SkeinClient) (*pb.SetBrokerConfigResponse, error) {
+		return c.SetBrokerConfig(ctx, req)
+	})
+	if err != nil {
+		return nil, err
 	}
 	s.b.awaitMetadata(ctx, func(snap *cluster.Snapshot) bool {
 		v, ok := snap.BrokerConfig[req.Name]

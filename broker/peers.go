@@ -244,6 +244,26 @@ func (b *Broker) forward(ctx context.Context, fn func(ctx context.Context, c pb.
 	return b.forwardConn(ctx, func(ctx context.Context, c *grpc.ClientConn) error { return fn(ctx, pb.NewSkeinClient(c)) })
 }
 
+// atController runs local when this broker is the controller; when it is
+// not, it sends the request on with remote to the controller's
+// inter-broker listener. Local errors become gRPC statuses; the
+// controller's answer comes back as it is. forwarded says which ran.
+func atController[R any](b *Broker, ctx context.Context, local func() (R, error),
+	remote func(context.Context, pb.SkeinClient) (R, error)) (r R, forwarded bool, err error) {
+	r, err = local()
+	if errors.Is(err, cluster.ErrNotController) {
+		err = b.forward(ctx, func(ctx context.Context, c pb.SkeinClient) (err error) {
+			r, err = remote(ctx, c)
+			return err
+		})
+		return r, true, err
+	}
+	if err != nil {
+		return r, false, toStatus(err)
+	}
+	return r, false, nil
+}
+
 // forwardConn is forward with the connection to the controller's
 // inter-broker listener, for any of its public services.
 func (b *Broker) forwardConn(ctx context.Context, fn func(ctx context.Context, c *grpc.ClientConn) error) error {

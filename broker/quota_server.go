@@ -165,17 +165,13 @@ func (s *server) AlterQuota(ctx context.Context, req *pb.AlterQuotaRequest) (*pb
 	if err != nil {
 		return nil, toStatus(invalid("%v", err))
 	}
-	err = s.b.ctrl.AlterQuota(ctx, ch)
-	if errors.Is(err, cluster.ErrNotController) {
-		err = s.b.forward(ctx, func(ctx context.Context, c pb.SkeinClient) error {
-			_, err := c.AlterQuota(ctx, req)
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-	} else if err != nil {
-		return nil, toStatus(err)
+	_, _, err = atController(s.b, ctx, func() (*pb.AlterQuotaResponse, error) {
+		return nil, s.b.ctrl.AlterQuota(ctx, ch)
+	}, func(ctx context.Context, c pb.SkeinClient) (*pb.AlterQuotaResponse, error) {
+		return c.AlterQuota(ctx, req)
+	})
+	if err != nil {
+		return nil, err
 	}
 	s.b.awaitMetadata(ctx, func(snap *cluster.Snapshot) bool { return quotaApplied(snap.Quotas, ch) })
 	s.b.log.Info("client quota changed", "entity", ch.Entity.String(), "set", ch.Set, "remove", ch.Remove)

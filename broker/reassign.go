@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -68,61 +67,41 @@ func (s *server) ExecuteReassignment(ctx context.Context, req *pb.ExecuteReassig
 			return nil, err
 		}
 	}
-	moving, err := s.b.ctrl.Reassign(ctx, targets)
-	if errors.Is(err, cluster.ErrNotController) {
-		var resp *pb.ExecuteReassignmentResponse
-		fwd := &pb.ExecuteReassignmentRequest{Partitions: req.Partitions}
-		if err := s.b.forward(ctx, func(ctx context.Context, c pb.SkeinClient) (err error) {
-			resp, err = c.ExecuteReassignment(ctx, fwd)
-			return err
-		}); err != nil {
-			return nil, err
-		}
-		s.b.awaitMetadata(ctx, func(snap *cluster.Snapshot) bool { return snap.Reassigning() })
-		return resp, nil
-	}
+	resp, forwarded, err := atController(s.b, ctx, func() (*pb.ExecuteReassignmentResponse, error) {
+		moving, err := s.b.ctrl.Reassign(ctx, targets)
+		return &pb.ExecuteReassignmentResponse{Moving: targetsToPB(moving)}, err
+	}, func(ctx context.Context, c pb.SkeinClient) (*pb.ExecuteReassignmentResponse, error) {
+		return c.ExecuteReassignment(ctx, &pb.ExecuteReassignmentRequest{Partitions: req.Partitions})
+	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	return &pb.ExecuteReassignmentResponse{Moving: targetsToPB(moving)}, nil
+	if forwarded {
+		s.b.awaitMetadata(ctx, func(snap *cluster.Snapshot) bool { return snap.Reassigning() })
+	}
+	return resp, nil
 }
 
 // CancelReassignment sends the moving partitions back (through the controller).
 func (s *server) CancelReassignment(ctx context.Context, req *pb.CancelReassignmentRequest) (*pb.CancelReassignmentResponse, error) {
-	n, err := s.b.ctrl.CancelReassign(ctx)
-	if errors.Is(err, cluster.ErrNotController) {
-		var resp *pb.CancelReassignmentResponse
-		if err := s.b.forward(ctx, func(ctx context.Context, c pb.SkeinClient) (err error) {
-			resp, err = c.CancelReassignment(ctx, req)
-			return err
-		}); err != nil {
-			return nil, err
-		}
-		return resp, nil
-	}
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &pb.CancelReassignmentResponse{Partitions: int32(n)}, nil
+	resp, _, err := atController(s.b, ctx, func() (*pb.CancelReassignmentResponse, error) {
+		n, err := s.b.ctrl.CancelReassign(ctx)
+		return &pb.CancelReassignmentResponse{Partitions: int32(n)}, err
+	}, func(ctx context.Context, c pb.SkeinClient) (*pb.CancelReassignmentResponse, error) {
+		return c.CancelReassignment(ctx, req)
+	})
+	return resp, err
 }
 
 // Decommission starts draining a broker (through the controller).
 func (s *server) Decommission(ctx context.Context, req *pb.DecommissionRequest) (*pb.DecommissionResponse, error) {
-	moving, err := s.b.ctrl.Decommission(ctx, req.BrokerId)
-	if errors.Is(err, cluster.ErrNotController) {
-		var resp *pb.DecommissionResponse
-		if err := s.b.forward(ctx, func(ctx context.Context, c pb.SkeinClient) (err error) {
-			resp, err = c.Decommission(ctx, req)
-			return err
-		}); err != nil {
-			return nil, err
-		}
-		return resp, nil
-	}
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &pb.DecommissionResponse{Moving: targetsToPB(moving)}, nil
+	resp, _, err := atController(s.b, ctx, func() (*pb.DecommissionResponse, error) {
+		moving, err := s.b.ctrl.Decommission(ctx, req.BrokerId)
+		return &pb.DecommissionResponse{Moving: targetsToPB(moving)}, err
+	}, func(ctx context.Context, c pb.SkeinClient) (*pb.DecommissionResponse, error) {
+		return c.Decommission(ctx, req)
+	})
+	return resp, err
 }
 
 // reassignState names the step a moving partition is at. Pure.
