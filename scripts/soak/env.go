@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -104,6 +105,27 @@ type env struct {
 	consumed atomic.Int64 // normal records consumed
 	failed   atomic.Int64 // normal records that failed
 	abuse    atomic.Int64 // abusive requests made
+
+	errMu  sync.Mutex
+	errors map[string]int64 // normal producer errors by message
+}
+
+// noteError counts a normal-load producer error by its message (cut at
+// 200 bytes), so the summary can say what the producer was told.
+func (e *env) noteError(err error) {
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	e.errMu.Lock()
+	defer e.errMu.Unlock()
+	if e.errors == nil {
+		e.errors = map[string]int64{}
+	}
+	if _, ok := e.errors[msg]; !ok && len(e.errors) < 20 {
+		fmt.Fprintf(os.Stderr, "soak: normal producer error (phase %s): %s\n", *e.phase.Load(), msg)
+	}
+	e.errors[msg]++
 }
 
 const normalTopic = "normal"
@@ -124,6 +146,13 @@ func newEnv(ctx context.Context, b *brokerProc) (*env, error) {
 		}
 	}
 	return e, nil
+}
+
+// producerErrors is a copy of the normal producer's errors by message.
+func (e *env) producerErrors() map[string]int64 {
+	e.errMu.Lock()
+	defer e.errMu.Unlock()
+	return maps.Clone(e.errors)
 }
 
 func (e *env) close() { e.admin.Close() }
@@ -151,6 +180,7 @@ func (e *env) startNormalLoad(ctx context.Context) {
 				p.Produce(ctx, &client.Record{Topic: normalTopic, Value: val}, func(_ *client.Record, err error) {
 					if err != nil {
 						e.failed.Add(1)
+						e.noteError(err)
 						return
 					}
 					e.acked.Add(1)

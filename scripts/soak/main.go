@@ -2,8 +2,10 @@
 // a consumer) while abusive clients take turns against it: many unread
 // fetch streams, compression bombs, topic floods, slow consumers and a
 // producer at ten times its quota. Every second it samples the broker's
-// RSS and open file handles and checks that it serves (a produce answered
-// within 5 s and /readyz), and writes a CSV, a PNG plot and a summary.
+// RSS, open file handles, /readyz and the normal load's acknowledged and
+// failed records, and writes a CSV, a PNG plot and a summary. It fails
+// when RSS passed the memory budget, or when in any 10-second window no
+// normal record was acknowledged or more than 1% of them failed.
 //
 //	go run ./scripts/soak -duration 30m -out soak-out     (make soak DURATION=30m)
 //
@@ -75,7 +77,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer env.close()
 	samples := soak(ctx, env, o)
-	return report(o, b, samples)
+	return report(o, b, samples, env.producerErrors())
 }
 
 // soak runs the normal load, the probe, the sampler and the abusive

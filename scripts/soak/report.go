@@ -8,6 +8,8 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -20,40 +22,126 @@ import (
 type summary struct {
 	duration          time.Duration
 	maxRSS, budget    int64
+	overBudget        int // seconds with RSS above the budget
 	maxFDs            int
-	notServing        []time.Duration
+	notServing        []window // windows of the normal load without enough acks
+	windows           int
+	probeDown         []time.Duration
 	notReady          int
 	acked, failed     int64
 	consumed, abusive int64
+	errors            map[string]int64 // normal producer errors by message
 }
 
-func summarize(o options, ss []sample) summary {
-	s := summary{budget: 2*o.inflight + 512<<20}
+// Serving is judged on the normal load's acknowledged records, per window:
+// a window in which no normal record was acknowledged, or in which more
+// than maxFailedRatio of the normal records that were answered failed, is
+// a window not serving.
+const (
+	servingWindow  = 10 * time.Second
+	maxFailedRatio = 0.01
+)
+
+// window is one servingWindow of the normal load.
+type window struct {
+	start, end    time.Duration
+	phase         string // the phase at the window's end
+	acked, failed int64
+}
+
+func (w window) serving() bool {
+	return w.acked > 0 && float64(w.failed) <= maxFailedRatio*float64(w.acked+w.failed)
+}
+
+func (w window) String() string {
+	return fmt.Sprintf("%v-%v (%s): %d acked, %d failed", w.start, w.end, w.phase, w.acked, w.failed)
+}
+
+// windows cuts the samples into servingWindow windows (the last, shorter
+// one is judged only if it is at least half a window). Pure.
+func windows(ss []sample) []window {
+	var out []window
+	prev := sample{}
+	for i, x := range ss {
+		if x.at-prev.at < servingWindow && i < len(ss)-1 {
+			continue
+		}
+		if x.at-prev.at >= servingWindow/2 {
+			out = append(out, window{start: prev.at, end: x.at, phase: x.phase, acked: x.acked - prev.acked, failed: x.failed - prev.failed})
+		}
+		prev = x
+	}
+	return out
+}
+
+func summarize(o options, ss []sample, errs map[string]int64) summary {
+	s := summary{budget: 2*o.inflight + 512<<20, errors: errs}
 	if n := len(ss); n > 0 {
 		last := ss[n-1]
 		s.duration, s.acked, s.failed, s.consumed, s.abusive = last.at, last.acked, last.failed, last.consumed, last.abusive
 	}
 	for _, x := range ss {
 		s.maxRSS, s.maxFDs = max(s.maxRSS, x.rss), max(s.maxFDs, x.fds)
+		if x.rss > s.budget {
+			s.overBudget++
+		}
 		if !x.serving {
-			s.notServing = append(s.notServing, x.at)
+			s.probeDown = append(s.probeDown, x.at)
 		}
 		if !x.ready {
 			s.notReady++
 		}
 	}
+	ws := windows(ss)
+	s.windows = len(ws)
+	for _, w := range ws {
+		if !w.serving() {
+			s.notServing = append(s.notServing, w)
+		}
+	}
 	return s
+}
+
+// ok reports whether the broker kept to its memory budget and served the
+// normal load in every window.
+func (s summary) ok() bool {
+	return s.overBudget == 0 && len(s.notServing) == 0 && s.windows > 0
 }
 
 func (s summary) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "soak of %v\n", s.duration)
-	fmt.Fprintf(&b, "max RSS %.0f MiB, memory budget (GOMEMLIMIT: 2 x --max-inflight-bytes + 512 MiB) %.0f MiB: %s\n",
-		float64(s.maxRSS)/(1<<20), float64(s.budget)/(1<<20), verdict(s.maxRSS <= s.budget))
+	fmt.Fprintf(&b, "max RSS %.0f MiB, memory budget (GOMEMLIMIT: 2 x --max-inflight-bytes + 512 MiB) %.0f MiB: %s (%d seconds over)\n",
+		float64(s.maxRSS)/(1<<20), float64(s.budget)/(1<<20), verdict(s.overBudget == 0), s.overBudget)
 	fmt.Fprintf(&b, "max open file handles %d\n", s.maxFDs)
-	fmt.Fprintf(&b, "seconds not serving (no produce answered within 5 s): %d %v\n", len(s.notServing), s.notServing)
-	fmt.Fprintf(&b, "seconds /readyz said not ready: %d\n", s.notReady)
 	fmt.Fprintf(&b, "normal load: %d records acknowledged, %d failed, %d consumed; %d abusive requests\n", s.acked, s.failed, s.consumed, s.abusive)
+	fmt.Fprintf(&b, "%v windows not serving (no normal record acknowledged, or more than %.0f%% failed): %d of %d\n",
+		servingWindow, maxFailedRatio*100, len(s.notServing), s.windows)
+	for i, w := range s.notServing {
+		if i == 10 {
+			fmt.Fprintf(&b, "  ... and %d more\n", len(s.notServing)-i)
+			break
+		}
+		fmt.Fprintf(&b, "  %v\n", w)
+	}
+	fmt.Fprintf(&b, "seconds without a probe produce answered within 5 s: %d\n", len(s.probeDown))
+	fmt.Fprintf(&b, "seconds /readyz said not ready: %d\n", s.notReady)
+	msgs := make([]string, 0, len(s.errors))
+	for m := range s.errors {
+		msgs = append(msgs, m)
+	}
+	sort.Slice(msgs, func(i, j int) bool { return s.errors[msgs[i]] > s.errors[msgs[j]] })
+	for i, m := range msgs {
+		if i == 5 {
+			break
+		}
+		fmt.Fprintf(&b, "normal producer error x%d: %s\n", s.errors[m], m)
+	}
+	if s.ok() {
+		b.WriteString("verdict: PASS\n")
+	} else {
+		b.WriteString("verdict: FAIL\n")
+	}
 	return b.String()
 }
 
@@ -66,11 +154,11 @@ func verdict(ok bool) string {
 
 // report writes the CSV, the plot and the summary, and fails when the
 // broker went over budget, stopped serving or died.
-func report(o options, b *brokerProc, ss []sample) error {
+func report(o options, b *brokerProc, ss []sample, errs map[string]int64) error {
 	if err := writeCSV(o.out, ss); err != nil {
 		return err
 	}
-	s := summarize(o, ss)
+	s := summarize(o, ss, errs)
 	if err := writePlot(filepath.Join(o.out, "soak.png"), ss, s); err != nil {
 		return err
 	}
@@ -85,8 +173,8 @@ func report(o options, b *brokerProc, ss []sample) error {
 		return fmt.Errorf("the broker exited during the soak (%v); log in %s", err, b.logPath)
 	default:
 	}
-	if s.maxRSS > s.budget || len(s.notServing) > 0 {
-		return fmt.Errorf("the broker went over its memory budget or stopped serving (see %s)", o.out)
+	if !s.ok() {
+		return fmt.Errorf("the broker went over its memory budget or did not serve the normal load (see %s)", o.out)
 	}
 	return nil
 }
@@ -100,6 +188,7 @@ var (
 	fdColor    = color.RGBA{30, 90, 200, 255}
 	budgetLine = color.RGBA{200, 40, 40, 120}
 	downColor  = color.RGBA{0, 0, 0, 255}
+	ackColor   = color.RGBA{30, 150, 60, 255}
 )
 
 // phaseColors shade the abusive phases.
@@ -120,37 +209,55 @@ func (p panel) point(t, tmax, v float64) image.Point {
 	return image.Pt(x, y)
 }
 
-// writePlot draws RSS (with the memory budget) and open handles over
-// time, on the phases' shading, with the seconds not serving marked.
+// writePlot draws RSS (with the memory budget), open handles and the
+// normal load's acknowledged records per second over time, on the phases'
+// shading, with the windows not serving marked.
 func writePlot(path string, ss []sample, s summary) error {
-	const w, h = 1200, 700
+	const w, h = 1200, 960
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	draw.Draw(img, img.Bounds(), &image.Uniform{bg}, image.Point{}, draw.Src)
 	if len(ss) == 0 {
 		return savePNG(path, img)
 	}
 	tmax := max(ss[len(ss)-1].at.Seconds(), 1)
-	top := panel{image.Rect(80, 50, w-30, 330), float64(max(s.budget, s.maxRSS)) / (1 << 20) * 1.1}
-	bottom := panel{image.Rect(80, 390, w-30, 640), float64(s.maxFDs)*1.2 + 10}
-	for _, p := range []panel{top, bottom} {
+	rates := ackRates(ss)
+	top := panel{image.Rect(80, 50, w-30, 310), float64(max(s.budget, s.maxRSS)) / (1 << 20) * 1.1}
+	mid := panel{image.Rect(80, 370, w-30, 590), float64(s.maxFDs)*1.2 + 10}
+	bottom := panel{image.Rect(80, 650, w-30, 870), max(slices.Max(rates), 1) * 1.2}
+	for _, p := range []panel{top, mid, bottom} {
 		shadePhases(img, p, ss, tmax)
 		frame(img, p)
 	}
 	hline(img, top, float64(s.budget)/(1<<20), budgetLine)
 	series(img, top, ss, tmax, rssColor, func(x sample) float64 { return float64(x.rss) / (1 << 20) })
-	series(img, bottom, ss, tmax, fdColor, func(x sample) float64 { return float64(x.fds) })
-	for _, x := range ss {
-		if !x.serving {
-			pt := bottom.point(x.at.Seconds(), tmax, 0)
-			fill(img, image.Rect(pt.X-1, bottom.r.Max.Y+2, pt.X+2, bottom.r.Max.Y+10), downColor)
-		}
+	series(img, mid, ss, tmax, fdColor, func(x sample) float64 { return float64(x.fds) })
+	i := 0
+	series(img, bottom, ss, tmax, ackColor, func(sample) float64 { i++; return rates[i-1] })
+	for _, win := range s.notServing {
+		a, b := bottom.point(win.start.Seconds(), tmax, 0), bottom.point(win.end.Seconds(), tmax, 0)
+		fill(img, image.Rect(a.X, bottom.r.Max.Y+2, b.X+1, bottom.r.Max.Y+10), downColor)
 	}
 	label(img, 80, 30, fmt.Sprintf("Broker RSS (MiB, red) and memory budget %.0f MiB (light red); max %.0f MiB", float64(s.budget)/(1<<20), float64(s.maxRSS)/(1<<20)))
-	label(img, 80, 375, fmt.Sprintf("Open file handles (blue); max %d. Seconds not serving (black marks below): %d", s.maxFDs, len(s.notServing)))
+	label(img, 80, 355, fmt.Sprintf("Open file handles (blue); max %d", s.maxFDs))
+	label(img, 80, 635, fmt.Sprintf("Normal records acknowledged per second (green); %v windows not serving (black marks below): %d of %d",
+		servingWindow, len(s.notServing), s.windows))
 	axisLabels(img, top, tmax)
+	axisLabels(img, mid, tmax)
 	axisLabels(img, bottom, tmax)
 	legend(img, 80, h-30)
 	return savePNG(path, img)
+}
+
+// ackRates is the normal records acknowledged in the second before each
+// sample. Pure.
+func ackRates(ss []sample) []float64 {
+	out := make([]float64, len(ss))
+	for i := 1; i < len(ss); i++ {
+		if dt := (ss[i].at - ss[i-1].at).Seconds(); dt > 0 {
+			out[i] = float64(ss[i].acked-ss[i-1].acked) / dt
+		}
+	}
+	return out
 }
 
 func shadePhases(img *image.RGBA, p panel, ss []sample, tmax float64) {
