@@ -113,9 +113,13 @@ func (p *Partition) Enqueue(req AppendRequest, done func(AppendResult, error)) {
 	}
 	o.count = info.Records
 	o.prod = producerOf(batch.View(req.Batch))
-	if p.keys != nil {
+	if p.keys != nil || p.compacted.Load() {
 		if o.keys, err = batchKeys(req.Batch, o.count); err != nil {
 			o.finish(AppendResult{}, batchError(err))
+			return
+		}
+		if err := p.checkKeyed(o.keys); err != nil {
+			o.finish(AppendResult{}, err)
 			return
 		}
 	}
@@ -149,6 +153,22 @@ func (p *Partition) Append(ctx context.Context, req AppendRequest) (AppendResult
 	case <-ctx.Done():
 		return AppendResult{}, ctx.Err()
 	}
+}
+
+// checkKeyed refuses a batch with a record without a key when the topic is
+// compacted: the cleaner keeps the latest record of each key, so a keyless
+// record could never be kept or looked up.
+func (p *Partition) checkKeyed(keys [][]byte) error {
+	if !p.compacted.Load() {
+		return nil
+	}
+	for i, k := range keys {
+		if k == nil {
+			return fmt.Errorf("%w: record %d of the batch has no key: topic %q is compacted (cleanup.policy compact keeps the latest record of each key), so every record needs a key; nothing was appended",
+				ErrInvalidBatch, i, p.cfg.Topic)
+		}
+	}
+	return nil
 }
 
 func batchError(err error) error {

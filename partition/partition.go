@@ -89,6 +89,9 @@ type Config struct {
 	// KeyHash is the key index's hash (default keyindex.Hash); tests force
 	// collisions with a tiny one.
 	KeyHash func([]byte) uint64
+	// Compacted: the topic is compacted (cleanup.policy compact): every
+	// record needs a key, and Clean may run. SetCompacted changes it live.
+	Compacted bool
 }
 
 // Observer is told about the work of the append loop.
@@ -185,6 +188,10 @@ func (p *Partition) SetMaxRecordBytes(n int) {
 	}
 }
 
+// SetCompacted changes whether the topic is compacted (its cleanup.policy
+// changed live): from now on, appends without a key are refused when it is.
+func (p *Partition) SetCompacted(on bool) { p.compacted.Store(on) }
+
 // Partition is one replica of a topic partition. See the package doc.
 type Partition struct {
 	cfg  Config
@@ -193,6 +200,10 @@ type Partition struct {
 	// maxRecordBytes is cfg.MaxRecordBytes as the topic's setting changes
 	// live (SetMaxRecordBytes).
 	maxRecordBytes atomic.Int64
+	// compacted is cfg.Compacted as the topic's policy changes live.
+	compacted atomic.Bool
+	// clean is what the log cleaner remembers between passes.
+	clean cleanState
 
 	mu       sync.Mutex // guards the fields below
 	cond     *sync.Cond // signals the loop: queue non-empty or closing
@@ -261,6 +272,7 @@ func Open(cfg Config) (*Partition, error) {
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.maxRecordBytes.Store(int64(cfg.MaxRecordBytes))
+	p.compacted.Store(cfg.Compacted)
 	var lg Log
 	cp, written := readCheckpoint(cfg.Dir)
 	trusted := cp != nil

@@ -24,6 +24,12 @@ const compactSuffix = ".compact" + tmpSuffix
 // that point.
 var compactHook func(step string)
 
+// SetCompactHook sets the hook called at each step of CompactSegment
+// ("built", "sidecar-removed", "renamed", "synced", "done"), for crash
+// tests in other packages: a panic in it stops the compaction there, the
+// files as they are. nil removes it. Not for production use.
+func SetCompactHook(fn func(step string)) { compactHook = fn }
+
 func compactStep(step string) {
 	if compactHook != nil {
 		compactHook(step)

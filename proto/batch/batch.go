@@ -265,7 +265,8 @@ type rawRecord struct {
 	key, value  []byte // nil when null
 	headers     []byte // the encoded headers, count first
 	nHeaders    int
-	size        int // key + value + header keys and values
+	size        int    // key + value + header keys and values
+	raw         []byte // the whole record, its length prefix included
 }
 
 // walk parses every record of an uncompressed records section.
@@ -277,6 +278,7 @@ func walk(b []byte, fn func(*rawRecord) error) error {
 			return fmt.Errorf("%w: bad record length", ErrInvalid)
 		}
 		rec := b[n : n+int(l)]
+		r.raw = b[:n+int(l)]
 		b = b[n+int(l):]
 		if err := parseRecord(rec, &r); err != nil {
 			return err
