@@ -1,7 +1,8 @@
 // Command chaos runs Skein's fault-injection suite: a three-broker cluster
 // (four when replicas move) in network namespaces, a history-recording
 // workload on the Go client (idempotent producers with requests in flight,
-// conditional writers, following consumers, high-watermark polls), a seeded
+// conditional writers, following consumers, high-watermark polls, a
+// consumer group, per-key conditional writers of a key-indexed topic), a seeded
 // nemesis (kill -9, SIGTERM, SIGSTOP, power loss of every broker,
 // partitions, storage damage, a full disk, replica moves during other
 // faults), and a checker that counts every anomaly of RELIABILITY.md.
@@ -48,6 +49,7 @@ func main() {
 type options struct {
 	seed                       uint64
 	runs, rate, parts, members int
+	keyWriters, keys           int
 	duration                   time.Duration
 	scenarios                  []string
 	dir, bin, engine           string
@@ -95,6 +97,8 @@ func parseOptions(args []string, stderr io.Writer) (o options, code int, ok bool
 	fs.IntVar(&o.rate, "rate", 300, "records per second over the asynchronous producers")
 	fs.IntVar(&o.parts, "partitions", 3, "partitions of the test topic (replication factor 3, min.insync 2)")
 	fs.IntVar(&o.members, "group-members", 2, "members of the consumer group that shares the test topic (each replaced now and then); 0 for no group")
+	fs.IntVar(&o.keyWriters, "key-writers", 4, "per-key conditional writers (read a key with GetKey, append its next update with ProduceIfKeys, retry on a mismatch) of a key-indexed topic beside the test topic; 0 for none")
+	fs.IntVar(&o.keys, "keys", 12, "keys the key writers contend for (the first three are hot)")
 	fs.StringVar(&o.engine, "storage-engine", "", "the brokers' --storage-engine: wal or journal (default: the broker's default)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print each run's report as a JSON line on stdout instead of the table")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "remove namespaces and bridges that killed runs left behind, and exit")
@@ -123,8 +127,8 @@ func parseOptions(args []string, stderr io.Writer) (o options, code int, ok bool
 		fmt.Fprintf(stderr, "chaos: -storage-engine %q: wal or journal\n", o.engine)
 		return o, 2, false
 	}
-	if o.runs < 1 || o.duration < 10*time.Second || o.rate < 1 || o.parts < 1 || o.members < 0 {
-		fmt.Fprintln(stderr, "chaos: -runs must be at least 1, -duration at least 10s, -rate and -partitions at least 1, -group-members at least 0")
+	if o.runs < 1 || o.duration < 10*time.Second || o.rate < 1 || o.parts < 1 || o.members < 0 || o.keyWriters < 0 || o.keys < 1 {
+		fmt.Fprintln(stderr, "chaos: -runs must be at least 1, -duration at least 10s, -rate, -partitions and -keys at least 1, -group-members and -key-writers at least 0")
 		return o, 2, false
 	}
 	return o, 0, true
@@ -179,7 +183,8 @@ func runAll(o options, stdout, stderr io.Writer) int {
 			return 1
 		}
 		rep := chaos.Run(chaos.Config{Seed: s, Duration: o.duration, Scenario: sc, Dir: runDir,
-			Rate: o.rate, Partitions: o.parts, GroupMembers: o.members, StorageEngine: o.engine, Logf: logf})
+			Rate: o.rate, Partitions: o.parts, GroupMembers: o.members,
+			KeyWriters: o.keyWriters, Keys: o.keys, StorageEngine: o.engine, Logf: logf})
 		reports = append(reports, rep)
 		if !rep.Pass {
 			failed++
@@ -216,12 +221,18 @@ func printRun(w io.Writer, rep chaos.Report, dir string) {
 	if res.GroupReads > 0 {
 		fmt.Fprintf(tw, "  group\t%d records delivered (%d offsets more than once), %d commits acknowledged\n", res.GroupReads, res.GroupRedelivered, res.GroupCommits)
 	}
+	if k := res.Keys; k.Attempted > 0 {
+		fmt.Fprintf(tw, "  key updates\t%d attempted, %d acked, %d refused (mismatch, retried), %d indeterminate; %d GetKey reads; %d keys, longest chain %d\n",
+			k.Attempted, k.Acked, k.Refused, k.Indeterminate, k.Reads, k.Keys, k.LongestChain)
+	}
 	a := res.Anomalies
 	fmt.Fprintf(tw, "  anomalies\tlost %d, lost-at-offset %d, inconsistent %d, duplicate %d, unexpected %d, aborted %d\n",
 		a.Lost, a.LostAtOffset, a.Inconsistent, a.Duplicate, a.Unexpected, a.Aborted)
 	fmt.Fprintf(tw, "\tproducer-reorder %d, consumer-skip %d, consumer-backward %d, replica-loss %d, replica-diverge %d, hw-regression %d, epoch-order %d, ack-epoch %d\n",
 		a.ProducerReorder, a.ConsumerSkip, a.ConsumerBackward, a.ReplicaLoss, a.ReplicaDiverge, a.HWRegression, a.EpochOrder, a.AckEpoch)
 	fmt.Fprintf(tw, "\tcommit-regression %d, group-undelivered %d\n", a.CommitRegression, a.GroupUndelivered)
+	fmt.Fprintf(tw, "\tkey-lost-update %d, key-fork %d, key-aborted %d, key-unexpected %d, key-inconsistent %d, key-latest %d\n",
+		a.KeyLostUpdate, a.KeyFork, a.KeyAborted, a.KeyUnexpected, a.KeyInconsistent, a.KeyLatest)
 	fmt.Fprintf(tw, "  liveness\tlongest unavailability %v, writes back %v after the last heal, slowest recovery %v\n",
 		res.MaxUnavailable.Round(10*time.Millisecond), res.RecoveredAfterHeal.Round(10*time.Millisecond), rep.SlowestRecovery.Round(100*time.Millisecond))
 	if rep.UnexpectedExits > 0 {

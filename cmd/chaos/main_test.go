@@ -17,7 +17,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"-scenario", "kill,nope"}, `unknown scenario "nope"`},
 		{[]string{"-runs", "0"}, "-runs must be at least 1"},
 		{[]string{"-duration", "1s"}, "-duration at least 10s"},
-		{[]string{"-rate", "0"}, "-rate and -partitions at least 1"},
+		{[]string{"-rate", "0"}, "-rate, -partitions and -keys at least 1"},
+		{[]string{"-key-writers", "-1"}, "-key-writers at least 0"},
+		{[]string{"-keys", "0"}, "-keys at least 1"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"-seed", "x"}, "invalid value"},
 	}

@@ -34,13 +34,21 @@ type Anomalies struct {
 	AckEpoch         int `json:"ack_epoch"`         // G10: an ack named another leader epoch than the one stamped on its record in the final read
 	CommitRegression int `json:"commit_regression"` // G13: a group commit acknowledged below one acknowledged before it, or a member starting a partition below the acknowledged commit
 	GroupUndelivered int `json:"group_undelivered"` // G13: a record of the final read never delivered to the consumer group
+	// The key topic (G14, checker_keys.go).
+	KeyLostUpdate   int `json:"key_lost_update"`  // an acknowledged per-key update not in its key's final chain
+	KeyFork         int `json:"key_fork"`         // two acked updates of a key on one predecessor, or a record not based on the key's record before it
+	KeyAborted      int `json:"key_aborted"`      // a definitely refused key update in the log
+	KeyUnexpected   int `json:"key_unexpected"`   // a key topic record that does not decode or that no writer attempted
+	KeyInconsistent int `json:"key_inconsistent"` // GetKey answered a record the final read does not hold there
+	KeyLatest       int `json:"key_latest"`       // after the run, GetKey's answer for a key is not its last record
 }
 
 // Total is the sum of all anomaly counts.
 func (a Anomalies) Total() int {
 	return a.Lost + a.LostAtOffset + a.Inconsistent + a.Duplicate + a.Unexpected + a.Aborted +
 		a.ProducerReorder + a.ConsumerSkip + a.ConsumerBackward + a.ReplicaLoss + a.ReplicaDiverge +
-		a.HWRegression + a.EpochOrder + a.AckEpoch + a.CommitRegression + a.GroupUndelivered
+		a.HWRegression + a.EpochOrder + a.AckEpoch + a.CommitRegression + a.GroupUndelivered +
+		a.KeyLostUpdate + a.KeyFork + a.KeyAborted + a.KeyUnexpected + a.KeyInconsistent + a.KeyLatest
 }
 
 // Result of judging one run.
@@ -50,8 +58,10 @@ type Result struct {
 	// The consumer group: records delivered (with repeats), offsets
 	// delivered more than once, and acknowledged commits.
 	GroupReads, GroupRedelivered, GroupCommits int
-	Anomalies                                  Anomalies
-	Examples                                   map[string][]string `json:"examples,omitempty"` // anomaly json name -> human-readable examples (partition, offset, value in hex, producer, times)
+	// Keys: the per-key conditional writers' figures.
+	Keys      KeyStats `json:"keys"`
+	Anomalies Anomalies
+	Examples  map[string][]string `json:"examples,omitempty"` // anomaly json name -> human-readable examples (partition, offset, value in hex, producer, times)
 	// Liveness: per partition, the longest window with no successful send while sends were being attempted (G12 figure), and the time from HealAt to the first ok send after it (max over partitions; -1 if none).
 	Unavailable        map[int32]time.Duration `json:"unavailable"`
 	MaxUnavailable     time.Duration           `json:"max_unavailable"`
@@ -108,6 +118,7 @@ func Check(h []Op, f Final, opt CheckOptions) Result {
 	c.checkAcks()
 	c.checkOps(h)
 	c.checkGroup(h)
+	c.checkKeys(h)
 	c.checkReplicas()
 	c.checkProducerOrder()
 	c.liveness()

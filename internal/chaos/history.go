@@ -50,6 +50,16 @@ const (
 	// read) of Partition: invoke, then ok / fail / info of the same
 	// Process.
 	FCommit = "commit"
+	// FKeyUpdate is one per-key conditional update of the key topic
+	// (ProduceIfKeys): invoke, then ok / fail / info of the same Process,
+	// each carrying the Update (its key, the key's last offset it expects,
+	// its count); the ok carries the acknowledged Partition and Offset. A
+	// fail is a definite refusal (nearly always a key offset mismatch).
+	FKeyUpdate = "key-update"
+	// FKeyRead is a key's latest record as GetKey returned it: an ok with
+	// Partition, Offset (-1: the key has no record) and the decoded Update
+	// (Key only when none; Corrupt when the record did not decode).
+	FKeyRead = "key-read"
 )
 
 // Op is one history entry.
@@ -70,7 +80,9 @@ type Op struct {
 	// AckEpoch, on an ok send, is the leader epoch the broker said it
 	// appended the record in (nil when it did not say: a duplicate).
 	AckEpoch *int32 `json:"ack_epoch,omitempty"`
-	Err      string `json:"err,omitempty"`
+	// Update is the key update of FKeyUpdate and FKeyRead ops.
+	Update *KeyUpdate `json:"update,omitempty"`
+	Err    string     `json:"err,omitempty"`
 }
 
 // Rec is one record of a log as read back after the run: from the
@@ -100,6 +112,8 @@ type Final struct {
 	Reads    map[int32][]Rec        `json:"reads"`
 	HW       map[int32]int64        `json:"hw"`
 	Replicas map[int32][]ReplicaLog `json:"replicas"`
+	// Keys is the key topic read back (nil without key writers).
+	Keys *KeysFinal `json:"keys,omitempty"`
 }
 
 // Values: each produced record's value is unique: producer index << 32 |

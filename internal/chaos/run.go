@@ -38,7 +38,12 @@ type Config struct {
 	// GroupMembers is the number of consumer group members sharing the
 	// topic; 0 for none.
 	GroupMembers int
-	Topic        string
+	// KeyWriters is the number of per-key conditional writers (keys.go)
+	// updating Keys keys (12 when 0) of a key-indexed topic beside the
+	// test topic (Topic + "-keys"); 0 for none.
+	KeyWriters int
+	Keys       int
+	Topic      string
 	// StorageEngine is the brokers' --storage-engine ("" for their default).
 	StorageEngine string
 	// Logf receives progress lines.
@@ -134,7 +139,8 @@ func (r *runner) run(rep *Report) {
 	}
 	r.t.Cleanup(func() { wcl.Close() })
 	r.h = NewHistory()
-	w := StartWorkload(wcl, r.h, cfg.Seed, WorkloadConfig{Topic: cfg.Topic, Partitions: cfg.Partitions, Rate: cfg.Rate, GroupMembers: cfg.GroupMembers})
+	w := StartWorkload(wcl, r.h, cfg.Seed, WorkloadConfig{Topic: cfg.Topic, Partitions: cfg.Partitions, Rate: cfg.Rate, GroupMembers: cfg.GroupMembers,
+		KeyWriters: cfg.KeyWriters, KeyTopic: cfg.Topic + keyTopicSuffix, Keys: cfg.Keys})
 	sendingStopped := false
 	defer func() {
 		if !sendingStopped {
@@ -203,14 +209,22 @@ func (r *runner) startCluster(n *nemesis) {
 	}
 	r.admin = admin
 	r.t.Cleanup(func() { admin.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	_, err = admin.CreateTopic(ctx, cfg.Topic, client.TopicConfig{Partitions: int32(cfg.Partitions), ReplicationFactor: int32(min(3, cfg.Brokers)), MinInsyncReplicas: 2})
-	cancel()
-	if err != nil {
-		r.t.Fatalf("create topic: %v", err)
+	tc := client.TopicConfig{Partitions: int32(cfg.Partitions), ReplicationFactor: int32(min(3, cfg.Brokers)), MinInsyncReplicas: 2}
+	r.createTopic(cfg.Topic, tc)
+	if cfg.KeyWriters > 0 {
+		tc.KeyIndex = true
+		r.createTopic(cfg.Topic+keyTopicSuffix, tc)
 	}
 	if err := r.cluster.TryWaitHealthy(60 * time.Second); err != nil {
 		r.t.Fatalf("%v", err)
+	}
+}
+
+func (r *runner) createTopic(name string, tc client.TopicConfig) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := r.admin.CreateTopic(ctx, name, tc); err != nil {
+		r.t.Fatalf("create topic %s: %v", name, err)
 	}
 }
 
@@ -297,6 +311,11 @@ func (r *runner) readBack(w *Workload) (Final, []string) {
 			}
 			f.Replicas[p] = append(f.Replicas[p], ReplicaLog{Broker: id, HW: f.HW[p], Raw: raw, Recs: recs})
 		}
+	}
+	if r.cfg.KeyWriters > 0 {
+		keys, problems := r.readKeys()
+		f.Keys = keys
+		short = append(short, problems...)
 	}
 	return f, short
 }

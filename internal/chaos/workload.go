@@ -64,6 +64,12 @@ type WorkloadConfig struct {
 	// GroupMembers is the number of consumer group members sharing the
 	// topic (each replaced by a new instance now and then); 0 for none.
 	GroupMembers int
+	// KeyWriters is the number of per-key conditional writers of KeyTopic
+	// (a key-indexed topic of Partitions partitions), contending for Keys
+	// keys; 0 for none.
+	KeyWriters int
+	KeyTopic   string
+	Keys       int
 }
 
 func (c *WorkloadConfig) defaults() {
@@ -82,12 +88,14 @@ func (c *WorkloadConfig) defaults() {
 	if c.MaxPending <= 0 {
 		c.MaxPending = 2000
 	}
+	c.Keys = keyCount(c.Keys)
 }
 
 // Workload drives the cluster through the real Go client and records the
 // history: idempotent producers with requests in flight, one sequential
-// conditional writer per partition, one following consumer per partition
-// and one high-watermark poller per partition.
+// conditional writer per partition, one following consumer per partition,
+// one high-watermark poller per partition, and the consumer group's
+// members and the per-key conditional writers of the key topic.
 type Workload struct {
 	cfg   WorkloadConfig
 	cl    *client.Client
@@ -125,6 +133,10 @@ func StartWorkload(cl *client.Client, h *History, seed uint64, cfg WorkloadConfi
 		w.readWG.Add(2)
 		go w.consumer(int32(p))
 		go w.hwPoller(int32(p))
+	}
+	for range cfg.KeyWriters {
+		w.sendWG.Add(1)
+		go w.keyWriterSlot()
 	}
 	if cfg.GroupMembers > 0 {
 		w.group = w.startGroup()
