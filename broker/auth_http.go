@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 
 	"github.com/skeinlog/skein/auth"
@@ -36,18 +35,21 @@ func (b *Broker) pprofGuard(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// httpPrincipal authenticates an HTTP request as principalOf does a gRPC
-// call.
+// httpPrincipal authenticates an HTTP request: a SCRAM user's name and
+// password by HTTP basic authentication, else a verified client
+// certificate's CN, else ANONYMOUS. A password is accepted only over TLS,
+// unless Config.HTTPInsecurePlaintextPasswords: unlike the gRPC port, not
+// even from a loopback address, because a local reverse proxy or a
+// port-forward (kubectl port-forward, ssh -L) makes a remote browser's
+// plaintext connection look local.
 func (b *Broker) httpPrincipal(r *http.Request) (auth.Principal, error) {
 	if user, pass, ok := r.BasicAuth(); ok {
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		ip := net.ParseIP(host)
-		if r.TLS == nil && (ip == nil || !ip.IsLoopback()) {
-			return "", fmt.Errorf("%w: a password is accepted only over TLS (or from this host)", errAuthFailed)
+		if r.TLS == nil && !b.cfg.HTTPInsecurePlaintextPasswords {
+			return "", fmt.Errorf("%w: a password is accepted only over HTTPS: turn on TLS (--tls-*-file), or accept passwords in plain text with --http-insecure-plaintext-passwords", errAuthFailed)
 		}
-		if !b.verifyPassword(user, pass) {
+		if user == "" || !b.verifyPassword(user, pass) {
 			b.authz.Audit(auth.User(user), "authenticate", auth.ClusterResource(), errAuthFailed)
-			return "", errAuthFailed
+			return "", fmt.Errorf("%w for user %q: unknown user or wrong password", errAuthFailed, user)
 		}
 		return auth.User(user), nil
 	}

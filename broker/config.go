@@ -52,6 +52,10 @@ type Config struct {
 	// default: profiles, and the command line (which may hold secrets),
 	// are for the operator, not for whoever reaches the HTTP port.
 	Pprof bool
+	// HTTPInsecurePlaintextPasswords accepts HTTP basic authentication (the
+	// console, the profiler) on an HTTP listener without TLS, where the
+	// password crosses the network in clear. Off: passwords over HTTPS only.
+	HTTPInsecurePlaintextPasswords bool
 	// GossipAddr and RaftAddr are the cluster ports: memberlist gossip (TCP
 	// and UDP) and the Raft controller quorum. Port 0 picks a free port.
 	GossipAddr string

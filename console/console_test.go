@@ -59,7 +59,7 @@ func threeBrokers() *fakeSource {
 }
 
 func TestBuildSumsTheCluster(t *testing.T) {
-	ov, err := Build(context.Background(), threeBrokers(), time.UnixMilli(42))
+	ov, err := Build(context.Background(), threeBrokers(), time.UnixMilli(42), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestBuildSumsTheCluster(t *testing.T) {
 func TestBuildLeavesOutDecommissioned(t *testing.T) {
 	src := threeBrokers()
 	src.cluster.Members = append(src.cluster.Members, client.ClusterMember{ID: 4, Addr: "a:4", GossipState: "alive", Decommissioned: true})
-	ov, err := Build(context.Background(), src, time.UnixMilli(42))
+	ov, err := Build(context.Background(), src, time.UnixMilli(42), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestBuildLeavesOutDecommissioned(t *testing.T) {
 
 func TestHandler(t *testing.T) {
 	src := threeBrokers()
-	srv := httptest.NewServer(Handler("/ui/", func() (Source, error) { return src, nil }))
+	srv := httptest.NewServer(Handler("/ui/", func() (Source, error) { return src, nil }, nil))
 	defer srv.Close()
 	get := func(path string) (*http.Response, string) {
 		t.Helper()
@@ -137,5 +137,96 @@ func TestHandler(t *testing.T) {
 	}
 	if resp, _ := get("/ui/missing.js"); resp.StatusCode != 404 {
 		t.Fatalf("missing file: %d", resp.StatusCode)
+	}
+}
+
+// viewer sees the topics in topics, and the cluster if cluster.
+type viewer struct {
+	cluster bool
+	topics  map[string]bool
+}
+
+func (v viewer) Principal() string              { return "User:alice" }
+func (v viewer) DescribeCluster() bool          { return v.cluster }
+func (v viewer) DescribeTopic(name string) bool { return v.topics[name] }
+
+// A viewer sees only the topics it may describe — not in the list, not in
+// the problem partitions, not in the totals — and the cluster only with
+// describe on it.
+func TestBuildShowsOnlyWhatTheViewerMayDescribe(t *testing.T) {
+	ov, err := Build(context.Background(), threeBrokers(), time.UnixMilli(42), viewer{cluster: true, topics: map[string]bool{"audit": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ov.Topics) != 1 || ov.Topics[0].Name != "audit" || ov.Totals.Topics != 1 || ov.Totals.Records != 0 || ov.Totals.UnderReplicated != 0 {
+		t.Fatalf("topics %+v totals %+v", ov.Topics, ov.Totals)
+	}
+	if len(ov.Problems) != 0 || len(ov.Brokers) != 3 || ov.Principal != "User:alice" || ov.ClusterHidden {
+		t.Fatalf("overview %+v", ov)
+	}
+	// Partition counts per broker come from the visible topics only.
+	if b := ov.Brokers[0]; b.Leaders != 0 || b.Replicas != 0 {
+		t.Fatalf("broker 1 counts a hidden topic: %+v", b)
+	}
+
+	ov, err = Build(context.Background(), threeBrokers(), time.UnixMilli(42), viewer{topics: map[string]bool{"orders": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ov.ClusterHidden || len(ov.Brokers) != 0 || len(ov.Problems) != 0 || ov.ClusterID != "" || ov.ControllerID != -1 || ov.AnsweredBy != -1 {
+		t.Fatalf("cluster shown without describe on it: %+v", ov)
+	}
+	if len(ov.Topics) != 1 || ov.Topics[0].Name != "orders" || ov.Totals.Records != 157 {
+		t.Fatalf("topics %+v", ov.Topics)
+	}
+}
+
+// With a gate, nothing — not the page, not its files, not the overview —
+// is served to a request the gate refuses, and the source is never asked.
+func TestHandlerGate(t *testing.T) {
+	src := threeBrokers()
+	asked := 0
+	gate := func(w http.ResponseWriter, r *http.Request) (Viewer, bool) {
+		if r.Header.Get("X-Test-User") != "alice" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="skein"`)
+			http.Error(w, "sign in", http.StatusUnauthorized)
+			return nil, false
+		}
+		return viewer{topics: map[string]bool{"orders": true}}, true
+	}
+	srv := httptest.NewServer(Handler("/ui/", func() (Source, error) { asked++; return src, nil }, gate))
+	defer srv.Close()
+	get := func(path, user string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("X-Test-User", user)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	for _, path := range []string{"/ui/", "/ui/app.js", "/ui/api/overview", "/ui/missing.js"} {
+		resp, _ := get(path, "")
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s without a user: %d, want 401 with a challenge", path, resp.StatusCode)
+		}
+		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("%s: Cache-Control %q, want no-store", path, cc)
+		}
+	}
+	if asked != 0 {
+		t.Fatalf("the source was asked %d times for refused requests", asked)
+	}
+	resp, body := get("/ui/api/overview", "alice")
+	var ov Overview
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &ov) != nil || len(ov.Topics) != 1 || !ov.ClusterHidden || strings.Contains(body, "audit") {
+		t.Fatalf("alice's overview: %d %q", resp.StatusCode, body)
+	}
+	// Not framed by another site (clickjacking).
+	if resp.Header.Get("X-Frame-Options") != "DENY" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+		t.Fatalf("frame headers: %v", resp.Header)
 	}
 }

@@ -145,7 +145,7 @@ func TestSASLKafkaAndUsersAcrossRestart(t *testing.T) {
 	proctest.MustCLI(t, "produce", "anon\n", "-t", "warmup", "-b", b.Addr) // no ACLs: as today
 	setUpUsers(t, b.Addr)
 	b.Term()
-	b.Restart("--authorizer", "acl", "--super-users", "User:admin", "--pprof")
+	b.Restart("--authorizer", "acl", "--super-users", "User:admin", "--pprof", "--http-insecure-plaintext-passwords")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -240,6 +240,8 @@ func TestMTLSPrincipalsWithACLs(t *testing.T) {
 	admin("acl", "add", "--principal", "User:alice", "--operation", "read", "--topic", "a")
 	admin("acl", "add", "--principal", "User:bob", "--operation", "read", "--topic", "a")
 	admin("user", "create", "carol", "--password-file", passwordFile(t, "carol-pw"))
+	admin("topic", "create", "hidden", "--partitions", "1", "--replication-factor", "1")
+	consoleOverTLS(t, p, c.Brokers[1].HTTPAddr)
 
 	proctest.MustCLI(t, "produce", "one\n", append([]string{"-t", "a", "-b", addrs}, p.cliArgs("alice")...)...)
 	end := func() int64 {

@@ -158,6 +158,7 @@ func registerServeFlags(ef *envFlags, cfg *broker.Config, sf *serveFlags) {
 	ef.str(&cfg.TLS.CAFile, "tls-ca-file", "", "PEM certificate(s) of the CA that signs brokers' and clients' certificates")
 	ef.str(&sf.tlsClientAuth, "tls-client-auth", "none", "client certificates on the client, external and Kafka listeners: none, request (checked if given) or require (mutual TLS); brokers always require each other's")
 	ef.bool(&cfg.Pprof, "pprof", false, "serve the Go profiler under /debug/pprof on --http-addr (off by default)")
+	ef.bool(&cfg.HTTPInsecurePlaintextPasswords, "http-insecure-plaintext-passwords", false, "INSECURE: accept passwords (HTTP basic authentication for the console and the profiler) on --http-addr without TLS, where they cross the network in clear; for tests on one host")
 	ef.str(&cfg.GossipLabel, "gossip-label", "", "label on every gossip packet, so clusters sharing a network ignore each other")
 	ef.str(&cfg.Rack, "rack", "", "rack label for rack-aware replica placement")
 	ef.str(&sf.lagTime, "replica-lag-time", "10s", "replica.lag.time.max: a follower behind for this long leaves the ISR")

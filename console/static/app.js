@@ -55,11 +55,15 @@ function topicRates(cur, old) {
 }
 
 function renderHeader(ov) {
-  $("cluster").textContent = `cluster ${ov.cluster_id || "?"} · controller ${ov.controller_id >= 0 ? "broker " + ov.controller_id : "none elected"} · answered by broker ${ov.answered_by}`;
+  const who = ov.principal ? ` · signed in as ${ov.principal}` : "";
+  $("cluster").textContent = ov.cluster_hidden
+    ? `cluster hidden: ${ov.principal} may not describe the cluster`
+    : `cluster ${ov.cluster_id || "?"} · controller ${ov.controller_id >= 0 ? "broker " + ov.controller_id : "none elected"} · answered by broker ${ov.answered_by}${who}`;
   const h = $("health");
   const t = ov.totals;
   let cls = "ok", text = "healthy";
-  if (t.leaderless > 0 || ov.controller_id < 0) { cls = "bad"; text = "offline partitions"; }
+  if (ov.cluster_hidden) { cls = "muted"; text = "topics only"; }
+  else if (t.leaderless > 0 || ov.controller_id < 0) { cls = "bad"; text = "offline partitions"; }
   else if (t.under_replicated > 0 || t.brokers_down > 0) { cls = "warn"; text = "degraded"; }
   h.className = "badge " + cls;
   h.textContent = text;
@@ -170,7 +174,10 @@ function render(ov, rates) {
 
 async function poll() {
   try {
-    const resp = await fetch("api/overview", { cache: "no-store" });
+    // From the origin (without any user:password@ of the page's address,
+    // which fetch refuses); the browser adds the page's credentials itself.
+    const resp = await fetch(new URL("api/overview", location.origin + location.pathname), { cache: "no-store" });
+    if (resp.status === 401 || resp.status === 403) throw new Error("not signed in, or no longer allowed: reload the page (" + (await resp.text()).trim() + ")");
     const ov = await resp.json();
     if (!resp.ok) throw new Error(ov.error || resp.statusText);
     const rates = topicRates(ov, prev);
