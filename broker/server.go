@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/skeinlog/skein/cluster"
 	"github.com/skeinlog/skein/partition"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
@@ -57,11 +60,24 @@ func (s *server) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*
 	}
 	t, err := s.b.ctrl.CreateTopic(ctx, spec)
 	if errors.Is(err, cluster.ErrNotController) {
+		var nc *cluster.NotControllerError
+		uncertain := errors.As(err, &nc) && nc.Uncertain
 		var resp *pb.CreateTopicResponse
-		if err := s.b.forward(ctx, func(ctx context.Context, c pb.SkeinClient) (err error) {
+		attempts := 0
+		err := s.b.forward(ctx, func(ctx context.Context, c pb.SkeinClient) (err error) {
+			attempts++
 			resp, err = c.CreateTopic(ctx, req)
 			return err
-		}); err != nil {
+		})
+		if err != nil && (uncertain || attempts > 1) && status.Code(err) == codes.AlreadyExists {
+			// An earlier attempt may have created it and its answer was
+			// lost: the same topic is this create's success.
+			s.b.awaitMetadata(ctx, func(snap *cluster.Snapshot) bool { _, ok := snap.Topics[req.Name]; return ok })
+			if t, ok := s.b.snapshot().Topics[req.Name]; ok && spec.Matches(t.Config) {
+				return &pb.CreateTopicResponse{Topic: topicToPB(t)}, nil
+			}
+		}
+		if err != nil {
 			return nil, err
 		}
 		s.b.awaitMetadata(ctx, func(snap *cluster.Snapshot) bool { _, ok := snap.Topics[req.Name]; return ok })

@@ -85,7 +85,7 @@ type Controller struct {
 	log     *slog.Logger
 	fsm     *fsm
 	raft    *raft.Raft
-	trans   *raft.NetworkTransport
+	trans   *raftTransport
 	store   *raftboltdb.BoltStore
 	members *Membership
 
@@ -210,7 +210,7 @@ func (c *Controller) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("listen on --raft-addr %s: %w", c.cfg.RaftAddr, err)
 	}
-	c.trans = trans
+	c.trans = newRaftTransport(trans)
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(strconv.Itoa(int(c.cfg.Self.ID)))
 	rc.Logger = hl
@@ -237,7 +237,7 @@ func (c *Controller) openRaft() error {
 	if err != nil {
 		return err
 	}
-	r, err := raft.NewRaft(rc, c.fsm, logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, c.fsm, logs, store, snaps, c.trans)
 	if err != nil {
 		return fmt.Errorf("start controller raft: %w", err)
 	}
@@ -503,7 +503,12 @@ func (c *Controller) Voters() map[int32]bool {
 }
 
 // NotControllerError says which broker is the controller.
-type NotControllerError struct{ LeaderID int32 }
+type NotControllerError struct {
+	LeaderID int32
+	// Uncertain: leadership was lost while the command was being
+	// committed, so it may have been committed all the same.
+	Uncertain bool
+}
 
 func (e *NotControllerError) Error() string {
 	if e.LeaderID < 0 {
@@ -529,7 +534,7 @@ func (c *Controller) propose(ctx context.Context, cmd *command) (applyResult, er
 	f := c.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return applyResult{}, &NotControllerError{LeaderID: c.ControllerID()}
+			return applyResult{}, &NotControllerError{LeaderID: c.ControllerID(), Uncertain: errors.Is(err, raft.ErrLeadershipLost)}
 		}
 		return applyResult{}, fmt.Errorf("commit to the controller log: %w", err)
 	}
@@ -1122,7 +1127,9 @@ func (c *Controller) shutdown() error {
 		errs = append(errs, c.members.Shutdown())
 	}
 	if c.raft != nil {
-		errs = append(errs, c.raft.Shutdown().Error())
+		f := c.raft.Shutdown()
+		c.trans.closePipelines() // see raftTransport
+		errs = append(errs, f.Error())
 	}
 	if c.trans != nil {
 		errs = append(errs, c.trans.Close())

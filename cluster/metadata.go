@@ -190,6 +190,20 @@ type TopicSpec struct {
 	Internal bool
 }
 
+// Matches reports whether a topic's configuration is what spec asks for,
+// counting only what spec sets. A create that was retried after an answer
+// was lost (the controller changed while committing it) finds its own
+// topic; when it matches, the create succeeded.
+func (s TopicSpec) Matches(c TopicConfig) bool {
+	eq32 := func(want *int32, got int32) bool { return want == nil || *want == got }
+	eq64 := func(want *int64, got int64) bool { return want == nil || *want == got }
+	return (s.Partitions == 0 || s.Partitions == c.Partitions) &&
+		(s.ReplicationFactor == 0 || s.ReplicationFactor == c.ReplicationFactor) &&
+		eq32(s.MinInsyncReplicas, c.MinInsyncReplicas) && eq64(s.RetentionMs, c.RetentionMs) &&
+		eq64(s.RetentionBytes, c.RetentionBytes) && eq32(s.MaxRecordBytes, c.MaxRecordBytes) &&
+		s.KeyIndex == c.KeyIndex
+}
+
 // Defaults for topic configuration.
 type Defaults struct {
 	Partitions        int32

@@ -93,3 +93,29 @@ func TestAssignReplicasSpreadsLeaders(t *testing.T) {
 		t.Fatalf("single broker: %v", got)
 	}
 }
+
+// A retried create compares the topic it finds with what it asked for:
+// only the settings the request names count.
+func TestTopicSpecMatches(t *testing.T) {
+	i32 := func(v int32) *int32 { return &v }
+	i64 := func(v int64) *int64 { return &v }
+	have := TopicConfig{Partitions: 3, ReplicationFactor: 3, MinInsyncReplicas: 2, RetentionMs: 1000, RetentionBytes: -1, MaxRecordBytes: 1 << 20}
+	for _, c := range []struct {
+		spec TopicSpec
+		want bool
+	}{
+		{TopicSpec{Name: "a"}, true},
+		{TopicSpec{Name: "a", Partitions: 3, ReplicationFactor: 3, MinInsyncReplicas: i32(2), RetentionMs: i64(1000)}, true},
+		{TopicSpec{Name: "a", Partitions: 4}, false},
+		{TopicSpec{Name: "a", ReplicationFactor: 1}, false},
+		{TopicSpec{Name: "a", MinInsyncReplicas: i32(1)}, false},
+		{TopicSpec{Name: "a", RetentionMs: i64(5)}, false},
+		{TopicSpec{Name: "a", RetentionBytes: i64(10)}, false},
+		{TopicSpec{Name: "a", MaxRecordBytes: i32(10)}, false},
+		{TopicSpec{Name: "a", KeyIndex: true}, false},
+	} {
+		if got := c.spec.Matches(have); got != c.want {
+			t.Errorf("%+v matches %+v: %v, want %v", c.spec, have, got, c.want)
+		}
+	}
+}
