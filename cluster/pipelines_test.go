@@ -39,7 +39,9 @@ func TestClosePipelinesUnblocksAStuckSend(t *testing.T) {
 	if n := leader.openPipelines(); n != 1 {
 		t.Fatalf("open pipelines %d, want 1", n)
 	}
-	req := func() *raft.AppendEntriesRequest { return &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{Addr: []byte("1")}, Term: 1} }
+	req := func() *raft.AppendEntriesRequest {
+		return &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{Addr: []byte("1")}, Term: 1}
+	}
 	if _, err := p.AppendEntries(req(), new(raft.AppendEntriesResponse)); err != nil {
 		t.Fatal(err)
 	}
