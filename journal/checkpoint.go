@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/skeinlog/skein/segment"
@@ -23,9 +25,9 @@ func (j *Journal) Checkpoint() error {
 		j.mu.Unlock()
 		return err
 	}
-	if j.cpBlocked != nil {
+	for _, err := range j.cpBlocked {
 		j.mu.Unlock()
-		return j.cpBlocked
+		return err
 	}
 	upto := j.next // replay may start here once the flushes below are done
 	parts := make([]*Partition, 0, len(j.parts))
@@ -62,20 +64,40 @@ func (j *Journal) Checkpoint() error {
 
 // truncateFront drops the journal's records before index, as far as they
 // are written (records still waiting for their group stay until the next
-// checkpoint).
+// checkpoint) and as far as it costs no rewrite: tidwall rewrites the
+// segment file holding the new first entry from that entry on, so the
+// journal is cut at the last entry of the segment before the one holding
+// index, or wholly when index is past its end. The entries kept before
+// index are skipped by replay (the checkpoint says where it starts).
 func (j *Journal) truncateFront(index uint64) error {
+	j.twMu.Lock()
+	defer j.twMu.Unlock()
 	first, err1 := j.tw.FirstIndex()
 	last, err2 := j.tw.LastIndex()
 	if err := errors.Join(err1, err2); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	if index = min(index, last+1); index <= first {
+	at := min(index, last+1)
+	if at <= last {
+		segs, err := segmentFiles(j.dir)
+		if err != nil {
+			return err
+		}
+		at = first
+		for _, s := range segs {
+			start, err := strconv.ParseUint(filepath.Base(s), 10, 64)
+			if err == nil && start > first && start <= index {
+				at = start - 1
+			}
+		}
+	}
+	if at <= first {
 		return nil
 	}
-	if err := j.tw.TruncateFront(index); err != nil {
-		return fmt.Errorf("journal: truncate front to %d: %w", index, err)
+	if err := j.tw.TruncateFront(at); err != nil {
+		return fmt.Errorf("journal: truncate front to %d: %w", at, err)
 	}
-	return nil
+	return j.followTail()
 }
 
 // checkpointLoop runs Checkpoint every CheckpointInterval until stop.
@@ -97,14 +119,16 @@ func (j *Journal) checkpointLoop() {
 
 // Stats returns the journal's counters.
 func (j *Journal) Stats() Stats {
+	j.twMu.Lock()
 	first, _ := j.tw.FirstIndex()
 	last, _ := j.tw.LastIndex()
+	j.twMu.Unlock()
 	j.mu.Lock()
-	pending := int64(j.fill.bytes)
+	pending := int64(len(j.fill.buf) + len(j.owed))
 	j.mu.Unlock()
 	return Stats{Fsyncs: j.fsyncs.Load(), Records: j.records.Load(), Bytes: j.bytes.Load(),
-		Checkpoints: j.checkpoints.Load(), FirstIndex: first, Index: last,
-		PendingBytes: pending, TailBytes: min(j.tail.Load(), int64(j.opts.SegmentBytes))}
+		Checkpoints: j.checkpoints.Load(), NoSpace: j.noSpace.Load(), FirstIndex: first, Index: last,
+		PendingBytes: pending, TailBytes: j.tailBytes.Load()}
 }
 
 // Close commits what is waiting, takes a last checkpoint (so that the next
@@ -129,5 +153,7 @@ func (j *Journal) Close() error {
 	j.closed = true
 	j.space.Broadcast()
 	j.mu.Unlock()
+	j.twMu.Lock()
+	defer j.twMu.Unlock()
 	return errors.Join(cerr, j.tw.Close())
 }

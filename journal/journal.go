@@ -1,12 +1,15 @@
 package journal
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	twal "github.com/tidwall/wal"
@@ -18,8 +21,8 @@ type Options struct {
 	// segment in memory, so this is the journal's main memory cost, whatever
 	// the number of partitions. Default 32 MiB.
 	SegmentBytes int
-	// MaxPendingBytes bounds the records waiting for the next group commit;
-	// writers wait beyond it. Default 64 MiB.
+	// MaxPendingBytes bounds the records waiting for the next group commit
+	// (a group is one tidwall entry); writers wait beyond it. Default 64 MiB.
 	MaxPendingBytes int
 	// CheckpointInterval is how often the background checkpoint flushes
 	// the partitions' segments and truncates the journal. Default 5 s;
@@ -57,10 +60,17 @@ func (o Options) withDefaults() Options {
 // Errors of the package.
 var (
 	ErrClosed = errors.New("journal: closed")
-	// ErrBroken: a journal write or fsync failed. Nothing written since the
-	// last successful fsync may be durable; the broker must stop (an fsync
-	// is never retried).
+	// ErrBroken: a journal write or fsync failed and the journal could not
+	// be put back as it was before it. Nothing written since the last
+	// successful fsync may be durable; the broker must stop (an fsync is
+	// never retried). A write refused for want of space (ENOSPC, EDQUOT)
+	// does not break the journal: see ErrNoSpace.
 	ErrBroken = errors.New("journal: broken by a failed write or fsync")
+	// ErrNoSpace: the group holding the records was refused for want of
+	// space and cut back; nothing of it is in the journal, which takes the
+	// next group as if it had never been written. The error also matches
+	// the system's (syscall.ENOSPC or EDQUOT).
+	ErrNoSpace = errors.New("journal: group not written: no space")
 	// ErrNotReplayed: Attach before Replay.
 	ErrNotReplayed = errors.New("journal: Replay must run before partitions attach")
 )
@@ -70,12 +80,15 @@ type Stats struct {
 	Fsyncs  int64 // group commits (one fsync each)
 	Records int64 // records made durable
 	Bytes   int64 // record bytes made durable
-	// Checkpoints and the journal's current first and last index.
+	// NoSpace counts groups refused for want of space (and cut back).
+	NoSpace int64
+	// Checkpoints and the journal's current first and last entry index
+	// (one entry per group commit).
 	Checkpoints       int64
 	FirstIndex, Index uint64
 	// PendingBytes is what waits for the next group commit now (bounded by
-	// MaxPendingBytes), and TailBytes about how much of tidwall's in-memory
-	// tail segment is in use (bounded by SegmentBytes): the journal's
+	// MaxPendingBytes), and TailBytes how much of tidwall's in-memory tail
+	// segment is in use (below SegmentBytes plus one group): the journal's
 	// memory.
 	PendingBytes, TailBytes int64
 }
@@ -86,33 +99,45 @@ type Journal struct {
 	dir  string
 	opts Options
 	log  *slog.Logger
+
+	// twMu guards tw (replaced when a write refused for want of space is
+	// undone) and serializes what changes tidwall's files: the committer's
+	// write and fsync, and truncateFront.
+	twMu sync.Mutex
 	tw   *twal.Log
+	// tail is the committer's view of tidwall's tail segment file, so that
+	// a write refused for want of space can be cut back (twMu held).
+	tail tailFile
 
 	// mu guards the group being filled and the fields below it.
 	mu    sync.Mutex
 	space *sync.Cond // signalled when pending bytes drop
 	fill  *group     // records waiting for the next commit
-	// spare is the batch of the last group committed, cleared: the next
-	// group fills it, so its buffer is not grown again from nothing
-	// (copying it at every growth) for every group.
-	spare    twal.Batch
-	next     uint64 // index the next record gets
-	scratch  []byte
+	// spare is the buffer of the last group committed, emptied: the next
+	// group fills it, so it is not grown again from nothing for every
+	// group.
+	spare []byte
+	// next is the index the next group's entry gets; it moves only when an
+	// entry is written, so an index is never skipped or reused.
+	next uint64
+	// owed are records of operations applied to a partition's segments
+	// whose own group was refused for want of space (a truncation, say):
+	// they go first in the next group written, before anything the
+	// partition writes after them, so that a replay never undoes them.
+	owed     []byte
 	broken   error
 	closed   bool
 	closing  bool // Close has started: no more records
 	replayed bool
-	// cpBlocked stops checkpoints from advancing (a partition's records
-	// could not be made durable in its segments).
-	cpBlocked error
+	// cpBlocked stops checkpoints from advancing, by partition: its
+	// records could not be made durable in its segments (it was detached
+	// unflushed, say by a failed write). Attaching it again clears it: the
+	// next checkpoint flushes what its segments hold.
+	cpBlocked map[string]error
 	parts     map[string]*Partition
 	durable   map[string]int64 // per partition: the NextOffset its last flush made durable
 
-	// tailBytes over-estimates the bytes in tidwall's tail segment, to
-	// tell when a write may have started a new segment file (whose name
-	// must be fsynced in the directory). Used by the committer only.
-	tailBytes int64
-	tail      atomic.Int64 // tailBytes, for Stats
+	tailBytes atomic.Int64 // bytes in tidwall's tail segment, for Stats
 
 	kick chan struct{} // wakes the committer
 	stop chan struct{} // closes the background goroutines
@@ -120,17 +145,15 @@ type Journal struct {
 
 	cpMu sync.Mutex // one checkpoint at a time
 
-	fsyncs, records, bytes, checkpoints atomic.Int64
+	fsyncs, records, bytes, checkpoints, noSpace atomic.Int64
 }
 
-// group is the records of one commit (one tidwall batch, one fsync).
+// group is the records of one commit: one tidwall entry, one fsync.
 type group struct {
-	batch twal.Batch
-	bytes int
-	count int           // records
-	last  uint64        // index of its last record
-	done  chan struct{} // closed once it is durable or failed
-	err   error
+	buf   []byte // the records, each framed (appendFramed)
+	count int    // records
+	done  chan struct{}
+	err   error // set before done is closed
 }
 
 func newGroup() *group { return &group{done: make(chan struct{})} }
@@ -138,8 +161,9 @@ func newGroup() *group { return &group{done: make(chan struct{})} }
 // Ticket is what a write returns: Wait(t) returns once it is durable.
 type Ticket struct{ g *group }
 
-// Wait blocks until the records of t are durable, or returns the error
-// that stopped the journal. A zero Ticket returns at once.
+// Wait blocks until the records of t are durable, or returns why they are
+// not: ErrNoSpace (nothing of them was written; the journal goes on) or the
+// error that stopped the journal. A zero Ticket returns at once.
 func (t Ticket) Wait() error {
 	if t.g == nil {
 		return nil
@@ -153,7 +177,7 @@ func (t Ticket) Wait() error {
 func (j *Journal) enqueue(recs ...record) (Ticket, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	for j.fill.bytes > j.opts.MaxPendingBytes && j.broken == nil && !j.closing {
+	for len(j.fill.buf) > j.opts.MaxPendingBytes && j.broken == nil && !j.closing {
 		j.space.Wait()
 	}
 	if j.closing {
@@ -163,21 +187,21 @@ func (j *Journal) enqueue(recs ...record) (Ticket, error) {
 		return Ticket{}, err
 	}
 	for _, r := range recs {
-		j.scratch = appendRecord(j.scratch[:0], r)
-		j.fill.batch.Write(j.next, j.scratch)
-		j.fill.bytes += len(j.scratch)
-		j.fill.last = j.next
+		j.fill.buf = appendFramed(j.fill.buf, r)
 		j.fill.count++
-		j.next++
-	}
-	if cap(j.scratch) > 64<<10 {
-		j.scratch = nil
 	}
 	select {
 	case j.kick <- struct{}{}:
 	default:
 	}
 	return Ticket{j.fill}, nil
+}
+
+// owe keeps rec to be written first in the next group (see Journal.owed).
+func (j *Journal) owe(rec record) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.owed = appendFramed(j.owed, rec)
 }
 
 func (j *Journal) usable() error {
@@ -202,7 +226,10 @@ func (j *Journal) commitLoop() {
 	}
 }
 
-// commit writes and fsyncs the group being filled, if it has records.
+// commit writes the group being filled, if it has records, as one tidwall
+// entry and fsyncs it. A write or fsync refused for want of space is cut
+// back (undoWrite): the group fails with ErrNoSpace and the journal goes
+// on. Any other failure, or a failed cut, breaks the journal.
 func (j *Journal) commit() {
 	j.mu.Lock()
 	g := j.fill
@@ -211,60 +238,173 @@ func (j *Journal) commit() {
 		return
 	}
 	j.fill = newGroup()
-	j.fill.batch, j.spare = j.spare, twal.Batch{}
+	j.fill.buf, j.spare = j.spare, nil
 	j.space.Broadcast()
 	err := j.broken
+	index := j.next
+	data, owed := g.buf, len(j.owed)
+	if owed > 0 {
+		data = append(slices.Clip(j.owed), g.buf...)
+	}
 	j.mu.Unlock()
 
 	if err == nil {
-		err = j.tw.WriteBatch(&g.batch)
-		if err == nil && !j.opts.UnsafeNoFsync {
-			err = j.tw.Sync()
-		}
-		if err == nil {
-			err = j.syncNewSegments(g)
-		}
-		if err != nil {
-			err = fmt.Errorf("%w: %w", ErrBroken, err)
-			j.mu.Lock()
-			j.broken = err
-			j.space.Broadcast()
-			j.mu.Unlock()
-			j.log.Error("journal: write or fsync failed; the journal stops", "err", err)
-		}
+		err = j.write(index, data)
 	}
+	j.mu.Lock()
+	switch {
+	case err == nil:
+		j.next = index + 1
+		j.owed = j.owed[owed:]
+		if len(j.owed) == 0 {
+			j.owed = nil
+		}
+	case errors.Is(err, ErrNoSpace):
+	case j.broken == nil:
+		j.broken = fmt.Errorf("%w: %w", ErrBroken, err)
+		err = j.broken
+		j.space.Broadcast()
+		j.log.Error("journal: write or fsync failed; the journal stops", "err", err)
+	}
+	if cap(g.buf) <= 2*j.opts.MaxPendingBytes {
+		j.spare = g.buf[:0]
+	}
+	j.mu.Unlock()
 	if err == nil {
 		j.fsyncs.Add(1)
 		j.records.Add(int64(g.count))
-		j.bytes.Add(int64(g.bytes))
+		j.bytes.Add(int64(len(g.buf)))
 	}
-	g.err = err
-	if err == nil { // WriteBatch cleared it
-		j.mu.Lock()
-		j.spare, g.batch = g.batch, twal.Batch{}
-		j.mu.Unlock()
-	}
+	g.buf, g.err = nil, err
 	close(g.done)
 }
 
-// syncNewSegments fsyncs the journal directory if the group may have
-// started a new tidwall segment: tidwall fsyncs the segment it seals but
-// not the directory entry of the file it creates, and a power loss could
-// then lose a whole segment of acknowledged records.
-func (j *Journal) syncNewSegments(g *group) error {
-	j.tailBytes += int64(g.bytes) + int64(g.count)*binary.MaxVarintLen32
-	j.tail.Store(j.tailBytes)
-	if j.tailBytes < int64(j.opts.SegmentBytes) {
-		return nil
+// write writes data as the entry index and fsyncs it. If the file system
+// refuses it for want of space, it cuts the journal back to what it held
+// before and returns an error matching ErrNoSpace and the system's.
+func (j *Journal) write(index uint64, data []byte) error {
+	j.twMu.Lock()
+	defer j.twMu.Unlock()
+	before := j.tail
+	err := j.tw.Write(index, data)
+	if err == nil && !j.opts.UnsafeNoFsync {
+		err = j.tw.Sync()
 	}
-	_, size, err := lastSegment(j.dir)
-	if err != nil {
+	if err == nil {
+		err = j.wrote(index, len(data))
+	}
+	if err == nil || !isNoSpace(err) {
 		return err
 	}
-	j.tailBytes = size
-	j.tail.Store(size)
+	j.noSpace.Add(1)
+	if uerr := j.undoWrite(before); uerr != nil {
+		return fmt.Errorf("%w; cutting the journal back failed: %w", err, uerr)
+	}
+	j.log.Warn("journal: group refused for want of space; cut back, the journal goes on", "err", err)
+	return fmt.Errorf("%w: %w", ErrNoSpace, err)
+}
+
+// isNoSpace reports whether err is the file system running out of space.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// tailFile is tidwall's tail segment: its file and size.
+type tailFile struct {
+	path string
+	size int64
+}
+
+// wrote follows tidwall's tail after entry index of n bytes was written:
+// tidwall appends the uvarint length and the data, and starts a new
+// segment file (named by the next index) once the tail reaches the
+// segment size. A new file's name must be fsynced in the directory
+// (tidwall fsyncs the segment it seals but not the directory), or a power
+// loss could lose a whole segment of acknowledged records. twMu held.
+func (j *Journal) wrote(index uint64, n int) error {
+	if j.tail.size > int64(j.opts.SegmentBytes) {
+		// tidwall started a new segment before writing (a tail larger
+		// than the segment size, from a larger setting before).
+		j.tail = tailFile{path: filepath.Join(j.dir, segmentName(index))}
+		if err := j.syncDir(); err != nil {
+			return err
+		}
+	}
+	j.tail.size += int64(uvarintLen(uint64(n)) + n)
+	if j.tail.size >= int64(j.opts.SegmentBytes) {
+		j.tail = tailFile{path: filepath.Join(j.dir, segmentName(index+1))}
+		// The sealed segment's entries stay in tidwall's cache otherwise.
+		if err := j.tw.ClearCache(); err != nil {
+			return err
+		}
+		if err := j.syncDir(); err != nil {
+			return err
+		}
+	}
+	j.tailBytes.Store(j.tail.size)
+	return nil
+}
+
+func (j *Journal) syncDir() error {
 	if j.opts.UnsafeNoFsync {
 		return nil
 	}
 	return syncFile(j.dir)
+}
+
+// undoWrite puts the journal back as it was before a write refused for
+// want of space: tidwall's memory no longer matches its files, so it is
+// closed, the files are cut back to the tail as it was (a segment the
+// write started is removed, the tail shortened), and tidwall opens again.
+// Removing and shortening files needs no space. twMu held.
+func (j *Journal) undoWrite(before tailFile) error {
+	if before.path == "" {
+		return errors.New("the tail segment is not known")
+	}
+	_ = j.tw.Close() // its memory is wrong; the files are cut below
+	segs, err := segmentFiles(j.dir)
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if s > before.path {
+			if err := os.Remove(s); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Truncate(before.path, before.size); err != nil {
+		return err
+	}
+	if err := errors.Join(syncFile(before.path), syncFile(j.dir)); err != nil {
+		return err
+	}
+	tw, err := openTidwall(j.dir, j.opts)
+	if err != nil {
+		return err
+	}
+	j.tw = tw
+	// Whatever tidwall said before (an entry that got in before a new
+	// segment could not be created, say), its files now end where they
+	// did before the write.
+	want := j.lastWritten()
+	if got, err := tw.LastIndex(); err != nil || got != want {
+		return fmt.Errorf("reopened journal ends at %d (%v), want %d", got, err, want)
+	}
+	return nil
+}
+
+// lastWritten is the index of the last entry written.
+func (j *Journal) lastWritten() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.next - 1
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
 }

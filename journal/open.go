@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	twal "github.com/tidwall/wal"
@@ -42,7 +43,7 @@ func Open(dir string, opts Options) (*Journal, *Repair, error) {
 	}
 	j := &Journal{dir: dir, opts: opts, log: opts.Logger.With("journal", dir),
 		fill: newGroup(), parts: map[string]*Partition{}, durable: map[string]int64{},
-		kick: make(chan struct{}, 1), stop: make(chan struct{})}
+		cpBlocked: map[string]error{}, kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	j.space = sync.NewCond(&j.mu)
 	tw, err := openTidwall(dir, opts)
 	var rep *Repair
@@ -63,11 +64,14 @@ func Open(dir string, opts Options) (*Journal, *Repair, error) {
 		return nil, nil, fmt.Errorf("journal: %w", err)
 	}
 	j.next = last + 1
-	if _, j.tailBytes, err = lastSegment(dir); err != nil {
+	if err := checkFormat(dir, tw); err != nil {
 		_ = tw.Close()
 		return nil, nil, err
 	}
-	j.tail.Store(j.tailBytes)
+	if err := j.followTail(); err != nil {
+		_ = tw.Close()
+		return nil, nil, err
+	}
 	cp, err := readCheckpoint(dir)
 	if err != nil {
 		_ = tw.Close()
@@ -77,6 +81,49 @@ func Open(dir string, opts Options) (*Journal, *Repair, error) {
 	j.done.Add(1)
 	go j.commitLoop()
 	return j, rep, nil
+}
+
+// formatFile names the journal's format: "2", one tidwall entry per group
+// commit holding its records. A journal without it is of the first format
+// (one entry per record) if it holds records; an empty one takes the
+// current format.
+const (
+	formatFile    = "format"
+	formatVersion = "2"
+)
+
+func checkFormat(dir string, tw *twal.Log) error {
+	b, err := os.ReadFile(filepath.Join(dir, formatFile))
+	switch {
+	case err == nil && strings.TrimSpace(string(b)) == formatVersion:
+		return nil
+	case err == nil:
+		return fmt.Errorf("journal: %s: format %q, this version reads format %s", dir, b, formatVersion)
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("journal: %w", err)
+	}
+	first, err1 := tw.FirstIndex()
+	last, err2 := tw.LastIndex()
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if first <= last {
+		return fmt.Errorf("journal: %s holds records %d to %d in the format of an earlier version (one entry per record), which this version does not replay: start the earlier version on this data directory once and stop it cleanly (its journal is then empty), then this one", dir, first, last)
+	}
+	return writeFileAtomic(filepath.Join(dir, formatFile), []byte(formatVersion+"\n"))
+}
+
+// followTail reads tidwall's tail segment file and size from the
+// directory (at open, and after tidwall rewrote its files). twMu held or
+// the journal not started.
+func (j *Journal) followTail() error {
+	path, size, err := lastSegment(j.dir)
+	if err != nil {
+		return err
+	}
+	j.tail = tailFile{path: path, size: size}
+	j.tailBytes.Store(size)
+	return nil
 }
 
 func openTidwall(dir string, opts Options) (*twal.Log, error) {
@@ -184,25 +231,40 @@ func writeFileAtomic(name string, data []byte) error {
 	return nil
 }
 
-// lastSegment returns the path and size of the journal's newest tidwall
-// segment file.
-func lastSegment(dir string) (path string, size int64, err error) {
+// segmentName is tidwall's name for the segment file whose first entry is
+// index.
+func segmentName(index uint64) string { return fmt.Sprintf("%020d", index) }
+
+// segmentFiles lists the journal's tidwall segment files, oldest first
+// (their names sort as their first indexes).
+func segmentFiles(dir string) ([]string, error) {
 	des, err := os.ReadDir(dir)
 	if err != nil {
-		return "", 0, fmt.Errorf("journal: %w", err)
+		return nil, fmt.Errorf("journal: %w", err)
 	}
 	var segs []string
 	for _, de := range des {
 		if n := de.Name(); len(n) == 20 && !de.IsDir() {
 			if _, err := strconv.ParseUint(n, 10, 64); err == nil {
-				segs = append(segs, n)
+				segs = append(segs, filepath.Join(dir, n))
 			}
 		}
+	}
+	slices.Sort(segs)
+	return segs, nil
+}
+
+// lastSegment returns the path and size of the journal's newest tidwall
+// segment file.
+func lastSegment(dir string) (path string, size int64, err error) {
+	segs, err := segmentFiles(dir)
+	if err != nil {
+		return "", 0, err
 	}
 	if len(segs) == 0 {
 		return "", 0, fmt.Errorf("journal: %s: no segment file", dir)
 	}
-	path = filepath.Join(dir, slices.Max(segs))
+	path = segs[len(segs)-1]
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", 0, fmt.Errorf("journal: %w", err)

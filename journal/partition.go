@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/skeinlog/skein/segment"
@@ -35,6 +36,9 @@ func (j *Journal) Attach(name string, seg *segment.Log) (*Partition, error) {
 	}
 	p := &Partition{j: j, name: name, seg: seg}
 	j.parts[name] = p
+	// Its segments hold what it wrote before it was detached unflushed:
+	// the next checkpoint flushes them.
+	delete(j.cpBlocked, name)
 	return p, nil
 }
 
@@ -104,6 +108,7 @@ func (p *Partition) Drop() error {
 	defer p.j.mu.Unlock()
 	delete(p.j.parts, p.name)
 	delete(p.j.durable, p.name)
+	delete(p.j.cpBlocked, p.name)
 	return nil
 }
 
@@ -131,30 +136,45 @@ func (j *Journal) Forget(name string) error {
 	}
 	j.mu.Lock()
 	delete(j.durable, name)
+	delete(j.cpBlocked, name)
 	j.mu.Unlock()
 	return nil
 }
 
 // Detach flushes the segment log and stops the journal's checkpoints of
 // it, remembering how far it is durable. Close the log afterwards.
+// Detaching a Partition that is no longer attached (detached before, or
+// dropped, or replaced by a later Attach of its name) does nothing.
 func (p *Partition) Detach() error {
 	durable, err := p.seg.Flush()
 	p.j.mu.Lock()
 	defer p.j.mu.Unlock()
+	if p.j.parts[p.name] != p {
+		return nil
+	}
 	delete(p.j.parts, p.name)
 	if err != nil {
 		// Its records must stay in the journal: no checkpoint may pass them.
-		p.j.cpBlocked = fmt.Errorf("journal: partition %q could not be flushed when detached: %w", p.name, err)
+		p.j.cpBlocked[p.name] = fmt.Errorf("journal: partition %q could not be flushed when detached: %w", p.name, err)
 		return err
 	}
 	p.j.durable[p.name] = durable
 	return nil
 }
 
+// record journals an operation already applied to the segments (or a
+// drop) and waits until it is durable. If its group is refused for want of
+// space, the record of a truncation, reset or start move is owed
+// (Journal.owe): written first in the next group, before anything the
+// partition writes next, and the error is returned.
 func (p *Partition) record(kind Kind, offset int64) error {
-	t, err := p.j.enqueue(record{kind: kind, name: p.name, offset: offset})
-	if err != nil {
-		return err
+	rec := record{kind: kind, name: p.name, offset: offset}
+	t, err := p.j.enqueue(rec)
+	if err == nil {
+		err = t.Wait()
 	}
-	return t.Wait()
+	if errors.Is(err, ErrNoSpace) && kind != KindDrop {
+		p.j.owe(rec)
+	}
+	return err
 }

@@ -52,7 +52,7 @@ type record struct {
 	entry  segment.Entry // Append; Data aliases the record bytes
 }
 
-// Record layout, little-endian, inside one tidwall entry:
+// Record layout, little-endian, framed inside a journal entry:
 //
 //	CRC-32C of the rest   4
 //	kind                  1
@@ -87,6 +87,45 @@ func appendRecord(dst []byte, r record) []byte {
 	}
 	binary.LittleEndian.PutUint32(dst[start:], crc32.Checksum(dst[start+4:], castagnoli))
 	return dst
+}
+
+// A journal entry (one tidwall entry, one group commit) is a sequence of
+// records, each framed by its length (uint32, little-endian).
+const frameLenBytes = 4
+
+// appendFramed appends r's encoding, framed, to dst.
+func appendFramed(dst []byte, r record) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = appendRecord(dst, r)
+	binary.LittleEndian.PutUint32(dst[start:], uint32(len(dst)-start-frameLenBytes))
+	return dst
+}
+
+// decodeEntry decodes the records of one journal entry, calling fn for
+// each in order. At the first frame or record that fails its checks it
+// returns the error, after calling fn for the records before it. Entry
+// data aliases b.
+func decodeEntry(b []byte, fn func(record)) error {
+	if len(b) == 0 {
+		return fmt.Errorf("%w: empty entry", errBadRecord)
+	}
+	for len(b) > 0 {
+		if len(b) < frameLenBytes {
+			return fmt.Errorf("%w: %d bytes left for a frame", errBadRecord, len(b))
+		}
+		n := binary.LittleEndian.Uint32(b)
+		if uint64(n) > uint64(len(b)-frameLenBytes) {
+			return fmt.Errorf("%w: frame of %d bytes, %d left", errBadRecord, n, len(b)-frameLenBytes)
+		}
+		r, err := decodeRecord(b[frameLenBytes : frameLenBytes+n])
+		if err != nil {
+			return err
+		}
+		fn(r)
+		b = b[frameLenBytes+n:]
+	}
+	return nil
 }
 
 // decodeRecord checks and decodes b. Entry data aliases b.

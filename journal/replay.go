@@ -44,7 +44,9 @@ type Opener func(name string) (*segment.Log, error)
 // replay: then it opens no partition and reads nothing.
 func (j *Journal) Replay(open Opener) (*ReplayReport, error) {
 	rep := &ReplayReport{Damaged: map[string]string{}}
+	j.twMu.Lock()
 	first, err := j.tw.FirstIndex()
+	j.twMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
@@ -62,24 +64,31 @@ func (j *Journal) Replay(open Opener) (*ReplayReport, error) {
 	}
 	r := &replayer{j: j, open: open, cp: cp, rep: rep, plans: plans, logs: map[string]*segment.Log{}}
 	defer r.closeAll()
+	seq := 0 // the records' order in the replay, which plans refer to
+	var recs []record
 	for i := from; i <= good; i++ {
 		b, err := j.tw.Read(i)
 		if err != nil {
-			return nil, fmt.Errorf("journal: read record %d: %w", i, err)
+			return nil, fmt.Errorf("journal: read entry %d: %w", i, err)
 		}
-		rec, err := decodeRecord(b)
-		if err != nil {
-			return nil, fmt.Errorf("journal: record %d changed while replaying: %w", i, err)
+		recs = recs[:0]
+		if err := decodeEntry(b, func(rec record) { recs = append(recs, rec) }); err != nil {
+			return nil, fmt.Errorf("journal: entry %d changed while replaying: %w", i, err)
 		}
-		rep.Records++
-		if i < plans[rec.name].from {
-			continue
-		}
-		if pl := plans[rec.name]; rec.kind == KindAppend && i < pl.cutAt && rec.entry.LastOffset >= pl.minCut {
-			continue // cut by the lowest truncation, further on
-		}
-		if err := r.apply(rec); err != nil {
-			return nil, err
+		for _, rec := range recs {
+			at := seq
+			seq++
+			rep.Records++
+			pl := plans[rec.name]
+			if at < pl.from {
+				continue
+			}
+			if rec.kind == KindAppend && at < pl.cutAt && rec.entry.LastOffset >= pl.minCut {
+				continue // cut by the lowest truncation, further on
+			}
+			if err := r.apply(rec); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for _, name := range rep.Lost { // their records before the damage are applied
@@ -116,12 +125,12 @@ func (j *Journal) Replay(open Opener) (*ReplayReport, error) {
 }
 
 // plan is what replay does with one partition, from a first pass over the
-// records' headers.
+// records' headers. Records are numbered in replay order from 0.
 type plan struct {
 	// from is the first record to apply: after the last drop, or at the
 	// last reset (which empties the log: what came before does not
 	// matter).
-	from    uint64
+	from    int
 	reset   bool // records[from] is a reset
 	dropped bool // the last drop comes after every other record
 	// afterDrop: the records applied follow a drop, so they belong to a
@@ -132,65 +141,78 @@ type plan struct {
 	// (-1 if none), and cutAt the first record that truncates there.
 	// Appends before cutAt that reach minCut are skipped: it cuts them.
 	minCut int64
-	cutAt  uint64
+	cutAt  int
 }
 
 // scanNames reads the records' headers and plans each partition's replay
-// (see plan). At the first record that fails its checksum it cuts the
-// journal (the records after it cannot be trusted) and reports which
-// partitions lost records; good is the last record kept.
+// (see plan). At the first entry holding a record that fails its checksum
+// it cuts the journal (that entry and the ones after it cannot be
+// trusted) and reports which partitions lost records; good is the last
+// entry kept.
 func (j *Journal) scanNames(from, last uint64, rep *ReplayReport) (plans map[string]*plan, good uint64, err error) {
 	plans = map[string]*plan{}
+	seq := 0
+	var recs []record
 	for i := from; i <= last; i++ {
 		b, err := j.tw.Read(i)
 		if err != nil {
-			return nil, 0, fmt.Errorf("journal: read record %d: %w", i, err)
+			return nil, 0, fmt.Errorf("journal: read entry %d: %w", i, err)
 		}
-		rec, derr := decodeRecord(b)
-		if derr != nil {
+		recs = recs[:0]
+		if derr := decodeEntry(b, func(rec record) { recs = append(recs, rec) }); derr != nil {
 			return plans, i - 1, j.cutAt(i, last, derr, rep)
 		}
-		pl := plans[rec.name]
-		if pl == nil {
-			pl = &plan{from: from, minCut: -1}
-			plans[rec.name] = pl
-		}
-		pl.dropped = false
-		switch rec.kind {
-		case KindDrop:
-			*pl = plan{from: i + 1, minCut: -1, dropped: true, afterDrop: true}
-		case KindReset:
-			*pl = plan{from: i, reset: true, minCut: -1}
-		case KindTruncate:
-			if pl.minCut < 0 || rec.offset < pl.minCut {
-				pl.minCut, pl.cutAt = rec.offset, i
+		for _, rec := range recs {
+			at := seq
+			seq++
+			pl := plans[rec.name]
+			if pl == nil {
+				pl = &plan{minCut: -1}
+				plans[rec.name] = pl
+			}
+			pl.dropped = false
+			switch rec.kind {
+			case KindDrop:
+				*pl = plan{from: at + 1, minCut: -1, dropped: true, afterDrop: true}
+			case KindReset:
+				*pl = plan{from: at, reset: true, minCut: -1}
+			case KindTruncate:
+				if pl.minCut < 0 || rec.offset < pl.minCut {
+					pl.minCut, pl.cutAt = rec.offset, at
+				}
 			}
 		}
 	}
 	return plans, last, nil
 }
 
-// cutAt drops records [i, last] after record i failed to decode.
+// cutAt drops entries [i, last] after entry i failed to decode.
 func (j *Journal) cutAt(i, last uint64, why error, rep *ReplayReport) error {
 	lost := map[string]bool{}
-	for k := i + 1; k <= last; k++ {
+	for k := i; k <= last; k++ {
 		if b, err := j.tw.Read(k); err == nil {
-			if rec, err := decodeRecord(b); err == nil && rec.kind != KindDrop {
-				lost[rec.name] = true
-			}
+			_ = decodeEntry(b, func(rec record) {
+				if rec.kind != KindDrop {
+					lost[rec.name] = true
+				}
+			})
 		}
 	}
-	rep.Cut = fmt.Sprintf("record %d of %d: %v; %d records dropped", i, last, why, last-i+1)
+	rep.Cut = fmt.Sprintf("entry %d of %d: %v; %d entries dropped", i, last, why, last-i+1)
 	rep.Lost = slices.Sorted(maps.Keys(lost))
 	j.log.Error("journal: damaged record: journal cut before it", "cut", rep.Cut, "partitions", rep.Lost)
+	j.twMu.Lock()
+	defer j.twMu.Unlock()
 	if err := j.tw.TruncateBack(i - 1); err != nil {
-		return fmt.Errorf("journal: cut at record %d: %w", i, err)
+		return fmt.Errorf("journal: cut at entry %d: %w", i, err)
 	}
 	if err := j.tw.Sync(); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
+	j.mu.Lock()
 	j.next = i
-	return nil
+	j.mu.Unlock()
+	return j.followTail()
 }
 
 // replayer applies records to the partitions' logs.
