@@ -152,14 +152,41 @@ type Journal struct {
 type group struct {
 	buf   []byte // the records, each framed (appendFramed)
 	count int    // records
-	done  chan struct{}
-	err   error // set before done is closed
+	// wrote is closed once the entry is written (werr nil) or refused;
+	// done once it is durable (err nil) or failed. The committer sets the
+	// errors before closing.
+	wrote, done chan struct{}
+	werr, err   error
+	isWritten   bool // wrote is closed (committer only)
 }
 
-func newGroup() *group { return &group{done: make(chan struct{})} }
+func newGroup() *group { return &group{wrote: make(chan struct{}), done: make(chan struct{})} }
+
+// written closes g.wrote with err, once. Committer only.
+func (g *group) written(err error) {
+	if !g.isWritten {
+		g.werr, g.isWritten = err, true
+		close(g.wrote)
+	}
+}
 
 // Ticket is what a write returns: Wait(t) returns once it is durable.
 type Ticket struct{ g *group }
+
+// Written blocks until the records of t are written to the journal file
+// (not yet fsynced), or returns why they are not: ErrNoSpace (nothing of
+// them was written; the journal goes on) or the error that stopped the
+// journal. Once it returns nil, the records can only be lost with the
+// journal (a failed fsync stops it), so they may be shown to others (a
+// follower may copy them); before, a refused group may still be cut back.
+// A zero Ticket returns at once.
+func (t Ticket) Written() error {
+	if t.g == nil {
+		return nil
+	}
+	<-t.g.wrote
+	return t.g.werr
+}
 
 // Wait blocks until the records of t are durable, or returns why they are
 // not: ErrNoSpace (nothing of them was written; the journal goes on) or the
@@ -249,7 +276,7 @@ func (j *Journal) commit() {
 	j.mu.Unlock()
 
 	if err == nil {
-		err = j.write(index, data)
+		err = j.write(index, data, g)
 	}
 	j.mu.Lock()
 	switch {
@@ -276,32 +303,38 @@ func (j *Journal) commit() {
 		j.bytes.Add(int64(len(g.buf)))
 	}
 	g.buf, g.err = nil, err
+	g.written(err)
 	close(g.done)
 }
 
-// write writes data as the entry index and fsyncs it. If the file system
-// refuses it for want of space, it cuts the journal back to what it held
-// before and returns an error matching ErrNoSpace and the system's.
-func (j *Journal) write(index uint64, data []byte) error {
+// write writes data as the entry index (then g is written) and fsyncs it.
+// If the file system refuses the write for want of space, it cuts the
+// journal back to what it held before and returns an error matching
+// ErrNoSpace and the system's. A failed fsync is not cut back: the group
+// may have been shown to others once written, and an fsync is never
+// retried; the journal stops.
+func (j *Journal) write(index uint64, data []byte, g *group) error {
 	j.twMu.Lock()
 	defer j.twMu.Unlock()
 	before := j.tail
-	err := j.tw.Write(index, data)
-	if err == nil && !j.opts.UnsafeNoFsync {
-		err = j.tw.Sync()
+	if err := j.tw.Write(index, data); err != nil {
+		if !isNoSpace(err) {
+			return err
+		}
+		j.noSpace.Add(1)
+		if uerr := j.undoWrite(before); uerr != nil {
+			return fmt.Errorf("%w; cutting the journal back failed: %w", err, uerr)
+		}
+		j.log.Warn("journal: group refused for want of space; cut back, the journal goes on", "err", err)
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
-	if err == nil {
-		err = j.wrote(index, len(data))
+	g.written(nil)
+	if !j.opts.UnsafeNoFsync {
+		if err := j.tw.Sync(); err != nil {
+			return err
+		}
 	}
-	if err == nil || !isNoSpace(err) {
-		return err
-	}
-	j.noSpace.Add(1)
-	if uerr := j.undoWrite(before); uerr != nil {
-		return fmt.Errorf("%w; cutting the journal back failed: %w", err, uerr)
-	}
-	j.log.Warn("journal: group refused for want of space; cut back, the journal goes on", "err", err)
-	return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	return j.wrote(index, len(data))
 }
 
 // isNoSpace reports whether err is the file system running out of space.

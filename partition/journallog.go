@@ -81,9 +81,16 @@ func segEntries(es []wal.Entry) []segment.Entry {
 }
 
 // Write writes entries to the segments (readable at once) and to the
-// journal's next group.
+// journal's next group, and returns once that group is written to the
+// journal file (Sync waits for its fsync). A group refused for want of
+// space fails here, before the partition lets followers copy the entries:
+// the partition can then cut them back (as on the wal engine, whose
+// writes fail before they are shown) without a follower keeping them.
 func (g *JournalLog) Write(entries ...wal.Entry) error {
 	t, err := g.p.Write(segEntries(entries)...)
+	if err == nil {
+		err = t.Written()
+	}
 	if err != nil {
 		return walErr(err)
 	}
