@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"os"
@@ -27,12 +28,15 @@ type brokerProc struct {
 	done     chan error
 }
 
-func startBroker(bin, dir string, inflight int64) (*brokerProc, error) {
+func startBroker(bin, dir string, inflight int64, pprof bool) (*brokerProc, error) {
 	b := &brokerProc{addr: "127.0.0.1:19600", httpAddr: "127.0.0.1:19603", logPath: dir + ".log", done: make(chan error, 1)}
 	b.cmd = exec.Command(bin, "--node-id", "1", "--data-dir", dir, "--addr", b.addr,
 		"--gossip-addr", "127.0.0.1:19601", "--raft-addr", "127.0.0.1:19602", "--http-addr", b.httpAddr,
 		"--peer-addr", "127.0.0.1:19604", "--kafka-addr", "", "--log-level", "warn",
 		"--max-inflight-bytes", strconv.FormatInt(inflight, 10))
+	if pprof {
+		b.cmd.Args = append(b.cmd.Args, "--pprof")
+	}
 	logf, err := os.Create(b.logPath)
 	if err != nil {
 		return nil, err
@@ -92,6 +96,29 @@ func (b *brokerProc) fds() int {
 		return -1
 	}
 	return len(ents)
+}
+
+// saveHeap writes the broker's heap profile (/debug/pprof/heap, which
+// needs --pprof) to path; a failure is only reported.
+func (e *env) saveHeap(path string) {
+	c := http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get("http://" + e.b.httpAddr + "/debug/pprof/heap")
+	if err == nil && resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		err = fmt.Errorf("status %s", resp.Status)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "soak: heap profile: %v\n", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(path, data, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "soak: heap profile: %v\n", err)
+	}
 }
 
 // env is the soak's clients and counters.

@@ -31,6 +31,7 @@ type options struct {
 	phase    time.Duration
 	out      string
 	inflight int64 // --max-inflight-bytes of the broker
+	pprof    bool  // start the broker with --pprof and save heap profiles
 }
 
 func main() {
@@ -39,6 +40,7 @@ func main() {
 	flag.DurationVar(&o.phase, "phase", 0, "how long each abusive pattern runs (default duration/10, at most 1m)")
 	flag.StringVar(&o.out, "out", "soak-out", "directory for soak.csv, soak.png and summary.txt")
 	flag.Int64Var(&o.inflight, "max-inflight-bytes", 64<<20, "the broker's in-flight byte budget")
+	flag.BoolVar(&o.pprof, "pprof", false, "start the broker with --pprof and save a heap profile near the end of each phase (heap-N-PHASE.pprof in -out)")
 	flag.Parse()
 	if o.phase <= 0 {
 		o.phase = min(time.Minute, o.duration/10)
@@ -65,7 +67,7 @@ func run(ctx context.Context, o options) error {
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
-	b, err := startBroker(filepath.Join(tmp, "broker"), filepath.Join(tmp, "data"), o.inflight)
+	b, err := startBroker(filepath.Join(tmp, "broker"), filepath.Join(tmp, "data"), o.inflight, o.pprof)
 	if err != nil {
 		return err
 	}
@@ -94,10 +96,16 @@ func soak(ctx context.Context, env *env, o options) []sample {
 		env.setPhase(p.name)
 		fmt.Fprintf(os.Stderr, "soak: %s for %v\n", p.name, o.phase)
 		pctx, pcancel := context.WithTimeout(ctx, o.phase)
+		heap := time.AfterFunc(o.phase*9/10, func() {
+			if o.pprof {
+				env.saveHeap(filepath.Join(o.out, fmt.Sprintf("heap-%d-%s.pprof", i, p.name)))
+			}
+		})
 		if err := p.run(pctx, env); err != nil && pctx.Err() == nil {
 			fmt.Fprintf(os.Stderr, "soak: %s: %v\n", p.name, err)
 		}
 		pcancel()
+		heap.Stop()
 		// A calm spell between patterns: the broker should give back
 		// what the pattern took.
 		env.setPhase("calm")

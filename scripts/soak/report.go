@@ -31,6 +31,9 @@ type summary struct {
 	acked, failed     int64
 	consumed, abusive int64
 	errors            map[string]int64 // normal producer errors by message
+	// calmInflight is the least in-flight bytes seen in each calm spell:
+	// what the broker still holds once an abusive pattern has stopped.
+	calmInflight []int64
 }
 
 // Serving is judged on the normal load's acknowledged records, per window:
@@ -92,6 +95,7 @@ func summarize(o options, ss []sample, errs map[string]int64) summary {
 			s.notReady++
 		}
 	}
+	s.calmInflight = calmMinimums(ss)
 	ws := windows(ss)
 	s.windows = len(ws)
 	for _, w := range ws {
@@ -100,6 +104,25 @@ func summarize(o options, ss []sample, errs map[string]int64) summary {
 		}
 	}
 	return s
+}
+
+// calmMinimums is the least known in-flight bytes of each calm spell
+// after the first abusive phase. Pure.
+func calmMinimums(ss []sample) []int64 {
+	var out []int64
+	in, seenAbuse := false, false
+	for _, x := range ss {
+		switch {
+		case x.phase != "calm":
+			in, seenAbuse = false, true
+		case seenAbuse && x.inflight >= 0 && !in:
+			in = true
+			out = append(out, x.inflight)
+		case in && x.inflight >= 0:
+			out[len(out)-1] = min(out[len(out)-1], x.inflight)
+		}
+	}
+	return out
 }
 
 // ok reports whether the broker kept to its memory budget and served the
@@ -126,6 +149,9 @@ func (s summary) String() string {
 	}
 	fmt.Fprintf(&b, "seconds without a probe produce answered within 5 s: %d\n", len(s.probeDown))
 	fmt.Fprintf(&b, "seconds /readyz said not ready: %d\n", s.notReady)
+	if len(s.calmInflight) > 0 {
+		fmt.Fprintf(&b, "in-flight bytes still held in each calm spell (least seen): %v\n", s.calmInflight)
+	}
 	msgs := make([]string, 0, len(s.errors))
 	for m := range s.errors {
 		msgs = append(msgs, m)

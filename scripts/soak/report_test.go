@@ -60,3 +60,16 @@ func TestRSSOverBudgetFails(t *testing.T) {
 		t.Fatalf("RSS 641 MiB against a 640 MiB budget: ok %v, %d seconds over", s.ok(), s.overBudget)
 	}
 }
+
+func TestCalmMinimumsShowWhatAPatternLeftHeld(t *testing.T) {
+	phases := []string{"calm", "calm", "bombs", "bombs", "calm", "calm", "flood", "calm", "calm"}
+	inflight := []int64{0, 0, 60, 50, 40, 30, 9, 5, -1}
+	ss := make([]sample, len(phases))
+	for i := range ss {
+		ss[i] = sample{at: time.Duration(i) * time.Second, phase: phases[i], inflight: inflight[i]}
+	}
+	got := calmMinimums(ss)
+	if len(got) != 2 || got[0] != 30 || got[1] != 5 {
+		t.Fatalf("calm minimums %v, want [30 5] (the calm before any pattern and unknown samples not counted)", got)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/csv"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +29,7 @@ type sample struct {
 	failed   int64
 	probeMs  float64 // the last probe's latency
 	abusive  int64   // abusive requests made so far
+	inflight int64   // the broker's skein_inflight_bytes; -1 unknown
 }
 
 // notServingAfter is how long without a successful probe counts as not
@@ -54,7 +57,7 @@ func (e *env) sampleEverySecond(ctx context.Context) []sample {
 			at: time.Since(start).Round(time.Second), phase: *e.phase.Load(), rss: e.b.rss(), fds: e.b.fds(),
 			ready: readyz(e.b.httpAddr), serving: time.Since(time.Unix(0, lastOK.Load())) < notServingAfter,
 			acked: e.acked.Load(), consumed: e.consumed.Load(), failed: e.failed.Load(),
-			probeMs: float64(probeNs.Load()) / 1e6, abusive: e.abuse.Load(),
+			probeMs: float64(probeNs.Load()) / 1e6, abusive: e.abuse.Load(), inflight: metricValue(e.b.httpAddr, "skein_inflight_bytes"),
 		}
 		out = append(out, s)
 		if !s.serving {
@@ -85,6 +88,29 @@ func (e *env) probe(ctx context.Context, lastOK, latency *atomic.Int64) {
 	}
 }
 
+// metricValue reads one unlabelled metric from the broker's /metrics, or
+// -1.
+func metricValue(addr, name string) int64 {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return -1
+			}
+			return int64(f)
+		}
+	}
+	return -1
+}
+
 func readyz(addr string) bool {
 	c := http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Get("http://" + addr + "/readyz")
@@ -102,13 +128,13 @@ func writeCSV(dir string, ss []sample) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"seconds", "phase", "rss_bytes", "open_fds", "ready", "serving", "acked_total", "consumed_total", "failed_total", "probe_ms", "abusive_requests_total"})
+	w.Write([]string{"seconds", "phase", "rss_bytes", "open_fds", "ready", "serving", "acked_total", "consumed_total", "failed_total", "probe_ms", "abusive_requests_total", "inflight_bytes"})
 	for _, s := range ss {
 		w.Write([]string{
 			strconv.Itoa(int(s.at.Seconds())), s.phase, strconv.FormatInt(s.rss, 10), strconv.Itoa(s.fds),
 			strconv.FormatBool(s.ready), strconv.FormatBool(s.serving), strconv.FormatInt(s.acked, 10),
 			strconv.FormatInt(s.consumed, 10), strconv.FormatInt(s.failed, 10), strconv.FormatFloat(s.probeMs, 'f', 1, 64),
-			strconv.FormatInt(s.abusive, 10),
+			strconv.FormatInt(s.abusive, 10), strconv.FormatInt(s.inflight, 10),
 		})
 	}
 	w.Flush()
