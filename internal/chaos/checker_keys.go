@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// The per-key checks of the key topic (keys.go). Each record is a key's
+// The per-key checks of the key topic (keys.go, G14). Each record is a key's
 // update conditioned on the key's last offset (Prev) and numbered (N), so
 // the final read of a partition holds, for every key, the chain of its
 // updates: with no lost update and no conditional append let through on a
