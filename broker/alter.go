@@ -20,7 +20,10 @@ func (s *server) AlterTopic(ctx context.Context, req *pb.AlterTopicRequest) (*pb
 	alt := cluster.TopicAlter{
 		Partitions: req.Partitions, MinInsyncReplicas: req.MinInsyncReplicas,
 		RetentionMs: req.RetentionMs, RetentionBytes: req.RetentionBytes, MaxRecordBytes: req.MaxRecordBytes,
-		KeyIndex: req.KeyIndex,
+		KeyIndex: req.KeyIndex, CleanupPolicy: req.CleanupPolicy, DeleteRetentionMs: req.DeleteRetentionMs,
+	}
+	if err := s.b.checkCompactable(req.CleanupPolicy); err != nil {
+		return nil, toStatus(err)
 	}
 	t, err := s.b.ctrl.AlterTopic(ctx, req.Name, alt)
 	if errors.Is(err, cluster.ErrNotController) {
@@ -34,12 +37,7 @@ func (s *server) AlterTopic(ctx context.Context, req *pb.AlterTopicRequest) (*pb
 		want := resp.GetTopic().GetConfig()
 		s.b.awaitMetadata(ctx, func(snap *cluster.Snapshot) bool {
 			t, ok := snap.Topics[req.Name]
-			return ok && t.Config == cluster.TopicConfig{
-				Partitions: want.GetPartitions(), ReplicationFactor: want.GetReplicationFactor(),
-				MinInsyncReplicas: want.GetMinInsyncReplicas(), RetentionMs: want.GetRetentionMs(),
-				RetentionBytes: want.GetRetentionBytes(), MaxRecordBytes: want.GetMaxRecordBytes(),
-				KeyIndex: want.GetKeyIndex(),
-			}
+			return ok && proto.Equal(topicToPB(t).GetConfig(), want)
 		})
 		return resp, nil
 	}
@@ -53,6 +51,7 @@ func (s *server) AlterTopic(ctx context.Context, req *pb.AlterTopicRequest) (*pb
 	s.b.awaitTopicEverywhere(ctx, t, func(m *pb.TopicMetadata) bool { return proto.Equal(m.GetConfig(), want) })
 	s.b.log.Info("topic altered", "topic", t.Name, "partitions", t.Config.Partitions,
 		"min_insync", t.Config.MinInsyncReplicas, "retention_ms", t.Config.RetentionMs,
-		"retention_bytes", t.Config.RetentionBytes, "max_record_bytes", t.Config.MaxRecordBytes)
+		"retention_bytes", t.Config.RetentionBytes, "max_record_bytes", t.Config.MaxRecordBytes,
+		"cleanup_policy", t.Config.Policy(), "delete_retention_ms", t.Config.DeleteRetention())
 	return &pb.AlterTopicResponse{Topic: topicToPB(t)}, nil
 }

@@ -153,6 +153,13 @@ type Config struct {
 	TopicDefaults cluster.Defaults
 	// RetentionCheckInterval is how often retention runs (default 5 m).
 	RetentionCheckInterval time.Duration
+	// CleanerIOBytesPerSec is the log cleaner's I/O budget: the bytes per
+	// second it reads and writes compacting, over all partitions (default
+	// 32 MiB/s; negative: unlimited).
+	CleanerIOBytesPerSec int64
+	// CleanerInterval is how often the log cleaner looks at the compacted
+	// partitions (default 15 s).
+	CleanerInterval time.Duration
 	// ShutdownTimeout bounds the graceful part of a shutdown (default 10 s).
 	ShutdownTimeout time.Duration
 	// OpenConcurrency is how many partitions open at once at start (default 4).
@@ -188,6 +195,8 @@ func DefaultConfig() Config {
 		SegmentBytes:              16 << 20,
 		TopicDefaults:             cluster.DefaultDefaults(),
 		RetentionCheckInterval:    5 * time.Minute,
+		CleanerIOBytesPerSec:      defaultCleanerIOBytesPerSec,
+		CleanerInterval:           defaultCleanerInterval,
 		ShutdownTimeout:           10 * time.Second,
 		OpenConcurrency:           4,
 		StorageEngine:             EngineWAL,
@@ -313,6 +322,12 @@ func (c *Config) validateStorage(d Config) error {
 	if c.TopicDefaults.MaxRecordBytes > c.TopicDefaults.MaxRecordBytesLimit {
 		return fmt.Errorf("config: default max record bytes %d does not fit in max request bytes %d",
 			c.TopicDefaults.MaxRecordBytes, c.MaxRequestBytes)
+	}
+	if c.CleanerIOBytesPerSec == 0 {
+		c.CleanerIOBytesPerSec = d.CleanerIOBytesPerSec
+	}
+	if c.CleanerInterval <= 0 {
+		c.CleanerInterval = d.CleanerInterval
 	}
 	if c.RetentionCheckInterval <= 0 {
 		c.RetentionCheckInterval = d.RetentionCheckInterval

@@ -76,7 +76,8 @@ func (b *Broker) Run(ctx context.Context) error {
 			break
 		}
 	}
-	b.bg.Add(5)
+	b.bg.Add(6)
+	go b.cleanerLoop()
 	go b.groups.run()
 	go b.learnSweepFloor()
 	go b.retentionLoop()

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/skeinlog/skein/cluster"
 	"github.com/skeinlog/skein/partition"
 )
 
@@ -33,6 +34,7 @@ type metrics struct {
 	requestSeconds  *prometheus.HistogramVec
 	notReady        prometheus.Counter
 	reassign        *reassignMetrics
+	cleaner         *cleanerMetrics
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -84,6 +86,7 @@ func newMetrics(b *Broker) *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&partitionCollector{b: b}, m.refused, m.requestSeconds, &clusterCollector{b: b}, m.notReady, &journalCollector{b: b})
 	m.reassign = newReassignMetrics(b)
+	m.cleaner = newCleanerMetrics(m.reg)
 	m.reg.MustRegister(m.reassign)
 	m.registerBudgets(b)
 	// Every refusal reason exists from the start, at 0, so that rate()
@@ -149,7 +152,7 @@ var (
 )
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHW, descLEO, descLSO, descSize, descLead, descKeys, descKeyB} {
+	for _, d := range []*prometheus.Desc{descHW, descLEO, descLSO, descSize, descLead, descKeys, descKeyB, descDirty} {
 		ch <- d
 	}
 }
@@ -157,8 +160,9 @@ func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	c.b.mu.RLock()
 	reps := make(map[tp]*replica, len(c.b.replicas))
+	cfgs := make(map[tp]cluster.TopicConfig, len(c.b.replicas))
 	for k, r := range c.b.replicas {
-		reps[k] = r
+		reps[k], cfgs[k] = r, r.cfg
 	}
 	c.b.mu.RUnlock()
 	for k, r := range reps {
@@ -177,6 +181,7 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descKeys, prometheus.GaugeValue, float64(ks.Keys), labels...)
 			ch <- prometheus.MustNewConstMetric(descKeyB, prometheus.GaugeValue, float64(ks.Bytes), labels...)
 		}
+		collectDirty(ch, k, r, cfgs[k])
 	}
 }
 

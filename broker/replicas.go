@@ -124,6 +124,7 @@ func (b *Broker) reconcile() error {
 		}
 		r.cfg = w.topic.Config
 		r.p.SetMaxRecordBytes(int(w.topic.Config.MaxRecordBytes))
+		r.p.SetCompacted(w.topic.Config.Compacted())
 		r.applied = nil
 		if err := b.applyRole(r, w.topic, w.meta); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", k, err))
@@ -362,6 +363,7 @@ func (b *Broker) openReplica(t cluster.Topic, part int32) (*partition.Partition,
 		Partition:      part,
 		MaxRecordBytes: int(t.Config.MaxRecordBytes),
 		KeyIndex:       t.Config.KeyIndex,
+		Compacted:      t.Config.Compacted(),
 		WAL:            b.walOptions(),
 		OpenLog:        b.logOpener(),
 		OnFatal:        b.onFatal,

@@ -41,6 +41,9 @@ func (b *Broker) applyRetention() {
 	}
 	b.mu.RUnlock()
 	for k, r := range reps {
+		if !r.cfg.Deletes() {
+			continue // cleanup.policy compact: the cleaner keeps each key's latest record
+		}
 		pol := partition.Retention{MaxBytes: r.cfg.RetentionBytes}
 		if r.cfg.RetentionMs > 0 {
 			pol.MaxAge = time.Duration(r.cfg.RetentionMs) * time.Millisecond

@@ -48,6 +48,11 @@ func (s *server) CreateTopic(ctx context.Context, req *pb.CreateTopicRequest) (*
 		RetentionBytes:    req.RetentionBytes,
 		MaxRecordBytes:    req.MaxRecordBytes,
 		KeyIndex:          req.KeyIndex,
+		CleanupPolicy:     req.CleanupPolicy,
+		DeleteRetentionMs: req.DeleteRetentionMs,
+	}
+	if err := s.b.checkCompactable(req.CleanupPolicy); err != nil {
+		return nil, toStatus(err)
 	}
 	if req.Partitions < 0 {
 		return nil, toStatus(invalid("partitions %d: must be at least 1", req.Partitions))
@@ -211,6 +216,8 @@ func topicToPB(t cluster.Topic) *pb.TopicMetadata {
 			RetentionBytes:    t.Config.RetentionBytes,
 			MaxRecordBytes:    t.Config.MaxRecordBytes,
 			KeyIndex:          t.Config.KeyIndex,
+			CleanupPolicy:     t.Config.Policy(),
+			DeleteRetentionMs: t.Config.DeleteRetention(),
 		},
 	}
 	for _, pm := range t.Partitions {

@@ -32,6 +32,14 @@ type TopicConfig struct {
 	// KeyIndex: each partition keeps a key index, for ProduceIfKeys and
 	// GetKey. Fixed when the topic is created.
 	KeyIndex bool
+	// CleanupPolicy is "delete" (retention deletes old segments; "" in
+	// CreateTopic), "compact" (the log cleaner keeps the latest record of
+	// every key; every record needs a key) or "compact,delete".
+	CleanupPolicy string
+	// DeleteRetentionMs is how long a compacted topic keeps a tombstone
+	// (a record with a null value) that is its key's latest record (0 in
+	// CreateTopic: 24 hours).
+	DeleteRetentionMs int64
 }
 
 // TopicInfo is a topic's metadata: its configuration and where its
@@ -121,6 +129,8 @@ func topicInfoFromProto(t *skeinv1.TopicMetadata) TopicInfo {
 			RetentionBytes:    c.GetRetentionBytes(),
 			MaxRecordBytes:    c.GetMaxRecordBytes(),
 			KeyIndex:          c.GetKeyIndex(),
+			CleanupPolicy:     c.GetCleanupPolicy(),
+			DeleteRetentionMs: c.GetDeleteRetentionMs(),
 		},
 	}
 	for _, p := range t.GetPartitions() {
@@ -157,6 +167,12 @@ func (c *Client) CreateTopic(ctx context.Context, name string, cfg TopicConfig) 
 	if cfg.MaxRecordBytes != 0 {
 		req.MaxRecordBytes = &cfg.MaxRecordBytes
 	}
+	if cfg.CleanupPolicy != "" {
+		req.CleanupPolicy = &cfg.CleanupPolicy
+	}
+	if cfg.DeleteRetentionMs != 0 {
+		req.DeleteRetentionMs = &cfg.DeleteRetentionMs
+	}
 	var resp *skeinv1.CreateTopicResponse
 	err := c.callAny(ctx, "create topic", func(ctx context.Context, cl skeinv1.SkeinClient) error {
 		var err error
@@ -182,6 +198,10 @@ type TopicAlter struct {
 	// KeyIndex is fixed at creation: a value other than the topic's is
 	// refused.
 	KeyIndex *bool
+	// CleanupPolicy: "delete", "compact" or "compact,delete".
+	CleanupPolicy *string
+	// DeleteRetentionMs: how long a compacted topic keeps tombstones.
+	DeleteRetentionMs *int64
 }
 
 // AlterTopic changes a topic's settings (applied live on every replica)
@@ -191,6 +211,7 @@ func (c *Client) AlterTopic(ctx context.Context, name string, a TopicAlter) (Top
 	req := &skeinv1.AlterTopicRequest{
 		Name: name, Partitions: a.Partitions, MinInsyncReplicas: a.MinInsyncReplicas,
 		RetentionMs: a.RetentionMs, RetentionBytes: a.RetentionBytes, MaxRecordBytes: a.MaxRecordBytes, KeyIndex: a.KeyIndex,
+		CleanupPolicy: a.CleanupPolicy, DeleteRetentionMs: a.DeleteRetentionMs,
 	}
 	var resp *skeinv1.AlterTopicResponse
 	err := c.callAny(ctx, "alter topic", func(ctx context.Context, cl skeinv1.SkeinClient) error {

@@ -29,6 +29,15 @@ func TestAlterConfig(t *testing.T) {
 		{"max record bytes changes", TopicAlter{MaxRecordBytes: i32(2 << 20)}, func(c TopicConfig) TopicConfig { c.MaxRecordBytes = 2 << 20; return c }, ""},
 		{"the key index cannot be turned on", TopicAlter{KeyIndex: ptrBool(true)}, nil, "key index: it is fixed when a topic is created"},
 		{"the key index as it is changes nothing", TopicAlter{KeyIndex: ptrBool(false)}, func(c TopicConfig) TopicConfig { return c }, ""},
+		{"cleanup.policy compact", TopicAlter{CleanupPolicy: ptrStr("compact")}, func(c TopicConfig) TopicConfig { c.CleanupPolicy = "compact"; return c }, ""},
+		{"cleanup.policy delete,compact is stored as compact,delete", TopicAlter{CleanupPolicy: ptrStr("delete, compact")},
+			func(c TopicConfig) TopicConfig { c.CleanupPolicy = "compact,delete"; return c }, ""},
+		{"cleanup.policy delete is the default", TopicAlter{CleanupPolicy: ptrStr("delete")}, func(c TopicConfig) TopicConfig { return c }, ""},
+		{"an unknown cleanup.policy is refused", TopicAlter{CleanupPolicy: ptrStr("compactt")}, nil, `cleanup.policy "compactt": want delete, compact, or compact,delete`},
+		{"an empty cleanup.policy is refused", TopicAlter{CleanupPolicy: ptrStr("")}, nil, "cleanup.policy"},
+		{"delete.retention.ms changes", TopicAlter{DeleteRetentionMs: i64(100)}, func(c TopicConfig) TopicConfig { c.DeleteRetentionMs = 100; return c }, ""},
+		{"delete.retention.ms 0 is kept apart from the default", TopicAlter{DeleteRetentionMs: i64(0)}, func(c TopicConfig) TopicConfig { c.DeleteRetentionMs = -1; return c }, ""},
+		{"a negative delete.retention.ms is refused", TopicAlter{DeleteRetentionMs: i64(-5)}, nil, "delete.retention.ms -5"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -123,3 +132,23 @@ func TestBrokerConfigCommand(t *testing.T) {
 }
 
 func ptrBool(b bool) *bool { return &b }
+
+func ptrStr(s string) *string { return &s }
+
+func TestCleanupPolicyAccessors(t *testing.T) {
+	for _, c := range []struct {
+		policy          string
+		compact, delete bool
+		kafka           string
+	}{{"", false, true, "delete"}, {"compact", true, false, "compact"}, {"compact,delete", true, true, "compact,delete"}} {
+		cfg := TopicConfig{CleanupPolicy: c.policy}
+		if cfg.Compacted() != c.compact || cfg.Deletes() != c.delete || cfg.Policy() != c.kafka {
+			t.Fatalf("%q: compacted %v deletes %v policy %q", c.policy, cfg.Compacted(), cfg.Deletes(), cfg.Policy())
+		}
+	}
+	for stored, want := range map[int64]int64{0: DefaultDeleteRetentionMs, -1: 0, 100: 100} {
+		if got := (TopicConfig{DeleteRetentionMs: stored}).DeleteRetention(); got != want {
+			t.Fatalf("stored %d: retention %d, want %d", stored, got, want)
+		}
+	}
+}

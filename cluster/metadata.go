@@ -67,6 +67,75 @@ type TopicConfig struct {
 	// KeyIndex: each partition keeps a key index (per-key conditional
 	// appends, latest-value lookups). Fixed at creation.
 	KeyIndex bool `json:"key_index,omitempty"`
+	// CleanupPolicy is "" (delete: retention deletes old segments),
+	// "compact" or "compact,delete" (the log cleaner keeps the latest
+	// record of every key). See NormalizeCleanupPolicy.
+	CleanupPolicy string `json:"cleanup_policy,omitempty"`
+	// DeleteRetentionMs: how long the cleaner keeps a tombstone that is its
+	// key's latest record; 0: DefaultDeleteRetentionMs.
+	DeleteRetentionMs int64 `json:"delete_retention_ms,omitempty"`
+}
+
+// Cleanup policies.
+const (
+	PolicyDelete        = "delete"
+	PolicyCompact       = "compact"
+	PolicyCompactDelete = "compact,delete"
+	// DefaultDeleteRetentionMs is delete.retention.ms's default (24 h,
+	// as Kafka's).
+	DefaultDeleteRetentionMs = 24 * 3600 * 1000
+)
+
+// NormalizeCleanupPolicy checks a cleanup.policy value ("delete",
+// "compact", "compact,delete" or "delete,compact"; spaces around the
+// comma allowed) and returns its stored form: "" for delete, "compact",
+// or "compact,delete". Pure.
+func NormalizeCleanupPolicy(v string) (string, error) {
+	var compact, del bool
+	for _, part := range strings.Split(v, ",") {
+		switch strings.TrimSpace(part) {
+		case PolicyCompact:
+			compact = true
+		case PolicyDelete:
+			del = true
+		default:
+			return "", fmt.Errorf("%w: cleanup.policy %q: want delete, compact, or compact,delete", ErrInvalidConfig, v)
+		}
+	}
+	switch {
+	case compact && del:
+		return PolicyCompactDelete, nil
+	case compact:
+		return PolicyCompact, nil
+	}
+	return "", nil
+}
+
+// Compacted reports whether the log cleaner compacts the topic.
+func (c TopicConfig) Compacted() bool { return c.CleanupPolicy != "" }
+
+// Deletes reports whether retention deletes the topic's old segments
+// (policy delete or compact,delete).
+func (c TopicConfig) Deletes() bool { return c.CleanupPolicy != PolicyCompact }
+
+// Policy is the cleanup.policy as Kafka spells it.
+func (c TopicConfig) Policy() string {
+	if c.CleanupPolicy == "" {
+		return PolicyDelete
+	}
+	return c.CleanupPolicy
+}
+
+// DeleteRetention is the tombstone retention in ms, the default filled in
+// (stored: 0 for the default, -1 for a retention of 0).
+func (c TopicConfig) DeleteRetention() int64 {
+	switch {
+	case c.DeleteRetentionMs == 0:
+		return DefaultDeleteRetentionMs
+	case c.DeleteRetentionMs < 0:
+		return 0
+	}
+	return c.DeleteRetentionMs
 }
 
 // PartitionMeta is one partition's placement and leadership.
@@ -185,6 +254,8 @@ type TopicSpec struct {
 	RetentionBytes    *int64 // nil: default
 	MaxRecordBytes    *int32 // nil: default
 	KeyIndex          bool
+	CleanupPolicy     *string // nil: delete
+	DeleteRetentionMs *int64  // nil: 24 h
 	// Internal allows a reserved "__" name (the broker's own topics, such
 	// as __consumer_offsets); never set from a client request.
 	Internal bool
@@ -311,6 +382,24 @@ func ResolveConfig(spec TopicSpec, d Defaults, brokers int) (TopicConfig, error)
 	if c.MaxRecordBytes < 1 || c.MaxRecordBytes > d.MaxRecordBytesLimit {
 		return c, fmt.Errorf("%w: max.record.bytes %d: must be between 1 and %d (the broker's request size limit)", ErrInvalidConfig, c.MaxRecordBytes, d.MaxRecordBytesLimit)
 	}
+	if spec.CleanupPolicy != nil {
+		p, err := NormalizeCleanupPolicy(*spec.CleanupPolicy)
+		if err != nil {
+			return c, err
+		}
+		c.CleanupPolicy = p
+	}
+	if spec.DeleteRetentionMs != nil {
+		if *spec.DeleteRetentionMs < 0 {
+			return c, fmt.Errorf("%w: delete.retention.ms %d: must be 0 or more", ErrInvalidConfig, *spec.DeleteRetentionMs)
+		}
+		c.DeleteRetentionMs = *spec.DeleteRetentionMs
+		if c.DeleteRetentionMs == DefaultDeleteRetentionMs {
+			c.DeleteRetentionMs = 0
+		} else if c.DeleteRetentionMs == 0 {
+			c.DeleteRetentionMs = -1 // "remove tombstones at the first pass", kept apart from the default
+		}
+	}
 	return c, nil
 }
 
@@ -324,7 +413,9 @@ type TopicAlter struct {
 	RetentionBytes    *int64
 	MaxRecordBytes    *int32
 	// KeyIndex must equal the topic's: the index is fixed at creation.
-	KeyIndex *bool
+	KeyIndex          *bool
+	CleanupPolicy     *string
+	DeleteRetentionMs *int64
 }
 
 // Empty reports whether a changes nothing.
@@ -340,7 +431,22 @@ func AlterConfig(name string, cfg TopicConfig, a TopicAlter, d Defaults) (TopicC
 		Name: name, Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor,
 		MinInsyncReplicas: &cfg.MinInsyncReplicas, RetentionMs: &cfg.RetentionMs,
 		RetentionBytes: &cfg.RetentionBytes, MaxRecordBytes: &cfg.MaxRecordBytes,
-		KeyIndex: cfg.KeyIndex,
+		KeyIndex: cfg.KeyIndex, CleanupPolicy: &cfg.CleanupPolicy, DeleteRetentionMs: &cfg.DeleteRetentionMs,
+	}
+	if cfg.CleanupPolicy == "" {
+		spec.CleanupPolicy = nil
+	}
+	if cfg.DeleteRetentionMs == 0 {
+		spec.DeleteRetentionMs = nil
+	} else if cfg.DeleteRetentionMs < 0 {
+		zero := int64(0)
+		spec.DeleteRetentionMs = &zero
+	}
+	if a.CleanupPolicy != nil {
+		spec.CleanupPolicy = a.CleanupPolicy
+	}
+	if a.DeleteRetentionMs != nil {
+		spec.DeleteRetentionMs = a.DeleteRetentionMs
 	}
 	if a.KeyIndex != nil && *a.KeyIndex != cfg.KeyIndex {
 		return cfg, fmt.Errorf("%w: key index: it is fixed when a topic is created (topic %q has it %s); create a new topic with the setting you want and copy the records",

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -18,8 +19,19 @@ const (
 	cfgMinInsync       = "min.insync.replicas"
 	cfgMaxRecordBytes  = "max.record.bytes"
 	cfgCleanupPolicy   = "cleanup.policy"
-	cleanupPolicyValue = "delete" // Skein deletes old segments; it does not compact
+	cfgDeleteRetention = "delete.retention.ms"
 )
+
+// checkPolicy checks a cleanup.policy value before it goes to the broker
+// (which checks it again), so that a validate-only request refuses it too.
+func checkPolicy(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p := strings.TrimSpace(p); p != "delete" && p != "compact" {
+			return configError("cleanup.policy %q: want delete, compact, or compact,delete", v)
+		}
+	}
+	return nil
+}
 
 // createSpec turns one CreateTopics entry into the native request.
 func createSpec(rt *kmsg.CreateTopicsRequestTopic) (*pb.CreateTopicRequest, error) {
@@ -53,12 +65,17 @@ func createSpec(rt *kmsg.CreateTopicsRequestTopic) (*pb.CreateTopicRequest, erro
 			m := int32(n)
 			q.MaxRecordBytes = &m
 		case cfgCleanupPolicy:
-			if v != cleanupPolicyValue {
-				return nil, configError("cleanup.policy %q: Skein only deletes (no compaction)", v)
+			if err := checkPolicy(v); err != nil {
+				return nil, err
 			}
+			q.CleanupPolicy = &v
+		case cfgDeleteRetention:
+			var n int64
+			n, err = strconv.ParseInt(v, 10, 64)
+			q.DeleteRetentionMs = &n
 		default:
-			return nil, configError("config %q is not supported (Skein has %s, %s, %s, %s, %s)", c.Name,
-				cfgRetentionMs, cfgRetentionBytes, cfgMinInsync, cfgMaxRecordBytes, cfgCleanupPolicy)
+			return nil, configError("config %q is not supported (Skein has %s, %s, %s, %s, %s, %s)", c.Name,
+				cfgRetentionMs, cfgRetentionBytes, cfgMinInsync, cfgMaxRecordBytes, cfgCleanupPolicy, cfgDeleteRetention)
 		}
 		if err != nil {
 			return nil, configError("config %s=%q: not a number", c.Name, v)
@@ -149,7 +166,8 @@ type configEntry struct {
 // broker's that apply to every topic (from the broker's configs).
 func topicConfigs(cfg *pb.TopicConfig, broker map[string]string) []configEntry {
 	return []configEntry{
-		{cfgCleanupPolicy, cleanupPolicyValue, true},
+		{cfgCleanupPolicy, policyOf(cfg), false},
+		{cfgDeleteRetention, strconv.FormatInt(cfg.GetDeleteRetentionMs(), 10), false},
 		{cfgMaxMessageBytes, broker[brokerMaxMessageBytes], true},
 		{cfgMaxRecordBytes, strconv.Itoa(int(cfg.GetMaxRecordBytes())), false},
 		{cfgMinInsync, strconv.Itoa(int(cfg.GetMinInsyncReplicas())), false},
@@ -157,6 +175,15 @@ func topicConfigs(cfg *pb.TopicConfig, broker map[string]string) []configEntry {
 		{cfgRetentionMs, strconv.FormatInt(cfg.GetRetentionMs(), 10), false},
 		{cfgSegmentBytes, broker[brokerSegmentBytes], true},
 	}
+}
+
+// policyOf is a topic's cleanup.policy ("delete" when the broker says
+// nothing).
+func policyOf(cfg *pb.TopicConfig) string {
+	if p := cfg.GetCleanupPolicy(); p != "" {
+		return p
+	}
+	return "delete"
 }
 
 // Broker config names the topic configs take values from.

@@ -18,8 +18,7 @@ const (
 	cfgMaxMessageBytes = "max.message.bytes" // the largest batch: a produce request's size limit
 )
 
-// setConfig applies one name=value to an AlterTopic request; cleanup.policy
-// may only be set to what it is.
+// setConfig applies one name=value to an AlterTopic request.
 func setConfig(q *pb.AlterTopicRequest, name, v string) error {
 	num := func(bits int) (int64, error) {
 		n, err := strconv.ParseInt(v, 10, bits)
@@ -29,15 +28,18 @@ func setConfig(q *pb.AlterTopicRequest, name, v string) error {
 		return n, nil
 	}
 	switch name {
-	case cfgRetentionMs, cfgRetentionBytes:
+	case cfgRetentionMs, cfgRetentionBytes, cfgDeleteRetention:
 		n, err := num(64)
 		if err != nil {
 			return err
 		}
-		if name == cfgRetentionMs {
+		switch name {
+		case cfgRetentionMs:
 			q.RetentionMs = &n
-		} else {
+		case cfgRetentionBytes:
 			q.RetentionBytes = &n
+		default:
+			q.DeleteRetentionMs = &n
 		}
 	case cfgMinInsync, cfgMaxRecordBytes:
 		n, err := num(32)
@@ -51,14 +53,15 @@ func setConfig(q *pb.AlterTopicRequest, name, v string) error {
 			q.MaxRecordBytes = &m
 		}
 	case cfgCleanupPolicy:
-		if v != cleanupPolicyValue {
-			return configError("cleanup.policy %q: Skein only deletes old segments (no compaction)", v)
+		if err := checkPolicy(v); err != nil {
+			return err
 		}
+		q.CleanupPolicy = &v
 	case cfgSegmentBytes, cfgMaxMessageBytes:
 		return configError("%s is the broker's (set at start), not a topic's: it cannot be altered per topic", name)
 	default:
-		return configError("config %q is not supported (a topic may alter %s, %s, %s, %s)", name,
-			cfgRetentionMs, cfgRetentionBytes, cfgMinInsync, cfgMaxRecordBytes)
+		return configError("config %q is not supported (a topic may alter %s, %s, %s, %s, %s, %s)", name,
+			cfgRetentionMs, cfgRetentionBytes, cfgMinInsync, cfgMaxRecordBytes, cfgCleanupPolicy, cfgDeleteRetention)
 	}
 	return nil
 }
@@ -106,9 +109,6 @@ func (c *conn) alterConfigs(ctx context.Context, typ int8, name string, ops []al
 	q, err := alterTopicRequest(name, ops)
 	if err != nil || validateOnly {
 		return err
-	}
-	if q.RetentionMs == nil && q.RetentionBytes == nil && q.MinInsyncReplicas == nil && q.MaxRecordBytes == nil {
-		return nil // only cleanup.policy=delete, as it is
 	}
 	_, err = c.s.be.AlterTopic(ctx, q)
 	return err

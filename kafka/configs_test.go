@@ -87,7 +87,7 @@ func TestKafkaPartitionsAndConfigs(t *testing.T) {
 	}{
 		{"unknown config", []kadm.AlterConfig{set("retention.ms", "1"), set("compression.type", "zstd")}, kerr.InvalidConfig},
 		{"read-only", []kadm.AlterConfig{set("segment.bytes", "1024")}, kerr.InvalidConfig},
-		{"compaction", []kadm.AlterConfig{set("cleanup.policy", "compact")}, kerr.InvalidConfig},
+		{"unknown cleanup.policy", []kadm.AlterConfig{set("cleanup.policy", "compact,shred")}, kerr.InvalidConfig},
 		{"not a number", []kadm.AlterConfig{set("retention.ms", "soon")}, kerr.InvalidConfig},
 		{"delete op", []kadm.AlterConfig{{Op: kadm.DeleteConfig, Name: "retention.ms"}}, kerr.InvalidConfig},
 		{"append op", []kadm.AlterConfig{{Op: kadm.AppendConfig, Name: "retention.ms", Value: kadm.StringPtr("1")}}, kerr.InvalidConfig},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -78,7 +79,7 @@ type serveFlags struct {
 	producerExpiry, gossipKeyFile, journalCheckpoint     string
 	tlsClientAuth                                        string
 	unsafeNoFsync                                        bool
-	superUsers                                           string
+	superUsers, cleanerIO, cleanerInterval               string
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -171,6 +172,8 @@ func registerServeFlags(ef *envFlags, cfg *broker.Config, sf *serveFlags) {
 	ef.int(&cfg.JournalSegmentBytes, "journal-segment-bytes", cfg.JournalSegmentBytes, "journal engine: size of a journal's segment files; the tail one of each journal is held in memory")
 	ef.str(&sf.journalCheckpoint, "journal-checkpoint-interval", cfg.JournalCheckpointInterval.String(), "journal engine: how often the partitions' segment files are flushed and the journal cut in front (longer: longer replay after a crash; shorter: more fsyncs)")
 	ef.int(&sf.offsetsParts, "offsets-topic-partitions", 50, "partitions of __consumer_offsets, the consumer groups' internal topic, fixed when the first group is used")
+	ef.str(&sf.cleanerIO, "cleaner-io-mb-per-s", "32", "log cleaner: MiB per second it may read and write compacting the partitions of compacted topics, over all of them (-1: unlimited)")
+	ef.str(&sf.cleanerInterval, "cleaner-interval", "15s", "log cleaner: how often it looks for compacted partitions to clean")
 	ef.str(&sf.producerExpiry, "producer-id-expiry", "168h", "forget an idempotent producer id idle this long (Go duration; -1s: never)")
 	ef.bool(&sf.unsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they reach the disk: a machine crash LOSES acknowledged records; benchmarks only")
 	ef.str(&sf.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -209,6 +212,9 @@ func applyServeFlags(ef *envFlags, cfg *broker.Config, sf serveFlags) error {
 		return fmt.Errorf("--offsets-topic-partitions %d: between 1 and 1000", sf.offsetsParts)
 	}
 	cfg.Groups.OffsetsPartitions = int32(sf.offsetsParts)
+	if cfg.CleanerIOBytesPerSec, cfg.CleanerInterval, err = cleanerFlags(sf.cleanerIO, sf.cleanerInterval); err != nil {
+		return err
+	}
 	if cfg.ProducerExpiry, err = time.ParseDuration(sf.producerExpiry); err != nil || cfg.ProducerExpiry == 0 {
 		return fmt.Errorf("--producer-id-expiry %q: want a duration such as 168h (negative: never)", sf.producerExpiry)
 	}
@@ -297,4 +303,20 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar,
 		return slog.New(slog.NewJSONHandler(w, opts)), lv, nil
 	}
 	return nil, nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// cleanerFlags reads --cleaner-io-mb-per-s and --cleaner-interval.
+func cleanerFlags(io, interval string) (int64, time.Duration, error) {
+	mb, err := strconv.ParseFloat(io, 64)
+	if err != nil || math.IsNaN(mb) || math.IsInf(mb, 0) || mb == 0 || (mb < 0 && mb != -1) || mb > 1<<20 {
+		return 0, 0, fmt.Errorf("--cleaner-io-mb-per-s %q: want MiB per second, like 32 or 0.5, or -1 for unlimited", io)
+	}
+	d, err := time.ParseDuration(interval)
+	if err != nil || d < 10*time.Millisecond {
+		return 0, 0, fmt.Errorf("--cleaner-interval %q: want a duration of at least 10ms, like 15s", interval)
+	}
+	if mb < 0 {
+		return -1, d, nil
+	}
+	return int64(mb * (1 << 20)), d, nil
 }

@@ -24,9 +24,11 @@ import (
 const topicUsage = `Usage:
   broker topic create NAME [--partitions N] [--replication-factor N] [--min-insync N]
                            [--retention DURATION] [--retention-bytes SIZE] [--max-record-bytes SIZE]
-                           [--key-index]
+                           [--key-index] [--cleanup-policy delete|compact|compact,delete]
+                           [--delete-retention DURATION]
   broker topic alter NAME [--partitions N] [--min-insync N] [--retention DURATION]
                           [--retention-bytes SIZE] [--max-record-bytes SIZE]
+                          [--cleanup-policy POLICY] [--delete-retention DURATION]
   broker topic list [--internal]
   broker topic describe NAME
   broker topic delete NAME
@@ -63,6 +65,31 @@ type createFlags struct {
 	partitions, rf, minInsync   int
 	retention, retBytes, maxRec string
 	keyIndex                    bool
+	cleanup, deleteRetention    string
+}
+
+const (
+	cleanupUsage         = "cleanup.policy: delete (retention deletes old segments), compact (the log cleaner keeps the latest record of every key; records need a key) or compact,delete"
+	deleteRetentionUsage = "compacted topics: how long a tombstone (a record with a null value) stays after it became its key's latest record: 24h, 1d, 100ms, 0 (default 24h)"
+)
+
+// compactionFlags registers --cleanup-policy and --delete-retention.
+func compactionFlags(fs *flag.FlagSet, cleanup, deleteRetention *string) {
+	fs.StringVar(cleanup, "cleanup-policy", "", cleanupUsage)
+	fs.StringVar(deleteRetention, "delete-retention", "", deleteRetentionUsage)
+}
+
+// parseDeleteRetention reads --delete-retention: a duration (36h, 7d,
+// 100ms) or 0.
+func parseDeleteRetention(s string) (int64, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	ms, err := parseRetention(s)
+	if err != nil || ms < 0 {
+		return 0, fmt.Errorf("--delete-retention %q: want a duration like 24h, 1d or 100ms, or 0", s)
+	}
+	return ms, nil
 }
 
 func (c *createFlags) register(fs *flag.FlagSet) {
@@ -75,6 +102,7 @@ func (c *createFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.retention, "retention", "", "delete records older than this: 36h, 7d, or -1 to keep forever (default 7d)")
 	fs.StringVar(&c.retBytes, "retention-bytes", "", "keep each partition under this size: 512MiB, 10GiB, or -1 for no limit (default -1)")
 	fs.StringVar(&c.maxRec, "max-record-bytes", "", "largest record accepted (default 1MiB)")
+	compactionFlags(fs, &c.cleanup, &c.deleteRetention)
 }
 
 func runTopic(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -125,6 +153,14 @@ func runTopic(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case "create":
 		ta.cfg, err = topicConfig(cf.partitions, cf.rf, cf.minInsync, cf.retention, cf.retBytes, cf.maxRec)
 		ta.cfg.KeyIndex = cf.keyIndex
+		ta.cfg.CleanupPolicy = cf.cleanup
+		if err == nil && cf.deleteRetention != "" {
+			var ms int64
+			if ms, err = parseDeleteRetention(cf.deleteRetention); err == nil && ms == 0 {
+				err = errors.New("--delete-retention 0 at creation: create the topic, then set it with topic alter --delete-retention 0")
+			}
+			ta.cfg.DeleteRetentionMs = ms
+		}
 	case "alter":
 		ta.alt, err = af.alter(fs)
 	}
@@ -166,7 +202,7 @@ func topicCreate(ctx context.Context, cl *client.Client, a topicArgs, stdout io.
 	}
 	fmt.Fprintf(stdout, "created topic %q: %d partition(s), replication factor %d, min.insync.replicas %d, retention %s / %s, max record %s%s\n",
 		t.Name, t.Config.Partitions, t.Config.ReplicationFactor, t.Config.MinInsyncReplicas,
-		fmtRetention(t.Config.RetentionMs), fmtBytesLimit(t.Config.RetentionBytes), fmtBytes(int64(t.Config.MaxRecordBytes)), keyIndexWords(t.Config.KeyIndex))
+		fmtRetention(t.Config.RetentionMs), fmtBytesLimit(t.Config.RetentionBytes), fmtBytes(int64(t.Config.MaxRecordBytes)), keyIndexWords(t.Config.KeyIndex)+policyWords(t.Config))
 	return nil
 }
 
@@ -175,9 +211,9 @@ func topicAlter(ctx context.Context, cl *client.Client, a topicArgs, stdout io.W
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "altered topic %q: %d partition(s), replication factor %d, min.insync.replicas %d, retention %s / %s, max record %s\n",
+	fmt.Fprintf(stdout, "altered topic %q: %d partition(s), replication factor %d, min.insync.replicas %d, retention %s / %s, max record %s%s\n",
 		t.Name, t.Config.Partitions, t.Config.ReplicationFactor, t.Config.MinInsyncReplicas,
-		fmtRetention(t.Config.RetentionMs), fmtBytesLimit(t.Config.RetentionBytes), fmtBytes(int64(t.Config.MaxRecordBytes)))
+		fmtRetention(t.Config.RetentionMs), fmtBytesLimit(t.Config.RetentionBytes), fmtBytes(int64(t.Config.MaxRecordBytes)), policyWords(t.Config))
 	return nil
 }
 
@@ -185,6 +221,7 @@ func topicAlter(ctx context.Context, cl *client.Client, a topicArgs, stdout io.W
 type alterFlags struct {
 	partitions, minInsync       int
 	retention, retBytes, maxRec string
+	cleanup, deleteRetention    string
 }
 
 func (c *alterFlags) register(fs *flag.FlagSet) {
@@ -194,6 +231,7 @@ func (c *alterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.retention, "retention", "", "delete records older than this: 36h, 7d, or -1 to keep forever")
 	fs.StringVar(&c.retBytes, "retention-bytes", "", "keep each partition under this size: 512MiB, 10GiB, or -1 for no limit")
 	fs.StringVar(&c.maxRec, "max-record-bytes", "", "largest record accepted, like 2MiB")
+	compactionFlags(fs, &c.cleanup, &c.deleteRetention)
 }
 
 // alter builds the change from the flags that were set on fs.
@@ -233,15 +271,29 @@ func (c *alterFlags) alter(fs *flag.FlagSet) (client.TopicAlter, error) {
 				err = fmt.Errorf("--max-record-bytes %q: want a size like 1MiB", c.maxRec)
 			}
 			a.MaxRecordBytes = ptr(int32(n))
+		case "cleanup-policy":
+			a.CleanupPolicy = ptr(c.cleanup)
+		case "delete-retention":
+			var ms int64
+			ms, err = parseDeleteRetention(c.deleteRetention)
+			a.DeleteRetentionMs = &ms
 		}
 	})
 	if err == nil && a == (client.TopicAlter{}) {
-		err = errors.New("nothing to change: give --partitions, --min-insync, --retention, --retention-bytes or --max-record-bytes")
+		err = errors.New("nothing to change: give --partitions, --min-insync, --retention, --retention-bytes, --max-record-bytes, --cleanup-policy or --delete-retention")
 	}
 	return a, err
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// policyWords names a compacted topic's policy and tombstone retention.
+func policyWords(c client.TopicConfig) string {
+	if c.CleanupPolicy == "" || c.CleanupPolicy == "delete" {
+		return ""
+	}
+	return fmt.Sprintf(", cleanup.policy %s (tombstones kept %s)", c.CleanupPolicy, time.Duration(c.DeleteRetentionMs)*time.Millisecond)
+}
 
 func keyIndexWords(on bool) string {
 	if on {
@@ -287,7 +339,7 @@ func topicDescribe(ctx context.Context, cl *client.Client, a topicArgs, stdout i
 	c := d.Config
 	fmt.Fprintf(stdout, "topic %s (id %s)\n  partitions %d, replication factor %d, min.insync.replicas %d\n  retention %s, retention bytes %s, max record %s%s\n\n",
 		d.Name, d.ID, c.Partitions, c.ReplicationFactor, c.MinInsyncReplicas, fmtRetention(c.RetentionMs),
-		fmtBytesLimit(c.RetentionBytes), fmtBytes(int64(c.MaxRecordBytes)), keyIndexWords(c.KeyIndex))
+		fmtBytesLimit(c.RetentionBytes), fmtBytes(int64(c.MaxRecordBytes)), keyIndexWords(c.KeyIndex)+policyWords(c))
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tLEADER\tEPOCH\tREPLICAS\tISR\tLOG-START\tHIGH-WATERMARK\tLOG-END\tSIZE")
 	for _, p := range d.Status {

@@ -298,9 +298,17 @@ type TopicConfig struct {
 	// Each partition keeps a key index (the offset of every key's last
 	// record): produce requests may carry key_expectations, and GetKey reads
 	// a key's latest value. Fixed when the topic is created.
-	KeyIndex      bool `protobuf:"varint,7,opt,name=key_index,json=keyIndex,proto3" json:"key_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeyIndex bool `protobuf:"varint,7,opt,name=key_index,json=keyIndex,proto3" json:"key_index,omitempty"`
+	// "delete" (the default: retention deletes old segments), "compact"
+	// (the log cleaner keeps the latest record of every key; every record
+	// needs a key) or "compact,delete" (both).
+	CleanupPolicy string `protobuf:"bytes,8,opt,name=cleanup_policy,json=cleanupPolicy,proto3" json:"cleanup_policy,omitempty"`
+	// Compacted topics: a tombstone (a record with a null value) that is its
+	// key's latest record is removed by the cleaner once it is older than
+	// this (delete.retention.ms).
+	DeleteRetentionMs int64 `protobuf:"varint,9,opt,name=delete_retention_ms,json=deleteRetentionMs,proto3" json:"delete_retention_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *TopicConfig) Reset() {
@@ -382,6 +390,20 @@ func (x *TopicConfig) GetKeyIndex() bool {
 	return false
 }
 
+func (x *TopicConfig) GetCleanupPolicy() string {
+	if x != nil {
+		return x.CleanupPolicy
+	}
+	return ""
+}
+
+func (x *TopicConfig) GetDeleteRetentionMs() int64 {
+	if x != nil {
+		return x.DeleteRetentionMs
+	}
+	return 0
+}
+
 type CreateTopicRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// [a-zA-Z0-9._-]{1,249}; not "." or ".."; no leading "-"; no "__" prefix.
@@ -397,9 +419,12 @@ type CreateTopicRequest struct {
 	RetentionBytes    *int64 `protobuf:"varint,6,opt,name=retention_bytes,json=retentionBytes,proto3,oneof" json:"retention_bytes,omitempty"`
 	MaxRecordBytes    *int32 `protobuf:"varint,7,opt,name=max_record_bytes,json=maxRecordBytes,proto3,oneof" json:"max_record_bytes,omitempty"`
 	// Keep a key index per partition (see TopicConfig.key_index).
-	KeyIndex      bool `protobuf:"varint,8,opt,name=key_index,json=keyIndex,proto3" json:"key_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeyIndex bool `protobuf:"varint,8,opt,name=key_index,json=keyIndex,proto3" json:"key_index,omitempty"`
+	// See TopicConfig. Unset: "delete", and 24 hours.
+	CleanupPolicy     *string `protobuf:"bytes,9,opt,name=cleanup_policy,json=cleanupPolicy,proto3,oneof" json:"cleanup_policy,omitempty"`
+	DeleteRetentionMs *int64  `protobuf:"varint,10,opt,name=delete_retention_ms,json=deleteRetentionMs,proto3,oneof" json:"delete_retention_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CreateTopicRequest) Reset() {
@@ -488,6 +513,20 @@ func (x *CreateTopicRequest) GetKeyIndex() bool {
 	return false
 }
 
+func (x *CreateTopicRequest) GetCleanupPolicy() string {
+	if x != nil && x.CleanupPolicy != nil {
+		return *x.CleanupPolicy
+	}
+	return ""
+}
+
+func (x *CreateTopicRequest) GetDeleteRetentionMs() int64 {
+	if x != nil && x.DeleteRetentionMs != nil {
+		return *x.DeleteRetentionMs
+	}
+	return 0
+}
+
 type CreateTopicResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topic         *TopicMetadata         `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -543,9 +582,11 @@ type AlterTopicRequest struct {
 	MaxRecordBytes    *int32 `protobuf:"varint,6,opt,name=max_record_bytes,json=maxRecordBytes,proto3,oneof" json:"max_record_bytes,omitempty"`
 	// The key index cannot be turned on or off after creation: a value other
 	// than the topic's is refused (INVALID_ARGUMENT).
-	KeyIndex      *bool `protobuf:"varint,7,opt,name=key_index,json=keyIndex,proto3,oneof" json:"key_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeyIndex          *bool   `protobuf:"varint,7,opt,name=key_index,json=keyIndex,proto3,oneof" json:"key_index,omitempty"`
+	CleanupPolicy     *string `protobuf:"bytes,8,opt,name=cleanup_policy,json=cleanupPolicy,proto3,oneof" json:"cleanup_policy,omitempty"`
+	DeleteRetentionMs *int64  `protobuf:"varint,9,opt,name=delete_retention_ms,json=deleteRetentionMs,proto3,oneof" json:"delete_retention_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *AlterTopicRequest) Reset() {
@@ -625,6 +666,20 @@ func (x *AlterTopicRequest) GetKeyIndex() bool {
 		return *x.KeyIndex
 	}
 	return false
+}
+
+func (x *AlterTopicRequest) GetCleanupPolicy() string {
+	if x != nil && x.CleanupPolicy != nil {
+		return *x.CleanupPolicy
+	}
+	return ""
+}
+
+func (x *AlterTopicRequest) GetDeleteRetentionMs() int64 {
+	if x != nil && x.DeleteRetentionMs != nil {
+		return *x.DeleteRetentionMs
+	}
+	return 0
 }
 
 type AlterTopicResponse struct {
@@ -3462,7 +3517,7 @@ var File_skein_v1_skein_proto protoreflect.FileDescriptor
 
 const file_skein_v1_skein_proto_rawDesc = "" +
 	"\n" +
-	"\x14skein/v1/skein.proto\x12\bskein.v1\x1a\x17skein/v1/reassign.proto\"\x9f\x02\n" +
+	"\x14skein/v1/skein.proto\x12\bskein.v1\x1a\x17skein/v1/reassign.proto\"\xf6\x02\n" +
 	"\vTopicConfig\x12\x1e\n" +
 	"\n" +
 	"partitions\x18\x01 \x01(\x05R\n" +
@@ -3472,7 +3527,9 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\fretention_ms\x18\x04 \x01(\x03R\vretentionMs\x12'\n" +
 	"\x0fretention_bytes\x18\x05 \x01(\x03R\x0eretentionBytes\x12(\n" +
 	"\x10max_record_bytes\x18\x06 \x01(\x05R\x0emaxRecordBytes\x12\x1b\n" +
-	"\tkey_index\x18\a \x01(\bR\bkeyIndex\"\xa0\x03\n" +
+	"\tkey_index\x18\a \x01(\bR\bkeyIndex\x12%\n" +
+	"\x0ecleanup_policy\x18\b \x01(\tR\rcleanupPolicy\x12.\n" +
+	"\x13delete_retention_ms\x18\t \x01(\x03R\x11deleteRetentionMs\"\xac\x04\n" +
 	"\x12CreateTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
@@ -3483,13 +3540,18 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\fretention_ms\x18\x05 \x01(\x03H\x01R\vretentionMs\x88\x01\x01\x12,\n" +
 	"\x0fretention_bytes\x18\x06 \x01(\x03H\x02R\x0eretentionBytes\x88\x01\x01\x12-\n" +
 	"\x10max_record_bytes\x18\a \x01(\x05H\x03R\x0emaxRecordBytes\x88\x01\x01\x12\x1b\n" +
-	"\tkey_index\x18\b \x01(\bR\bkeyIndexB\x16\n" +
+	"\tkey_index\x18\b \x01(\bR\bkeyIndex\x12*\n" +
+	"\x0ecleanup_policy\x18\t \x01(\tH\x04R\rcleanupPolicy\x88\x01\x01\x123\n" +
+	"\x13delete_retention_ms\x18\n" +
+	" \x01(\x03H\x05R\x11deleteRetentionMs\x88\x01\x01B\x16\n" +
 	"\x14_min_insync_replicasB\x0f\n" +
 	"\r_retention_msB\x12\n" +
 	"\x10_retention_bytesB\x13\n" +
-	"\x11_max_record_bytes\"D\n" +
+	"\x11_max_record_bytesB\x11\n" +
+	"\x0f_cleanup_policyB\x16\n" +
+	"\x14_delete_retention_ms\"D\n" +
 	"\x13CreateTopicResponse\x12-\n" +
-	"\x05topic\x18\x01 \x01(\v2\x17.skein.v1.TopicMetadataR\x05topic\"\x97\x03\n" +
+	"\x05topic\x18\x01 \x01(\v2\x17.skein.v1.TopicMetadataR\x05topic\"\xa3\x04\n" +
 	"\x11AlterTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\n" +
@@ -3499,14 +3561,18 @@ const file_skein_v1_skein_proto_rawDesc = "" +
 	"\fretention_ms\x18\x04 \x01(\x03H\x02R\vretentionMs\x88\x01\x01\x12,\n" +
 	"\x0fretention_bytes\x18\x05 \x01(\x03H\x03R\x0eretentionBytes\x88\x01\x01\x12-\n" +
 	"\x10max_record_bytes\x18\x06 \x01(\x05H\x04R\x0emaxRecordBytes\x88\x01\x01\x12 \n" +
-	"\tkey_index\x18\a \x01(\bH\x05R\bkeyIndex\x88\x01\x01B\r\n" +
+	"\tkey_index\x18\a \x01(\bH\x05R\bkeyIndex\x88\x01\x01\x12*\n" +
+	"\x0ecleanup_policy\x18\b \x01(\tH\x06R\rcleanupPolicy\x88\x01\x01\x123\n" +
+	"\x13delete_retention_ms\x18\t \x01(\x03H\aR\x11deleteRetentionMs\x88\x01\x01B\r\n" +
 	"\v_partitionsB\x16\n" +
 	"\x14_min_insync_replicasB\x0f\n" +
 	"\r_retention_msB\x12\n" +
 	"\x10_retention_bytesB\x13\n" +
 	"\x11_max_record_bytesB\f\n" +
 	"\n" +
-	"_key_index\"C\n" +
+	"_key_indexB\x11\n" +
+	"\x0f_cleanup_policyB\x16\n" +
+	"\x14_delete_retention_ms\"C\n" +
 	"\x12AlterTopicResponse\x12-\n" +
 	"\x05topic\x18\x01 \x01(\v2\x17.skein.v1.TopicMetadataR\x05topic\"B\n" +
 	"\x16SetBrokerConfigRequest\x12\x12\n" +
