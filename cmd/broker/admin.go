@@ -94,12 +94,7 @@ func adminCall(ctx context.Context, stderr io.Writer, what string, timeout time.
 
 // withClient connects to the brokers of a and runs fn with adminCall.
 func withClient(ctx context.Context, stderr io.Writer, what string, a adminFlags, fn func(context.Context, *client.Client) error) int {
-	opts, err := cli.ConnectOpts(&a.user, &a.tls)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", what, err)
-		return 2
-	}
-	cl, err := client.New(append(opts, client.Brokers(a.brokers))...)
+	cl, err := cli.Connect(a.brokers, &a.user, &a.tls)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", what, err)
 		return 2

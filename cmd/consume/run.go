@@ -188,12 +188,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "consume: "+format+"\n", a...) }
 
-	opts, err := cli.ConnectOpts(&cfg.user, &cfg.tls)
-	if err != nil {
-		logf("%v", err)
-		return exitUsage
-	}
-	c, err := client.New(append(opts, client.Brokers(cfg.brokers), client.Logger(cli.Logger(stderr)))...)
+	c, err := cli.Connect(cfg.brokers, &cfg.user, &cfg.tls, client.Logger(cli.Logger(stderr)))
 	if err != nil {
 		logf("%v", err)
 		return exitUsage

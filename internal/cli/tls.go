@@ -112,3 +112,13 @@ func ConnectOpts(u *UserFlags, t *TLSFlags) ([]client.ClientOpt, error) {
 	}
 	return append(userOpts, tlsOpts...), nil
 }
+
+// Connect makes a client of brokers with the user and TLS flags' options
+// and any others.
+func Connect(brokers string, u *UserFlags, t *TLSFlags, extra ...client.ClientOpt) (*client.Client, error) {
+	opts, err := ConnectOpts(u, t)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(append(append(opts, client.Brokers(brokers)), extra...)...)
+}
