@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -159,6 +160,23 @@ func TestSASLKafkaAndUsersAcrossRestart(t *testing.T) {
 	bob := kgoClient(t, []string{b.KafkaAddr}, sasl("bob", "bob-pw"), kgo.DefaultProduceTopic("a"), kgo.DisableIdempotentWrite(), kgo.RecordRetries(1))
 	if err := bob.ProduceSync(ctx, &kgo.Record{Value: []byte("no")}).FirstErr(); !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Fatalf("bob's produce: %v, want TOPIC_AUTHORIZATION_FAILED", err)
+	}
+	// Bob's admin requests over Kafka: each refused by name, nothing changed.
+	badm := kadm.NewClient(bob)
+	if r, err := badm.DeleteTopics(ctx, "a"); err != nil || !errors.Is(r["a"].Err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("bob deleting a: %v %v, want TOPIC_AUTHORIZATION_FAILED", r, err)
+	}
+	if r, err := badm.CreateTopics(ctx, 1, 1, nil, "bobs"); err != nil || !errors.Is(r["bobs"].Err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("bob creating bobs: %v %v, want TOPIC_AUTHORIZATION_FAILED", r, err)
+	}
+	if r, _ := badm.DeleteGroups(ctx, "g"); !errors.Is(r["g"].Err, kerr.GroupAuthorizationFailed) { // read on g, not delete
+		t.Fatalf("bob deleting g: %v, want GROUP_AUTHORIZATION_FAILED", r)
+	}
+	if r := badm.FetchManyOffsets(ctx, "other"); !errors.Is(r["other"].Err, kerr.GroupAuthorizationFailed) {
+		t.Fatalf("bob fetching other's offsets: %+v, want GROUP_AUTHORIZATION_FAILED", r["other"])
+	}
+	if ts, err := kadm.NewClient(alice).ListTopics(ctx); err != nil || !ts.Has("a") || ts.Has("bobs") {
+		t.Fatalf("topics after bob's requests: %v %v", ts.Names(), err)
 	}
 	wrong := kgoClient(t, []string{b.KafkaAddr}, sasl("alice", "nope"))
 	if err := wrong.Ping(ctx); !errors.Is(err, kerr.SaslAuthenticationFailed) {

@@ -94,15 +94,28 @@ func (c *conn) quietMay(op auth.Operation, r auth.Resource) bool {
 // splitTopics keeps in *ts the elements whose topic c may use with op and
 // returns the others.
 func splitTopics[T any](c *conn, ts *[]T, name func(*T) string, op auth.Operation) (denied []T) {
-	kept := (*ts)[:0]
-	for _, t := range *ts {
-		if c.mayTopic(op, name(&t)) {
-			kept = append(kept, t)
+	return split(ts, func(t *T) bool { return c.mayTopic(op, name(t)) })
+}
+
+// split keeps in *s the elements ok accepts and returns the others.
+func split[T any](s *[]T, ok func(*T) bool) (denied []T) {
+	kept := (*s)[:0]
+	for _, e := range *s {
+		if ok(&e) {
+			kept = append(kept, e)
 		} else {
-			denied = append(denied, t)
+			denied = append(denied, e)
 		}
 	}
-	*ts = kept
+	*s = kept
+	return denied
+}
+
+// splitNames is split returning the names of the elements it refused.
+func splitNames[T any](s *[]T, name func(*T) string, ok func(string) bool) (denied []string) {
+	for _, e := range split(s, func(e *T) bool { return ok(name(e)) }) {
+		denied = append(denied, name(&e))
+	}
 	return denied
 }
 

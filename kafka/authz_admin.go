@@ -18,16 +18,8 @@ func kerrOf(code int16) error { return kerr.ErrorForCode(code) }
 func createTopicsAuthz(c *conn, r kmsg.Request) (kmsg.Response, func(kmsg.Response)) {
 	req := r.(*kmsg.CreateTopicsRequest)
 	clusterOK := c.quietMay(auth.Create, auth.ClusterResource())
-	var denied []string
-	kept := req.Topics[:0]
-	for _, t := range req.Topics {
-		if clusterOK || c.mayTopic(auth.Create, t.Topic) {
-			kept = append(kept, t)
-		} else {
-			denied = append(denied, t.Topic)
-		}
-	}
-	req.Topics = kept
+	denied := splitNames(&req.Topics, func(t *kmsg.CreateTopicsRequestTopic) string { return t.Topic },
+		func(n string) bool { return clusterOK || c.mayTopic(auth.Create, n) })
 	return nil, func(r kmsg.Response) {
 		resp := r.(*kmsg.CreateTopicsResponse)
 		for _, t := range resp.Topics {
@@ -46,29 +38,14 @@ func createTopicsAuthz(c *conn, r kmsg.Request) (kmsg.Response, func(kmsg.Respon
 // unless the principal may delete every topic.
 func deleteTopicsAuthz(c *conn, r kmsg.Request) (kmsg.Response, func(kmsg.Response)) {
 	req := r.(*kmsg.DeleteTopicsRequest)
-	var denied []string
-	kept := req.TopicNames[:0]
-	for _, n := range req.TopicNames {
-		if c.mayTopic(auth.Delete, n) {
-			kept = append(kept, n)
-		} else {
-			denied = append(denied, n)
+	mayDelete := func(n string) bool { return c.mayTopic(auth.Delete, n) }
+	denied := splitNames(&req.TopicNames, func(n *string) string { return *n }, mayDelete)
+	denied = append(denied, splitNames(&req.Topics, func(t *kmsg.DeleteTopicsRequestTopic) string {
+		if t.Topic == nil {
+			return "*"
 		}
-	}
-	req.TopicNames = kept
-	keptT := req.Topics[:0]
-	for _, t := range req.Topics {
-		name := "*"
-		if t.Topic != nil {
-			name = *t.Topic
-		}
-		if c.mayTopic(auth.Delete, name) {
-			keptT = append(keptT, t)
-		} else {
-			denied = append(denied, name)
-		}
-	}
-	req.Topics = keptT
+		return *t.Topic
+	}, mayDelete)...)
 	return nil, func(r kmsg.Response) {
 		resp := r.(*kmsg.DeleteTopicsResponse)
 		for _, t := range resp.Topics {

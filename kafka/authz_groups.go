@@ -65,16 +65,8 @@ func offsetFetchAuthz(c *conn, r kmsg.Request) (kmsg.Response, func(kmsg.Respons
 		resp.ErrorCode = groupDenied
 		return resp, nil
 	}
-	var denied []string
-	kept := req.Groups[:0]
-	for _, g := range req.Groups {
-		if c.mayGroup(auth.Describe, g.Group) {
-			kept = append(kept, g)
-		} else {
-			denied = append(denied, g.Group)
-		}
-	}
-	req.Groups = kept
+	denied := splitNames(&req.Groups, func(g *kmsg.OffsetFetchRequestGroup) string { return g.Group },
+		func(g string) bool { return c.mayGroup(auth.Describe, g) })
 	if len(denied) == 0 {
 		return nil, nil
 	}
@@ -178,16 +170,8 @@ func listGroupsAuthz(c *conn, _ kmsg.Request) (kmsg.Response, func(kmsg.Response
 // deleteGroupsAuthz: delete on each group; deletions are audited.
 func deleteGroupsAuthz(c *conn, r kmsg.Request) (kmsg.Response, func(kmsg.Response)) {
 	req := r.(*kmsg.DeleteGroupsRequest)
-	var denied []string
-	kept := req.Groups[:0]
-	for _, g := range req.Groups {
-		if c.mayGroup(auth.Delete, g) {
-			kept = append(kept, g)
-		} else {
-			denied = append(denied, g)
-		}
-	}
-	req.Groups = kept
+	denied := splitNames(&req.Groups, func(g *string) string { return *g },
+		func(g string) bool { return c.mayGroup(auth.Delete, g) })
 	return nil, func(r kmsg.Response) {
 		resp := r.(*kmsg.DeleteGroupsResponse)
 		for _, g := range resp.Groups {
