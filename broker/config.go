@@ -139,7 +139,7 @@ type Config struct {
 	// run in parallel.
 	Journals int
 	// JournalSegmentBytes is the size of a journal's segment files; the
-	// tail one is held in memory (default 32 MiB).
+	// tail one is held in memory (default 8 MiB).
 	JournalSegmentBytes int
 	// JournalCheckpointInterval is how often the journal engine flushes the
 	// partitions' segment files and drops the journal records before that
@@ -201,7 +201,7 @@ func DefaultConfig() Config {
 		OpenConcurrency:           4,
 		StorageEngine:             EngineWAL,
 		Journals:                  1,
-		JournalSegmentBytes:       32 << 20,
+		JournalSegmentBytes:       8 << 20,
 		JournalCheckpointInterval: 5 * time.Second,
 	}
 }

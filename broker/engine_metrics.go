@@ -24,6 +24,7 @@ var (
 	descJRecords     = prometheus.NewDesc("skein_journal_records_total", "Journal records (one per batch appended, truncation, reset, retention move or deletion) made durable.", nil, nil)
 	descJBytes       = prometheus.NewDesc("skein_journal_bytes_total", "Journal record bytes made durable.", nil, nil)
 	descJCheckpoints = prometheus.NewDesc("skein_journal_checkpoints_total", "Journal checkpoints: partitions' segment files flushed and the journal truncated in front.", nil, nil)
+	descJNoSpace     = prometheus.NewDesc("skein_journal_nospace_total", "Journal groups the file system refused for want of space (cut back; their appends failed, nothing of them written).", nil, nil)
 	descJFsyncRate   = prometheus.NewDesc("skein_journal_fsyncs_per_second", "Journal fsyncs per second between the last two scrapes (at least 1 s apart).", nil, nil)
 	descJPerFsync    = prometheus.NewDesc("skein_journal_records_per_fsync", "Journal records per fsync between the last two scrapes (at least 1 s apart): how well appends to different partitions share an fsync.", nil, nil)
 	descMemBudget    = prometheus.NewDesc("skein_storage_memory_budget_bytes", "Memory the storage engine may hold, by part: journal_tail (the journals' in-memory tail segments), journal_pending (appends waiting for the next group commit).", []string{"part"}, nil)
@@ -31,7 +32,7 @@ var (
 )
 
 func (c *journalCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descJFsyncs, descJRecords, descJBytes, descJCheckpoints, descJFsyncRate, descJPerFsync, descMemBudget, descMemUsed} {
+	for _, d := range []*prometheus.Desc{descJFsyncs, descJRecords, descJBytes, descJCheckpoints, descJNoSpace, descJFsyncRate, descJPerFsync, descMemBudget, descMemUsed} {
 		ch <- d
 	}
 }
@@ -61,6 +62,7 @@ func (c *journalCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descJRecords, prometheus.CounterValue, float64(st.Records))
 	ch <- prometheus.MustNewConstMetric(descJBytes, prometheus.CounterValue, float64(st.Bytes))
 	ch <- prometheus.MustNewConstMetric(descJCheckpoints, prometheus.CounterValue, float64(st.Checkpoints))
+	ch <- prometheus.MustNewConstMetric(descJNoSpace, prometheus.CounterValue, float64(st.NoSpace))
 	ch <- prometheus.MustNewConstMetric(descJFsyncRate, prometheus.GaugeValue, rate)
 	ch <- prometheus.MustNewConstMetric(descJPerFsync, prometheus.GaugeValue, per)
 	n, o := float64(e.journals.Len()), e.journals.Options()

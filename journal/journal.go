@@ -19,10 +19,10 @@ import (
 type Options struct {
 	// SegmentBytes is tidwall's segment size. tidwall keeps the tail
 	// segment in memory, so this is the journal's main memory cost, whatever
-	// the number of partitions. Default 32 MiB.
+	// the number of partitions. Default 8 MiB.
 	SegmentBytes int
 	// MaxPendingBytes bounds the records waiting for the next group commit
-	// (a group is one tidwall entry); writers wait beyond it. Default 64 MiB.
+	// (a group is one tidwall entry); writers wait beyond it. Default 16 MiB.
 	MaxPendingBytes int
 	// CheckpointInterval is how often the background checkpoint flushes
 	// the partitions' segments and truncates the journal. Default 5 s;
@@ -36,8 +36,8 @@ type Options struct {
 }
 
 const (
-	DefaultSegmentBytes       = 32 << 20
-	DefaultMaxPendingBytes    = 64 << 20
+	DefaultSegmentBytes       = 8 << 20
+	DefaultMaxPendingBytes    = 16 << 20
 	DefaultCheckpointInterval = 5 * time.Second
 )
 

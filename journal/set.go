@@ -154,6 +154,7 @@ func (s *Set) Stats() Stats {
 		t.Records += st.Records
 		t.Bytes += st.Bytes
 		t.Checkpoints += st.Checkpoints
+		t.NoSpace += st.NoSpace
 		t.PendingBytes += st.PendingBytes
 		t.TailBytes += st.TailBytes
 	}
