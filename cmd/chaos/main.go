@@ -221,9 +221,13 @@ func printRun(w io.Writer, rep chaos.Report, dir string) {
 	if res.GroupReads > 0 {
 		fmt.Fprintf(tw, "  group\t%d records delivered (%d offsets more than once), %d commits acknowledged\n", res.GroupReads, res.GroupRedelivered, res.GroupCommits)
 	}
-	if k := res.Keys; k.Attempted > 0 {
-		fmt.Fprintf(tw, "  key updates\t%d attempted, %d acked, %d refused (mismatch, retried), %d indeterminate; %d GetKey reads; %d keys, longest chain %d\n",
-			k.Attempted, k.Acked, k.Refused, k.Indeterminate, k.Reads, k.Keys, k.LongestChain)
+	for _, k := range res.Keys {
+		removed := ""
+		if k.Compacted {
+			removed = fmt.Sprintf(", %d records compacted away", k.Removed)
+		}
+		fmt.Fprintf(tw, "  %s\t%d updates attempted, %d acked, %d refused (mismatch, retried), %d indeterminate; %d GetKey reads; %d keys, longest chain %d%s\n",
+			k.Topic, k.Attempted, k.Acked, k.Refused, k.Indeterminate, k.Reads, k.Keys, k.LongestChain, removed)
 	}
 	a := res.Anomalies
 	fmt.Fprintf(tw, "  anomalies\tlost %d, lost-at-offset %d, inconsistent %d, duplicate %d, unexpected %d, aborted %d\n",
@@ -231,8 +235,8 @@ func printRun(w io.Writer, rep chaos.Report, dir string) {
 	fmt.Fprintf(tw, "\tproducer-reorder %d, consumer-skip %d, consumer-backward %d, replica-loss %d, replica-diverge %d, hw-regression %d, epoch-order %d, ack-epoch %d\n",
 		a.ProducerReorder, a.ConsumerSkip, a.ConsumerBackward, a.ReplicaLoss, a.ReplicaDiverge, a.HWRegression, a.EpochOrder, a.AckEpoch)
 	fmt.Fprintf(tw, "\tcommit-regression %d, group-undelivered %d\n", a.CommitRegression, a.GroupUndelivered)
-	fmt.Fprintf(tw, "\tkey-lost-update %d, key-fork %d, key-aborted %d, key-unexpected %d, key-inconsistent %d, key-latest %d\n",
-		a.KeyLostUpdate, a.KeyFork, a.KeyAborted, a.KeyUnexpected, a.KeyInconsistent, a.KeyLatest)
+	fmt.Fprintf(tw, "\tkey-lost-update %d, key-fork %d, key-aborted %d, key-unexpected %d, key-inconsistent %d, key-latest %d, key-compacted-latest %d\n",
+		a.KeyLostUpdate, a.KeyFork, a.KeyAborted, a.KeyUnexpected, a.KeyInconsistent, a.KeyLatest, a.KeyCompactedLatest)
 	fmt.Fprintf(tw, "  liveness\tlongest unavailability %v, writes back %v after the last heal, slowest recovery %v\n",
 		res.MaxUnavailable.Round(10*time.Millisecond), res.RecoveredAfterHeal.Round(10*time.Millisecond), rep.SlowestRecovery.Round(100*time.Millisecond))
 	if rep.UnexpectedExits > 0 {

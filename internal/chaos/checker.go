@@ -41,6 +41,9 @@ type Anomalies struct {
 	KeyUnexpected   int `json:"key_unexpected"`   // a key topic record that does not decode or that no writer attempted
 	KeyInconsistent int `json:"key_inconsistent"` // GetKey answered a record the final read does not hold there
 	KeyLatest       int `json:"key_latest"`       // after the run, GetKey's answer for a key is not its last record
+	// A compacted key topic: a key whose latest acknowledged update is
+	// neither in the read from the beginning nor superseded there.
+	KeyCompactedLatest int `json:"key_compacted_latest"`
 }
 
 // Total is the sum of all anomaly counts.
@@ -48,7 +51,8 @@ func (a Anomalies) Total() int {
 	return a.Lost + a.LostAtOffset + a.Inconsistent + a.Duplicate + a.Unexpected + a.Aborted +
 		a.ProducerReorder + a.ConsumerSkip + a.ConsumerBackward + a.ReplicaLoss + a.ReplicaDiverge +
 		a.HWRegression + a.EpochOrder + a.AckEpoch + a.CommitRegression + a.GroupUndelivered +
-		a.KeyLostUpdate + a.KeyFork + a.KeyAborted + a.KeyUnexpected + a.KeyInconsistent + a.KeyLatest
+		a.KeyLostUpdate + a.KeyFork + a.KeyAborted + a.KeyUnexpected + a.KeyInconsistent + a.KeyLatest +
+		a.KeyCompactedLatest
 }
 
 // Result of judging one run.
@@ -58,8 +62,8 @@ type Result struct {
 	// The consumer group: records delivered (with repeats), offsets
 	// delivered more than once, and acknowledged commits.
 	GroupReads, GroupRedelivered, GroupCommits int
-	// Keys: the per-key conditional writers' figures.
-	Keys      KeyStats `json:"keys"`
+	// Keys: the per-key conditional writers' figures, per key topic.
+	Keys      []KeyStats `json:"keys"`
 	Anomalies Anomalies
 	Examples  map[string][]string `json:"examples,omitempty"` // anomaly json name -> human-readable examples (partition, offset, value in hex, producer, times)
 	// Liveness: per partition, the longest window with no successful send while sends were being attempted (G12 figure), and the time from HealAt to the first ok send after it (max over partitions; -1 if none).

@@ -21,7 +21,7 @@ func newKeyModel() *keyModel { return &keyModel{last: map[string]KeyRec{}, proc:
 
 // read records GetKey answering key's last record.
 func (m *keyModel) read(key string) KeyUpdate {
-	op := Op{Process: 1, Type: OK, F: FKeyRead, Offset: -1, Update: &KeyUpdate{Key: key}}
+	op := Op{Process: 1, Type: OK, F: FKeyRead, Offset: -1, Update: &KeyUpdate{Key: key}, Topic: "chaos-keys"}
 	if r, ok := m.last[key]; ok {
 		op.Offset, op.Update = r.Offset, &r.Update
 	}
@@ -40,7 +40,7 @@ func (m *keyModel) update(key string, outcome OpType, appended bool) KeyUpdate {
 	m.id++
 	m.proc++
 	u := KeyUpdate{ID: m.id, Key: key, Prev: prev, N: cur.N + 1}
-	m.h = append(m.h, Op{Process: m.proc, Type: Invoke, F: FKeyUpdate, Value: u.ID, Update: &u, Offset: -1})
+	m.h = append(m.h, Op{Process: m.proc, Type: Invoke, F: FKeyUpdate, Value: u.ID, Update: &u, Offset: -1, Topic: "chaos-keys"})
 	off := int64(-1)
 	if appended {
 		off = int64(len(m.recs))
@@ -49,7 +49,7 @@ func (m *keyModel) update(key string, outcome OpType, appended bool) KeyUpdate {
 		m.last[key] = r
 	}
 	if outcome != "" {
-		done := Op{Process: m.proc, Type: outcome, F: FKeyUpdate, Value: u.ID, Update: &u, Offset: -1}
+		done := Op{Process: m.proc, Type: outcome, F: FKeyUpdate, Value: u.ID, Update: &u, Offset: -1, Topic: "chaos-keys"}
 		if outcome == OK {
 			done.Offset = off
 		}
@@ -66,8 +66,8 @@ func (m *keyModel) ack(key string, prev int64, n uint32, appended bool) KeyUpdat
 	m.proc++
 	u := KeyUpdate{ID: m.id, Key: key, Prev: prev, N: n}
 	off := int64(len(m.recs))
-	m.h = append(m.h, Op{Process: m.proc, Type: Invoke, F: FKeyUpdate, Value: u.ID, Update: &u, Offset: -1},
-		Op{Process: m.proc, Type: OK, F: FKeyUpdate, Value: u.ID, Update: &u, Offset: off})
+	m.h = append(m.h, Op{Process: m.proc, Type: Invoke, F: FKeyUpdate, Value: u.ID, Update: &u, Offset: -1, Topic: "chaos-keys"},
+		Op{Process: m.proc, Type: OK, F: FKeyUpdate, Value: u.ID, Update: &u, Offset: off, Topic: "chaos-keys"})
 	if appended {
 		r := KeyRec{Offset: off, Update: u}
 		m.recs = append(m.recs, r)
@@ -87,7 +87,25 @@ func (m *keyModel) final() Final {
 			kf.Latest[k] = r
 		}
 	}
-	return Final{Keys: kf}
+	return Final{Keys: []*KeysFinal{kf}}
+}
+
+// compacted is the final read after a cleaner pass over the first half of
+// the log: there only each key's last record of that half stays.
+func (m *keyModel) compacted() Final {
+	f := m.final()
+	kf := f.Keys[0]
+	kf.Compacted = true
+	half := len(m.recs) / 2
+	var kept []KeyRec
+	for i, r := range m.recs {
+		superseded := i < half && slices.ContainsFunc(m.recs[i+1:half], func(o KeyRec) bool { return o.Update.Key == r.Update.Key })
+		if !superseded {
+			kept = append(kept, r)
+		}
+	}
+	kf.Reads[0] = kept
+	return f
 }
 
 // cleanKeyRun: a, b and c updated in turn, with a refused update (a
@@ -165,9 +183,9 @@ func TestCheckKeys(t *testing.T) {
 		{
 			name: "unexpected: a corrupt record and one nobody attempted",
 			plant: func(m *keyModel, f *Final) {
-				recs := f.Keys.Reads[0]
+				recs := f.Keys[0].Reads[0]
 				recs[3].Corrupt = true
-				f.Keys.Reads[0] = append(recs, KeyRec{Offset: int64(len(recs)), Update: KeyUpdate{ID: 999, Key: "zz", Prev: -1, N: 1}})
+				f.Keys[0].Reads[0] = append(recs, KeyRec{Offset: int64(len(recs)), Update: KeyUpdate{ID: 999, Key: "zz", Prev: -1, N: 1}})
 			},
 			// The corrupt record was an acknowledged update of a: it is
 			// lost, and a's next record no longer follows the one before
@@ -189,14 +207,23 @@ func TestCheckKeys(t *testing.T) {
 			name: "latest: after the run GetKey answers an older record of a",
 			plant: func(m *keyModel, f *Final) {
 				i := slices.IndexFunc(m.recs, func(r KeyRec) bool { return r.Update.Key == "a" })
-				f.Keys.Latest["a"] = m.recs[i]
+				f.Keys[0].Latest["a"] = m.recs[i]
 			},
 			want: Anomalies{KeyLatest: 1},
 		},
 		{
+			name: "a gap in a topic that is not compacted: a's first record is gone",
+			plant: func(m *keyModel, f *Final) {
+				f.Keys[0].Reads[0] = f.Keys[0].Reads[0][1:]
+			},
+			// Its ack is lost, a's next record is based on nothing there,
+			// and GetKey answered it once.
+			want: Anomalies{KeyLostUpdate: 1, KeyFork: 1, KeyInconsistent: 1},
+		},
+		{
 			name: "latest: after the run GetKey says c has no record",
 			plant: func(m *keyModel, f *Final) {
-				f.Keys.Latest["c"] = KeyRec{Offset: -1, Update: KeyUpdate{Key: "c"}}
+				f.Keys[0].Latest["c"] = KeyRec{Offset: -1, Update: KeyUpdate{Key: "c"}}
 			},
 			want: Anomalies{KeyLatest: 1},
 		},
@@ -226,8 +253,8 @@ func TestCheckKeys(t *testing.T) {
 func TestCheckKeysStats(t *testing.T) {
 	m := cleanKeyRun()
 	res := Check(m.h, m.final(), CheckOptions{})
-	want := KeyStats{Attempted: 17, Acked: 13, Refused: 1, Indeterminate: 3, Reads: 17, Records: 14, Keys: 3, LongestChain: 9}
-	if res.Keys != want {
+	want := []KeyStats{{Topic: "chaos-keys", Attempted: 17, Acked: 13, Refused: 1, Indeterminate: 3, Reads: 17, Records: 14, Keys: 3, LongestChain: 9}}
+	if !slices.Equal(res.Keys, want) {
 		t.Errorf("stats %+v, want %+v", res.Keys, want)
 	}
 }
@@ -255,5 +282,65 @@ func TestKeyUpdateEncoding(t *testing.T) {
 	}
 	if _, err := DecodeKeyUpdate([]byte("key-04"), b[:20]); err == nil {
 		t.Error("a short value decoded")
+	}
+}
+
+// On a compacted topic, records a later record of their key supersedes
+// may be gone; the latest acknowledged update of every key may not.
+func TestCheckKeysCompacted(t *testing.T) {
+	tests := []struct {
+		name  string
+		plant func(m *keyModel) Final
+		want  Anomalies
+	}{
+		{name: "clean", plant: func(m *keyModel) Final { return m.compacted() }},
+		{
+			name: "the cleaner dropped b's latest record and kept the one before",
+			plant: func(m *keyModel) Final {
+				f := m.compacted()
+				kf := f.Keys[0]
+				i := slices.IndexFunc(kf.Reads[0], func(r KeyRec) bool { return r == m.last["b"] })
+				kf.Reads[0] = slices.Delete(kf.Reads[0], i, i+1)
+				j := i - 1
+				for kf.Reads[0][j].Update.Key != "b" {
+					j--
+				}
+				kf.Latest["b"] = kf.Reads[0][j]
+				return f
+			},
+			want: Anomalies{KeyLostUpdate: 1, KeyCompactedLatest: 1},
+		},
+		{
+			name: "c's only record is gone",
+			plant: func(m *keyModel) Final {
+				f := m.compacted()
+				kf := f.Keys[0]
+				kf.Reads[0] = slices.DeleteFunc(kf.Reads[0], func(r KeyRec) bool { return r.Update.Key == "c" })
+				kf.Latest["c"] = KeyRec{Offset: -1, Update: KeyUpdate{Key: "c"}}
+				return f
+			},
+			want: Anomalies{KeyLostUpdate: 1, KeyCompactedLatest: 1},
+		},
+		{
+			name: "a record of a based on a record of c that is there",
+			plant: func(m *keyModel) Final {
+				m.ack("a", m.last["c"].Offset, m.last["a"].Update.N+3, true)
+				return m.compacted()
+			},
+			want: Anomalies{KeyFork: 1},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := cleanKeyRun()
+			f := tc.plant(m)
+			res := Check(m.h, f, CheckOptions{MaxExamples: 20})
+			if res.Anomalies != tc.want {
+				t.Errorf("anomalies %+v, want %+v\nexamples %v", res.Anomalies, tc.want, res.Examples)
+			}
+			if res.Keys[0].Removed == 0 {
+				t.Error("the compacted read removed nothing")
+			}
+		})
 	}
 }

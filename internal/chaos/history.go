@@ -80,8 +80,10 @@ type Op struct {
 	// AckEpoch, on an ok send, is the leader epoch the broker said it
 	// appended the record in (nil when it did not say: a duplicate).
 	AckEpoch *int32 `json:"ack_epoch,omitempty"`
-	// Update is the key update of FKeyUpdate and FKeyRead ops.
+	// Update is the key update of FKeyUpdate and FKeyRead ops, and Topic
+	// the key topic they are of.
 	Update *KeyUpdate `json:"update,omitempty"`
+	Topic  string     `json:"topic,omitempty"`
 	Err    string     `json:"err,omitempty"`
 }
 
@@ -112,8 +114,8 @@ type Final struct {
 	Reads    map[int32][]Rec        `json:"reads"`
 	HW       map[int32]int64        `json:"hw"`
 	Replicas map[int32][]ReplicaLog `json:"replicas"`
-	// Keys is the key topic read back (nil without key writers).
-	Keys *KeysFinal `json:"keys,omitempty"`
+	// Keys are the key topics read back (none without key writers).
+	Keys []*KeysFinal `json:"keys,omitempty"`
 }
 
 // Values: each produced record's value is unique: producer index << 32 |

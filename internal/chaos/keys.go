@@ -71,9 +71,12 @@ type KeyRec struct {
 	Corrupt bool      `json:"corrupt,omitempty"`
 }
 
-// KeysFinal is the key topic read back after heal and quiet.
+// KeysFinal is a key topic read back after heal and quiet.
 type KeysFinal struct {
 	Topic string `json:"topic"`
+	// Compacted: the topic's cleaner removes superseded records, so a key's
+	// chain may lack the records before the latest ones.
+	Compacted bool `json:"compacted,omitempty"`
 	// Reads: every partition from its start to its high watermark.
 	Reads map[int32][]KeyRec `json:"reads"`
 	HW    map[int32]int64    `json:"hw"`
@@ -125,7 +128,8 @@ func (w *Workload) runKeyWriter() error {
 			return nil
 		case <-time.After(time.Duration(20+w.intn(40)) * time.Millisecond):
 		}
-		if err := kw.update(w.pickKey()); err != nil {
+		topic := w.cfg.KeyTopics[w.intn(len(w.cfg.KeyTopics))]
+		if err := kw.update(topic, w.pickKey()); err != nil {
 			return err
 		}
 	}
@@ -144,7 +148,7 @@ func (w *Workload) pickKey() string {
 // key's last record is the one read; on a mismatch (or any failure) it
 // reads again and retries, up to 20 attempts. It returns an error only
 // when the producer was fenced.
-func (kw *keyWriter) update(key string) error {
+func (kw *keyWriter) update(topic, key string) error {
 	w := kw.w
 	for range 20 {
 		select {
@@ -152,7 +156,7 @@ func (kw *keyWriter) update(key string) error {
 			return nil
 		default:
 		}
-		last, n, ok := kw.read(key)
+		last, n, ok := kw.read(topic, key)
 		if !ok {
 			time.Sleep(100 * time.Millisecond)
 			continue
@@ -160,7 +164,7 @@ func (kw *keyWriter) update(key string) error {
 		// Think a little between the read and the write: other writers
 		// of a hot key get in between.
 		time.Sleep(time.Duration(w.intn(10)) * time.Millisecond)
-		typ, err := kw.append(KeyUpdate{ID: ValueID(kw.idx, kw.seq), Key: key, Prev: last, N: n + 1})
+		typ, err := kw.append(topic, KeyUpdate{ID: ValueID(kw.idx, kw.seq), Key: key, Prev: last, N: n + 1})
 		kw.seq++
 		switch {
 		case typ == OK:
@@ -176,15 +180,15 @@ func (kw *keyWriter) update(key string) error {
 
 // read returns key's last offset (-1: none) and update count, recording
 // the read; ok is false when GetKey failed.
-func (kw *keyWriter) read(key string) (last int64, n uint32, ok bool) {
+func (kw *keyWriter) read(topic, key string) (last int64, n uint32, ok bool) {
 	w := kw.w
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	kv, err := w.cl.GetKey(ctx, w.cfg.KeyTopic, client.AnyPartition, []byte(key))
+	kv, err := w.cl.GetKey(ctx, topic, client.AnyPartition, []byte(key))
 	cancel()
 	if err != nil {
 		return 0, 0, false
 	}
-	op := Op{Process: kw.reader, Type: OK, F: FKeyRead, Offset: -1,
+	op := Op{Process: kw.reader, Type: OK, F: FKeyRead, Offset: -1, Topic: topic,
 		Partition: int32(client.KeyPartition([]byte(key), w.cfg.Partitions)), Update: &KeyUpdate{Key: key}}
 	if kv.Found {
 		op.Offset = kv.Record.Offset
@@ -204,15 +208,15 @@ func (kw *keyWriter) read(key string) (last int64, n uint32, ok bool) {
 
 // append appends u on the condition that its key's last record is at
 // u.Prev, recording the invoke and the outcome under a fresh process.
-func (kw *keyWriter) append(u KeyUpdate) (OpType, error) {
+func (kw *keyWriter) append(topic string, u KeyUpdate) (OpType, error) {
 	w := kw.w
 	proc := w.h.Proc()
-	w.h.Add(Op{Process: proc, Type: Invoke, F: FKeyUpdate, Value: u.ID, Update: &u, Offset: -1})
+	w.h.Add(Op{Process: proc, Type: Invoke, F: FKeyUpdate, Value: u.ID, Update: &u, Offset: -1, Topic: topic})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	rec := &client.Record{Key: []byte(u.Key), Value: EncodeKeyUpdate(u)}
-	off, err := kw.p.ProduceIfKeys(ctx, w.cfg.KeyTopic, []client.KeyExpectation{{Key: rec.Key, Offset: u.Prev}}, rec)
+	off, err := kw.p.ProduceIfKeys(ctx, topic, []client.KeyExpectation{{Key: rec.Key, Offset: u.Prev}}, rec)
 	cancel()
-	op := Op{Process: proc, Type: classify(err), F: FKeyUpdate, Value: u.ID, Update: &u, Offset: -1,
+	op := Op{Process: proc, Type: classify(err), F: FKeyUpdate, Value: u.ID, Update: &u, Offset: -1, Topic: topic,
 		Partition: int32(client.KeyPartition(rec.Key, w.cfg.Partitions))}
 	if err == nil {
 		op.Offset, op.Partition = off, rec.Partition
@@ -223,11 +227,39 @@ func (kw *keyWriter) append(u KeyUpdate) (OpType, error) {
 	return op.Type, err
 }
 
-// readKeys reads the key topic back after the run: every partition from
-// its start to its high watermark, then every key's latest record.
-func (r *runner) readKeys() (*KeysFinal, []string) {
-	topic := r.cfg.Topic + keyTopicSuffix
-	f := &KeysFinal{Topic: topic, Reads: map[int32][]KeyRec{}, HW: map[int32]int64{}, Latest: map[string]KeyRec{}}
+// keyTopic is one topic of the key workload.
+type keyTopic struct {
+	name      string
+	compacted bool
+}
+
+// keyTopics are the run's key topics: the test topic's name with "-keys".
+func (r *runner) keyTopics() []keyTopic {
+	if r.cfg.KeyWriters == 0 {
+		return nil
+	}
+	return []keyTopic{{name: r.cfg.Topic + keyTopicSuffix}}
+}
+
+// config is the topic's configuration: tc with the key index.
+func (kt keyTopic) config(tc client.TopicConfig) client.TopicConfig {
+	tc.KeyIndex = true
+	return tc
+}
+
+func keyTopicNames(ts []keyTopic) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.name)
+	}
+	return out
+}
+
+// readKeys reads a key topic back after the run: every partition from its
+// start to its high watermark, then every key's latest record.
+func (r *runner) readKeys(kt keyTopic) (*KeysFinal, []string) {
+	topic := kt.name
+	f := &KeysFinal{Topic: topic, Compacted: kt.compacted, Reads: map[int32][]KeyRec{}, HW: map[int32]int64{}, Latest: map[string]KeyRec{}}
 	var short []string
 	for p := int32(0); p < int32(r.cfg.Partitions); p++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -140,7 +140,7 @@ func (r *runner) run(rep *Report) {
 	r.t.Cleanup(func() { wcl.Close() })
 	r.h = NewHistory()
 	w := StartWorkload(wcl, r.h, cfg.Seed, WorkloadConfig{Topic: cfg.Topic, Partitions: cfg.Partitions, Rate: cfg.Rate, GroupMembers: cfg.GroupMembers,
-		KeyWriters: cfg.KeyWriters, KeyTopic: cfg.Topic + keyTopicSuffix, Keys: cfg.Keys})
+		KeyWriters: cfg.KeyWriters, KeyTopics: keyTopicNames(r.keyTopics()), Keys: cfg.Keys})
 	sendingStopped := false
 	defer func() {
 		if !sendingStopped {
@@ -211,9 +211,8 @@ func (r *runner) startCluster(n *nemesis) {
 	r.t.Cleanup(func() { admin.Close() })
 	tc := client.TopicConfig{Partitions: int32(cfg.Partitions), ReplicationFactor: int32(min(3, cfg.Brokers)), MinInsyncReplicas: 2}
 	r.createTopic(cfg.Topic, tc)
-	if cfg.KeyWriters > 0 {
-		tc.KeyIndex = true
-		r.createTopic(cfg.Topic+keyTopicSuffix, tc)
+	for _, kt := range r.keyTopics() {
+		r.createTopic(kt.name, kt.config(tc))
 	}
 	if err := r.cluster.TryWaitHealthy(60 * time.Second); err != nil {
 		r.t.Fatalf("%v", err)
@@ -312,9 +311,9 @@ func (r *runner) readBack(w *Workload) (Final, []string) {
 			f.Replicas[p] = append(f.Replicas[p], ReplicaLog{Broker: id, HW: f.HW[p], Raw: raw, Recs: recs})
 		}
 	}
-	if r.cfg.KeyWriters > 0 {
-		keys, problems := r.readKeys()
-		f.Keys = keys
+	for _, kt := range r.keyTopics() {
+		keys, problems := r.readKeys(kt)
+		f.Keys = append(f.Keys, keys)
 		short = append(short, problems...)
 	}
 	return f, short

@@ -64,11 +64,11 @@ type WorkloadConfig struct {
 	// GroupMembers is the number of consumer group members sharing the
 	// topic (each replaced by a new instance now and then); 0 for none.
 	GroupMembers int
-	// KeyWriters is the number of per-key conditional writers of KeyTopic
-	// (a key-indexed topic of Partitions partitions), contending for Keys
-	// keys; 0 for none.
+	// KeyWriters is the number of per-key conditional writers of
+	// KeyTopics (key-indexed topics of Partitions partitions; each update
+	// goes to one drawn at random), contending for Keys keys; 0 for none.
 	KeyWriters int
-	KeyTopic   string
+	KeyTopics  []string
 	Keys       int
 }
 
