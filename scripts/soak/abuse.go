@@ -53,6 +53,10 @@ func (e *env) skein() (pb.SkeinClient, func(), error) {
 // for 16 MiB answers from the start of the normal topic and never reads
 // them.
 func unreadStreams(ctx context.Context, e *env) error {
+	start, err := e.logStarts(ctx)
+	if err != nil {
+		return err
+	}
 	var conns []*grpc.ClientConn
 	defer func() {
 		for _, c := range conns {
@@ -67,7 +71,7 @@ func unreadStreams(ctx context.Context, e *env) error {
 		conns = append(conns, conn)
 		c := pb.NewSkeinClient(conn)
 		for i := range 500 {
-			if _, err := c.Fetch(ctx, &pb.FetchRequest{Topic: normalTopic, Partition: int32(i % 3), MaxBytes: 16 << 20, LeaderEpoch: -1}); err != nil {
+			if _, err := c.Fetch(ctx, &pb.FetchRequest{Topic: normalTopic, Partition: int32(i % 3), Offset: start[i%3], MaxBytes: 16 << 20, LeaderEpoch: -1}); err != nil {
 				return err
 			}
 			e.abuse.Add(1)
@@ -160,14 +164,20 @@ func topicFlood(ctx context.Context, e *env) error {
 // slowConsumers runs 200 fetch streams from the start of the normal topic
 // that read one 1 MiB answer every 2 s.
 func slowConsumers(ctx context.Context, e *env) error {
+	start, err := e.logStarts(ctx)
+	if err != nil {
+		return err
+	}
 	c, done, err := e.skein()
 	if err != nil {
 		return err
 	}
 	defer done()
 	var wg sync.WaitGroup
+	var first sync.Once
+	var firstErr error
 	for i := range 200 {
-		st, err := c.Fetch(ctx, &pb.FetchRequest{Topic: normalTopic, Partition: int32(i % 3), MaxBytes: 1 << 20, LeaderEpoch: -1})
+		st, err := c.Fetch(ctx, &pb.FetchRequest{Topic: normalTopic, Partition: int32(i % 3), Offset: start[i%3], MaxBytes: 1 << 20, LeaderEpoch: -1})
 		if err != nil {
 			return err
 		}
@@ -176,6 +186,9 @@ func slowConsumers(ctx context.Context, e *env) error {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				if _, err := st.Recv(); err != nil {
+					if ctx.Err() == nil {
+						first.Do(func() { firstErr = fmt.Errorf("a slow consumer's stream ended: %w", err) })
+					}
 					return
 				}
 				e.abuse.Add(1)
@@ -187,7 +200,28 @@ func slowConsumers(ctx context.Context, e *env) error {
 		}()
 	}
 	wg.Wait()
-	return nil
+	return firstErr
+}
+
+// logStarts is the log start offset of each of the normal topic's
+// partitions: reading from offset 0 once retention has deleted the first
+// segments ends the stream at once (out of range), and the pattern would
+// hold nothing.
+func (e *env) logStarts(ctx context.Context) ([]int64, error) {
+	c, done, err := e.skein()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	out := make([]int64, 3)
+	for p := range out {
+		resp, err := c.ListOffsets(ctx, &pb.ListOffsetsRequest{Topic: normalTopic, Partition: int32(p), Spec: &pb.ListOffsetsRequest_Earliest{Earliest: true}})
+		if err != nil {
+			return nil, fmt.Errorf("log start of %s/%d: %w", normalTopic, p, err)
+		}
+		out[p] = resp.Offset
+	}
+	return out, nil
 }
 
 // greedyProducer sends at 10 MB/s under a client id whose produce quota

@@ -34,6 +34,35 @@ type summary struct {
 	// calmInflight is the least in-flight bytes seen in each calm spell:
 	// what the broker still holds once an abusive pattern has stopped.
 	calmInflight []int64
+	phases       []phaseTotal // per phase, in the order first seen
+}
+
+// phaseTotal is what one kind of phase added up to over the soak.
+type phaseTotal struct {
+	name             string
+	seconds, abusive int64
+	acked            int64
+}
+
+// phaseTotals adds up the seconds, abusive requests and normal acks of
+// each phase, so a pattern that did nothing (its streams refused at once,
+// say) shows. Pure.
+func phaseTotals(ss []sample) []phaseTotal {
+	var out []phaseTotal
+	idx := map[string]int{}
+	for i := 1; i < len(ss); i++ {
+		x, prev := ss[i], ss[i-1]
+		j, ok := idx[x.phase]
+		if !ok {
+			j = len(out)
+			idx[x.phase] = j
+			out = append(out, phaseTotal{name: x.phase})
+		}
+		out[j].seconds += int64((x.at - prev.at).Seconds())
+		out[j].abusive += x.abusive - prev.abusive
+		out[j].acked += x.acked - prev.acked
+	}
+	return out
 }
 
 // Serving is judged on the normal load's acknowledged records, per window:
@@ -96,6 +125,7 @@ func summarize(o options, ss []sample, errs map[string]int64) summary {
 		}
 	}
 	s.calmInflight = calmMinimums(ss)
+	s.phases = phaseTotals(ss)
 	ws := windows(ss)
 	s.windows = len(ws)
 	for _, w := range ws {
@@ -149,6 +179,10 @@ func (s summary) String() string {
 	}
 	fmt.Fprintf(&b, "seconds without a probe produce answered within 5 s: %d\n", len(s.probeDown))
 	fmt.Fprintf(&b, "seconds /readyz said not ready: %d\n", s.notReady)
+	for _, p := range s.phases {
+		fmt.Fprintf(&b, "phase %s: %d s, %d abusive requests, %d normal records acknowledged (%.0f/s)\n",
+			p.name, p.seconds, p.abusive, p.acked, float64(p.acked)/float64(max(p.seconds, 1)))
+	}
 	if len(s.calmInflight) > 0 {
 		fmt.Fprintf(&b, "in-flight bytes still held in each calm spell (least seen): %v\n", s.calmInflight)
 	}

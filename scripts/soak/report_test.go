@@ -73,3 +73,17 @@ func TestCalmMinimumsShowWhatAPatternLeftHeld(t *testing.T) {
 		t.Fatalf("calm minimums %v, want [30 5] (the calm before any pattern and unknown samples not counted)", got)
 	}
 }
+
+func TestPhaseTotals(t *testing.T) {
+	ss := []sample{
+		{at: 0, phase: "calm"},
+		{at: time.Second, phase: "bombs", abusive: 5, acked: 100},
+		{at: 2 * time.Second, phase: "bombs", abusive: 9, acked: 150},
+		{at: 3 * time.Second, phase: "calm", abusive: 9, acked: 400},
+	}
+	got := phaseTotals(ss)
+	want := []phaseTotal{{name: "bombs", seconds: 2, abusive: 9, acked: 150}, {name: "calm", seconds: 1, abusive: 0, acked: 250}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("phase totals %+v, want %+v", got, want)
+	}
+}
