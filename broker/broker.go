@@ -57,6 +57,11 @@ type Broker struct {
 	// leftover partition data is deleted only from metadata at least as new
 	// (0: not learnt yet). See stale.go.
 	sweepFloor atomic.Uint64
+	// swept: a sweep ran at or past sweepFloor and deleted all it found.
+	// Leftovers arise only while the broker is down (reconcile deletes
+	// what it closes), so later reconciles skip the sweep, which reads
+	// every topic directory; a deletion that fails clears it. See stale.go.
+	swept atomic.Bool
 
 	mu       sync.RWMutex // guards replicas and snap
 	replicas map[tp]*replica

@@ -21,7 +21,11 @@ import (
 // them, on start and at every reconcile, but only once this broker's
 // metadata has reached the controller's as it was after the broker started
 // (sweepFloor): older metadata could lack a topic created since or a
-// replica placed here since. planSweep decides; sweepStale does it.
+// replica placed here since. planSweep decides; sweepStale does it. Once a
+// sweep has deleted all it found, reconciles skip it (swept) until a
+// deletion fails: it reads every topic directory, and a reconcile runs at
+// every metadata change, so sweeping each time made creating a topic cost
+// O(topics) file system calls.
 
 // diskTopic is a topic directory found under the data directory.
 type diskTopic struct {
@@ -115,16 +119,19 @@ func listTopicDirs(dataDir string) ([]diskTopic, error) {
 }
 
 // sweepStale deletes leftover partition directories (planSweep) once snap
-// is at least the controller's metadata of after this broker started.
-// Called by reconcile, which holds reconcileMu.
+// is at least the controller's metadata of after this broker started, until
+// one sweep deleted all it found (b.swept). Called by reconcile, which
+// holds reconcileMu.
 func (b *Broker) sweepStale(snap *cluster.Snapshot) {
 	floor := b.sweepFloor.Load()
-	if floor == 0 || snap.Version < floor {
+	if floor == 0 || snap.Version < floor || b.swept.Load() {
 		return
 	}
+	b.swept.Store(true) // a failed deletion below clears it
 	disk, err := listTopicDirs(b.cfg.DataDir)
 	if err != nil {
 		b.log.Error("could not list the data directory for leftover partitions", "err", err)
+		b.swept.Store(false)
 		return
 	}
 	b.mu.RLock()
@@ -148,17 +155,20 @@ func (b *Broker) sweepStale(snap *cluster.Snapshot) {
 // discardDir has the journals forget the logs of a directory, renames it
 // aside under the topics directory (atomic: a crash leaves it whole or
 // marked deleted, and a restart finishes the job) and deletes it in the
-// background.
+// background. When that fails the directory stays, and the next reconcile
+// sweeps again (b.swept cleared).
 func (b *Broker) discardDir(src, label string) {
 	if err := b.forgetLogs(src); err != nil {
 		// Keep the data: a replay could write deleted records into it.
 		b.log.Error("could not record the deletion of the logs in the journal; the directory stays", "dir", src, "err", err)
+		b.swept.Store(false)
 		return
 	}
 	dst := filepath.Join(b.cfg.DataDir, topicsDir, fmt.Sprintf("%s%s-%d", deletedPrefix, label, time.Now().UnixNano()))
 	if err := os.Rename(src, dst); err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			b.log.Error("could not delete a directory", "dir", src, "err", err)
+			b.swept.Store(false)
 		}
 		return
 	}

@@ -125,4 +125,22 @@ func TestSweepStaleWaitsForCurrentMetadata(t *testing.T) {
 	if len(ents) != 1 || ents[0].Name() != "a" {
 		t.Errorf("left in %s: %v; want only a (nothing renamed aside left over)", base, ents)
 	}
+
+	// Swept once: later metadata changes do not read the data directory
+	// again (reconcile deletes what it closes itself), so a leftover made
+	// behind the broker's back now stays until a restart.
+	mkdirs(t, filepath.Join(base, "late", "0"))
+	snap.Version = 12
+	b.sweepStale(snap)
+	b.bg.Wait()
+	if !exists("late/0") {
+		t.Fatal("a second sweep ran after one that deleted all it found")
+	}
+	// A deletion that failed makes the next reconcile sweep again.
+	b.swept.Store(false)
+	b.sweepStale(snap)
+	b.bg.Wait()
+	if exists("late") {
+		t.Fatal("the sweep after a failed deletion did not run")
+	}
 }
