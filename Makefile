@@ -44,10 +44,14 @@ cluster-wipe:
 
 ## chaos: the fault-injection suite's CI tier (root); chaos-long: the long tier;
 ## ENGINE=journal runs the brokers on that storage engine
-## (10 runs x 5 min of mixed faults, then 10 x 5 min with none: about 2 hours)
-.PHONY: chaos chaos-long
+## (10 runs x 5 min of mixed faults, then 10 x 5 min with none: about 2 hours);
+## chaos-secure: the mix with TLS, mutual TLS between brokers, ACLs and SCRAM clients
+.PHONY: chaos chaos-long chaos-secure
 chaos:
 	$(GO) run ./cmd/chaos -seed 1 -runs 4 -duration 40s -scenario process,partition,storage,mix $(if $(ENGINE),-storage-engine $(ENGINE))
+	$(GO) run ./cmd/chaos -secure -seed 5 -runs 1 -duration 20s -scenario mix $(if $(ENGINE),-storage-engine $(ENGINE))
+chaos-secure:
+	$(GO) run ./cmd/chaos -secure -seed 1 -runs 2 -duration 40s -scenario mix $(if $(ENGINE),-storage-engine $(ENGINE))
 chaos-long:
 	$(GO) run ./cmd/chaos -seed 100 -runs 10 -duration 5m -scenario mix $(if $(ENGINE),-storage-engine $(ENGINE))
 	$(GO) run ./cmd/chaos -seed 200 -runs 10 -duration 5m -scenario none $(if $(ENGINE),-storage-engine $(ENGINE))

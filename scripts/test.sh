@@ -6,7 +6,8 @@
 #   4. multi-process tier: the real broker, produce and consume binaries
 #   5. fault-injection tier (cmd/chaos, needs root): four seeded 40 s runs
 #      (process faults, network partitions, storage damage, the mix with a
-#      full disk), each checked for every anomaly of RELIABILITY.md
+#      full disk), each checked for every anomaly of RELIABILITY.md, and a
+#      20 s run of the mix with TLS, mutual TLS, ACLs and SCRAM clients
 #   6. container tier (scripts/test-deploy.sh): deploy/ validated, the image
 #      built, the docker-compose cluster run, a broker killed and restarted
 # Set SKEIN_SKIP_E2E=1 to stop after the unit tier, SKEIN_SKIP_CHAOS=1 to
@@ -33,6 +34,7 @@ grep -E '^(Benchmark|ok|FAIL)' /tmp/skein-bench.txt | sed 's/^/  /' | head -60
 if [ "${SKEIN_SKIP_E2E:-}" = 1 ]; then echo "multi-process tier skipped (SKEIN_SKIP_E2E=1)"; exit 0; fi
 # The fault-injection tier's runs: `make chaos` runs the same.
 CHAOS_CI_ARGS="-seed 1 -runs 4 -duration 40s -scenario process,partition,storage,mix"
+CHAOS_CI_SECURE_ARGS="-secure -seed 5 -runs 1 -duration 20s -scenario mix"
 
 step "multi-process tier"
 bin=$(mktemp -d)
@@ -46,7 +48,7 @@ else
   step "fault-injection tier"
   chaosdir=$(mktemp -d)
   trap 'rm -rf "$bin" "$chaosdir"' EXIT
-  "$bin/chaos" -bin "$bin" -dir "$chaosdir" $CHAOS_CI_ARGS || {
+  { "$bin/chaos" -bin "$bin" -dir "$chaosdir" $CHAOS_CI_ARGS && "$bin/chaos" -bin "$bin" -dir "$chaosdir" $CHAOS_CI_SECURE_ARGS; } || {
     echo "fault-injection tier failed: the failed runs' histories and broker logs are under $chaosdir"
     trap 'rm -rf "$bin"' EXIT
     exit 1

@@ -11,6 +11,7 @@
 //	go run ./cmd/chaos -seed 7 -runs 10 -duration 5m  # the long tier
 //	go run ./cmd/chaos -scenario none -runs 10 -duration 5m
 //	go run ./cmd/chaos -seed 12 -scenario storage     # replay one run by its seed
+//	go run ./cmd/chaos -secure -runs 2                # TLS, mutual TLS, ACLs, SCRAM clients
 //
 // Run N uses seed+N (and, with a list of scenarios, the N-th of the list,
 // cycling). Each run prints its faults and a table; the last line
@@ -53,7 +54,7 @@ type options struct {
 	duration                   time.Duration
 	scenarios                  []string
 	dir, bin, engine           string
-	jsonOut, cleanup           bool
+	jsonOut, cleanup, secure   bool
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -100,6 +101,7 @@ func parseOptions(args []string, stderr io.Writer) (o options, code int, ok bool
 	fs.IntVar(&o.keyWriters, "key-writers", 4, "per-key conditional writers (read a key with GetKey, append its next update with ProduceIfKeys, retry on a mismatch) of a key-indexed topic beside the test topic; 0 for none")
 	fs.IntVar(&o.keys, "keys", 12, "keys the key writers contend for (the first three are hot)")
 	fs.StringVar(&o.engine, "storage-engine", "", "the brokers' --storage-engine: wal or journal (default: the broker's default)")
+	fs.BoolVar(&o.secure, "secure", false, "run the brokers with TLS on every listener (mutual TLS between brokers), encrypted gossip and ACLs, certificates made by `broker certs create`, and the workload as a SCRAM user over TLS")
 	fs.BoolVar(&o.jsonOut, "json", false, "print each run's report as a JSON line on stdout instead of the table")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "remove namespaces and bridges that killed runs left behind, and exit")
 	fs.Usage = func() {
@@ -184,7 +186,7 @@ func runAll(o options, stdout, stderr io.Writer) int {
 		}
 		rep := chaos.Run(chaos.Config{Seed: s, Duration: o.duration, Scenario: sc, Dir: runDir,
 			Rate: o.rate, Partitions: o.parts, GroupMembers: o.members,
-			KeyWriters: o.keyWriters, Keys: o.keys, StorageEngine: o.engine, Logf: logf})
+			KeyWriters: o.keyWriters, Keys: o.keys, StorageEngine: o.engine, Secure: o.secure, Logf: logf})
 		reports = append(reports, rep)
 		if !rep.Pass {
 			failed++
@@ -213,7 +215,11 @@ func printRun(w io.Writer, rep chaos.Report, dir string) {
 	if !rep.Pass {
 		verdict = "FAIL"
 	}
-	fmt.Fprintf(w, "\nrun seed=%d scenario=%s duration=%v elapsed=%v: %s\n", rep.Seed, rep.Scenario, rep.Duration, rep.Elapsed, verdict)
+	sec := ""
+	if rep.Secure {
+		sec = " secure"
+	}
+	fmt.Fprintf(w, "\nrun seed=%d scenario=%s%s duration=%v elapsed=%v: %s\n", rep.Seed, rep.Scenario, sec, rep.Duration, rep.Elapsed, verdict)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  faults\t%s\n", faultList(rep.Faults))
 	fmt.Fprintf(tw, "  sends\t%d attempted, %d acked, %d failed, %d indeterminate\n", res.Attempted, res.Acked, res.Failed, res.Indeterminate)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/skeinlog/skein/client"
-	"github.com/skeinlog/skein/internal/proctest"
 )
 
 // Faults the nemesis can inject, by name. Each is applied to one broker
@@ -353,7 +352,12 @@ func mountTmpfs(dir string, size int64) (func(), error) {
 	return func() { syscall.Unmount(dir, syscall.MNT_DETACH) }, nil
 }
 
-// anyClient is a client for the cluster's current addresses.
-func anyClient(c *proctest.Cluster) (*client.Client, error) {
-	return client.New(client.Brokers(c.Addrs()...), client.RequestTimeout(5*time.Second))
+// client is a client for the cluster's current addresses: in a secure run
+// the SCRAM user over TLS.
+func (r *runner) client() (*client.Client, error) {
+	opts := []client.ClientOpt{client.Brokers(r.cluster.Addrs()...), client.RequestTimeout(5 * time.Second)}
+	if r.sec != nil {
+		opts = append(opts, r.sec.user...)
+	}
+	return client.New(opts...)
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/skeinlog/skein/proto/batch"
 	pb "github.com/skeinlog/skein/proto/skeinv1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Config is one run.
@@ -46,6 +45,10 @@ type Config struct {
 	Topic      string
 	// StorageEngine is the brokers' --storage-engine ("" for their default).
 	StorageEngine string
+	// Secure runs the brokers with TLS on every listener (mutual TLS
+	// between brokers), encrypted gossip and ACLs, and the workload as a
+	// SCRAM user over TLS (see security).
+	Secure bool
 	// Logf receives progress lines.
 	Logf func(format string, args ...any)
 }
@@ -54,6 +57,7 @@ type Config struct {
 type Report struct {
 	Seed     uint64         `json:"seed"`
 	Scenario string         `json:"scenario"`
+	Secure   bool           `json:"secure,omitempty"`
 	Duration time.Duration  `json:"duration"`
 	Elapsed  time.Duration  `json:"elapsed"`
 	Faults   map[string]int `json:"faults"`
@@ -93,7 +97,7 @@ func Run(cfg Config) (rep Report) {
 	currentMu.Lock()
 	current = r.t
 	currentMu.Unlock()
-	rep = Report{Seed: cfg.Seed, Scenario: cfg.Scenario, Duration: cfg.Duration, Faults: map[string]int{}}
+	rep = Report{Seed: cfg.Seed, Scenario: cfg.Scenario, Secure: cfg.Secure, Duration: cfg.Duration, Faults: map[string]int{}}
 	start := time.Now()
 	defer func() {
 		if p := recover(); p != nil {
@@ -117,6 +121,7 @@ type runner struct {
 	lab     *proctest.NetLab
 	cluster *proctest.Cluster
 	admin   *client.Client
+	sec     *security // nil unless Config.Secure
 	h       *History
 	ops     []Op
 	final   Final
@@ -133,7 +138,7 @@ func (r *runner) run(rep *Report) {
 	r.startCluster(n)
 
 	// The workload's client knows every broker.
-	wcl, err := anyClient(r.cluster)
+	wcl, err := r.client()
 	if err != nil {
 		r.t.Fatalf("%v", err)
 	}
@@ -202,8 +207,24 @@ func (r *runner) startCluster(n *nemesis) {
 	if cfg.StorageEngine != "" {
 		args = append(args, "--storage-engine", cfg.StorageEngine)
 	}
-	r.cluster = proctest.StartNetnsClusterIn(r.t, r.lab, dirs, logs, args...)
-	admin, err := anyClient(r.cluster)
+	var adminOpts []client.ClientOpt
+	if cfg.Secure {
+		var hosts []string
+		for id := int32(1); id <= int32(cfg.Brokers); id++ {
+			hosts = append(hosts, r.lab.IP(id))
+		}
+		sec, err := newSecurity(r.t, filepath.Join(cfg.Dir, "certs"), hosts)
+		if err != nil {
+			r.t.Fatalf("secure run: %v", err)
+		}
+		r.sec, adminOpts = sec, sec.admin
+		args = append(args, sec.brokerArgs...)
+	}
+	r.cluster = proctest.StartNetnsClusterWith(r.t, r.lab, dirs, logs, adminOpts, args...)
+	if r.sec != nil {
+		r.sec.createUser(r.t, r.cluster.Addrs())
+	}
+	admin, err := r.client()
 	if err != nil {
 		r.t.Fatalf("%v", err)
 	}
@@ -216,6 +237,11 @@ func (r *runner) startCluster(n *nemesis) {
 	}
 	if err := r.cluster.TryWaitHealthy(60 * time.Second); err != nil {
 		r.t.Fatalf("%v", err)
+	}
+	if r.sec != nil {
+		if err := r.sec.checkRefusals(r.cluster.Addrs(), cfg.Topic); err != nil {
+			r.t.Fatalf("secure run: %v", err)
+		}
 	}
 }
 
@@ -303,7 +329,7 @@ func (r *runner) readBack(w *Workload) (Final, []string) {
 		short = append(short, r.leftovers(p, d.Partitions[p].Replicas)...)
 		// Every replica the metadata names (replicas moved away are gone).
 		for _, id := range d.Partitions[p].Replicas {
-			raw, recs, err := localLog(r.cluster.Brokers[id].PeerAddr, r.cfg.Topic, p, f.HW[p])
+			raw, recs, err := localLog(r.cluster.Brokers[id].PeerAddr, r.sec.peerDialOption(), r.cfg.Topic, p, f.HW[p])
 			if err != nil {
 				short = append(short, fmt.Sprintf("replica %d of partition %d: %v", id, p, err))
 				continue
@@ -368,9 +394,8 @@ func decodeRec(off int64, epoch int32, value []byte) Rec {
 // localLog reads a broker's own copy of a partition below upTo (the
 // test-only LocalLog RPC on its inter-broker address), as stored bytes and
 // decoded records.
-func localLog(addr, topic string, p int32, upTo int64) ([]byte, []Rec, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+func localLog(addr string, dial grpc.DialOption, topic string, p int32, upTo int64) ([]byte, []Rec, error) {
+	conn, err := grpc.NewClient(addr, dial, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
 		return nil, nil, err
 	}

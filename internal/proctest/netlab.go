@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/skeinlog/skein/client"
 )
 
 // NetLab is a private network the test builds: one network namespace per
@@ -172,8 +174,15 @@ func StartNetnsCluster(t TB, l *NetLab, n int, extra ...string) *Cluster {
 // files that receive their logs.
 func StartNetnsClusterIn(t TB, l *NetLab, dirs, logs []string, extra ...string) *Cluster {
 	t.Helper()
+	return StartNetnsClusterWith(t, l, dirs, logs, nil, extra...)
+}
+
+// StartNetnsClusterWith is StartNetnsClusterIn whose clients (WaitHealthy)
+// take opts, such as client.TLSConfig for brokers serving TLS.
+func StartNetnsClusterWith(t TB, l *NetLab, dirs, logs []string, opts []client.ClientOpt, extra ...string) *Cluster {
+	t.Helper()
 	n := len(dirs)
-	c := &Cluster{t: t, Brokers: map[int32]*Broker{}, extra: extra}
+	c := &Cluster{t: t, Brokers: map[int32]*Broker{}, extra: extra, ClientOpts: opts}
 	for i := 1; i <= n; i++ {
 		id := int32(i)
 		ip := l.IP(id)
