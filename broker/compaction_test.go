@@ -169,13 +169,42 @@ func TestCompactionUnderLiveTraffic(t *testing.T) {
 		t.Fatal("the live consumer read nothing")
 	}
 
-	// Read from the beginning until the cleaner has done its work.
+	waitCompacted(t, ctx, c, "accounts", latest)
+
+	// The metrics say what the cleaner did.
+	for _, m := range []string{"skein_cleaner_bytes_cleaned_total ", "skein_cleaner_tombstones_removed_total ", "skein_cleaner_bytes_freed_total "} {
+		if !metricAbove(t, b.HTTPAddr(), m) {
+			t.Fatalf("metric %s missing or zero", m)
+		}
+	}
+	resp, err := http.Get("http://" + b.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `skein_cleaner_dirty_ratio{partition="0",topic="accounts"} `) {
+		t.Fatal("no dirty ratio for the compacted partition")
+	}
+}
+
+// waitCompacted reads topic from the beginning until it holds exactly the
+// latest value of every key of latest (keys named filler-* left out), and
+// none whose latest record is a tombstone; then checks GetKey.
+func waitCompacted(t *testing.T, ctx context.Context, c *client.Client, topic string, latest map[string]kv) {
+	t.Helper()
 	var got map[string]kv
 	deadline := time.Now().Add(60 * time.Second)
+	live := 0
+	for _, e := range latest {
+		if !e.tombstone {
+			live++
+		}
+	}
 	for {
 		got = map[string]kv{}
 		dups := 0
-		for _, rec := range readLog(t, ctx, c, "accounts") {
+		for _, rec := range readLog(t, ctx, c, topic) {
 			if strings.HasPrefix(string(rec.Key), "filler-") {
 				continue
 			}
@@ -183,12 +212,6 @@ func TestCompactionUnderLiveTraffic(t *testing.T) {
 				dups++
 			}
 			got[string(rec.Key)] = kv{value: string(rec.Value), tombstone: rec.Value == nil, offset: rec.Offset}
-		}
-		live := 0
-		for _, e := range latest {
-			if !e.tombstone {
-				live++
-			}
 		}
 		if dups == 0 && len(got) == live {
 			break
@@ -206,25 +229,107 @@ func TestCompactionUnderLiveTraffic(t *testing.T) {
 		case !want.tombstone && (!ok || g != want):
 			t.Fatalf("key %s: read %+v, latest is %+v", k, g, want)
 		}
-		kvl, err := c.GetKey(ctx, "accounts", 0, []byte(k))
+		kvl, err := c.GetKey(ctx, topic, 0, []byte(k))
 		if err != nil || kvl.Found == want.tombstone || kvl.Found && (kvl.Record.Offset != want.offset || string(kvl.Record.Value) != want.value) {
 			t.Fatalf("GetKey(%s) = %+v %v, latest %+v", k, kvl, err, want)
 		}
 	}
+}
 
-	// The metrics say what the cleaner did.
-	resp, err := http.Get("http://" + b.HTTPAddr() + "/metrics")
+// produceUpdates produces rounds of 20 updates (one in eight a tombstone)
+// over keys, then enough filler records to seal them all in segments, and
+// records each key's latest in latest.
+func produceUpdates(t *testing.T, ctx context.Context, p *client.Producer, topic string, r *rand.Rand, rounds, keys int, latest map[string]kv) {
+	t.Helper()
+	for i := 0; i < rounds; i++ {
+		var recs []*client.Record
+		for j := 0; j < 20; j++ {
+			rec := &client.Record{Topic: topic, Key: []byte(fmt.Sprintf("acct-%d", r.IntN(keys)))}
+			if r.IntN(8) != 0 {
+				rec.Value = []byte(fmt.Sprintf("balance %d/%d %s", i, j, strings.Repeat("x", r.IntN(80))))
+			}
+			recs = append(recs, rec)
+		}
+		if err := p.ProduceSync(ctx, recs...); err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range recs {
+			latest[string(rec.Key)] = kv{value: string(rec.Value), tombstone: rec.Value == nil, offset: rec.Offset}
+		}
+	}
+	for i := 0; i < 40; i++ {
+		var recs []*client.Record
+		for j := 0; j < 20; j++ {
+			recs = append(recs, &client.Record{Topic: topic, Key: []byte(fmt.Sprintf("filler-%d-%d", r.Int64(), j)), Value: []byte(strings.Repeat("f", 40))})
+		}
+		if err := p.ProduceSync(ctx, recs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCompactionOnLeaderAndFollowers: three replicas of a compacted
+// partition each compact on their own broker; the leader serves each key's
+// latest value, and so does a follower that takes over when the leader is
+// killed, and the cluster goes on producing and compacting after it.
+func TestCompactionOnLeaderAndFollowers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three brokers with gossip and Raft")
+	}
+	cl := brokertest.NewCluster(t, 3, brokertest.WithConfig(func(c *broker.Config) {
+		c.SegmentBytes = 16 << 10
+		c.CleanerInterval = 50 * time.Millisecond
+		c.CleanerIOBytesPerSec = 64 << 20
+	}))
+	ctx := cl.Context(120 * time.Second)
+	c, err := client.New(client.Brokers(cl.Addrs()...))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
+	if _, err := c.CreateTopic(ctx, "kv", client.TopicConfig{Partitions: 1, ReplicationFactor: 3, KeyIndex: true,
+		CleanupPolicy: "compact", DeleteRetentionMs: 200}); err != nil {
+		t.Fatal(err)
+	}
+	leader := cl.WaitLeader("kv", 0, 20*time.Second)
+	p, err := c.NewProducer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r := rand.New(rand.NewPCG(3, 4))
+	latest := map[string]kv{}
+	produceUpdates(t, ctx, p, "kv", r, 100, 50, latest)
+	time.Sleep(200 * time.Millisecond) // past the tombstones' retention
+	waitCompacted(t, ctx, c, "kv", latest)
+	// Every broker's cleaner compacted its own replica.
+	for id := int32(1); id <= 3; id++ {
+		cl.WaitFor(fmt.Sprintf("broker %d's cleaner", id), 60*time.Second, func() bool {
+			return metricAbove(t, cl.Broker(id).HTTPAddr(), "skein_cleaner_bytes_cleaned_total ")
+		})
+	}
+	cl.Kill(leader)
+	if nl := cl.WaitLeader("kv", 0, 20*time.Second); nl == leader {
+		t.Fatalf("broker %d still leads after being killed", leader)
+	}
+	waitCompacted(t, ctx, c, "kv", latest)
+	produceUpdates(t, ctx, p, "kv", r, 40, 50, latest)
+	time.Sleep(200 * time.Millisecond)
+	waitCompacted(t, ctx, c, "kv", latest)
+}
+
+// metricAbove reports whether the broker's /metrics line starting with
+// name has a value other than 0.
+func metricAbove(t *testing.T, httpAddr, name string) bool {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		return false
+	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"skein_cleaner_bytes_cleaned_total ", "skein_cleaner_tombstones_removed_total ", `skein_cleaner_dirty_ratio{partition="0",topic="accounts"}`} {
-		i := strings.Index(string(body), m)
-		if i < 0 || strings.HasPrefix(string(body[i+len(m):]), "0\n") {
-			t.Fatalf("metric %s missing or zero", m)
-		}
-	}
+	i := strings.Index(string(body), "\n"+name)
+	return i >= 0 && !strings.HasPrefix(string(body[i+1+len(name):]), "0\n")
 }
 
 // TestCompactedTopicBadInput: bad settings and keyless records are

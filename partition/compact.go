@@ -204,6 +204,9 @@ func (p *Partition) Clean(opts CleanOptions) (CleanResult, error) {
 		if errors.Is(err, wal.ErrSegmentChanged) {
 			break // truncated or reset meanwhile: the next pass sees the log as it is
 		}
+		if errors.Is(err, wal.ErrClosed) {
+			return res, ErrClosed // the partition closed meanwhile
+		}
 		if err != nil {
 			return res, fmt.Errorf("%w: compact the segment at offset %d: %v", ErrStorage, s.BaseOffset, p.readFailed(err))
 		}
@@ -242,6 +245,9 @@ func (p *Partition) latestOffsets(start, end int64, throttle func(int)) (map[str
 				}
 			})
 		})
+		if errors.Is(err, wal.ErrClosed) {
+			return nil, read, ErrClosed
+		}
 		if err != nil {
 			return nil, read, fmt.Errorf("%w: cleaner: read at offset %d: %v", ErrStorage, next, p.readFailed(err))
 		}

@@ -192,21 +192,12 @@ func Validate(buf []byte, lim Limits) (Info, error) {
 // magic, CRC, record count and last offset delta, attributes, and a
 // producer id, epoch and sequence that belong together.
 func checkHeader(buf []byte) (View, error) {
-	v, rest, err := Next(buf)
+	v, rest, err := nextChecked(buf)
 	if err != nil {
 		return nil, err
 	}
-	if v == nil {
-		return nil, fmt.Errorf("%w: empty batch", ErrInvalid)
-	}
 	if len(rest) != 0 {
 		return nil, fmt.Errorf("%w: %d bytes after the batch", ErrInvalid, len(rest))
-	}
-	if v.MagicByte() != Magic {
-		return nil, fmt.Errorf("%w: magic %d, want %d", ErrInvalid, v.MagicByte(), Magic)
-	}
-	if !v.VerifyCRC() {
-		return nil, ErrCRC
 	}
 	count := v.RecordCount()
 	if count < 1 {

@@ -62,21 +62,31 @@ func (v View) Filter(keep func(offset int64, key, value []byte, ts int64) bool) 
 // + 1; fewer, even none, once the cleaner of a compacted topic removed
 // records). It returns the batch alone (buf may hold more after it).
 func CheckStored(buf []byte) (View, error) {
-	v, _, err := Next(buf)
+	v, _, err := nextChecked(buf)
 	if err != nil {
 		return nil, err
-	}
-	if v == nil {
-		return nil, fmt.Errorf("%w: empty batch", ErrInvalid)
-	}
-	if v.MagicByte() != Magic {
-		return nil, fmt.Errorf("%w: magic %d, want %d", ErrInvalid, v.MagicByte(), Magic)
-	}
-	if !v.VerifyCRC() {
-		return nil, ErrCRC
 	}
 	if c, d := v.RecordCount(), v.LastOffsetDelta(); c < 0 || d < 0 || c > d+1 {
 		return nil, fmt.Errorf("%w: record count %d with last offset delta %d", ErrInvalid, c, d)
 	}
 	return v, nil
+}
+
+// nextChecked is Next for a batch that must be there, with its magic and
+// CRC checked; rest is what follows it.
+func nextChecked(buf []byte) (v View, rest []byte, err error) {
+	v, rest, err = Next(buf)
+	if err != nil {
+		return nil, nil, err
+	}
+	if v == nil {
+		return nil, nil, fmt.Errorf("%w: empty batch", ErrInvalid)
+	}
+	if v.MagicByte() != Magic {
+		return nil, nil, fmt.Errorf("%w: magic %d, want %d", ErrInvalid, v.MagicByte(), Magic)
+	}
+	if !v.VerifyCRC() {
+		return nil, nil, ErrCRC
+	}
+	return v, rest, nil
 }
