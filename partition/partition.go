@@ -708,6 +708,15 @@ func (p *Partition) BecomeFollower(leader int32, epoch int32) error {
 	return nil
 }
 
+// Settle returns once the append loop has finished everything it took
+// before the call. A group planned while this replica led is written
+// outside the lock and moves the LEO only when its write returns, even if
+// the replica became a follower meanwhile: a new follower settles before
+// it compares its log with the leader's, or it would compare a log end
+// that the old leadership's write is about to move past, and keep that
+// write's records as if the leader had them.
+func (p *Partition) Settle() error { return p.do(func() error { return nil }) }
+
 // SetHighWatermark moves the HW forward (never back, never past the LEO).
 // The replication layer calls it on the leader as followers catch up, and on
 // a follower with the leader's HW.

@@ -94,6 +94,9 @@ func (f *Follower) run(ctx context.Context) {
 
 // truncate cuts any suffix the leader does not have (KIP-101/279).
 func (f *Follower) truncate(ctx context.Context) error {
+	if err := f.p.Settle(); err != nil {
+		return err
+	}
 	latest := f.p.LatestEpoch()
 	if latest < 0 {
 		return nil // an empty history has nothing to diverge
