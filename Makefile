@@ -2,7 +2,7 @@
 GO ?= go
 PROTOC ?= protoc
 
-.PHONY: test test-unit test-deploy test-e2e proto proto-check lint build install clean images
+.PHONY: test test-unit test-deploy test-deploy-secure test-e2e proto proto-check lint build install clean images
 
 ## test: everything CI runs (unit tier with -race, the multi-process tier, the container tier)
 test:
@@ -11,9 +11,12 @@ test:
 test-unit:
 	$(GO) test -race -count=1 ./...
 
-## test-deploy: the container tier alone (deploy/ checks, image, compose cluster)
+## test-deploy: the container tier alone (deploy/ checks, image, compose cluster);
+## test-deploy-secure: the same, then the secure compose cluster too (TLS, ACLs, SCRAM)
 test-deploy:
 	./scripts/test-deploy.sh
+test-deploy-secure:
+	SKEIN_DEPLOY_SECURE=1 ./scripts/test-deploy.sh
 
 ## proto: regenerate the committed gRPC code
 proto:

@@ -42,14 +42,15 @@ var services = []string{"broker1", "broker2", "broker3"}
 
 // composeCluster is one compose project of deploy/docker-compose.yml.
 type composeCluster struct {
-	t       *testing.T
-	project string
-	image   string
-	bin     string   // host binaries: broker, produce, consume
-	file    string   // deploy/docker-compose.yml
-	env     []string // for docker-compose: image, ports, subnet
-	ports   []int    // host ports of the external listeners, by service
-	network string
+	t         *testing.T
+	project   string
+	image     string
+	bin       string   // host binaries: broker, produce, consume
+	files     []string // deploy/docker-compose.yml, and overrides
+	env       []string // for docker-compose: image, ports, subnet
+	ports     []int    // host ports of the external listeners, by service
+	httpPorts []int    // host ports of the HTTP listeners, by service
+	network   string
 }
 
 // result is what a command printed and how it exited.
@@ -95,7 +96,9 @@ func must(t testing.TB, r result, what string) result {
 	return r
 }
 
-func newComposeCluster(t *testing.T) *composeCluster {
+// newComposeCluster is deploy/docker-compose.yml with the override files
+// given (their project name takes suffix).
+func newComposeCluster(t *testing.T, suffix string, overrides ...string) *composeCluster {
 	project := os.Getenv("SKEIN_DEPLOY_PROJECT")
 	if project == "" {
 		t.Skip("container tier: scripts/test-deploy.sh runs it (make test does)")
@@ -104,11 +107,16 @@ func newComposeCluster(t *testing.T) *composeCluster {
 	if image == "" || bin == "" {
 		t.Fatal("SKEIN_DEPLOY_PROJECT needs SKEIN_IMAGE (the image to run) and SKEIN_BIN (host binaries)")
 	}
-	file, err := filepath.Abs("docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
+	project += suffix
+	var files []string
+	for _, f := range append([]string{"docker-compose.yml"}, overrides...) {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, abs)
 	}
-	c := &composeCluster{t: t, project: project, image: image, bin: bin, file: file, network: project + "_default"}
+	c := &composeCluster{t: t, project: project, image: image, bin: bin, files: files, network: project + "_default"}
 	c.ports = freePorts(t, 2*len(services))
 	prefix := freeSubnet(t)
 	c.env = append(os.Environ(), "SKEIN_IMAGE="+image, "SKEIN_NET_PREFIX="+prefix)
@@ -117,7 +125,7 @@ func newComposeCluster(t *testing.T) *composeCluster {
 			fmt.Sprintf("SKEIN_BROKER%d_PORT=%d", i+1, c.ports[i]),
 			fmt.Sprintf("SKEIN_BROKER%d_HTTP_PORT=%d", i+1, c.ports[len(services)+i]))
 	}
-	c.ports = c.ports[:len(services)]
+	c.ports, c.httpPorts = c.ports[:len(services)], c.ports[len(services):]
 	t.Logf("project %s, image %s, network %s.0/24, external ports %v", project, image, prefix, c.ports)
 	t.Cleanup(c.teardown)
 	return c
@@ -169,7 +177,11 @@ func freeSubnet(t *testing.T) string {
 
 func (c *composeCluster) compose(timeout time.Duration, args ...string) result {
 	c.t.Helper()
-	return run(c.t, timeout, c.env, "", "docker-compose", append([]string{"-p", c.project, "-f", c.file}, args...)...)
+	all := []string{"-p", c.project}
+	for _, f := range c.files {
+		all = append(all, "-f", f)
+	}
+	return run(c.t, timeout, c.env, "", "docker-compose", append(all, args...)...)
 }
 
 // teardown removes the project's containers, network and volumes, and the
@@ -556,7 +568,7 @@ func TestImage(t *testing.T) {
 }
 
 func TestComposeCluster(t *testing.T) {
-	c := newComposeCluster(t)
+	c := newComposeCluster(t, "")
 	must(t, c.compose(30*time.Second, "config", "-q"), "docker-compose config")
 
 	// 1. Up: three brokers bootstrap the controller quorum together.

@@ -9,6 +9,10 @@
 #      the host and from the network, kill a broker, restart it, stop and start
 #      the cluster. Containers, networks, volumes and the image are removed
 #      afterwards, on failure too.
+#   3. with SKEIN_DEPLOY_SECURE=1 (make test-deploy-secure), also
+#      deploy/docker-compose.secure.yml: TLS, ACLs, a SCRAM user made with the
+#      admin certificate, produce and consume as it, plaintext and
+#      unauthenticated clients refused (about 2 minutes more)
 # Without docker-compose or a reachable Docker engine the live part says so
 # and is skipped; with CI=true that is a failure.
 set -euo pipefail
@@ -64,6 +68,8 @@ cleanup() {
   [ -n "$ids" ] && docker rm -f -v $ids >/dev/null
   # Everything compose made for the project, whatever state the test left.
   SKEIN_IMAGE=$image docker-compose -p "$project" -f deploy/docker-compose.yml down -v --remove-orphans -t 10 >/dev/null 2>&1
+  SKEIN_IMAGE=$image docker-compose -p "${project}s" -f deploy/docker-compose.yml -f deploy/docker-compose.secure.yml \
+    down -v --remove-orphans -t 10 >/dev/null 2>&1
   docker image inspect "$image" >/dev/null 2>&1 && docker rmi -f "$image" >/dev/null
   rm -rf "$bin"
 }
