@@ -51,6 +51,7 @@ type options struct {
 	seed                       uint64
 	runs, rate, parts, members int
 	keyWriters, keys           int
+	compacted                  bool
 	duration                   time.Duration
 	scenarios                  []string
 	dir, bin, engine           string
@@ -100,6 +101,7 @@ func parseOptions(args []string, stderr io.Writer) (o options, code int, ok bool
 	fs.IntVar(&o.members, "group-members", 2, "members of the consumer group that shares the test topic (each replaced now and then); 0 for no group")
 	fs.IntVar(&o.keyWriters, "key-writers", 4, "per-key conditional writers (read a key with GetKey, append its next update with ProduceIfKeys, retry on a mismatch) of a key-indexed topic beside the test topic; 0 for none")
 	fs.IntVar(&o.keys, "keys", 12, "keys the key writers contend for (the first three are hot)")
+	fs.BoolVar(&o.compacted, "compacted", true, "the key writers also update a compacted key topic (cleanup.policy compact); the brokers run with --segment-bytes 32768 --cleaner-interval 1s so the cleaner works during a run (not with -storage-engine journal, which refuses compaction)")
 	fs.StringVar(&o.engine, "storage-engine", "", "the brokers' --storage-engine: wal or journal (default: the broker's default)")
 	fs.BoolVar(&o.secure, "secure", false, "run the brokers with TLS on every listener (mutual TLS between brokers), encrypted gossip and ACLs, certificates made by `broker certs create`, and the workload as a SCRAM user over TLS")
 	fs.BoolVar(&o.jsonOut, "json", false, "print each run's report as a JSON line on stdout instead of the table")
@@ -186,7 +188,7 @@ func runAll(o options, stdout, stderr io.Writer) int {
 		}
 		rep := chaos.Run(chaos.Config{Seed: s, Duration: o.duration, Scenario: sc, Dir: runDir,
 			Rate: o.rate, Partitions: o.parts, GroupMembers: o.members,
-			KeyWriters: o.keyWriters, Keys: o.keys, StorageEngine: o.engine, Secure: o.secure, Logf: logf})
+			KeyWriters: o.keyWriters, Keys: o.keys, CompactedKeys: o.compacted, StorageEngine: o.engine, Secure: o.secure, Logf: logf})
 		reports = append(reports, rep)
 		if !rep.Pass {
 			failed++

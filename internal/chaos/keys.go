@@ -233,17 +233,39 @@ type keyTopic struct {
 	compacted bool
 }
 
-// keyTopics are the run's key topics: the test topic's name with "-keys".
+// keyTopics are the run's key topics: the test topic's name with "-keys",
+// and with CompactedKeys (not on the journal engine, which refuses
+// compaction) "-compacted", a compacted one.
 func (r *runner) keyTopics() []keyTopic {
 	if r.cfg.KeyWriters == 0 {
 		return nil
 	}
-	return []keyTopic{{name: r.cfg.Topic + keyTopicSuffix}}
+	ts := []keyTopic{{name: r.cfg.Topic + keyTopicSuffix}}
+	if r.cfg.CompactedKeys && r.cfg.StorageEngine != "journal" {
+		ts = append(ts, keyTopic{name: r.cfg.Topic + "-compacted", compacted: true})
+	}
+	return ts
 }
 
-// config is the topic's configuration: tc with the key index.
+// compactedArgs are the brokers' flags when a key topic is compacted:
+// segments small enough to seal several times in a run (the cleaner
+// leaves the active segment alone) and a cleaner that looks every second.
+func (r *runner) compactedArgs() []string {
+	for _, kt := range r.keyTopics() {
+		if kt.compacted {
+			return []string{"--segment-bytes", "32768", "--cleaner-interval", "1s"}
+		}
+	}
+	return nil
+}
+
+// config is the topic's configuration: tc with the key index (and the
+// compact cleanup policy).
 func (kt keyTopic) config(tc client.TopicConfig) client.TopicConfig {
 	tc.KeyIndex = true
+	if kt.compacted {
+		tc.CleanupPolicy = "compact"
+	}
 	return tc
 }
 

@@ -42,7 +42,12 @@ type Config struct {
 	// test topic (Topic + "-keys"); 0 for none.
 	KeyWriters int
 	Keys       int
-	Topic      string
+	// CompactedKeys adds a compacted key topic (Topic + "-compacted",
+	// cleanup.policy compact) that the key writers update too; the brokers
+	// then run with 32 KiB segments and the cleaner every second. Not with
+	// the journal engine, which refuses compaction.
+	CompactedKeys bool
+	Topic         string
 	// StorageEngine is the brokers' --storage-engine ("" for their default).
 	StorageEngine string
 	// Secure runs the brokers with TLS on every listener (mutual TLS
@@ -207,6 +212,7 @@ func (r *runner) startCluster(n *nemesis) {
 	if cfg.StorageEngine != "" {
 		args = append(args, "--storage-engine", cfg.StorageEngine)
 	}
+	args = append(args, r.compactedArgs()...)
 	var adminOpts []client.ClientOpt
 	if cfg.Secure {
 		var hosts []string
