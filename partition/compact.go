@@ -164,6 +164,9 @@ func (p *Partition) Clean(opts CleanOptions) (CleanResult, error) {
 	res.CleanableOffset = end
 	latest, read, err := p.latestOffsets(start, end, opts.Throttle)
 	res.BytesRead += read
+	if errors.Is(err, wal.ErrOffsetOutOfRange) {
+		return res, nil // retention moved the log start meanwhile: the next pass
+	}
 	if err != nil {
 		return res, err
 	}
@@ -184,6 +187,7 @@ func (p *Partition) Clean(opts CleanOptions) (CleanResult, error) {
 		return true
 	}
 	for _, s := range segs {
+		kept := len(gone) // the tombstones of a segment not swapped in stay
 		before, after, err := comp.CompactSegment(s.BaseOffset, func(e wal.Entry) ([]byte, error) {
 			if opts.Throttle != nil {
 				opts.Throttle(len(e.Data))
@@ -201,6 +205,9 @@ func (p *Partition) Clean(opts CleanOptions) (CleanResult, error) {
 			}
 			return out, nil
 		})
+		if err != nil || after == before {
+			gone = gone[:kept]
+		}
 		if errors.Is(err, wal.ErrSegmentChanged) {
 			break // truncated or reset meanwhile: the next pass sees the log as it is
 		}
@@ -247,6 +254,9 @@ func (p *Partition) latestOffsets(start, end int64, throttle func(int)) (map[str
 		})
 		if errors.Is(err, wal.ErrClosed) {
 			return nil, read, ErrClosed
+		}
+		if errors.Is(err, wal.ErrOffsetOutOfRange) {
+			return nil, read, err
 		}
 		if err != nil {
 			return nil, read, fmt.Errorf("%w: cleaner: read at offset %d: %v", ErrStorage, next, p.readFailed(err))

@@ -66,7 +66,9 @@ func (l *Log) CompactSegment(base int64, rewrite func(Entry) ([]byte, error)) (b
 	}
 	l.imu.RUnlock()
 	if seg == nil {
-		return 0, 0, fmt.Errorf("wal: %s: no sealed segment starts at offset %d", l.dir, base)
+		// Retention or a truncation may have removed it since the caller
+		// looked: ErrSegmentChanged.
+		return 0, 0, fmt.Errorf("%w: %s: no sealed segment starts at offset %d", ErrSegmentChanged, l.dir, base)
 	}
 	if valid < size {
 		return size, size, &CorruptError{Path: seg.path, Pos: valid, Offset: base, Reason: "cannot compact a damaged segment"}
