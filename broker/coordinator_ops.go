@@ -190,6 +190,9 @@ func (c *coordinator) Fetch(ctx context.Context, name string, tps []group.TopicP
 	if err != nil {
 		return nil, err
 	}
+	if _, err := c.append(ctx, sh, []group.Record{{Type: group.TypeBarrier}}); err != nil {
+		return nil, err
+	}
 	sh.mu.Lock()
 	offs := sh.store.Offsets(name)
 	members := sh.members(name)

@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -148,5 +149,47 @@ func TestGroupRackAwareAssignment(t *testing.T) {
 		if m.Rack == "" {
 			t.Errorf("describe: member %s has no rack", m.MemberId)
 		}
+	}
+}
+
+// A coordinator that can no longer commit to its offsets partition (here
+// its followers are gone; in the fault suite it was cut off while another
+// broker took over the group) does not answer offset fetches from what it
+// remembers: those could be older than a commit the new coordinator
+// acknowledged. The fetch fails, and the client asks again.
+func TestOffsetFetchNeedsACommittableCoordinator(t *testing.T) {
+	cl := brokertest.NewCluster(t, 3, brokertest.WithConfig(func(c *broker.Config) { c.Groups.OffsetsPartitions = 1 }))
+	ctx := cl.Context(60 * time.Second)
+	c1 := dialConn(t, cl.Broker(1).Addr())
+	createTopic(t, pb.NewSkeinClient(c1), "orders", 1)
+	produce(t, dial(t, cl.Broker(cl.WaitLeader("orders", 0, 10*time.Second)).Addr()), "orders", 0, "a", "b", "c", "d", "e", "f", "g", "h")
+	fc, err := pb.NewGroupsClient(c1).FindCoordinator(ctx, &pb.FindCoordinatorRequest{Group: "billing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.WaitFor("full ISR of the offsets partition", 20*time.Second, func() bool {
+		md, err := pb.NewSkeinClient(c1).DescribeTopic(ctx, &pb.DescribeTopicRequest{Name: "__consumer_offsets"})
+		return err == nil && len(md.Partitions) == 1 && len(md.Partitions[0].Isr) == 3
+	})
+	g := pb.NewGroupsClient(dialConn(t, fc.Addr))
+	hb, err := g.Heartbeat(ctx, &pb.GroupHeartbeatRequest{Group: "billing", Topics: []string{"orders"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.CommitOffsets(ctx, commitReq("billing", hb.MemberId, hb.MemberEpoch, "orders", 0, 7)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := g.FetchOffsets(ctx, &pb.FetchOffsetsRequest{Group: "billing"}); err != nil || len(r.Offsets) != 1 || r.Offsets[0].Offset != 7 {
+		t.Fatalf("fetch with the ISR up: %v %v", r, err)
+	}
+	for id := int32(1); id <= 3; id++ {
+		if id != fc.BrokerId {
+			cl.Kill(id)
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if r, err := g.FetchOffsets(fctx, &pb.FetchOffsetsRequest{Group: "billing"}); err == nil {
+		t.Fatalf("a coordinator that cannot commit answered a fetch from memory: %v", r)
 	}
 }

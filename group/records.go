@@ -11,6 +11,11 @@ const (
 	TypeCommit   = "commit"   // one committed offset
 	TypeDelete   = "delete"   // a group's offsets removed
 	TypeSnapshot = "snapshot" // the whole state of one offsets partition
+	// TypeBarrier changes nothing: the coordinator commits one before it
+	// answers a read, which a replaced coordinator (cut off, not yet told)
+	// cannot do, so no client reads offsets older than an acknowledged
+	// commit.
+	TypeBarrier = "barrier"
 )
 
 // Entry is one committed offset, as stored.
@@ -77,7 +82,7 @@ func Decode(b []byte) (Record, error) {
 		if r.Group == "" {
 			return Record{}, fmt.Errorf("offsets record: delete without a group")
 		}
-	case TypeSnapshot:
+	case TypeSnapshot, TypeBarrier:
 	default:
 		return Record{}, fmt.Errorf("offsets record: unknown type %q", r.Type)
 	}
