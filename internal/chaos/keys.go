@@ -253,7 +253,7 @@ func (r *runner) keyTopics() []keyTopic {
 func (r *runner) compactedArgs() []string {
 	for _, kt := range r.keyTopics() {
 		if kt.compacted {
-			return []string{"--segment-bytes", "32768", "--cleaner-interval", "1s"}
+			return []string{"--segment-bytes", "8192", "--cleaner-interval", "1s"}
 		}
 	}
 	return nil
