@@ -67,8 +67,10 @@ func Start(t testing.TB, opts ...Option) *Broker {
 		o(&cfg)
 	}
 	b := &Broker{t: t, cfg: cfg, Dir: cfg.DataDir}
-	b.start()
+	// Registered first: a broker that started but failed to become ready
+	// is stopped too, and logs nothing after the test ends.
 	t.Cleanup(func() { b.Stop() })
+	b.start()
 	return b
 }
 
