@@ -34,6 +34,18 @@ step "Kubernetes manifests: kubectl kustomize, strict decode"
   [ "${PIPESTATUS[0]}" = 0 ]
 )
 
+step "secure Kubernetes variant: kubectl kustomize deploy/kubernetes-secure"
+if command -v kubectl >/dev/null; then
+  out=$(kubectl kustomize deploy/kubernetes-secure)
+  for want in SKEIN_TLS_CERT_FILE SKEIN_GOSSIP_KEY_FILE 'value: acl' 'scheme: HTTPS' 'secretName: skein-broker-tls'; do
+    grep -q "$want" <<<"$out" || { echo "deploy/kubernetes-secure renders without $want"; exit 1; }
+  done
+  if grep -q 'grpc:' <<<"$out"; then echo "deploy/kubernetes-secure keeps a gRPC probe (it cannot speak TLS)"; exit 1; fi
+  echo "ok"
+else
+  missing "kubectl is not installed"
+fi
+
 if command -v systemd-analyze >/dev/null; then
   step "systemd unit: systemd-analyze verify"
   tmp=$(mktemp -d)
