@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,6 +41,21 @@ type TopicConfig struct {
 	// (a record with a null value) that is its key's latest record (0 in
 	// CreateTopic: 24 hours).
 	DeleteRetentionMs int64
+}
+
+// matches reports whether a topic's configuration is what cfg asks for,
+// counting only the settings cfg names (its zero values are defaults).
+func (cfg TopicConfig) matches(got TopicConfig) bool {
+	same := func(want, have int64) bool { return want == 0 || want == have }
+	policy := cfg.CleanupPolicy
+	if policy == "delete" {
+		policy = ""
+	}
+	return same(int64(cfg.Partitions), int64(got.Partitions)) && same(int64(cfg.ReplicationFactor), int64(got.ReplicationFactor)) &&
+		same(int64(cfg.MinInsyncReplicas), int64(got.MinInsyncReplicas)) && same(cfg.RetentionMs, got.RetentionMs) &&
+		same(cfg.RetentionBytes, got.RetentionBytes) && same(int64(cfg.MaxRecordBytes), int64(got.MaxRecordBytes)) &&
+		cfg.KeyIndex == got.KeyIndex && same(cfg.DeleteRetentionMs, got.DeleteRetentionMs) &&
+		(cfg.CleanupPolicy == "" || policy == got.CleanupPolicy)
 }
 
 // TopicInfo is a topic's metadata: its configuration and where its
@@ -174,11 +190,19 @@ func (c *Client) CreateTopic(ctx context.Context, name string, cfg TopicConfig) 
 		req.DeleteRetentionMs = &cfg.DeleteRetentionMs
 	}
 	var resp *skeinv1.CreateTopicResponse
+	unsure := false // an attempt got no answer: it may have created the topic
 	err := c.callAny(ctx, "create topic", func(ctx context.Context, cl skeinv1.SkeinClient) error {
 		var err error
 		resp, err = cl.CreateTopic(ctx, req)
+		unsure = unsure || isTransport(fromRPC(err))
 		return err
 	})
+	if unsure && errors.Is(err, ErrTopicExists) {
+		// The topic an unanswered attempt created is this call's success.
+		if d, derr := c.DescribeTopic(ctx, name); derr == nil && cfg.matches(d.Config) {
+			return d.TopicInfo, nil
+		}
+	}
 	if err != nil {
 		return TopicInfo{}, fmt.Errorf("create topic %q: %w", name, err)
 	}

@@ -272,7 +272,15 @@ func (s TopicSpec) Matches(c TopicConfig) bool {
 		(s.ReplicationFactor == 0 || s.ReplicationFactor == c.ReplicationFactor) &&
 		eq32(s.MinInsyncReplicas, c.MinInsyncReplicas) && eq64(s.RetentionMs, c.RetentionMs) &&
 		eq64(s.RetentionBytes, c.RetentionBytes) && eq32(s.MaxRecordBytes, c.MaxRecordBytes) &&
-		s.KeyIndex == c.KeyIndex
+		s.KeyIndex == c.KeyIndex && eq64(s.DeleteRetentionMs, c.DeleteRetentionMs) && s.samePolicy(c.CleanupPolicy)
+}
+
+func (s TopicSpec) samePolicy(stored string) bool {
+	if s.CleanupPolicy == nil {
+		return true
+	}
+	want, err := NormalizeCleanupPolicy(*s.CleanupPolicy)
+	return err == nil && want == stored
 }
 
 // Defaults for topic configuration.

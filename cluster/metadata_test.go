@@ -99,6 +99,7 @@ func TestAssignReplicasSpreadsLeaders(t *testing.T) {
 func TestTopicSpecMatches(t *testing.T) {
 	i32 := func(v int32) *int32 { return &v }
 	i64 := func(v int64) *int64 { return &v }
+	ptr := func(v string) *string { return &v }
 	have := TopicConfig{Partitions: 3, ReplicationFactor: 3, MinInsyncReplicas: 2, RetentionMs: 1000, RetentionBytes: -1, MaxRecordBytes: 1 << 20}
 	for _, c := range []struct {
 		spec TopicSpec
@@ -113,6 +114,9 @@ func TestTopicSpecMatches(t *testing.T) {
 		{TopicSpec{Name: "a", RetentionBytes: i64(10)}, false},
 		{TopicSpec{Name: "a", MaxRecordBytes: i32(10)}, false},
 		{TopicSpec{Name: "a", KeyIndex: true}, false},
+		{TopicSpec{Name: "a", CleanupPolicy: ptr("delete")}, true},
+		{TopicSpec{Name: "a", CleanupPolicy: ptr("compact")}, false},
+		{TopicSpec{Name: "a", DeleteRetentionMs: i64(5)}, false},
 	} {
 		if got := c.spec.Matches(have); got != c.want {
 			t.Errorf("%+v matches %+v: %v, want %v", c.spec, have, got, c.want)
