@@ -51,6 +51,12 @@ const (
 // render runs kubectl kustomize on deploy/kubernetes.
 func render(t *testing.T) []byte {
 	t.Helper()
+	return renderDir(t, "..")
+}
+
+// renderDir runs kubectl kustomize on dir.
+func renderDir(t *testing.T, dir string) []byte {
+	t.Helper()
 	kubectl := os.Getenv("KUBECTL")
 	if kubectl == "" {
 		var err error
@@ -62,11 +68,11 @@ func render(t *testing.T) []byte {
 		}
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(kubectl, "kustomize", "..")
+	cmd := exec.Command(kubectl, "kustomize", dir)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("kubectl kustomize deploy/kubernetes: %v\n%s", err, stderr.String())
+		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr.String())
 	}
 	return out
 }
@@ -116,7 +122,12 @@ type manifests struct {
 
 func load(t *testing.T) manifests {
 	t.Helper()
-	objs, err := decodeAll(render(t))
+	return loadDir(t, "..")
+}
+
+func loadDir(t *testing.T, dir string) manifests {
+	t.Helper()
+	objs, err := decodeAll(renderDir(t, dir))
 	if err != nil {
 		t.Fatalf("strict decode of the rendered manifests: %v", err)
 	}
@@ -432,5 +443,59 @@ func TestPodDisruptionBudget(t *testing.T) {
 		}
 	default:
 		t.Error("PodDisruptionBudget sets neither maxUnavailable nor minAvailable")
+	}
+}
+
+// The secure variant (deploy/kubernetes-secure) is the same cluster with
+// TLS, the gossip key and ACLs from secrets mounted read-only, and probes
+// that speak HTTPS (the kubelet's gRPC probe cannot speak TLS).
+func TestSecureVariant(t *testing.T) {
+	m := loadDir(t, "../../kubernetes-secure")
+	c := m.container(t)
+	e := env(c)
+	for name, want := range map[string]string{
+		"SKEIN_TLS_CERT_FILE":   "/etc/skein/tls/tls.crt",
+		"SKEIN_TLS_KEY_FILE":    "/etc/skein/tls/tls.key",
+		"SKEIN_TLS_CA_FILE":     "/etc/skein/tls/ca.crt",
+		"SKEIN_GOSSIP_KEY_FILE": "/etc/skein/gossip/key",
+		"SKEIN_AUTHORIZER":      "acl",
+		"SKEIN_SUPER_USERS":     "User:admin",
+	} {
+		if e[name].Value != want {
+			t.Errorf("%s = %q, want %q", name, e[name].Value, want)
+		}
+	}
+	if _, ok := e["SKEIN_GOSSIP_KEY"]; ok {
+		t.Error("the gossip key in the environment: mount it as a file")
+	}
+	// The base settings are still there.
+	if e["SKEIN_PEER_ADDR"].Value == "" || e["SKEIN_BOOTSTRAP_EXPECT"].Value == "" {
+		t.Errorf("the base environment is gone: %v", c.Env)
+	}
+	for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
+		if p == nil || p.GRPC != nil || p.HTTPGet == nil || p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+			t.Errorf("probe %+v: want httpGet over HTTPS", p)
+		}
+	}
+	mounts := map[string]corev1.VolumeMount{}
+	for _, vm := range c.VolumeMounts {
+		mounts[vm.Name] = vm
+	}
+	secrets := map[string]string{}
+	for _, v := range m.sts.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secrets[v.Name] = v.Secret.SecretName
+			if v.Secret.DefaultMode == nil || *v.Secret.DefaultMode&0o007 != 0 {
+				t.Errorf("secret volume %s readable by others: %v", v.Name, v.Secret.DefaultMode)
+			}
+		}
+	}
+	for vol, secret := range map[string]string{"tls": "skein-broker-tls", "gossip": "skein-gossip"} {
+		if secrets[vol] != secret || !mounts[vol].ReadOnly {
+			t.Errorf("volume %s: secret %q (want %q), mount %+v (want read-only)", vol, secrets[vol], secret, mounts[vol])
+		}
+	}
+	if _, ok := mounts["data"]; !ok {
+		t.Error("the data volume mount is gone")
 	}
 }
