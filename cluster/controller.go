@@ -1130,6 +1130,7 @@ func (c *Controller) shutdown() error {
 		f := c.raft.Shutdown()
 		c.trans.closePipelines() // see raftTransport
 		errs = append(errs, f.Error())
+		c.trans.quiesce() // no heartbeat writes to the store once it is closed
 	}
 	if c.trans != nil {
 		errs = append(errs, c.trans.Close())

@@ -18,12 +18,46 @@ import (
 // wait (the send fails with ErrPipelineShutdown), and a transport that is
 // shutting down opens no new ones (Raft falls back to single
 // AppendEntries calls, which time out).
+//
+// It also fences Raft's heartbeat fast path: those heartbeats run on the
+// transport's connection goroutines, not Raft's, and one that passed Raft's
+// shutdown check could write the term to a store already closed, which
+// hashicorp/raft answers with a panic. quiesce waits for the ones running
+// and refuses later ones, so the store can be closed safely.
 type raftTransport struct {
 	*raft.NetworkTransport
 
 	mu      sync.Mutex
 	closing bool
 	pipes   map[*trackedPipeline]struct{}
+
+	hbMu     sync.Mutex
+	hbClosed bool
+	hbs      sync.WaitGroup
+}
+
+// SetHeartbeatHandler installs Raft's heartbeat fast path behind the fence.
+func (t *raftTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	t.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		t.hbMu.Lock()
+		if t.hbClosed {
+			t.hbMu.Unlock()
+			rpc.Respond(nil, raft.ErrRaftShutdown)
+			return
+		}
+		t.hbs.Add(1)
+		t.hbMu.Unlock()
+		defer t.hbs.Done()
+		cb(rpc)
+	})
+}
+
+// quiesce refuses heartbeats from now on and waits for those running.
+func (t *raftTransport) quiesce() {
+	t.hbMu.Lock()
+	t.hbClosed = true
+	t.hbMu.Unlock()
+	t.hbs.Wait()
 }
 
 func newRaftTransport(t *raft.NetworkTransport) *raftTransport {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,5 +71,55 @@ func TestClosePipelinesUnblocksAStuckSend(t *testing.T) {
 	}
 	if _, err := leader.AppendEntriesPipeline("2", follower.LocalAddr()); !errors.Is(err, raft.ErrTransportShutdown) {
 		t.Fatalf("new pipeline while shutting down: %v, want ErrTransportShutdown", err)
+	}
+}
+
+// Shutdown closes the Raft store only after quiesce: a heartbeat already
+// in Raft's handler is waited for, and later ones are refused without
+// reaching Raft (which would write the term to the closed store and panic).
+func TestQuiesceFencesHeartbeats(t *testing.T) {
+	cfg := func() *raft.NetworkTransportConfig {
+		return &raft.NetworkTransportConfig{MaxPool: 2, Timeout: time.Minute}
+	}
+	ft, err := raft.NewTCPTransportWithConfig("127.0.0.1:0", nil, cfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	follower := newRaftTransport(ft)
+	defer follower.Close()
+	entered, release := make(chan struct{}, 4), make(chan struct{})
+	var calls atomic.Int32
+	follower.SetHeartbeatHandler(func(rpc raft.RPC) {
+		calls.Add(1)
+		entered <- struct{}{}
+		<-release
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+	})
+	leader, err := raft.NewTCPTransportWithConfig("127.0.0.1:0", nil, cfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leader.Close()
+	heartbeat := func() error {
+		req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("1"), Addr: []byte(leader.LocalAddr())}, Term: 1}
+		return leader.AppendEntries("2", follower.LocalAddr(), req, new(raft.AppendEntriesResponse))
+	}
+	first := make(chan error, 1)
+	go func() { first <- heartbeat() }()
+	<-entered
+	quiesced := make(chan struct{})
+	go func() { follower.quiesce(); close(quiesced) }()
+	select {
+	case <-quiesced:
+		t.Fatal("quiesce returned while a heartbeat was in Raft's handler")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	<-quiesced
+	if err := <-first; err != nil {
+		t.Fatalf("the heartbeat in progress: %v", err)
+	}
+	if err := heartbeat(); err == nil || calls.Load() != 1 {
+		t.Fatalf("heartbeat after quiesce: err %v, handler calls %d; want an error and 1 call", err, calls.Load())
 	}
 }
