@@ -48,12 +48,6 @@ const (
 	imageUID   = 10001
 )
 
-// render runs kubectl kustomize on deploy/kubernetes.
-func render(t *testing.T) []byte {
-	t.Helper()
-	return renderDir(t, "..")
-}
-
 // renderDir runs kubectl kustomize on dir.
 func renderDir(t *testing.T, dir string) []byte {
 	t.Helper()
