@@ -95,3 +95,17 @@ func checkIdentity(m Member, id Identity) error {
 	}
 	return nil
 }
+
+// superseded reports whether a newer incarnation than m gossips at m's
+// address: m is a process that has stopped there (memberlist still lists
+// it until it is declared dead). Registering it would verify it through
+// the new process's listener and could write the old process's details
+// back over the new one's, again and again while both are listed.
+func superseded(m Member, members []Member) bool {
+	for _, o := range members {
+		if o.GossipAddr == m.GossipAddr && o.State == "alive" && o.Meta.ID == m.Meta.ID && o.Meta.Incarnation > m.Meta.Incarnation {
+			return true
+		}
+	}
+	return false
+}

@@ -57,3 +57,27 @@ func TestCheckIdentity(t *testing.T) {
 		}
 	}
 }
+
+// A broker restarted at its address is listed twice until memberlist
+// declares the old process dead; only the new one may be registered, or
+// the two registrations alternate (the old one verified through the new
+// process's listener).
+func TestSupersededIncarnation(t *testing.T) {
+	old := Member{Name: "b1-old", GossipAddr: "a:1", State: "alive", Meta: MemberMeta{ID: 1, Incarnation: 1, StorageID: "s"}}
+	cur := Member{Name: "b1-new", GossipAddr: "a:1", State: "alive", Meta: MemberMeta{ID: 1, Incarnation: 5, StorageID: "s"}}
+	elsewhere := Member{Name: "b1-elsewhere", GossipAddr: "b:1", State: "alive", Meta: MemberMeta{ID: 1, Incarnation: 9}}
+	dead := Member{Name: "b1-dead", GossipAddr: "a:1", State: "dead", Meta: MemberMeta{ID: 1, Incarnation: 9}}
+	other := Member{Name: "b2", GossipAddr: "a:1", State: "alive", Meta: MemberMeta{ID: 2, Incarnation: 9}}
+	all := []Member{old, cur, elsewhere, dead, other}
+	for _, tc := range []struct {
+		m    Member
+		want bool
+	}{{old, true}, {cur, false}, {elsewhere, false}} {
+		if got := superseded(tc.m, all); got != tc.want {
+			t.Errorf("%s superseded: %v, want %v", tc.m.Name, got, tc.want)
+		}
+	}
+	if superseded(old, []Member{old, dead, other, elsewhere}) {
+		t.Error("superseded by a dead member, another broker's member, or a member elsewhere")
+	}
+}

@@ -783,7 +783,7 @@ func (c *Controller) registerBrokers(ctx context.Context, s *Snapshot, members [
 		registeredAlive[id] = true
 	}
 	for _, m := range members {
-		if m.State != "alive" {
+		if m.State != "alive" || superseded(m, members) {
 			continue
 		}
 		id := m.Meta.ID
