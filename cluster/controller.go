@@ -99,6 +99,7 @@ type Controller struct {
 	fastElection  bool                 // single-voter timeouts are in effect
 	startIndex    uint64               // the last Raft index on disk at start
 	refused       map[string]time.Time // gossip node name -> when its registration was last refused
+	registerErr   map[string]string    // gossip node name -> the last error registering it
 
 	stop chan struct{}
 	done chan struct{}
@@ -131,7 +132,7 @@ func Open(cfg Config) (*Controller, error) {
 	}
 	c := &Controller{
 		cfg: cfg, log: cfg.Logger.With("component", "controller"), fsm: newFSM(),
-		suspects: map[int32]time.Time{}, shuttingDown: map[int32]int64{}, refused: map[string]time.Time{},
+		suspects: map[int32]time.Time{}, shuttingDown: map[int32]int64{}, refused: map[string]time.Time{}, registerErr: map[string]string{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	ok := false
@@ -830,6 +831,8 @@ func (c *Controller) refuse(m Member, why string) {
 	c.mu.Unlock()
 	if !again {
 		c.log.Warn("gossip member refused as a broker", "node", m.Name, "gossip_addr", m.GossipAddr, "claims_broker", m.Meta.ID, "reason", why)
+	} else {
+		c.log.Debug("gossip member refused again", "node", m.Name, "claims_broker", m.Meta.ID, "reason", why)
 	}
 }
 
@@ -871,6 +874,17 @@ func (c *Controller) register(ctx context.Context, s *Snapshot, m Member) bool {
 		}
 	}
 	if _, err := c.propose(ctx, &command{Op: opRegisterBroker, Broker: &info, Changes: changes}); err != nil {
+		// Retried at the next tick; said once per member and reason.
+		c.mu.Lock()
+		said := c.registerErr[m.Name] == err.Error()
+		c.registerErr[m.Name] = err.Error()
+		if len(c.registerErr) > 1024 {
+			clear(c.registerErr)
+		}
+		c.mu.Unlock()
+		if !said {
+			c.log.Warn("could not register broker; retrying", "broker", id, "node", m.Name, "err", err)
+		}
 		return false
 	}
 	c.mu.Lock()
