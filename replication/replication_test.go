@@ -332,6 +332,25 @@ healed:
 
 // A deposed leader with an unreplicated suffix truncates it when it follows
 // the new leader, and ends byte-identical.
+// takeOver makes n2 (1's follower, cut off from it) leader in epoch 1
+// with n2 alone in the ISR, and appends four records "new0".."new3" there.
+func takeOver(t *testing.T, h *hub, n1, n2 *node, reps []int32) {
+	t.Helper()
+	n2.f.Stop()
+	n2.f = nil
+	n1.l.Stop()
+	h.mu.Lock()
+	delete(h.leaders, 1)
+	h.mu.Unlock()
+	n1.l = nil
+	lead(t, h, n2, 1, reps, []int32{2}, 1)
+	for i := range 4 {
+		if _, err := n2.p.Append(context.Background(), partition.AppendRequest{Batch: rec(t, fmt.Sprint("new", i)), LeaderEpoch: 1, ExpectedOffset: -1, Acks: partition.AcksAll}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestDivergentSuffixTruncated(t *testing.T) { forEachEngine(t, testDivergentSuffixTruncated) }
 
 func testDivergentSuffixTruncated(t *testing.T, engine string) {
@@ -360,19 +379,7 @@ func testDivergentSuffixTruncated(t *testing.T, engine string) {
 		}
 	}
 	// 2 becomes leader in epoch 1 and takes new writes.
-	n2.f.Stop()
-	n2.f = nil
-	n1.l.Stop()
-	h.mu.Lock()
-	delete(h.leaders, 1)
-	h.mu.Unlock()
-	n1.l = nil
-	lead(t, h, n2, 1, reps, []int32{2}, 1)
-	for i := range 4 {
-		if _, err := n2.p.Append(ctx, partition.AppendRequest{Batch: rec(t, fmt.Sprint("new", i)), LeaderEpoch: 1, ExpectedOffset: -1, Acks: partition.AcksAll}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	takeOver(t, h, n1, n2, reps)
 	// Heal; 1 follows 2.
 	h.mu.Lock()
 	delete(h.cut, [2]int32{1, 2})

@@ -73,19 +73,7 @@ func TestOldLeadersLastWriteIsTruncatedAfterItLands(t *testing.T) {
 		func(_ partition.AppendResult, err error) { written <- err })
 	<-g.entered
 	// 2 leads epoch 1 and takes writes at the same offsets.
-	n2.f.Stop()
-	n2.f = nil
-	n1.l.Stop()
-	h.mu.Lock()
-	delete(h.leaders, 1)
-	h.mu.Unlock()
-	n1.l = nil
-	lead(t, h, n2, 1, reps, []int32{2}, 1)
-	for i := range 4 {
-		if _, err := n2.p.Append(ctx, partition.AppendRequest{Batch: rec(t, fmt.Sprint("new", i)), LeaderEpoch: 1, ExpectedOffset: -1, Acks: partition.AcksAll}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	takeOver(t, h, n1, n2, reps)
 	// Heal; 1 follows 2 while its write is still held, then the write lands.
 	h.mu.Lock()
 	delete(h.cut, [2]int32{1, 2})
