@@ -67,11 +67,7 @@ func TestCompactionUnderLiveTraffic(t *testing.T) {
 	b := compactedBroker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := client.New(client.Brokers(b.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newClient(t, []string{b.Addr()})
 	if _, err := c.CreateTopic(ctx, "accounts", client.TopicConfig{Partitions: 1, KeyIndex: true,
 		CleanupPolicy: "compact", DeleteRetentionMs: 300}); err != nil {
 		t.Fatal(err)
@@ -282,11 +278,7 @@ func TestCompactionOnLeaderAndFollowers(t *testing.T) {
 		c.CleanerIOBytesPerSec = 64 << 20
 	}))
 	ctx := cl.Context(120 * time.Second)
-	c, err := client.New(client.Brokers(cl.Addrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newClient(t, cl.Addrs())
 	if _, err := c.CreateTopic(ctx, "kv", client.TopicConfig{Partitions: 1, ReplicationFactor: 3, KeyIndex: true,
 		CleanupPolicy: "compact", DeleteRetentionMs: 200}); err != nil {
 		t.Fatal(err)
@@ -338,11 +330,7 @@ func TestCompactedTopicBadInput(t *testing.T) {
 	b := compactedBroker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.New(client.Brokers(b.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newClient(t, []string{b.Addr()})
 	if _, err := c.CreateTopic(ctx, "bad", client.TopicConfig{CleanupPolicy: "compactt"}); err == nil || !strings.Contains(err.Error(), `cleanup.policy "compactt": want delete, compact, or compact,delete`) {
 		t.Fatalf("bad policy: %v", err)
 	}
@@ -385,11 +373,7 @@ func TestJournalBrokerRefusesCompaction(t *testing.T) {
 	b := brokertest.Start(t, brokertest.WithEngine(broker.EngineJournal))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.New(client.Brokers(b.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newClient(t, []string{b.Addr()})
 	if _, err := c.CreateTopic(ctx, "kv", client.TopicConfig{CleanupPolicy: "compact,delete"}); err == nil || !strings.Contains(err.Error(), "journal storage engine") {
 		t.Fatalf("compaction on the journal engine: %v", err)
 	}
